@@ -1,0 +1,145 @@
+"""One settings object for every command: ``HEADWATER_*`` variables and ``headwater.yaml``.
+
+Nested sections use ``__`` in variable names: ``HEADWATER_KAFKA__BOOTSTRAP_SERVERS``,
+``HEADWATER_REDIS__URL``. All local state lives under ``home`` (default ``./.headwater``) so
+``apply``, ``worker``, ``serve``, ``ingest`` and ``retrieve`` started in one directory agree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from schemas.errors import ConfigError
+
+__all__ = [
+    "KafkaSettings",
+    "RedisSettings",
+    "ServingSettings",
+    "Settings",
+    "StackSettings",
+    "WorkerSettings",
+    "load_settings",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated ``host:port`` list; the same value configures confluent-kafka and faust."""
+    partitions: int = Field(default=4, ge=1)
+    """Partitions of topics that ``apply`` creates."""
+    replication_factor: int = Field(default=1, ge=1)
+    """Replication factor of topics that ``apply`` creates."""
+
+
+class RedisSettings(_Section):
+    url: str = "redis://127.0.0.1:6379/0"
+    """Online store, as a standard ``redis://host:port/db`` URL."""
+
+
+class StackSettings(_Section):
+    """The local services that ``headwater up`` starts (a KRaft Kafka broker and redis-server)."""
+
+    controller_port: int = 9093
+    """Port of the KRaft controller listener of the local broker (the broker port comes from
+    ``kafka.bootstrap_servers``)."""
+    kafka_heap: str = "768m"
+    """JVM heap (-Xmx) of the local broker."""
+    cache_dir: Path = Path.home() / ".cache" / "headwater"
+    """Where resolved Kafka jars are kept between runs; shared by every project on the machine."""
+    start_timeout_s: float = 120.0
+    """How long ``up`` waits for a service to answer before giving up."""
+
+
+class WorkerSettings(_Section):
+    group_id: str = "headwater-worker"
+    """Kafka consumer group of the stream workers; one per deployment."""
+    batch_max_events: int = Field(default=5000, ge=1)
+    """Events per micro-batch written to Redis and Delta."""
+    batch_max_seconds: float = Field(default=0.5, gt=0)
+    """Longest a partial micro-batch waits before it is written."""
+
+
+class ServingSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+class Settings(BaseSettings):
+    """Everything a Headwater process needs to know; validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEADWATER_",
+        env_nested_delimiter="__",
+        yaml_file="headwater.yaml",
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: Path = Path(".headwater")
+    """Directory of all local state: catalog, Delta tables, service data and logs."""
+    definitions: Path = Path("features")
+    """Default file or directory of feature definitions (``headwater apply`` without PATH)."""
+    max_future_skew_ms: int = Field(default=300_000, ge=0)
+    """Events dated more than this after their arrival are refused."""
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    stack: StackSettings = StackSettings()
+    worker: WorkerSettings = WorkerSettings()
+    serving: ServingSettings = ServingSettings()
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / "catalog.db"
+
+    @property
+    def offline_root(self) -> Path:
+        return self.home / "offline"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments beat the environment, which beats headwater.yaml.
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict safe for logs (the Redis URL loses its password)."""
+        data = self.model_dump(mode="json")
+        url: str = data["redis"]["url"]
+        if "@" in url:
+            scheme, rest = url.split("://", 1)
+            data["redis"]["url"] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return data
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings, turning pydantic's report into one ``ConfigError``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        msg = (
+            f"invalid Headwater settings: {problems} "
+            "(set them with HEADWATER_<SECTION>__<NAME> variables or in headwater.yaml)"
+        )
+        raise ConfigError(msg) from exc
