@@ -1,0 +1,177 @@
+"""Avro schemas of source events and the Confluent wire format (magic 0, schema id, body).
+
+A schema is parsed once, when it is loaded; encoding and decoding reuse the parsed form.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.types import Schema as _FastavroSchema
+
+from schemas.errors import EventError
+
+__all__ = [
+    "AvroSchema",
+    "WIRE_MAGIC",
+    "decode_wire",
+    "encode_wire",
+    "event_time_ms",
+    "split_wire",
+]
+
+WIRE_MAGIC = 0
+_HEADER = struct.Struct(">bI")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _primitive(avro_type: Any) -> tuple[str, bool]:
+    """The primitive type of a field and whether it is nullable (``["null", T]`` unions)."""
+    if isinstance(avro_type, list):
+        non_null = [t for t in avro_type if t != "null"]
+        inner, _ = _primitive(non_null[0]) if len(non_null) == 1 else ("union", False)
+        return inner, "null" in avro_type
+    if isinstance(avro_type, dict):
+        if avro_type.get("logicalType") in ("timestamp-millis", "timestamp-micros"):
+            return "timestamp", False
+        return _primitive(avro_type["type"])
+    return str(avro_type), False
+
+
+@dataclass(frozen=True)
+class AvroSchema:
+    """A parsed Avro record schema with its fields' primitive types."""
+
+    definition: Mapping[str, Any]
+    parsed: _FastavroSchema = field(repr=False, compare=False)
+    field_types: Mapping[str, str] = field(compare=False)
+    nullable: frozenset[str] = field(compare=False)
+
+    @classmethod
+    def from_dict(cls, definition: Mapping[str, Any]) -> AvroSchema:
+        """Parse a record schema.
+
+        Raises:
+            ValueError: the schema is not a valid Avro record schema.
+        """
+        if definition.get("type") != "record":
+            msg = f"expected an Avro record schema (\"type\": \"record\"), got type {definition.get('type')!r}"
+            raise ValueError(msg)
+        try:
+            parsed = fastavro.parse_schema(dict(definition))
+        except (fastavro.schema.SchemaParseException, ValueError, TypeError, KeyError) as exc:
+            msg = f"invalid Avro schema: {exc}"
+            raise ValueError(msg) from exc
+        types: dict[str, str] = {}
+        nullable: set[str] = set()
+        for f in definition["fields"]:
+            types[f["name"]], is_null = _primitive(f["type"])
+            if is_null:
+                nullable.add(f["name"])
+        return cls(dict(definition), parsed, types, frozenset(nullable))
+
+    @classmethod
+    def from_file(cls, path: Path) -> AvroSchema:
+        with path.open(encoding="utf-8") as fh:
+            return cls.from_dict(json.load(fh))
+
+    @property
+    def name(self) -> str:
+        return str(self.definition["name"])
+
+    @property
+    def canonical(self) -> str:
+        """Stable JSON text of the schema, used for registry ids and fingerprints."""
+        return json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
+
+
+def encode_wire(schema: AvroSchema, schema_id: int, record: Mapping[str, Any]) -> bytes:
+    """Encode ``record`` in the Confluent wire format.
+
+    Raises:
+        EventError: the record does not match the schema.
+    """
+    buf = io.BytesIO()
+    buf.write(_HEADER.pack(WIRE_MAGIC, schema_id))
+    try:
+        fastavro.schemaless_writer(buf, schema.parsed, dict(record))
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        msg = f"event does not match schema {schema.name!r}: {exc}"
+        raise EventError(msg, reason="schema") from exc
+    return buf.getvalue()
+
+
+def split_wire(payload: bytes) -> tuple[int, memoryview]:
+    """The schema id and Avro body of a wire-format message.
+
+    Raises:
+        EventError: the bytes are not in the Confluent wire format.
+    """
+    if len(payload) < _HEADER.size or payload[0] != WIRE_MAGIC:
+        msg = (
+            f"message is not in the Confluent wire format (magic byte 0 + 4-byte schema id); "
+            f"got {len(payload)} bytes starting {bytes(payload[:5])!r}"
+        )
+        raise EventError(msg, reason="undecodable")
+    _, schema_id = _HEADER.unpack_from(payload)
+    return schema_id, memoryview(payload)[_HEADER.size :]
+
+
+def decode_wire(
+    payload: bytes, writer: AvroSchema, reader: AvroSchema | None = None
+) -> dict[str, Any]:
+    """Decode a wire-format message written with ``writer`` into the ``reader`` schema.
+
+    Raises:
+        EventError: the body cannot be decoded with the writer schema.
+    """
+    _, body = split_wire(payload)
+    try:
+        record = fastavro.schemaless_reader(
+            io.BytesIO(body), writer.parsed, reader.parsed if reader is not None else None
+        )
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError) as exc:
+        msg = f"cannot decode Avro body with schema {writer.name!r}: {exc!r}"
+        raise EventError(msg, reason="undecodable") from exc
+    if not isinstance(record, dict):
+        msg = f"decoded Avro body is a {type(record).__name__}, expected a record"
+        raise EventError(msg, reason="undecodable")
+    return record
+
+
+def event_time_ms(value: Any, field_name: str) -> int:
+    """Event time in epoch milliseconds from epoch ms, a tz-aware datetime or ISO-8601 text.
+
+    Raises:
+        EventError: the value is missing, naive (no zone) or not a time.
+    """
+    if isinstance(value, bool) or value is None:
+        msg = f"field {field_name!r}: event time is missing; give epoch ms or ISO-8601 with a zone"
+        raise EventError(msg, field=field_name, reason="timestamp")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            msg = f"field {field_name!r}: {value!r} is not an ISO-8601 time; e.g. '2026-11-26T15:04:05.123Z'"
+            raise EventError(msg, field=field_name, reason="timestamp") from exc
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            msg = (
+                f"field {field_name!r}: {value.isoformat()} has no time zone; "
+                "add one, e.g. 'Z' or '+00:00'"
+            )
+            raise EventError(msg, field=field_name, reason="timestamp")
+        # Integer arithmetic: float timestamps lose milliseconds far from the epoch.
+        return (value - _EPOCH) // timedelta(milliseconds=1)
+    msg = f"field {field_name!r}: {type(value).__name__} is not a time; give epoch ms or ISO-8601"
+    raise EventError(msg, field=field_name, reason="timestamp")

@@ -1,0 +1,224 @@
+"""Definition objects: entities, sources, feature sets, features and feature services.
+
+They are frozen, keyword-only dataclasses that check their own invariants, so a definition
+built from Python is as safe as one loaded from YAML. Creating one never touches the network;
+``headwater apply`` does the side effects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from schemas.aggregations import AGGREGATION_FUNCTIONS
+from schemas.avro import AvroSchema
+
+__all__ = [
+    "Definitions",
+    "Entity",
+    "Feature",
+    "FeatureRef",
+    "FeatureService",
+    "FeatureSet",
+    "Source",
+]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not _NAME.match(name):
+        msg = (
+            f"{kind} name {name!r} is not valid; use letters, digits and underscores, "
+            "starting with a letter or underscore"
+        )
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entity:
+    """A key that features describe; all of an entity's events travel on one partition."""
+
+    name: str
+    keys: tuple[str, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name("entity", self.name)
+        if not self.keys:
+            msg = f"entity {self.name!r} has no keys; give at least one key field"
+            raise ValueError(msg)
+        if len(set(self.keys)) != len(self.keys):
+            msg = f"entity {self.name!r} repeats a key in {list(self.keys)}"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """A Kafka topic, the Avro schema of its events and the event-time field."""
+
+    name: str
+    schema: AvroSchema
+    timestamp: str
+    topic: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name("source", self.name)
+        if not self.topic:
+            object.__setattr__(self, "topic", f"raw.{self.name}")
+        if self.timestamp not in self.schema.field_types:
+            msg = (
+                f"source {self.name!r}: timestamp field {self.timestamp!r} is not in schema "
+                f"{self.schema.name!r}; its fields are {sorted(self.schema.field_types)}"
+            )
+            raise ValueError(msg)
+
+    @property
+    def dlq_topic(self) -> str:
+        """Where events of this source that cannot be used go, with the reason."""
+        return f"dlq.{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Feature:
+    """One output column: ``function`` of ``field`` over ``window_ms`` (``None`` = lifetime)."""
+
+    name: str
+    function: str
+    field: str | None = None
+    window_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("feature", self.name)
+        if self.function not in AGGREGATION_FUNCTIONS:
+            msg = f"unknown function {self.function!r}; expected one of {list(AGGREGATION_FUNCTIONS)}"
+            raise ValueError(msg)
+        if self.field is None and self.function != "count":
+            msg = f"function {self.function!r} needs a field; only count works without one"
+            raise ValueError(msg)
+        if self.window_ms is not None and self.window_ms <= 0:
+            msg = f"window must be positive, got {self.window_ms} ms"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureSet:
+    """A versioned group of features over one source and one entity."""
+
+    name: str
+    entity: str
+    source: str
+    features: tuple[Feature, ...]
+    resolution_ms: int = 60_000
+    ttl_ms: int | None = None
+    version: int = 1
+    description: str = ""
+    owner: str = ""
+    tags: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        _check_name("feature set", self.name)
+        if not self.features:
+            msg = f"feature set {self.name!r} has no features"
+            raise ValueError(msg)
+        names = [f.name for f in self.features]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            msg = f"feature set {self.name!r} defines {duplicates} more than once"
+            raise ValueError(msg)
+        for f in self.features:
+            if f.window_ms is not None and f.window_ms % self.resolution_ms:
+                msg = (
+                    f"feature {f.name!r}: window {f.window_ms} ms is not a multiple of the "
+                    f"resolution {self.resolution_ms} ms"
+                )
+                raise ValueError(msg)
+        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+
+    @property
+    def max_window_ms(self) -> int:
+        """The longest window: online keeps this many milliseconds of tiles."""
+        return max((f.window_ms for f in self.features if f.window_ms), default=self.resolution_ms)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        msg = f"feature set {self.name!r} has no feature {name!r}; it has {[f.name for f in self.features]}"
+        raise KeyError(msg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureService:
+    """A named list of feature references that one model consumes."""
+
+    name: str
+    features: tuple[str, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name("feature service", self.name)
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """``feature_set[@vN]:feature`` parsed; ``version`` is ``None`` for the latest."""
+
+    feature_set: str
+    feature: str
+    version: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FeatureRef:
+        match = re.match(r"^([A-Za-z_]\w*)(?:@v(\d+))?:([A-Za-z_]\w*)$", text.strip())
+        if match is None:
+            msg = f"feature reference {text!r} is not valid; write 'feature_set:feature' or 'feature_set@v2:feature'"
+            raise ValueError(msg)
+        version = int(match.group(2)) if match.group(2) else None
+        return cls(match.group(1), match.group(3), version)
+
+    def __str__(self) -> str:
+        version = f"@v{self.version}" if self.version is not None else ""
+        return f"{self.feature_set}{version}:{self.feature}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Definitions:
+    """Everything one ``apply`` registers, with lookups by name."""
+
+    entities: tuple[Entity, ...] = ()
+    sources: tuple[Source, ...] = ()
+    feature_sets: tuple[FeatureSet, ...] = ()
+    feature_services: tuple[FeatureService, ...] = ()
+
+    def entity(self, name: str) -> Entity:
+        return _find(self.entities, name, "entity")
+
+    def source(self, name: str) -> Source:
+        return _find(self.sources, name, "source")
+
+    def feature_set(self, name: str) -> FeatureSet:
+        return _find(self.feature_sets, name, "feature set")
+
+    def feature_service(self, name: str) -> FeatureService:
+        return _find(self.feature_services, name, "feature service")
+
+    def feature_sets_of(self, source: str) -> tuple[FeatureSet, ...]:
+        return tuple(fs for fs in self.feature_sets if fs.source == source)
+
+
+def _find(items: tuple[Any, ...], name: str, kind: str) -> Any:
+    for item in items:
+        if item.name == name:
+            return item
+    msg = f"unknown {kind} {name!r}; known: {sorted(i.name for i in items)}"
+    raise KeyError(msg)

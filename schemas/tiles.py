@@ -1,0 +1,156 @@
+"""Per-entity tile state and the evaluation of features at a time ``t``.
+
+For a feature set with resolution ``r``, an event at ``e`` ms belongs to tile ``k(e) = e // r``.
+A window ``W`` at time ``t`` covers the events with ``e <= t`` and ``k(e) > k(t) - W/r``;
+lifetime features drop the second condition. Online and offline both build an
+``EntityState`` and call ``FeatureSetPlan.evaluate``, so they compute values with one piece
+of code.
+
+Invariants of ``EntityState`` (the stream worker keeps them, serving relies on them):
+  * ``tiles`` and ``lifetime`` hold only events with ``e <= `` the writer's clock at the time
+    of writing; events dated later wait in ``pending`` and are merged at read time once
+    ``e <= t``. A reader that takes ``t`` after its read therefore never counts an event
+    from its future.
+  * ``offset`` is the arrival order (Kafka offset) of the last event folded in; an event at
+    or below it was already applied, which makes re-delivery harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from schemas.aggregations import Aggregator, State
+from schemas.definitions import FeatureSet, Source
+
+__all__ = ["EntityState", "FeatureSetPlan", "Status", "tile_of"]
+
+
+class Status(StrEnum):
+    PRESENT = "PRESENT"
+    NOT_FOUND = "NOT_FOUND"
+    EXPIRED = "EXPIRED"
+
+
+def tile_of(e_ms: int, resolution_ms: int) -> int:
+    """The tile of an event: floor division, also right for times before 1970."""
+    return e_ms // resolution_ms
+
+
+@dataclass
+class EntityState:
+    """Everything kept about one entity of one feature set (see the module invariants)."""
+
+    tiles: dict[int, State] = field(default_factory=dict)
+    lifetime: State = field(default_factory=dict)
+    newest: int | None = None
+    pending: list[list[Any]] = field(default_factory=list)
+    offset: int = -1
+
+
+class FeatureSetPlan:
+    """The compiled aggregation plan of one feature set version."""
+
+    def __init__(self, feature_set: FeatureSet, source: Source) -> None:
+        self.feature_set = feature_set
+        self.source = source
+        types = dict(source.schema.field_types)
+        self.aggregator = Aggregator(
+            [(f.function, f.field) for f in feature_set.features], types
+        )
+        self.resolution_ms = feature_set.resolution_ms
+        self.retention_tiles = feature_set.max_window_ms // feature_set.resolution_ms
+        self.fields = self.aggregator.fields
+        self.field_types = {f: types[f] for f in self.fields}
+        # Features grouped by window so each window's tiles are merged once per lookup.
+        self._by_window: dict[int | None, list[int]] = {}
+        for i, f in enumerate(feature_set.features):
+            self._by_window.setdefault(f.window_ms, []).append(i)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.feature_set.features)
+
+    def fold(self, state: EntityState, row: Mapping[str, Any], e: int, seq: int, *, keep_from: int | None) -> None:
+        """Merge one event into the lifetime state and, if recent enough, its tile.
+
+        ``keep_from`` is the oldest tile still kept (``None`` keeps every tile).
+        """
+        self.aggregator.add(state.lifetime, row, e, seq)
+        k = tile_of(e, self.resolution_ms)
+        if keep_from is None or k >= keep_from:
+            self.aggregator.add(state.tiles.setdefault(k, {}), row, e, seq)
+        if state.newest is None or e > state.newest:
+            state.newest = e
+
+    def apply(self, state: EntityState, events: Iterable[tuple[Mapping[str, Any], int, int]], now: int) -> bool:
+        """Apply ``(row, e, seq)`` events in arrival order as of the writer's clock ``now``.
+
+        Events with ``seq <= state.offset`` are skipped (already applied). Returns whether the
+        state changed.
+        """
+        keep_from = tile_of(now, self.resolution_ms) - self.retention_tiles + 1
+        changed = False
+        for row, e, seq in events:
+            if seq <= state.offset:
+                continue
+            changed = True
+            state.offset = seq
+            if e > now:
+                state.pending.append([e, seq, {f: row.get(f) for f in self.fields}])
+            else:
+                self.fold(state, row, e, seq, keep_from=keep_from)
+        if state.pending and any(p[0] <= now for p in state.pending):
+            matured = [p for p in state.pending if p[0] <= now]
+            state.pending = [p for p in state.pending if p[0] > now]
+            for e, seq, row in matured:
+                self.fold(state, row, e, seq, keep_from=keep_from)
+            changed = True
+        stale = [k for k in state.tiles if k < keep_from]
+        for k in stale:
+            del state.tiles[k]
+        return changed or bool(stale)
+
+    def evaluate(self, state: EntityState | None, t: int) -> tuple[list[Any], Status]:
+        """Feature values (in feature order) and the status of one entity at time ``t``."""
+        features = self.feature_set.features
+        if state is None:
+            return self._empty(), Status.NOT_FOUND
+        tiles, lifetime, newest = state.tiles, state.lifetime, state.newest
+        matured = [p for p in state.pending if p[0] <= t]
+        if matured:
+            # Merge events that were in the writer's future but are in the reader's past,
+            # on copies so that the stored state stays untouched.
+            extra = EntityState()
+            for e, seq, row in matured:
+                self.fold(extra, row, e, seq, keep_from=None)
+            tiles = dict(tiles)
+            for k, s in extra.tiles.items():
+                tiles[k] = self.aggregator.merge(dict(tiles.get(k, {})), s)
+            lifetime = self.aggregator.merge(dict(lifetime), extra.lifetime)
+            newest = max(newest, extra.newest) if newest is not None else extra.newest
+        if newest is None:
+            return self._empty(), Status.NOT_FOUND
+        ttl = self.feature_set.ttl_ms
+        if ttl is not None and newest < t - ttl:
+            return self._empty(), Status.EXPIRED
+        values: list[Any] = [None] * len(features)
+        k_t = tile_of(t, self.resolution_ms)
+        for window, indexes in self._by_window.items():
+            if window is None:
+                merged = lifetime
+            else:
+                low = k_t - window // self.resolution_ms
+                merged = {}
+                for k, s in tiles.items():
+                    if low < k <= k_t:
+                        self.aggregator.merge(merged, s)
+            for i in indexes:
+                values[i] = self.aggregator.finalize(i, merged)
+        return values, Status.PRESENT
+
+    def _empty(self) -> list[Any]:
+        empty: State = {}
+        return [self.aggregator.finalize(i, empty) for i in range(len(self.feature_set.features))]
