@@ -1,0 +1,54 @@
+"""The interfaces of the two stores, so backends can be swapped and tested alike."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+
+import pyarrow as pa
+
+from schemas.definitions import FeatureSet
+from schemas.tiles import EntityState
+
+__all__ = ["BaseOfflineStore", "BaseOnlineStore", "EntityKey"]
+
+EntityKey = tuple[str, ...]
+"""An entity's key values, as text, in the order of the entity's ``keys``."""
+
+
+class BaseOnlineStore(ABC):
+    """Latest tile state per entity and feature-set version."""
+
+    @abstractmethod
+    def read(self, feature_set: FeatureSet, keys: Sequence[EntityKey]) -> list[EntityState | None]:
+        """States in the order of ``keys``; ``None`` for an entity never written."""
+
+    @abstractmethod
+    def write(
+        self,
+        feature_set: FeatureSet,
+        states: Mapping[EntityKey, EntityState],
+        before: Mapping[EntityKey, EntityState | None],
+    ) -> None:
+        """Store ``states`` atomically per entity, writing only what differs from ``before``.
+
+        Idempotent: writing the same states twice leaves the store unchanged.
+        """
+
+
+class BaseOfflineStore(ABC):
+    """Append-only event history per feature-set version, with exactly-once appends."""
+
+    @abstractmethod
+    def committed_offsets(
+        self, feature_set: FeatureSet, app_id_prefix: str, partitions: Iterable[int]
+    ) -> dict[int, int]:
+        """Highest Kafka offset already appended per partition (absent: none yet)."""
+
+    @abstractmethod
+    def append(self, feature_set: FeatureSet, rows: pa.Table, app_id_prefix: str, offsets: Mapping[int, int]) -> None:
+        """Append ``rows`` and record ``offsets`` (partition -> last offset) in the same commit."""
+
+    @abstractmethod
+    def history(self, feature_set: FeatureSet, version: int | None = None) -> pa.Table:
+        """Every appended row (optionally as of a table version)."""

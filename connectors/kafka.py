@@ -1,0 +1,140 @@
+"""confluent-kafka clients: topic creation and the producer every ingestion path uses.
+
+All client settings derive from ``Settings.kafka`` so producers, admin and the faust
+workers talk to the same cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connectors.errors import KafkaUnavailableError, ProduceError
+from schemas.settings import KafkaSettings
+
+__all__ = ["EventProducer", "ensure_topics", "wait_for_kafka"]
+
+
+def _base_config(kafka: KafkaSettings) -> dict[str, Any]:
+    return {"bootstrap.servers": kafka.bootstrap_servers}
+
+
+def wait_for_kafka(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
+    """Raise ``KafkaUnavailableError`` unless a broker answers within ``timeout_s``."""
+    admin = AdminClient(_base_config(kafka))
+    try:
+        brokers = admin.list_topics(timeout=timeout_s).brokers
+    except KafkaException as exc:
+        brokers = {}
+        cause: Exception | None = exc
+    else:
+        cause = None
+    if not brokers:
+        msg = (
+            f"no Kafka broker answered at {kafka.bootstrap_servers} within {timeout_s:g} s; "
+            "start one with `headwater up` or set HEADWATER_KAFKA__BOOTSTRAP_SERVERS"
+        )
+        raise KafkaUnavailableError(msg) from cause
+
+
+def ensure_topics(kafka: KafkaSettings, topics: Sequence[str], *, partitions: int | None = None) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = AdminClient(_base_config(kafka))
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [t for t in dict.fromkeys(topics) if t not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t, partitions or kafka.partitions, kafka.replication_factor) for t in wanted],
+        operation_timeout=30,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                msg = f"could not create topic {topic!r}: {exc.args[0].str()}"
+                raise KafkaUnavailableError(msg) from exc
+    return wanted
+
+
+class EventProducer:
+    """Idempotent, acks=all producer; ``flush`` raises unless every message was acknowledged.
+
+    Args:
+        kafka: connection settings.
+        delivery_timeout_s: how long a message may wait for the broker before it counts as
+            failed (and ``flush`` raises), so an unreachable Kafka never hangs a caller.
+    """
+
+    def __init__(self, kafka: KafkaSettings, *, delivery_timeout_s: float = 30.0, linger_ms: int = 20) -> None:
+        self._delivery_timeout_s = delivery_timeout_s
+        self._producer = Producer(
+            {
+                **_base_config(kafka),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": linger_ms,
+                "batch.num.messages": 10_000,
+                "queue.buffering.max.messages": 500_000,
+                "compression.type": "lz4",
+                "delivery.timeout.ms": int(delivery_timeout_s * 1000),
+            }
+        )
+        self._failures: list[str] = []
+        self.acknowledged = 0
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._failures.append(f"{msg.topic()}: {err.str()}")
+        else:
+            self.acknowledged += 1
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Mapping[str, bytes] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
+        """Queue one message; waits for room when the local queue is full."""
+        kwargs: dict[str, Any] = {"on_delivery": self._on_delivery}
+        if headers:
+            kwargs["headers"] = list(headers.items())
+        if timestamp_ms is not None:
+            kwargs["timestamp"] = timestamp_ms
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, **kwargs)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def produce_many(self, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+        count = 0
+        for key, value in messages:
+            self.produce(topic, value, key)
+            count += 1
+        return count
+
+    def flush(self) -> int:
+        """Wait for every queued message; returns how many were acknowledged so far.
+
+        Raises:
+            ProduceError: a message failed or was not acknowledged in time.
+        """
+        remaining = self._producer.flush(self._delivery_timeout_s + 5)
+        if self._failures or remaining:
+            failures, self._failures = self._failures, []
+            detail = failures[0] if failures else f"{remaining} message(s) still unacknowledged"
+            msg = (
+                f"Kafka did not acknowledge {len(failures) + remaining} message(s): {detail}; "
+                "check that the broker is up (`headwater up`) and retry"
+            )
+            raise ProduceError(msg)
+        return self.acknowledged

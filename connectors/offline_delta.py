@@ -1,0 +1,142 @@
+"""Delta Lake offline store: the validated event history of each feature-set version.
+
+One table per version at ``<offline_root>/<set>__v<version>``, partitioned by event date.
+Rows are the source's fields plus ``event_time_ms``, ``_partition``, ``_offset`` and
+``_arrival_ms``, which is enough to compute any feature at any past time exactly.
+
+Appends are exactly-once: each commit records, as Delta app transactions, the last Kafka
+offset it holds per partition (``app_id = <writer>:<partition>``). A writer restarted after a
+crash reads them back and drops what was already committed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
+
+from connectors.base import BaseOfflineStore
+from connectors.errors import OfflineStoreError
+from schemas.avro import AvroSchema
+from schemas.definitions import FeatureSet
+
+__all__ = ["META_COLUMNS", "DeltaOfflineStore", "history_schema"]
+
+META_COLUMNS = ("event_time_ms", "_event_date", "_partition", "_offset", "_arrival_ms")
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "long": pa.int64(),
+    "int": pa.int32(),
+    "double": pa.float64(),
+    "float": pa.float32(),
+    "boolean": pa.bool_(),
+    "bytes": pa.binary(),
+    "timestamp": pa.int64(),
+    "enum": pa.string(),
+}
+
+
+def history_schema(schema: AvroSchema) -> pa.Schema:
+    """Arrow schema of a history table for events of ``schema``."""
+    fields = []
+    for name, avro_type in schema.field_types.items():
+        if avro_type not in _ARROW_TYPES:
+            msg = (
+                f"field {name!r} of schema {schema.name!r} has type {avro_type!r}, which the "
+                f"offline store cannot hold yet; use one of {sorted(_ARROW_TYPES)}"
+            )
+            raise OfflineStoreError(msg)
+        fields.append(pa.field(name, _ARROW_TYPES[avro_type], nullable=True))
+    return pa.schema(
+        [
+            *fields,
+            pa.field("event_time_ms", pa.int64(), nullable=False),
+            pa.field("_event_date", pa.string(), nullable=False),
+            pa.field("_partition", pa.int32(), nullable=False),
+            pa.field("_offset", pa.int64(), nullable=False),
+            pa.field("_arrival_ms", pa.int64(), nullable=False),
+        ]
+    )
+
+
+class DeltaOfflineStore(BaseOfflineStore):
+    """Offline store on local disk (or any URI deltalake accepts)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def table_uri(self, feature_set: FeatureSet) -> str:
+        return str(self.root / f"{feature_set.name}__v{feature_set.version}")
+
+    def _table(self, feature_set: FeatureSet, version: int | None = None) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.table_uri(feature_set), version=version)
+        except TableNotFoundError:
+            return None
+
+    def create(self, feature_set: FeatureSet, schema: AvroSchema) -> bool:
+        """Create the empty table if missing; returns whether it was created."""
+        if self._table(feature_set) is not None:
+            return False
+        Path(self.table_uri(feature_set)).mkdir(parents=True, exist_ok=True)
+        write_deltalake(
+            self.table_uri(feature_set),
+            history_schema(schema).empty_table(),
+            mode="append",
+            partition_by=["_event_date"],
+            name=feature_set.qualified_name,
+            description=feature_set.description or None,
+        )
+        return True
+
+    def committed_offsets(
+        self, feature_set: FeatureSet, app_id_prefix: str, partitions: Iterable[int]
+    ) -> dict[int, int]:
+        table = self._table(feature_set)
+        if table is None:
+            return {}
+        offsets: dict[int, int] = {}
+        for partition in partitions:
+            version = table.transaction_version(f"{app_id_prefix}:{partition}")
+            if version is not None:
+                offsets[partition] = version
+        return offsets
+
+    def append(
+        self, feature_set: FeatureSet, rows: pa.Table, app_id_prefix: str, offsets: Mapping[int, int]
+    ) -> None:
+        transactions = [Transaction(f"{app_id_prefix}:{p}", o) for p, o in sorted(offsets.items())]
+        for attempt in range(5):
+            try:
+                write_deltalake(
+                    self.table_uri(feature_set),
+                    rows,
+                    mode="append",
+                    partition_by=["_event_date"],
+                    commit_properties=CommitProperties(app_transactions=transactions),
+                )
+                return
+            except CommitFailedError as exc:
+                # Another worker committed first; appends never conflict on data, so retry.
+                if attempt == 4:
+                    msg = f"appending to {self.table_uri(feature_set)} failed 5 times: {exc}"
+                    raise OfflineStoreError(msg) from exc
+                time.sleep(0.05 * (attempt + 1))
+
+    def history(self, feature_set: FeatureSet, version: int | None = None) -> pa.Table:
+        table = self._table(feature_set, version)
+        if table is None:
+            msg = (
+                f"no offline table at {self.table_uri(feature_set)}; "
+                "run `headwater apply` and `headwater worker` first"
+            )
+            raise OfflineStoreError(msg)
+        return table.to_pyarrow_table()
+
+    def version(self, feature_set: FeatureSet) -> int | None:
+        table = self._table(feature_set)
+        return None if table is None else table.version()

@@ -1,0 +1,83 @@
+"""The HTTP API (FastAPI): online lookup and health. OpenAPI at ``/docs``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.kafka import wait_for_kafka
+from connectors.online_redis import RedisOnlineStore
+from schemas.catalog import Catalog
+from schemas.errors import FeatureStoreError
+from schemas.settings import Settings
+from serving.errors import ServingError
+from serving.features import resolve_features
+from serving.online import lookup
+
+__all__ = ["create_app", "format_served_at"]
+
+
+def format_served_at(ms: int) -> str:
+    """ISO-8601 UTC with milliseconds: ``2026-11-26T15:04:05.123Z``."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+class OnlineFeaturesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    features: list[str] | None = Field(default=None, description="References like 'user_spend:spend_1h'")
+    feature_service: str | None = None
+    entities: dict[str, list[Any]] = Field(description="Key column -> one value per entity")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The FastAPI app; it reads the definitions the last ``headwater apply`` stored."""
+    app = FastAPI(title="Headwater", version="0.1.0")
+    catalog = Catalog(settings.catalog_path)
+    store = RedisOnlineStore(settings.redis.url)
+
+    @app.exception_handler(ServingError)
+    async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
+        return JSONResponse(status_code=exc.http_status, content={"detail": str(exc)})
+
+    @app.post("/v1/online-features")
+    def online_features(body: OnlineFeaturesRequest) -> dict[str, Any]:
+        resolved = resolve_features(catalog.definitions(), body.features, body.feature_service)
+        result = lookup(store, resolved, body.entities)
+        return {
+            "served_at": format_served_at(result.served_at_ms),
+            "features": list(resolved.refs),
+            "results": [
+                {"entity": entity, "values": values, "statuses": [s.value for s in statuses]}
+                for entity, values, statuses in zip(
+                    result.entities, result.values, result.statuses, strict=True
+                )
+            ],
+        }
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        checks["redis"] = "ok" if store.ping() else f"no answer at {settings.redis.url}"
+        try:
+            wait_for_kafka(settings.kafka, timeout_s=2)
+            checks["kafka"] = "ok"
+        except FeatureStoreError as exc:
+            checks["kafka"] = str(exc)
+        try:
+            catalog.definitions()
+            checks["catalog"] = "ok"
+        except FeatureStoreError as exc:
+            checks["catalog"] = str(exc)
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": checks})
+
+    return app

@@ -1,0 +1,71 @@
+"""Resolving feature references (``set[@vN]:feature`` or a feature service) to plans."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from schemas.definitions import Definitions, FeatureRef
+from schemas.tiles import FeatureSetPlan
+from serving.errors import BadRequestError, NotFoundError
+
+__all__ = ["ResolvedFeatures", "resolve_features"]
+
+
+@dataclass(frozen=True)
+class ResolvedFeatures:
+    """Requested features grouped by feature set, remembering the request order.
+
+    ``columns[i]`` is ``(plan index, feature index)`` of the i-th requested feature.
+    """
+
+    refs: tuple[str, ...]
+    plans: tuple[FeatureSetPlan, ...]
+    entity_keys: tuple[tuple[str, ...], ...]
+    columns: tuple[tuple[int, int], ...]
+
+
+def resolve_features(
+    defs: Definitions,
+    features: Sequence[str] | None = None,
+    feature_service: str | None = None,
+) -> ResolvedFeatures:
+    """Raises ``NotFoundError`` naming the unknown set, feature or service."""
+    if feature_service is not None:
+        try:
+            features = defs.feature_service(feature_service).features
+        except KeyError as exc:
+            raise NotFoundError(exc.args[0]) from exc
+    if not features:
+        msg = "no features requested; give 'features': ['set:feature', ...] or a 'feature_service'"
+        raise BadRequestError(msg)
+    plans: list[FeatureSetPlan] = []
+    index: dict[str, int] = {}
+    columns = []
+    for text in features:
+        try:
+            ref = FeatureRef.parse(text)
+        except ValueError as exc:
+            raise BadRequestError(str(exc)) from exc
+        try:
+            fs = defs.feature_set(ref.feature_set)
+        except KeyError as exc:
+            raise NotFoundError(exc.args[0]) from exc
+        if ref.version is not None and ref.version != fs.version:
+            msg = f"feature set {fs.name!r} has no version {ref.version}; the current one is v{fs.version}"
+            raise NotFoundError(msg)
+        if fs.name not in index:
+            index[fs.name] = len(plans)
+            plans.append(FeatureSetPlan(fs, defs.source(fs.source)))
+        try:
+            fs.feature(ref.feature)
+        except KeyError as exc:
+            raise NotFoundError(exc.args[0]) from exc
+        feature_index = [f.name for f in fs.features].index(ref.feature)
+        columns.append((index[fs.name], feature_index))
+    return ResolvedFeatures(
+        refs=tuple(features),
+        plans=tuple(plans),
+        entity_keys=tuple(defs.entity(p.feature_set.entity).keys for p in plans),
+        columns=tuple(columns),
+    )

@@ -1,0 +1,77 @@
+"""Online lookup: read tile states from Redis and evaluate features at the moment served.
+
+``served_at`` is taken after the Redis read returns. Every event in the states read was
+applied by a worker whose clock had passed the event's time, so no event from after
+``served_at`` can be counted, and the values are exactly the DESIGN §4 values at
+``served_at`` for the events that had arrived.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.base import BaseOnlineStore, EntityKey
+from schemas.tiles import Status
+from serving.errors import BadRequestError
+from serving.features import ResolvedFeatures
+
+__all__ = ["OnlineResult", "lookup"]
+
+
+@dataclass(frozen=True)
+class OnlineResult:
+    served_at_ms: int
+    entities: list[dict[str, Any]]
+    values: list[list[Any]]
+    statuses: list[list[Status]]
+
+
+def _entity_columns(resolved: ResolvedFeatures, entities: Mapping[str, Sequence[Any]]) -> int:
+    needed = {k for keys in resolved.entity_keys for k in keys}
+    missing = sorted(needed - set(entities))
+    if missing:
+        msg = f"entities: missing key column(s) {missing} needed by the requested features"
+        raise BadRequestError(msg)
+    lengths = {len(entities[k]) for k in needed}
+    if len(lengths) > 1:
+        msg = f"entities: key columns have different lengths {sorted(lengths)}; give one value per entity in each"
+        raise BadRequestError(msg)
+    return lengths.pop() if lengths else 0
+
+
+def lookup(
+    store: BaseOnlineStore, resolved: ResolvedFeatures, entities: Mapping[str, Sequence[Any]]
+) -> OnlineResult:
+    """Feature values and statuses per entity row, in request order."""
+    rows = _entity_columns(resolved, entities)
+    per_plan = []
+    for plan, keys in zip(resolved.plans, resolved.entity_keys, strict=True):
+        entity_keys: list[EntityKey] = [
+            tuple(str(entities[k][i]) for k in keys) for i in range(rows)
+        ]
+        per_plan.append(store.read(plan.feature_set, entity_keys))
+    served_at = time.time_ns() // 1_000_000
+    values: list[list[Any]] = []
+    statuses: list[list[Status]] = []
+    evaluated = [
+        [plan.evaluate(state, served_at) for state in states]
+        for plan, states in zip(resolved.plans, per_plan, strict=True)
+    ]
+    for i in range(rows):
+        row_values, row_statuses = [], []
+        for plan_index, feature_index in resolved.columns:
+            plan_values, status = evaluated[plan_index][i]
+            row_values.append(plan_values[feature_index])
+            row_statuses.append(status)
+        values.append(row_values)
+        statuses.append(row_statuses)
+    keys_used = sorted({k for keys in resolved.entity_keys for k in keys})
+    return OnlineResult(
+        served_at_ms=served_at,
+        entities=[{k: entities[k][i] for k in keys_used} for i in range(rows)],
+        values=values,
+        statuses=statuses,
+    )

@@ -1,0 +1,123 @@
+"""The faust application: one agent per source that has feature sets.
+
+Each agent takes micro-batches with ``take_events`` (faust acknowledges a batch only after
+the agent asks for the next one, i.e. after both stores were written) and hands them to a
+``BatchProcessor`` on a thread, so slow Redis or Delta I/O never blocks faust's event loop
+and heartbeats. Concurrency is 1 per agent: with more, faust can commit an offset past a
+message still in flight (faust-streaming issue 606).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+
+from connectors.kafka import EventProducer
+from connectors.offline_delta import DeltaOfflineStore
+from connectors.online_redis import RedisOnlineStore
+from schemas.catalog import Catalog
+from schemas.settings import Settings
+from stream_workers.processor import BatchProcessor, RawMessage
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def _broker_url(bootstrap_servers: str) -> str:
+    return ";".join(f"kafka://{h.strip()}" for h in bootstrap_servers.split(",") if h.strip())
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The faust App with an agent registered for every source that feeds a feature set."""
+    catalog = Catalog(settings.catalog_path)
+    defs = catalog.definitions()
+    app = faust.App(
+        settings.worker.group_id,
+        broker=_broker_url(settings.kafka.bootstrap_servers),
+        datadir=str(settings.home / "faust"),
+        web_enabled=False,
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        broker_commit_interval=1.0,
+    )
+    online = RedisOnlineStore(settings.redis.url)
+    offline = DeltaOfflineStore(settings.offline_root)
+    dlq = EventProducer(settings.kafka)
+    processors: list[BatchProcessor] = []
+    for source in defs.sources:
+        sets = defs.feature_sets_of(source.name)
+        if not sets:
+            continue
+        processor = BatchProcessor(
+            source=source,
+            feature_sets=sets,
+            entities=defs.entities,
+            catalog=catalog,
+            online=online,
+            offline=offline,
+            dlq=dlq,
+            writer_id=settings.worker.group_id,
+            max_future_skew_ms=settings.max_future_skew_ms,
+        )
+        processors.append(processor)
+        topic = app.topic(
+            source.topic,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            allow_empty=True,
+        )
+        app.agent(topic, name=f"headwater.{source.name}", concurrency=1)(
+            _agent(processor, settings.worker.batch_max_events, settings.worker.batch_max_seconds)
+        )
+
+    async def _on_assigned(sender: Any, assigned: Any = None, **kwargs: Any) -> None:
+        # Another worker may have appended to Delta while it held these partitions.
+        for processor in processors:
+            processor.forget_offsets()
+
+    app.on_partitions_assigned.connect(_on_assigned)
+    return app
+
+
+def _agent(processor: BatchProcessor, max_events: int, within_s: float) -> Any:
+    async def process(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for events in stream.take_events(max_events, within=within_s):
+            messages = [
+                RawMessage(
+                    partition=ev.message.partition,
+                    offset=ev.message.offset,
+                    key=ev.message.key,
+                    value=ev.message.value,
+                    timestamp_ms=round(ev.message.timestamp * 1000),
+                )
+                for ev in events
+            ]
+            try:
+                result = await asyncio.to_thread(processor.process, messages)
+            except Exception:
+                # A bad event never gets here (it goes to the DLQ); this is a broken store or
+                # a bug. Die loudly: an agent that stops quietly while the process lives on
+                # is the classic faust failure. Nothing was acknowledged, so a restart
+                # replays the batch and the idempotent sinks absorb what was written.
+                log.critical("headwater worker: batch of %d events failed; exiting", len(messages), exc_info=True)
+                logging.shutdown()
+                os._exit(70)
+            log.info(
+                "%s: %d events applied, %s dead-lettered",
+                processor.source.name,
+                result.accepted,
+                result.dead_lettered or 0,
+            )
+            yield None
+
+    return process
