@@ -1,0 +1,43 @@
+"""``headwater up`` / ``headwater down``: the local Kafka broker and Redis the project runs on.
+
+``up`` reuses anything already answering at the configured addresses and starts the rest;
+``down`` stops only processes whose pid files ``up`` wrote under ``<home>/stack``. Both are
+idempotent, so scripts and test fixtures can call them without checking first.
+"""
+
+from __future__ import annotations
+
+from headwater.stack.errors import StackError
+from headwater.stack.kafka import kafka_answers, start_kafka, stop_kafka
+from headwater.stack.redis import redis_answers, start_redis, stop_redis
+from headwater.stack.status import ServiceState, ServiceStatus
+from schemas.settings import Settings
+
+__all__ = [
+    "ServiceState",
+    "ServiceStatus",
+    "StackError",
+    "down",
+    "kafka_answers",
+    "redis_answers",
+    "start_kafka",
+    "start_redis",
+    "stop_kafka",
+    "stop_redis",
+    "up",
+]
+
+
+def up(settings: Settings) -> list[ServiceStatus]:
+    """Bring up Kafka, then Redis, reusing whatever already answers.
+
+    Raises:
+        StackError: with a one-line cause and fix; services started before it keep running,
+            and a rerun of ``up`` reuses them.
+    """
+    return [start_kafka(settings), start_redis(settings)]
+
+
+def down(settings: Settings) -> list[ServiceStatus]:
+    """Stop the Kafka broker and Redis that ``up`` started with these settings' ``home``."""
+    return [stop_kafka(settings), stop_redis(settings)]

@@ -1,0 +1,60 @@
+"""Console front end of :func:`headwater.stack.up` and :func:`headwater.stack.down`.
+
+The lead wires these into the main typer app as ``headwater up`` and ``headwater down``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from headwater.stack import ServiceStatus, down, up
+from schemas.errors import FeatureStoreError
+from schemas.settings import Settings, load_settings
+
+__all__ = ["down_command", "status_table", "up_command"]
+
+_STYLES = {"started": "green", "reused": "cyan", "stopped": "yellow", "not running": "dim"}
+
+
+def status_table(statuses: list[ServiceStatus]) -> Table:
+    """One row per service: what happened, where it listens, its pid and how long it took."""
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("service", "state", "address", "pid"):
+        table.add_column(column)
+    table.add_column("seconds", justify="right")
+    for s in statuses:
+        style = _STYLES.get(s.state, "")
+        pid = "-" if s.pid is None else str(s.pid)
+        table.add_row(s.name, f"[{style}]{s.state}[/]", s.address, pid, f"{s.seconds:.1f}")
+    return table
+
+
+def _run(action: Callable[[Settings], list[ServiceStatus]], doing: str) -> None:
+    console, errors = Console(), Console(stderr=True)
+    try:
+        settings = load_settings()
+        with console.status(doing):
+            statuses = action(settings)
+    except FeatureStoreError as exc:
+        # The first line is the cause and fix; anything after it is a log excerpt.
+        first, _, rest = str(exc).partition("\n")
+        errors.print(f"[red]error: {escape(first)}[/]", soft_wrap=True)
+        if rest:
+            errors.print(escape(rest), style="dim", soft_wrap=True, highlight=False)
+        raise typer.Exit(code=1) from None
+    console.print(status_table(statuses))
+
+
+def up_command() -> None:
+    """Start the local Kafka broker and Redis, reusing any that already answer."""
+    _run(up, "starting Kafka and Redis (the first run fetches Kafka from Maven Central)...")
+
+
+def down_command() -> None:
+    """Stop the Kafka broker and Redis that `headwater up` started; others are left alone."""
+    _run(down, "stopping Kafka and Redis...")

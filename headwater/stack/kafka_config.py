@@ -1,0 +1,184 @@
+"""Pure rendering and parsing for the local Kafka broker: no processes, no files.
+
+Kept apart from :mod:`headwater.stack.kafka` so the exact broker configuration can be unit
+tested without Java or a network.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from headwater.stack.errors import StackConfigError
+
+__all__ = [
+    "LOG4J2_YAML",
+    "MIN_JAVA",
+    "heap_flags",
+    "host_port",
+    "parse_bootstrap",
+    "parse_java_version",
+    "pom_kafka_version",
+    "render_server_properties",
+]
+
+MIN_JAVA = 17
+"""Kafka 4.x brokers refuse older JVMs."""
+
+_MIB = 1024 * 1024
+_XMS_MIB = 256
+
+
+def parse_bootstrap(servers: str) -> tuple[str, int]:
+    """The host and port of the first ``kafka.bootstrap_servers`` entry.
+
+    The local broker listens there, so ``up`` and every client agree on one setting.
+    Accepts ``host:port``, ``PLAINTEXT://host:port`` and ``[ipv6]:port``.
+
+    Raises:
+        StackConfigError: when the entry has no usable host and port.
+    """
+    first = servers.split(",", 1)[0].strip()
+    entry = first.split("://", 1)[-1]
+    match = re.fullmatch(r"\[(?P<v6>[^\]]+)\]:(?P<p6>\d+)|(?P<host>[^:\[\]]+):(?P<port>\d+)", entry)
+    if match is None:
+        msg = (
+            f"kafka.bootstrap_servers entry {first!r} is not host:port: "
+            "set HEADWATER_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092"
+        )
+        raise StackConfigError(msg)
+    host = match["v6"] or match["host"]
+    port = int(match["p6"] or match["port"])
+    if not 0 < port < 65536:
+        msg = f"kafka.bootstrap_servers port {port} is out of range: use a port in 1-65535"
+        raise StackConfigError(msg)
+    return host, port
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` with brackets around IPv6 addresses, as Kafka listeners expect."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_java_version(output: str) -> int | None:
+    """The major Java version from ``java -version`` output (``1.8`` counts as 8).
+
+    Returns:
+        The major version, or ``None`` when the output is not recognisable.
+    """
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', output)
+    if match is None:
+        return None
+    major = int(match[1])
+    if major == 1 and match[2] is not None:
+        return int(match[2])
+    return major
+
+
+def heap_flags(heap: str) -> list[str]:
+    """``-Xms``/``-Xmx`` flags for ``stack.kafka_heap``, never with Xms above Xmx.
+
+    The JVM refuses to start when the initial heap exceeds the maximum, so a small configured
+    heap lowers ``-Xms`` to match instead of failing at launch.
+
+    Raises:
+        StackConfigError: when ``heap`` is not a JVM size such as ``768m`` or ``1g``.
+    """
+    match = re.fullmatch(r"(\d+)([kKmMgG]?)", heap.strip())
+    if match is None or int(match[1]) == 0:
+        msg = f"stack.kafka_heap {heap!r} is not a JVM size: use e.g. 768m or 1g"
+        raise StackConfigError(msg)
+    scale = {"": 1, "k": 1024, "m": _MIB, "g": 1024 * _MIB}[match[2].lower()]
+    size = int(match[1]) * scale
+    if size < 64 * _MIB:
+        msg = f"stack.kafka_heap {heap!r} is too small for a Kafka broker: use at least 256m"
+        raise StackConfigError(msg)
+    xms = f"{_XMS_MIB}m" if size >= _XMS_MIB * _MIB else heap.strip()
+    return [f"-Xms{xms}", f"-Xmx{heap.strip()}"]
+
+
+def pom_kafka_version(pom: Path) -> str:
+    """The ``kafka.version`` property of the pom, so the jar cache is keyed by what it pins."""
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    node = ET.parse(pom).getroot().find("m:properties/m:kafka.version", ns)
+    if node is None or not (node.text or "").strip():
+        msg = f"{pom} has no <kafka.version> property: restore it from the Headwater sources"
+        raise StackConfigError(msg)
+    return (node.text or "").strip()
+
+
+def _escape(value: str) -> str:
+    # java.util.Properties treats backslash as an escape character in values.
+    return value.replace("\\", "\\\\")
+
+
+def render_server_properties(*, host: str, port: int, controller_port: int, data_dir: Path) -> str:
+    """server.properties of a single-node KRaft broker+controller on ``host``.
+
+    One partition for internal topics and few threads make the first consumer group and
+    transaction fast on a small machine; replication factors of 1 are the only valid ones
+    with one node.
+    """
+    broker = host_port(host, port)
+    controller = host_port(host, controller_port)
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.bootstrap.servers": controller,
+        "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+        "advertised.listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": _escape(str(data_dir)),
+        "num.partitions": "1",
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+    }
+    header = "# Written by `headwater up`; edits are overwritten on the next start.\n"
+    return header + "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+LOG4J2_YAML = """\
+# Written by `headwater up`. Everything goes to server.log; warnings and errors also go to
+# stdout, which `up` captures in kafka.out and shows when the broker fails to start.
+Configuration:
+  Properties:
+    Property:
+      - name: "logPattern"
+        value: "[%d] %p %m (%c)%n"
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "${logPattern}"
+    RollingFile:
+      - name: KafkaAppender
+        fileName: "${sys:kafka.logs.dir}/server.log"
+        filePattern: "${sys:kafka.logs.dir}/server.log.%i"
+        PatternLayout:
+          pattern: "${logPattern}"
+        Policies:
+          SizeBasedTriggeringPolicy:
+            size: "10MB"
+        DefaultRolloverStrategy:
+          max: 5
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: KafkaAppender
+        - ref: STDOUT
+          level: WARN
+"""
+"""Log4j2 configuration of the broker (Kafka 4.x logs through Log4j2 only)."""
