@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from connectors.errors import KafkaUnavailableError, ProduceError
 from schemas.settings import KafkaSettings
 
-__all__ = ["EventProducer", "ensure_topics", "wait_for_kafka"]
+__all__ = ["EventProducer", "consumer_lag", "delete_topics", "ensure_topics", "wait_for_kafka"]
 
 
 def _base_config(kafka: KafkaSettings) -> dict[str, Any]:
@@ -138,3 +138,47 @@ class EventProducer:
             )
             raise ProduceError(msg)
         return self.acknowledged
+
+
+def consumer_lag(kafka: KafkaSettings, group_id: str, topic: str) -> int:
+    """Messages of ``topic`` not yet committed by ``group_id`` (all of them if it never committed)."""
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+
+    admin = AdminClient(_base_config(kafka))
+    metadata = admin.list_topics(topic, timeout=10).topics[topic]
+    partitions = [TopicPartition(topic, p) for p in metadata.partitions]
+    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id, partitions)])
+    committed = {tp.partition: tp.offset for tp in future[group_id].result(timeout=10).topic_partitions}
+    probe = Consumer({**_base_config(kafka), "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False})
+    try:
+        lag = 0
+        for tp in partitions:
+            low, high = probe.get_watermark_offsets(tp, timeout=10)
+            done = committed.get(tp.partition, -1)
+            lag += high - (done if done >= 0 else low)
+        return lag
+    finally:
+        probe.close()
+
+
+def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float = 30.0) -> None:
+    """Delete ``topics`` (missing ones are ignored) and wait until the broker forgot them."""
+    import time
+
+    admin = AdminClient(_base_config(kafka))
+    existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
+    if not existing:
+        return
+    for topic, future in admin.delete_topics(existing, operation_timeout=30).items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                msg = f"could not delete topic {topic!r}: {exc.args[0].str()}"
+                raise KafkaUnavailableError(msg) from exc
+    deadline = time.monotonic() + timeout_s
+    while any(t in admin.list_topics(timeout=10).topics for t in existing):
+        if time.monotonic() > deadline:
+            msg = f"topics {existing} still exist {timeout_s:g} s after deletion"
+            raise KafkaUnavailableError(msg)
+        time.sleep(0.2)

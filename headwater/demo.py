@@ -1,0 +1,186 @@
+"""``headwater demo``: the whole pipeline on the bundled sample data, end to end.
+
+It starts (or reuses) Kafka and Redis, applies ``examples/features.yaml``, generates the
+sample card transactions ending at the current minute, replays them into Kafka, runs a real
+worker process until every event is in Redis and Delta, serves features over HTTP, builds a
+point-in-time training set, and checks that online and offline agree. It keeps its own state
+apart from yours (``<home>/demo``, Redis database 15, consumer group ``headwater-demo``) and
+resets it on every run, then stops everything it started.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import pyarrow as pa
+import redis
+from rich.console import Console
+from rich.table import Table
+
+from connectors.kafka import delete_topics
+from connectors.offline_delta import DeltaOfflineStore
+from headwater.apply import apply_definitions
+from headwater.ingest import ingest_files
+from headwater.processes import HeadwaterProcess, wait_caught_up, wait_http_ok
+from headwater.sample_data import write_transactions
+from headwater.stack import ServiceStatus, start_kafka, start_redis, stop_kafka, stop_redis
+from schemas.catalog import Catalog
+from schemas.settings import Settings, load_settings
+from serving.features import resolve_features
+from serving.historical import get_historical_features
+
+__all__ = ["EXAMPLES", "run_demo"]
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+_DEMO_DB = 15
+_MINUTE = 60_000
+
+
+def _demo_settings(base: Settings, port: int) -> tuple[Settings, dict[str, str]]:
+    parts = urlsplit(base.redis.url)
+    redis_url = urlunsplit((parts.scheme, parts.netloc, f"/{_DEMO_DB}", "", ""))
+    env = {
+        "HEADWATER_HOME": str((base.home / "demo").resolve()),
+        "HEADWATER_REDIS__URL": redis_url,
+        "HEADWATER_WORKER__GROUP_ID": "headwater-demo",
+        "HEADWATER_KAFKA__BOOTSTRAP_SERVERS": base.kafka.bootstrap_servers,
+        "HEADWATER_SERVING__PORT": str(port),
+    }
+    settings = load_settings(
+        home=Path(env["HEADWATER_HOME"]),
+        redis={"url": redis_url},
+        worker={**base.worker.model_dump(), "group_id": "headwater-demo"},
+        serving={"host": "127.0.0.1", "port": port},
+    )
+    return settings, env
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_demo(console: Console | None = None) -> None:
+    """Run the demo; raises ``FeatureStoreError`` subclasses with a one-line cause."""
+    console = console or Console()
+    base = load_settings()
+    started: list[ServiceStatus] = []
+    processes: list[HeadwaterProcess] = []
+    t0 = time.monotonic()
+    try:
+        console.rule("[bold]1. Kafka and Redis")
+        for start in (start_kafka, start_redis):
+            status = start(base)
+            console.print(f"  {status.name}: {status.state} at {status.address}")
+            if status.state == "started":
+                started.append(status)
+        settings, env = _demo_settings(base, _free_port())
+
+        console.rule("[bold]2. Definitions and sample data")
+        if settings.home.exists():
+            shutil.rmtree(settings.home)
+        delete_topics(settings.kafka, ["raw.transactions", "dlq.transactions"])
+        redis.Redis.from_url(settings.redis.url).flushdb()
+        report = apply_definitions(settings, EXAMPLES)
+        console.print(f"  applied {EXAMPLES / 'features.yaml'}: topics {report.topics_created}")
+        end_ms = (time.time_ns() // 1_000_000) // _MINUTE * _MINUTE
+        sample = settings.home / "sample" / "transactions.parquet"
+        table = write_transactions(sample, end_ms=end_ms)
+        console.print(f"  generated {table.num_rows:,} card transactions over 30 days -> {sample}")
+
+        console.rule("[bold]3. Stream worker")
+        worker = HeadwaterProcess(["worker"], env=env, log_file=settings.home / "logs" / "worker.log")
+        processes.append(worker)
+        console.print(f"  worker pid {worker.pid} (log {worker.log_file})")
+        produce_start = time.monotonic()
+        ingest_files(settings, "transactions", [sample])
+        produced_s = time.monotonic() - produce_start
+        waited = wait_caught_up(settings.kafka, "headwater-demo", "raw.transactions", worker)
+        total_s = produced_s + waited
+        console.print(
+            f"  {table.num_rows:,} events produced in {produced_s:.1f} s; all in Redis and Delta "
+            f"after {total_s:.1f} s ({table.num_rows / total_s:,.0f} events/s end to end)"
+        )
+
+        console.rule("[bold]4. Online features over HTTP")
+        api = HeadwaterProcess(["serve"], env=env, log_file=settings.home / "logs" / "api.log")
+        processes.append(api)
+        url = f"http://127.0.0.1:{settings.serving.port}"
+        wait_http_ok(f"{url}/healthz", api)
+        recent = sorted(
+            {u for u, e in zip(table["user_id"].to_pylist(), table["event_time"].to_pylist(), strict=True) if e > end_ms - 3_600_000}
+        )[:3]
+        users = [*recent, "u99999"]
+        body = {"feature_service": "fraud_model", "entities": {"user_id": users}}
+        response = httpx.post(f"{url}/v1/online-features", json=body, timeout=10).json()
+        online = Table(title=f"POST /v1/online-features  (served_at {response['served_at']})")
+        online.add_column("user_id")
+        for ref in response["features"]:
+            online.add_column(ref.split(":")[1], justify="right")
+        online.add_column("status")
+        for result in response["results"]:
+            online.add_row(
+                result["entity"]["user_id"],
+                *[_fmt(v) for v in result["values"]],
+                result["statuses"][0],
+            )
+        console.print(online)
+
+        console.rule("[bold]5. Point-in-time training set from Delta")
+        catalog = Catalog(settings.catalog_path)
+        defs = catalog.definitions()
+        resolved = resolve_features(defs, feature_service="fraud_model")
+        rng = random.Random(1)
+        label_users = [f"u{rng.randrange(3000):05d}" for _ in range(6)] + ["u99999"]
+        labels = pa.table(
+            {
+                "user_id": label_users,
+                "event_timestamp": [end_ms - rng.randrange(1, 20) * 86_400_000 - rng.randrange(86_400_000) for _ in label_users],
+                "label_is_fraud": [rng.random() < 0.1 for _ in label_users],
+            }
+        )
+        offline = DeltaOfflineStore(settings.offline_root)
+        training = get_historical_features(offline, resolved, labels)
+        shown = Table(title=f"training set: {training.num_rows} label rows in, {training.num_rows} out")
+        for name in training.column_names:
+            shown.add_column(name, justify="right")
+        for row in training.to_pylist():
+            row["event_timestamp"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["event_timestamp"] / 1000))
+            shown.add_row(*[_fmt(v) for v in row.values()])
+        console.print(shown)
+
+        served_ms = _parse_served_at(response["served_at"])
+        check = get_historical_features(
+            offline, resolved, pa.table({"user_id": users, "event_timestamp": [served_ms] * len(users)})
+        )
+        names = [ref.split(":")[1] for ref in response["features"]]
+        offline_rows = [[row[n] for n in names] for row in check.to_pylist()]
+        online_rows = [r["values"] for r in response["results"]]
+        verdict = "[green]identical[/]" if offline_rows == online_rows else "[red]DIFFERENT[/]"
+        console.print(f"  offline values at served_at vs the values served online: {verdict}")
+        console.rule(f"[bold]done in {time.monotonic() - t0:.0f} s")
+    finally:
+        for process in processes:
+            process.stop()
+        for status in reversed(started):
+            (stop_kafka if status.name == "kafka" else stop_redis)(base)
+
+
+def _parse_served_at(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return "null" if value is None else str(value)

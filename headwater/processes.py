@@ -1,0 +1,105 @@
+"""Child processes of Headwater commands (``worker``, ``serve``) for the demo and tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from connectors.kafka import consumer_lag
+from schemas.settings import KafkaSettings
+
+__all__ = ["HeadwaterProcess", "wait_caught_up", "wait_http_ok"]
+
+
+class HeadwaterProcess:
+    """``python -m headwater ARGS`` in its own session, logging to a file.
+
+    Args:
+        env: ``HEADWATER_*`` overrides on top of this process's environment.
+    """
+
+    def __init__(self, args: list[str], *, env: Mapping[str, str], log_file: Path, cwd: Path | None = None) -> None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file = log_file
+        self._log = log_file.open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "headwater", *args],
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self._log.close()
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout_s``; returns the exit code."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self._log.close()
+        return int(self.proc.returncode)
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_http_ok(url: str, process: HeadwaterProcess, timeout_s: float = 60.0) -> None:
+    """Wait until ``url`` answers 200; raise with the process log if it died or timed out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not process.alive():
+            msg = f"process exited with {process.proc.returncode}:\n{process.tail()}"
+            raise RuntimeError(msg)
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    msg = f"{url} did not answer within {timeout_s:g} s:\n{process.tail()}"
+    raise TimeoutError(msg)
+
+
+def wait_caught_up(
+    kafka: KafkaSettings, group_id: str, topic: str, worker: HeadwaterProcess, timeout_s: float = 300.0
+) -> float:
+    """Wait until the worker group committed every message of ``topic``; returns seconds waited.
+
+    The worker commits a batch only after writing it to both stores, so lag 0 means every
+    event is in Redis and Delta.
+    """
+    start = time.monotonic()
+    while consumer_lag(kafka, group_id, topic) > 0:
+        if not worker.alive():
+            msg = f"worker exited with {worker.proc.returncode}:\n{worker.tail()}"
+            raise RuntimeError(msg)
+        if time.monotonic() - start > timeout_s:
+            msg = f"worker still behind on {topic} after {timeout_s:g} s:\n{worker.tail()}"
+            raise TimeoutError(msg)
+        time.sleep(0.5)
+    return time.monotonic() - start

@@ -1,0 +1,135 @@
+"""A private Headwater deployment per test: own topic, feature set, consumer group and home.
+
+Everything runs for real: definitions are applied to the session's Kafka broker, a worker
+runs as a separate ``python -m headwater worker`` process, and the API (when asked for) as
+``python -m headwater serve``. Names carry a random suffix so tests never see each other's
+data on the shared broker and Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from headwater.apply import apply_definitions
+from headwater.processes import HeadwaterProcess, wait_caught_up, wait_http_ok
+from schemas.catalog import Catalog
+from schemas.definitions import Definitions
+from schemas.settings import Settings, load_settings
+
+__all__ = ["Deployment", "deployment"]
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@dataclass
+class Deployment:
+    """One isolated deployment; ``start_worker``/``start_api`` launch real processes."""
+
+    settings: Settings
+    env: dict[str, str]
+    suffix: str
+    processes: list[HeadwaterProcess] = field(default_factory=list)
+
+    @property
+    def topic(self) -> str:
+        return f"raw.transactions_{self.suffix}"
+
+    @property
+    def feature_set(self) -> str:
+        return f"user_spend_{self.suffix}"
+
+    @property
+    def source(self) -> str:
+        return f"transactions_{self.suffix}"
+
+    def definitions(self) -> Definitions:
+        return Catalog(self.settings.catalog_path).definitions()
+
+    def start_worker(self) -> HeadwaterProcess:
+        n = sum(1 for p in self.processes if "worker" in p.log_file.name)
+        worker = HeadwaterProcess(["worker"], env=self.env, log_file=self.settings.home / f"worker{n}.log")
+        self.processes.append(worker)
+        return worker
+
+    def start_api(self) -> str:
+        api = HeadwaterProcess(["serve"], env=self.env, log_file=self.settings.home / "api.log")
+        self.processes.append(api)
+        url = f"http://127.0.0.1:{self.settings.serving.port}"
+        wait_http_ok(f"{url}/healthz", api)
+        return url
+
+    def wait_caught_up(self, worker: HeadwaterProcess, timeout_s: float = 120) -> None:
+        wait_caught_up(self.settings.kafka, self.settings.worker.group_id, self.topic, worker, timeout_s)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_definitions(directory: Path, suffix: str, *, ttl: str = "7d") -> None:
+    """The example definitions, renamed with ``suffix`` so each test owns its names."""
+    directory.mkdir(parents=True)
+    shutil.copy(EXAMPLES / "transactions.avsc", directory / "transactions.avsc")
+    text = (EXAMPLES / "features.yaml").read_text()
+    text = (
+        text.replace("raw.transactions", f"raw.transactions_{suffix}")
+        .replace("name: transactions", f"name: transactions_{suffix}")
+        .replace("source: transactions", f"source: transactions_{suffix}")
+        .replace("user_spend", f"user_spend_{suffix}")
+        .replace("ttl: 7d", f"ttl: {ttl}")
+    )
+    (directory / "features.yaml").write_text(text)
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator[Deployment]:
+    suffix = uuid.uuid4().hex[:8]
+    port = _free_port()
+    env = {
+        "HEADWATER_HOME": str(tmp_path / "home"),
+        "HEADWATER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "HEADWATER_REDIS__URL": redis_url,
+        "HEADWATER_WORKER__GROUP_ID": f"test-{suffix}",
+        "HEADWATER_WORKER__BATCH_MAX_EVENTS": "500",
+        "HEADWATER_WORKER__BATCH_MAX_SECONDS": "0.2",
+        "HEADWATER_SERVING__PORT": str(port),
+    }
+    settings = load_settings(
+        home=tmp_path / "home",
+        kafka={"bootstrap_servers": kafka_bootstrap},
+        redis={"url": redis_url},
+        worker={"group_id": f"test-{suffix}", "batch_max_events": 500, "batch_max_seconds": 0.2},
+        serving={"port": port},
+    )
+    _write_definitions(tmp_path / "defs", suffix)
+    apply_definitions(settings, tmp_path / "defs")
+    dep = Deployment(settings=settings, env=env, suffix=suffix)
+    try:
+        yield dep
+    finally:
+        for process in dep.processes:
+            process.stop()
+        from connectors.kafka import delete_topics
+
+        delete_topics(settings.kafka, [dep.topic, f"dlq.{dep.source}"])
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"hw:{dep.feature_set}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+def dump(obj: object) -> str:
+    return json.dumps(obj, indent=1, default=str)

@@ -1,0 +1,136 @@
+"""Events produced to Kafka come out of the HTTP API and the Delta table exactly as defined.
+
+The real broker, Redis and Delta on disk; the worker and the API run as real processes. The
+yardstick is ``tests.reference.brute_force`` applied to the raw events.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from confluent_kafka import Consumer
+
+from connectors.kafka import EventProducer
+from connectors.offline_delta import DeltaOfflineStore
+from headwater.ingest import ingest_files
+from headwater.sample_data import generate_transactions
+from serving.features import resolve_features
+from serving.historical import get_historical_features
+from tests.integration.pipeline import Deployment
+from tests.reference import brute_force
+
+pytestmark = pytest.mark.integration
+
+MINUTE = 60_000
+
+
+def _dataset(now_ms: int) -> tuple[pa.Table, pa.Table]:
+    """(valid events in arrival order, one event dated too far in the future)."""
+    base = generate_transactions(end_ms=now_ms // MINUTE * MINUTE, users=40, days=2, events_per_user_day=15, seed=11)
+    rows = base.to_pylist()
+    # Same-millisecond ties, late arrivals and events slightly in the future (within the skew).
+    rows.append({**rows[-1], "transaction_id": "tie", "merchant_id": "m_tie"})
+    rows.append({**rows[5], "transaction_id": "late", "event_time": now_ms - 2 * 86_400_000 + 7, "merchant_id": "m_late"})
+    rows.append({**rows[10], "transaction_id": "future", "event_time": now_ms + 120_000, "merchant_id": "m_future"})
+    bad = {**rows[0], "transaction_id": "too_far", "event_time": now_ms + 3_600_000}
+    return pa.Table.from_pylist(rows, schema=base.schema), pa.Table.from_pylist([bad], schema=base.schema)
+
+
+def _events_by_user(table: pa.Table) -> dict[str, list[tuple[dict, int, int]]]:
+    by_user: dict[str, list[tuple[dict, int, int]]] = {}
+    for seq, row in enumerate(table.to_pylist()):
+        by_user.setdefault(row["user_id"], []).append((row, row["event_time"], seq))
+    return by_user
+
+
+def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[str, str]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dlq-check-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    found: list[dict[str, str]] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(found) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            found.append({k: v.decode() for k, v in msg.headers() or []})
+    finally:
+        consumer.close()
+    return found
+
+
+def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: Deployment, tmp_path: Path) -> None:
+    settings = deployment.settings
+    defs = deployment.definitions()
+    fs = defs.feature_set(deployment.feature_set)
+    field_types = defs.source(deployment.source).schema.field_types
+
+    worker = deployment.start_worker()
+    now_ms = time.time_ns() // 1_000_000
+    valid, too_far = _dataset(now_ms)
+    pq.write_table(valid, tmp_path / "valid.parquet")
+    pq.write_table(too_far, tmp_path / "too_far.parquet")
+    assert ingest_files(settings, deployment.source, [tmp_path / "valid.parquet"], show_progress=False) == valid.num_rows
+    ingest_files(settings, deployment.source, [tmp_path / "too_far.parquet"], show_progress=False)
+    garbage = EventProducer(settings.kafka)
+    garbage.produce(deployment.topic, b"\x07not avro", b"u00001")
+    garbage.flush()
+    deployment.wait_caught_up(worker)
+
+    # Bad events went to the dead-letter topic with their reasons, and did not stop the worker.
+    letters = _dead_letters(settings.kafka.bootstrap_servers, f"dlq.{deployment.source}", 2)
+    assert sorted(h["hw.reason"] for h in letters) == ["future", "undecodable"]
+    assert all(h["hw.source_topic"] == deployment.topic and h["hw.offset"].isdigit() for h in letters)
+    assert worker.alive()
+
+    # Online: every user's served values equal brute force at served_at.
+    url = deployment.start_api()
+    by_user = _events_by_user(valid)
+    users = sorted(by_user) + ["nobody"]
+    refs = [f"{fs.name}:{f.name}" for f in fs.features]
+    response = httpx.post(
+        f"{url}/v1/online-features", json={"features": refs, "entities": {"user_id": users}}, timeout=30
+    ).json()
+    served_at = datetime.fromisoformat(response["served_at"].replace("Z", "+00:00"))
+    t = (served_at.timestamp() * 1000).__round__()
+    assert response["features"] == refs
+    assert [r["entity"]["user_id"] for r in response["results"]] == users
+    for result in response["results"]:
+        user = result["entity"]["user_id"]
+        want, status = brute_force(fs, field_types, by_user.get(user, []), t)
+        assert result["values"] == want, user
+        assert result["statuses"] == [status] * len(refs), user
+    assert response["results"][-1]["statuses"][0] == "NOT_FOUND"
+    assert response["results"][-1]["values"][:4] == [0, 0.0, 0, 0.0]
+    # The event dated two minutes ahead is not served yet, but it is stored.
+    assert all("m_future" not in r["values"] for r in response["results"])
+
+    # Offline: the Delta history holds exactly the valid events, each once.
+    offline = DeltaOfflineStore(settings.offline_root)
+    history = offline.history(fs)
+    assert history.num_rows == valid.num_rows
+    assert sorted(history.column("transaction_id").to_pylist()) == sorted(valid.column("transaction_id").to_pylist())
+    assert len(set(zip(history.column("_partition").to_pylist(), history.column("_offset").to_pylist(), strict=True))) == valid.num_rows
+
+    # Point-in-time retrieval at random label times equals brute force, no row dropped.
+    rng = random.Random(5)
+    label_users = [rng.choice(users) for _ in range(300)]
+    label_times = [now_ms - rng.randrange(0, 3 * 86_400_000) for _ in label_users]
+    labels = pa.table({"user_id": label_users, "event_timestamp": label_times})
+    resolved = resolve_features(defs, refs)
+    training = get_historical_features(offline, resolved, labels)
+    assert training.num_rows == len(label_users)
+    assert training.column("user_id").to_pylist() == label_users
+    for i, row in enumerate(training.to_pylist()):
+        want, _ = brute_force(fs, field_types, by_user.get(label_users[i], []), label_times[i])
+        assert [row[f.name] for f in fs.features] == want, (i, label_users[i], label_times[i])
+    # Offline at served_at gives what was served online.
+    at_served = get_historical_features(offline, resolved, pa.table({"user_id": users, "event_timestamp": [t] * len(users)}))
+    assert [[row[f.name] for f in fs.features] for row in at_served.to_pylist()] == [r["values"] for r in response["results"]]
