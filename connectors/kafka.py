@@ -19,7 +19,9 @@ __all__ = ["EventProducer", "consumer_lag", "delete_topics", "ensure_topics", "w
 
 
 def _base_config(kafka: KafkaSettings) -> dict[str, Any]:
-    return {"bootstrap.servers": kafka.bootstrap_servers}
+    # log_level 4 (warning): librdkafka's informational lines, such as purging the admin
+    # client's background queue on close, are noise on a command line.
+    return {"bootstrap.servers": kafka.bootstrap_servers, "log_level": 4}
 
 
 def wait_for_kafka(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:

@@ -70,7 +70,7 @@ def _free_port() -> int:
 
 def run_demo(console: Console | None = None) -> None:
     """Run the demo; raises ``FeatureStoreError`` subclasses with a one-line cause."""
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 110))
     base = load_settings()
     started: list[ServiceStatus] = []
     processes: list[HeadwaterProcess] = []
@@ -138,13 +138,17 @@ def run_demo(console: Console | None = None) -> None:
         catalog = Catalog(settings.catalog_path)
         defs = catalog.definitions()
         resolved = resolve_features(defs, feature_service="fraud_model")
+        # Label rows as a fraud model would have them: a moment after some past transactions
+        # (so the short windows hold something), plus a user with no history at all.
         rng = random.Random(1)
-        label_users = [f"u{rng.randrange(3000):05d}" for _ in range(6)] + ["u99999"]
+        picks = [rng.randrange(table.num_rows // 2) for _ in range(6)]
+        label_users = [table["user_id"][i].as_py() for i in picks] + ["u99999"]
+        label_times = [table["event_time"][i].as_py() + rng.randrange(60_000, 1_800_000) for i in picks]
         labels = pa.table(
             {
                 "user_id": label_users,
-                "event_timestamp": [end_ms - rng.randrange(1, 20) * 86_400_000 - rng.randrange(86_400_000) for _ in label_users],
-                "label_is_fraud": [rng.random() < 0.1 for _ in label_users],
+                "event_timestamp": [*label_times, end_ms - 86_400_000],
+                "label_is_fraud": [rng.random() < 0.2 for _ in label_users],
             }
         )
         offline = DeltaOfflineStore(settings.offline_root)
