@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -59,6 +60,6 @@ def ingest_files(settings: Settings, source_name: str, files: Sequence[Path], *,
         for path, table in tables:
             task = progress.add_task(f"{path.name} -> {source.topic}", total=table.num_rows)
             total += replay_table(
-                producer, source, schema_id, keys, table, progress=lambda n, task=task: progress.advance(task, n)
+                producer, source, schema_id, keys, table, progress=partial(progress.advance, task)
             )
     return total

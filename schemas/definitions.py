@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TypeVar
 
 from schemas.aggregations import AGGREGATION_FUNCTIONS
 from schemas.avro import AvroSchema
@@ -216,7 +216,10 @@ class Definitions:
         return tuple(fs for fs in self.feature_sets if fs.source == source)
 
 
-def _find(items: tuple[Any, ...], name: str, kind: str) -> Any:
+_Named = TypeVar("_Named", Entity, Source, FeatureSet, FeatureService)
+
+
+def _find(items: tuple[_Named, ...], name: str, kind: str) -> _Named:
     for item in items:
         if item.name == name:
             return item

@@ -130,7 +130,8 @@ class FeatureSetPlan:
             for k, s in extra.tiles.items():
                 tiles[k] = self.aggregator.merge(dict(tiles.get(k, {})), s)
             lifetime = self.aggregator.merge(dict(lifetime), extra.lifetime)
-            newest = max(newest, extra.newest) if newest is not None else extra.newest
+            if extra.newest is not None and (newest is None or extra.newest > newest):
+                newest = extra.newest
         if newest is None:
             return self._empty(), Status.NOT_FOUND
         ttl = self.feature_set.ttl_ms

@@ -39,10 +39,11 @@ def label_times_ms(table: pa.Table, column: str) -> list[int]:
     else:
         msg = f"column {column!r} has type {col.type}; expected epoch milliseconds or tz-aware timestamps"
         raise BadRequestError(msg)
+    values = [int(v) if v is not None else None for v in values]
     if any(v is None for v in values):
         msg = f"column {column!r} has null label times; every row needs one"
         raise BadRequestError(msg)
-    return values
+    return [v for v in values if v is not None]
 
 
 def _column_names(resolved: ResolvedFeatures) -> list[str]:
