@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -92,7 +91,7 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def _agent(processor: BatchProcessor, max_events: int, within_s: float) -> Any:
-    async def process(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def process(stream: faust.StreamT[bytes]) -> None:
         # take_events exists on faust's Stream but is missing from its StreamT interface.
         async for events in stream.take_events(max_events, within=within_s):  # type: ignore[attr-defined]
             messages = [
@@ -121,6 +120,5 @@ def _agent(processor: BatchProcessor, max_events: int, within_s: float) -> Any:
                 result.accepted,
                 result.dead_lettered or 0,
             )
-            yield None
 
     return process
