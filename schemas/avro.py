@@ -62,13 +62,16 @@ class AvroSchema:
         Raises:
             ValueError: the schema is not a valid Avro record schema.
         """
+        if not isinstance(definition, Mapping):
+            msg = f"expected an Avro record schema (a JSON object with \"type\": \"record\"), got {type(definition).__name__}"
+            raise ValueError(msg)  # noqa: TRY004 (callers catch ValueError)
         if definition.get("type") != "record":
             msg = f"expected an Avro record schema (\"type\": \"record\"), got type {definition.get('type')!r}"
             raise ValueError(msg)
         try:
             parsed = fastavro.parse_schema(dict(definition))
         except (fastavro.schema.SchemaParseException, ValueError, TypeError, KeyError) as exc:
-            msg = f"invalid Avro schema: {exc}"
+            msg = f"invalid Avro schema: {type(exc).__name__}: {exc}"
             raise ValueError(msg) from exc
         types: dict[str, str] = {}
         nullable: set[str] = set()
@@ -98,7 +101,11 @@ def encode_wire(schema: AvroSchema, schema_id: int, record: Mapping[str, Any]) -
 
     Raises:
         EventError: the record does not match the schema.
+        ValueError: ``schema_id`` is not a 4-byte unsigned integer.
     """
+    if not 0 <= schema_id < 2**32:
+        msg = f"schema id {schema_id} does not fit the wire format's 4-byte unsigned id"
+        raise ValueError(msg)
     buf = io.BytesIO()
     buf.write(_HEADER.pack(WIRE_MAGIC, schema_id))
     try:

@@ -1,18 +1,22 @@
 """Load definitions from YAML files (DESIGN §5), reporting every problem of a file at once.
 
 Each problem names the file, the path inside it (``feature_sets[0].features[2].window``),
-what was found and how to fix it.
+what was found and how to fix it. References between definitions may cross files; they are
+checked once every file is read, and a reference to a definition that itself failed to load
+is not reported again.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import yaml
 
+from schemas.aggregations import NUMERIC_TYPES
 from schemas.avro import AvroSchema
 from schemas.definitions import (
     Definitions,
@@ -30,19 +34,35 @@ __all__ = ["load_definitions"]
 
 T = TypeVar("T")
 
+_SECTIONS = ("entities", "sources", "feature_sets", "feature_services")
+_KIND = {
+    "entities": "entity",
+    "sources": "source",
+    "feature_sets": "feature_set",
+    "feature_services": "feature_service",
+}
 _KEYS: dict[str, set[str]] = {
     "entity": {"name", "keys", "description"},
     "source": {"name", "topic", "schema", "timestamp", "description"},
     "feature_set": {
-        "name", "entity", "source", "resolution", "ttl", "description", "owner", "tags",
-        "labels", "features", "aggregations",
+        "name",
+        "entity",
+        "source",
+        "resolution",
+        "ttl",
+        "description",
+        "owner",
+        "tags",
+        "labels",
+        "features",
+        "aggregations",
     },
     "feature": {"name", "function", "field", "window"},
     "aggregation": {"field", "functions", "windows"},
     "feature_service": {"name", "features", "description"},
 }
-_NUMERIC_ONLY = {"sum", "mean"}
-_ORDERED_ONLY = {"min", "max"}
+_NUMERIC_ONLY = {"sum", "mean", "stddev"}
+_UNORDERED = {"boolean", "bytes", "record", "union", "map", "array"}
 
 
 @dataclass
@@ -53,17 +73,43 @@ class _Collector:
     def add(self, where: str, message: str) -> None:
         self.problems.append(f"{self.file}: {where}: {message}")
 
-    def attempt(self, where: str, build: Callable[[], T]) -> T | None:
+    def attempt(self, where: str, build: Callable[..., T | None], *args: Any) -> T | None:
         try:
-            return build()
+            return build(*args)
         except (ValueError, KeyError, TypeError) as exc:
             self.add(where, str(exc.args[0]) if exc.args else repr(exc))
             return None
 
 
+@dataclass
+class _Placed(Generic[T]):
+    """A definition and where it was written; ``features`` maps feature names to their paths."""
+
+    item: T
+    file: Path
+    where: str
+    features: dict[str, str] = field(default_factory=dict)
+    broken_features: set[str] = field(default_factory=set)
+
+    def at(self, suffix: str = "") -> str:
+        return f"{self.file}: {self.where}{suffix}"
+
+
+@dataclass
+class _Loaded:
+    entities: list[_Placed[Entity]] = field(default_factory=list)
+    sources: list[_Placed[Source]] = field(default_factory=list)
+    sets: list[_Placed[FeatureSet]] = field(default_factory=list)
+    services: list[_Placed[FeatureService]] = field(default_factory=list)
+    # Names that were written but failed to load: references to them are not reported again.
+    broken: set[tuple[str, str]] = field(default_factory=set)
+
+
 def _files(path: Path) -> Iterator[Path]:
     if path.is_dir():
-        yield from sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml"))
+        yield from sorted(
+            p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+        )
     elif path.exists():
         yield path
     else:
@@ -77,10 +123,7 @@ def load_definitions(path: Path) -> Definitions:
     Raises:
         DefinitionError: listing every problem found, one per line.
     """
-    entities: list[Entity] = []
-    sources: list[Source] = []
-    sets: list[FeatureSet] = []
-    services: list[FeatureService] = []
+    loaded = _Loaded()
     problems: list[str] = []
     for file in _files(path):
         c = _Collector(file)
@@ -90,92 +133,140 @@ def load_definitions(path: Path) -> Definitions:
             problems.append(f"{file}: not valid YAML: {exc}")
             continue
         if not isinstance(doc, dict):
-            problems.append(f"{file}: expected a mapping with entities/sources/feature_sets/feature_services")
+            problems.append(
+                f"{file}: expected a mapping with entities/sources/feature_sets/feature_services, "
+                f"got {type(doc).__name__}"
+            )
             continue
-        unknown = set(doc) - {"entities", "sources", "feature_sets", "feature_services"}
-        for key in sorted(unknown):
-            c.add(key, "unknown section; expected entities, sources, feature_sets or feature_services")
-        for i, item in _items(c, doc, "entities"):
-            entities += _some(c.attempt(f"entities[{i}]", lambda item=item: _entity(c, i, item)))
-        for i, item in _items(c, doc, "sources"):
-            sources += _some(c.attempt(f"sources[{i}]", lambda item=item, i=i: _source(c, file, i, item)))
-        for i, item in _items(c, doc, "feature_sets"):
-            sets += _some(c.attempt(f"feature_sets[{i}]", lambda item=item, i=i: _feature_set(c, i, item)))
-        for i, item in _items(c, doc, "feature_services"):
-            services += _some(c.attempt(
-                f"feature_services[{i}]",
-                lambda item=item, i=i: FeatureService(
-                    name=item.get("name", ""),
-                    features=tuple(_list(item.get("features"), f"feature_services[{i}].features")),
-                    description=str(item.get("description", "")),
-                ),
-            ))
+        for key in sorted(set(doc) - set(_SECTIONS), key=str):
+            c.add(
+                str(key),
+                "unknown section; expected entities, sources, feature_sets or feature_services",
+            )
+        builders: tuple[tuple[str, Callable[..., Any], list[_Placed[Any]]], ...] = (
+            ("entities", _entity, loaded.entities),
+            ("sources", _source, loaded.sources),
+            ("feature_sets", _feature_set, loaded.sets),
+            ("feature_services", _service, loaded.services),
+        )
+        for section, build, target in builders:
+            for i, item in _items(c, doc, section):
+                where = f"{section}[{i}]"
+                placed: _Placed[Any] = _Placed(None, file, where)
+                built = c.attempt(where, build, c, where, item, placed)
+                if built is None:
+                    loaded.broken.add((_KIND[section], str(item.get("name", ""))))
+                else:
+                    placed.item = built
+                    target.append(placed)
         problems += c.problems
-    defs = Definitions(
-        entities=tuple(entities),
-        sources=tuple(sources),
-        feature_sets=tuple(sets),
-        feature_services=tuple(services),
-    )
-    problems += _cross_check(defs)
+    problems += _cross_check(loaded)
     if problems:
         msg = f"{len(problems)} problem(s) in the definitions:\n  " + "\n  ".join(problems)
         raise DefinitionError(msg)
-    return defs
+    return Definitions(
+        entities=tuple(p.item for p in loaded.entities),
+        sources=tuple(p.item for p in loaded.sources),
+        feature_sets=tuple(p.item for p in loaded.sets),
+        feature_services=tuple(p.item for p in loaded.services),
+    )
 
 
-def _some(value: T | None) -> list[T]:
-    return [] if value is None else [value]
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        msg = f"{where}: expected a list, got {type(value).__name__}"
-        raise TypeError(msg)
-    return value
-
-
-def _items(c: _Collector, doc: Mapping[str, Any], section: str) -> Iterator[tuple[int, dict[str, Any]]]:
+def _items(
+    c: _Collector, doc: Mapping[str, Any], section: str
+) -> Iterator[tuple[int, dict[str, Any]]]:
     items = doc.get(section) or []
     if not isinstance(items, list):
         c.add(section, f"expected a list, got {type(items).__name__}")
         return
+    kind = _KIND[section]
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            c.add(f"{section}[{i}]", f"expected a mapping, got {type(item).__name__}")
+            c.add(
+                f"{section}[{i}]",
+                f"expected a mapping with keys {sorted(_KEYS[kind])}, got {type(item).__name__}",
+            )
             continue
-        kind = {"entities": "entity"}.get(section, section[:-1])
-        for key in sorted(set(item) - _KEYS[kind]):
+        for key in sorted(set(item) - _KEYS[kind], key=str):
             c.add(f"{section}[{i}].{key}", f"unknown key; expected one of {sorted(_KEYS[kind])}")
         yield i, item
 
 
-def _entity(c: _Collector, i: int, item: Mapping[str, Any]) -> Entity:
-    keys = item.get("keys")
-    if isinstance(keys, str):
-        keys = [keys]
+def _strings(c: _Collector, where: str, value: Any, example: str) -> list[str] | None:
+    """A list of strings (a single string counts as a list of one), or ``None`` after a problem."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        c.add(where, f"expected a list of names like {example}, got {value!r}")
+        return None
+    return value
+
+
+def _entity(
+    c: _Collector, where: str, item: Mapping[str, Any], placed: _Placed[Any]
+) -> Entity | None:
+    keys = _strings(c, f"{where}.keys", item.get("keys"), "[user_id]")
+    if keys is None:
+        return None
     return Entity(
-        name=item.get("name", ""),
-        keys=tuple(_list(keys, f"entities[{i}].keys")),
+        name=str(item.get("name", "")),
+        keys=tuple(keys),
         description=str(item.get("description", "")),
     )
 
 
-def _source(c: _Collector, file: Path, i: int, item: Mapping[str, Any]) -> Source:
-    schema_path = file.parent / str(item.get("schema", ""))
+def _source(
+    c: _Collector, where: str, item: Mapping[str, Any], placed: _Placed[Any]
+) -> Source | None:
+    schema_path = c.file.parent / str(item.get("schema", ""))
     if not item.get("schema") or not schema_path.is_file():
-        msg = f"schema: file {schema_path} not found; give an .avsc path relative to {file.name}"
-        raise ValueError(msg)
+        c.add(
+            f"{where}.schema",
+            f"schema file {str(item.get('schema', ''))!r} not found (looked for {schema_path}); "
+            f"give an .avsc path relative to {c.file.name}",
+        )
+        return None
     try:
         schema = AvroSchema.from_file(schema_path)
+    except json.JSONDecodeError as exc:
+        c.add(
+            f"{where}.schema",
+            f"{schema_path} is not valid JSON ({exc}); give an Avro record schema",
+        )
+        return None
     except ValueError as exc:
-        msg = f"schema: {schema_path}: {exc}"
-        raise ValueError(msg) from exc
+        c.add(f"{where}.schema", f"{schema_path}: {exc}")
+        return None
+    timestamp = item.get("timestamp")
+    if timestamp not in schema.field_types:
+        found = (
+            "missing"
+            if timestamp is None
+            else f"{timestamp!r} is not a field of schema {schema.name!r}"
+        )
+        c.add(
+            f"{where}.timestamp",
+            f"{found}; name the event-time field, one of {sorted(schema.field_types)}",
+        )
+        return None
     return Source(
-        name=item.get("name", ""),
+        name=str(item.get("name", "")),
         schema=schema,
-        timestamp=str(item.get("timestamp", "")),
-        topic=str(item.get("topic", "")),
+        timestamp=str(timestamp),
+        topic=str(item.get("topic", "") or ""),
+        description=str(item.get("description", "")),
+    )
+
+
+def _service(
+    c: _Collector, where: str, item: Mapping[str, Any], placed: _Placed[Any]
+) -> FeatureService | None:
+    refs = _strings(c, f"{where}.features", item.get("features"), "[user_spend:spend_1h]")
+    if refs is None:
+        return None
+    return FeatureService(
+        name=str(item.get("name", "")),
+        features=tuple(refs),
         description=str(item.get("description", "")),
     )
 
@@ -190,108 +281,221 @@ def _duration(c: _Collector, where: str, value: Any) -> int | None:
         return None
 
 
-def _feature_set(c: _Collector, i: int, item: Mapping[str, Any]) -> FeatureSet:
-    where = f"feature_sets[{i}]"
-    resolution = _duration(c, f"{where}.resolution", item.get("resolution", "1m")) or 60_000
+def _window(
+    c: _Collector, where: str, value: Any, resolution: int | None, resolution_text: Any
+) -> tuple[bool, int | None]:
+    """``(ok, window_ms)`` for a window written as ``value``; a problem is added when not ok."""
+    if value is None:
+        return True, None
+    window = _duration(c, where, value)
+    if window is None:
+        return False, None
+    if resolution is not None and window % resolution:
+        c.add(
+            where,
+            f"{value} is not a multiple of the resolution {resolution_text}; "
+            "use a multiple of it or a finer resolution",
+        )
+        return False, None
+    return True, window
+
+
+def _feature_set(
+    c: _Collector, where: str, item: Mapping[str, Any], placed: _Placed[Any]
+) -> FeatureSet | None:
+    resolution_text = item.get("resolution", "1m")
+    resolution = _duration(c, f"{where}.resolution", resolution_text)
+    ttl = _duration(c, f"{where}.ttl", item.get("ttl"))
     features: list[Feature] = []
-    for j, raw in enumerate(item.get("features") or []):
+
+    def add(fwhere: str, name_where: str, feature_name: str, **spec: Any) -> None:
+        if feature_name in placed.features:
+            first = where + placed.features[feature_name]
+            c.add(name_where, f"feature {feature_name!r} is already defined at {first}; rename one")
+            return
+        feature = c.attempt(fwhere, lambda: Feature(name=feature_name, **spec))
+        if feature is None:
+            placed.broken_features.add(feature_name)
+            return
+        placed.features[feature.name] = fwhere[len(where) :]
+        features.append(feature)
+
+    for j, raw in enumerate(_section_list(c, f"{where}.features", item.get("features"))):
         fwhere = f"{where}.features[{j}]"
         if not isinstance(raw, dict):
-            c.add(fwhere, "expected a mapping like {name: spend_1h, function: sum, field: amount, window: 1h}")
-            continue
-        for key in sorted(set(raw) - _KEYS["feature"]):
-            c.add(f"{fwhere}.{key}", f"unknown key; expected one of {sorted(_KEYS['feature'])}")
-        window = _duration(c, f"{fwhere}.window", raw.get("window"))
-        if window is not None and window % resolution:
             c.add(
-                f"{fwhere}.window",
-                f"{raw.get('window')} is not a multiple of the resolution "
-                f"{item.get('resolution', '1m')}; use a multiple or a finer resolution",
+                fwhere,
+                f"expected a mapping like {{name: spend_1h, function: sum, field: amount, window: 1h}}, got {raw!r}",
             )
             continue
-        features += _some(c.attempt(fwhere, lambda raw=raw, window=window: Feature(
-            name=str(raw.get("name", "")),
+        for key in sorted(set(raw) - _KEYS["feature"], key=str):
+            c.add(f"{fwhere}.{key}", f"unknown key; expected one of {sorted(_KEYS['feature'])}")
+        name = str(raw.get("name", ""))
+        good, window = _window(
+            c, f"{fwhere}.window", raw.get("window"), resolution, resolution_text
+        )
+        if not good:
+            placed.broken_features.add(name)
+            continue
+        add(
+            fwhere,
+            f"{fwhere}.name",
+            name,
             function=str(raw.get("function", "")),
             field=raw.get("field"),
             window_ms=window,
-        )))
-    for j, agg in enumerate(item.get("aggregations") or []):
+        )
+    for j, agg in enumerate(_section_list(c, f"{where}.aggregations", item.get("aggregations"))):
         awhere = f"{where}.aggregations[{j}]"
+        if not isinstance(agg, dict):
+            c.add(
+                awhere,
+                f"expected a mapping like {{field: amount, functions: [sum, mean], windows: [1h, 1d]}}, got {agg!r}",
+            )
+            continue
+        for key in sorted(set(agg) - _KEYS["aggregation"], key=str):
+            c.add(f"{awhere}.{key}", f"unknown key; expected one of {sorted(_KEYS['aggregation'])}")
+        functions = _strings(c, f"{awhere}.functions", agg.get("functions"), "[sum, mean]") or []
         windows = agg.get("windows") or [None]
-        for function in agg.get("functions") or []:
-            for w in windows:
-                window = _duration(c, f"{awhere}.windows", w)
-                suffix = w if w is not None else "lifetime"
-                features += _some(c.attempt(awhere, lambda function=function, window=window, suffix=suffix: Feature(
-                    name=f"{agg.get('field')}_{function}_{suffix}",
-                    function=str(function),
+        if not isinstance(windows, list):
+            windows = [windows]
+        for k, w in enumerate(windows):
+            suffix = str(w).strip() if w is not None else "lifetime"
+            good, window = _window(c, f"{awhere}.windows[{k}]", w, resolution, resolution_text)
+            for function in functions:
+                name = f"{agg.get('field')}_{function}_{suffix}"
+                if not good:
+                    placed.broken_features.add(name)
+                    continue
+                add(
+                    awhere,
+                    awhere,
+                    name,
+                    function=function,
                     field=agg.get("field"),
                     window_ms=window,
-                )))
+                )
+    tags = item.get("tags") or []
+    if not isinstance(tags, list):
+        c.add(f"{where}.tags", f"expected a list like [fraud, payments], got {tags!r}")
+        tags = []
+    labels = item.get("labels") or {}
+    if not isinstance(labels, dict):
+        c.add(f"{where}.labels", f"expected a mapping like {{tier: gold}}, got {labels!r}")
+        labels = {}
+    if not features and placed.broken_features:
+        return None  # every feature failed and was reported; "has no features" would be noise
     return FeatureSet(
         name=str(item.get("name", "")),
         entity=str(item.get("entity", "")),
         source=str(item.get("source", "")),
         features=tuple(features),
-        resolution_ms=resolution,
-        ttl_ms=_duration(c, f"{where}.ttl", item.get("ttl")),
+        # An invalid resolution is reported already; 1 s divides every window, so the
+        # features are still checked against the schema without follow-on errors.
+        resolution_ms=resolution or 1_000,
+        ttl_ms=ttl,
         description=str(item.get("description", "")),
         owner=str(item.get("owner", "")),
-        tags=tuple(str(t) for t in item.get("tags") or ()),
-        labels={str(k): str(v) for k, v in (item.get("labels") or {}).items()},
+        tags=tuple(str(t) for t in tags),
+        labels={str(k): str(v) for k, v in labels.items()},
     )
 
 
-def _cross_check(defs: Definitions) -> list[str]:
+def _section_list(c: _Collector, where: str, value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        c.add(where, f"expected a list, got {type(value).__name__}")
+        return []
+    return value
+
+
+def _cross_check(loaded: _Loaded) -> list[str]:
     """References between definitions, and features against their source's schema."""
     problems: list[str] = []
-    for kind, items in (
-        ("entity", defs.entities),
-        ("source", defs.sources),
-        ("feature set", defs.feature_sets),
-        ("feature service", defs.feature_services),
+    for kind, placed_items in (
+        ("entity", loaded.entities),
+        ("source", loaded.sources),
+        ("feature set", loaded.sets),
+        ("feature service", loaded.services),
     ):
-        names = [i.name for i in items]
-        for name in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(f"{kind} {name!r} is defined more than once; rename one")
-    entities = {e.name: e for e in defs.entities}
-    sources = {s.name: s for s in defs.sources}
-    sets = {fs.name: fs for fs in defs.feature_sets}
-    for fs in defs.feature_sets:
-        where = f"feature set {fs.name!r}"
+        first: dict[str, _Placed[Any]] = {}
+        for p in placed_items:
+            name = p.item.name
+            if name in first:
+                problems.append(
+                    f"{p.at('.name')}: {kind} {name!r} is already defined at {first[name].at()}; rename one"
+                )
+            else:
+                first[name] = p
+    entities = {p.item.name: p for p in reversed(loaded.entities)}
+    sources = {p.item.name: p for p in reversed(loaded.sources)}
+    sets = {p.item.name: p for p in reversed(loaded.sets)}
+    for p in loaded.sets:
+        fs = p.item
         entity, source = entities.get(fs.entity), sources.get(fs.source)
-        if entity is None:
-            problems.append(f"{where}: unknown entity {fs.entity!r}; known: {sorted(entities)}")
+        if entity is None and ("entity", fs.entity) not in loaded.broken:
+            problems.append(
+                f"{p.at('.entity')}: unknown entity {fs.entity!r}; known: {sorted(entities)}; "
+                "define it under entities or fix the name"
+            )
         if source is None:
-            problems.append(f"{where}: unknown source {fs.source!r}; known: {sorted(sources)}")
+            if ("source", fs.source) not in loaded.broken:
+                problems.append(
+                    f"{p.at('.source')}: unknown source {fs.source!r}; known: {sorted(sources)}; "
+                    "define it under sources or fix the name"
+                )
             continue
-        types = source.schema.field_types
-        for key in entity.keys if entity else ():
-            if key not in types:
-                problems.append(f"{where}: entity key {key!r} is not a field of source {source.name!r}")
+        types = source.item.schema.field_types
+        fields = sorted(types)
+        for key in entity.item.keys if entity else ():
+            if key not in types and entity is not None:
+                problems.append(
+                    f"{p.at('.entity')}: key {key!r} of entity {fs.entity!r} ({entity.at('.keys')}) is not a "
+                    f"field of source {fs.source!r}; its fields are {fields}; add it to the schema or fix the key"
+                )
         for f in fs.features:
             if f.field is None:
                 continue
+            fwhere = p.features[f.name]
+            at = p.at(f"{fwhere}.field" if fwhere.startswith(".features[") else fwhere)
             if f.field not in types:
                 problems.append(
-                    f"{where}: feature {f.name!r}: field {f.field!r} is not in source "
-                    f"{source.name!r}; its fields are {sorted(types)}"
+                    f"{at}: feature {f.name!r}: field {f.field!r} is not in source {fs.source!r}; "
+                    f"its fields are {fields}"
                 )
-            elif f.function in _NUMERIC_ONLY and types[f.field] not in ("int", "long", "float", "double"):
+            elif f.function in _NUMERIC_ONLY and types[f.field] not in NUMERIC_TYPES:
                 problems.append(
-                    f"{where}: feature {f.name!r}: {f.function} needs a numeric field, "
-                    f"but {f.field!r} is {types[f.field]}"
+                    f"{at}: feature {f.name!r}: {f.function} needs a numeric field "
+                    f"({', '.join(sorted(NUMERIC_TYPES))}), but {f.field!r} is {types[f.field]}; "
+                    "use a numeric field or a function such as count, last or first"
                 )
-            elif f.function in _ORDERED_ONLY and types[f.field] in ("boolean", "bytes", "record", "union", "map", "array"):
-                problems.append(f"{where}: feature {f.name!r}: {f.function} cannot order {types[f.field]} values")
-    for svc in defs.feature_services:
-        for ref_text in svc.features:
+            elif f.function in ("min", "max") and types[f.field] in _UNORDERED:
+                problems.append(
+                    f"{at}: feature {f.name!r}: {f.function} cannot order {types[f.field]} values "
+                    f"of {f.field!r}; use a number, string or time field"
+                )
+    for p in loaded.services:
+        for k, ref_text in enumerate(p.item.features):
+            at = p.at(f".features[{k}]")
             try:
                 ref = FeatureRef.parse(ref_text)
             except ValueError as exc:
-                problems.append(f"feature service {svc.name!r}: {exc}")
+                problems.append(f"{at}: {exc}")
                 continue
-            fs = sets.get(ref.feature_set)
-            if fs is None or ref.feature not in {f.name for f in fs.features}:
-                problems.append(f"feature service {svc.name!r}: unknown feature {ref_text!r}")
+            fs_placed = sets.get(ref.feature_set)
+            if fs_placed is None:
+                if ("feature_set", ref.feature_set) not in loaded.broken:
+                    problems.append(
+                        f"{at}: unknown feature {ref_text!r}: there is no feature set {ref.feature_set!r}; "
+                        f"known: {sorted(sets)}"
+                    )
+            elif (
+                ref.feature not in fs_placed.features
+                and ref.feature not in fs_placed.broken_features
+            ):
+                problems.append(
+                    f"{at}: unknown feature {ref_text!r}: feature set {ref.feature_set!r} has "
+                    f"{[f.name for f in fs_placed.item.features]}"
+                )
     return problems
