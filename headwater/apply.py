@@ -37,7 +37,7 @@ def apply_definitions(settings: Settings, path: Path, *, dry_run: bool = False) 
     wait_for_kafka(settings.kafka)
     topics = [t for s in defs.sources for t in (s.topic, s.dlq_topic)]
     report.topics_created = ensure_topics(settings.kafka, topics)
-    catalog = Catalog(settings.catalog_path)
+    catalog = Catalog(settings.catalog_url)
     try:
         for source in defs.sources:
             report.schema_ids[source.name] = catalog.register_schema(f"{source.topic}-value", source.schema)

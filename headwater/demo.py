@@ -135,7 +135,7 @@ def run_demo(console: Console | None = None) -> None:
         console.print(online)
 
         console.rule("[bold]5. Point-in-time training set from Delta")
-        catalog = Catalog(settings.catalog_path)
+        catalog = Catalog(settings.catalog_url)
         defs = catalog.definitions()
         resolved = resolve_features(defs, feature_service="fraud_model")
         # Label rows as a fraud model would have them: a moment after some past transactions

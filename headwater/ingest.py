@@ -38,7 +38,7 @@ def key_fields(defs: Definitions, source: str) -> tuple[str, ...]:
 
 def ingest_files(settings: Settings, source_name: str, files: Sequence[Path], *, show_progress: bool = True) -> int:
     """Produce every row of ``files`` to the source's topic; returns once Kafka acknowledged all."""
-    catalog = Catalog(settings.catalog_path)
+    catalog = Catalog(settings.catalog_url)
     defs = catalog.definitions()
     try:
         source = defs.source(source_name)

@@ -164,6 +164,11 @@ class Aggregator:
         raise ValueError(msg)
 
     @property
+    def partial_keys(self) -> frozenset[str]:
+        """Names of the partial states kept per tile; equal keys mean reusable state."""
+        return frozenset(p.key for p in self._partials)
+
+    @property
     def fields(self) -> tuple[str, ...]:
         """The event fields the partials read, in a stable order."""
         return tuple(dict.fromkeys(p.field for p in self._partials if p.field is not None))

@@ -1,101 +1,310 @@
-"""The catalog: applied definitions and the Avro schema ids events on Kafka refer to.
+"""The catalog: definitions with their versions, schema ids, and an audit trail.
 
-SQLite file by default. Every process (worker, API, CLI) opens the same file, so what
-``apply`` registered is what the others read.
+SQLite file by default (``<home>/catalog.db``), PostgreSQL by URL
+(``postgresql+psycopg://user@host/db``); SQLAlchemy Core keeps one code path for both. Every
+process (worker, API, CLI) opens the same database, so what ``apply`` registered is what the
+others read.
+
+Feature sets are versioned: each version is a row with its own definition and a status
+(``active`` or ``retired``). Other objects (entities, sources, feature services) have one
+row each, updated in place.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import sqlite3
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
 
 from schemas.avro import AvroSchema
-from schemas.definitions import Definitions
+from schemas.definitions import Definitions, FeatureService, FeatureSet
 from schemas.errors import FeatureStoreError
-from schemas.serialize import definitions_from_dict, definitions_to_dict
+from schemas.serialize import (
+    definitions_from_dict,
+    entity_to_dict,
+    feature_service_to_dict,
+    feature_set_to_dict,
+    source_to_dict,
+)
 
-__all__ = ["Catalog", "CatalogError"]
+__all__ = ["AuditEntry", "Catalog", "CatalogError", "SchemaVersion"]
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS schemas (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    subject TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    schema TEXT NOT NULL,
-    UNIQUE (subject, schema)
-);
-CREATE TABLE IF NOT EXISTS applied (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    applied_at_ms INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-"""
+_meta = sa.MetaData()
+_schema_texts = sa.Table(
+    "hw_schema_texts",
+    _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("schema", sa.Text, nullable=False),
+)
+_subject_versions = sa.Table(
+    "hw_subject_versions",
+    _meta,
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("schema_id", sa.Integer, sa.ForeignKey("hw_schema_texts.id"), nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+)
+_objects = sa.Table(
+    "hw_objects",
+    _meta,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_ms", sa.BigInteger, nullable=False),
+)
+_audit = sa.Table(
+    "hw_audit",
+    _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at_ms", sa.BigInteger, nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(255), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+ACTIVE, RETIRED = "active", "retired"
 
 
 class CatalogError(FeatureStoreError):
     """The catalog is missing something a command needs."""
 
 
-class Catalog:
-    """Access to the catalog database; cheap to open, one connection per instance."""
+@dataclass(frozen=True)
+class SchemaVersion:
+    id: int
+    subject: str
+    version: int
+    schema: str
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-        self._db.executescript(_DDL)
-        self._cached: tuple[int, Definitions] | None = None
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at_ms: int
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Catalog:
+    """Access to the catalog database. Cheap to open; keeps a small connection pool."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            path = url.removeprefix("sqlite:///")
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        self._engine = sa.create_engine(url, **kwargs)
+        _meta.create_all(self._engine)
+        self._cached: tuple[Any, Definitions] | None = None
 
     def close(self) -> None:
-        self._db.close()
+        self._engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        with self._engine.begin() as conn:
+            yield conn
+
+    # --- schemas -------------------------------------------------------------------------
 
     def register_schema(self, subject: str, schema: AvroSchema) -> int:
-        """The id of ``schema`` under ``subject``, registering it as a new version if new."""
+        """The id of ``schema``, registered under ``subject`` as its next version if new there.
+
+        Ids are global per schema text, as in Confluent's registry: the same schema under two
+        subjects has one id. Compatibility is checked by the caller
+        (``schemas.compatibility``); this only stores.
+        """
         text = schema.canonical
-        with self._db:
-            row = self._db.execute(
-                "SELECT id FROM schemas WHERE subject = ? AND schema = ?", (subject, text)
-            ).fetchone()
-            if row:
-                return int(row[0])
-            (latest,) = self._db.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM schemas WHERE subject = ?", (subject,)
-            ).fetchone()
-            cur = self._db.execute(
-                "INSERT INTO schemas (subject, version, schema) VALUES (?, ?, ?)",
-                (subject, latest + 1, text),
-            )
-            return int(cur.lastrowid or 0)
+        fingerprint = hashlib.sha256(text.encode()).hexdigest()
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(_schema_texts.c.id).where(_schema_texts.c.fingerprint == fingerprint)
+            ).first()
+            if row is None:
+                result = conn.execute(sa.insert(_schema_texts).values(fingerprint=fingerprint, schema=text))
+                schema_id = int(result.inserted_primary_key[0])  # type: ignore[index]  # one-column key
+            else:
+                schema_id = int(row[0])
+            versions = _subject_versions.c
+            known = conn.execute(
+                sa.select(versions.version).where(versions.subject == subject, versions.schema_id == schema_id)
+            ).first()
+            if known is None:
+                latest = conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(versions.version), 0)).where(versions.subject == subject)
+                ).scalar_one()
+                conn.execute(
+                    sa.insert(_subject_versions).values(
+                        subject=subject, version=int(latest) + 1, schema_id=schema_id, created_at_ms=_now_ms()
+                    )
+                )
+            return schema_id
 
     def schema_by_id(self, schema_id: int) -> AvroSchema:
         """Raises ``CatalogError`` for an id the catalog never assigned."""
-        row = self._db.execute("SELECT schema FROM schemas WHERE id = ?", (schema_id,)).fetchone()
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(_schema_texts.c.schema).where(_schema_texts.c.id == schema_id)).first()
         if row is None:
-            msg = f"schema id {schema_id} is not registered in the catalog {self.path}"
+            msg = f"schema id {schema_id} is not registered in the catalog"
             raise CatalogError(msg)
         return AvroSchema.from_dict(json.loads(row[0]))
 
-    def save_definitions(self, defs: Definitions) -> None:
-        body = json.dumps(definitions_to_dict(defs), sort_keys=True)
-        with self._db:
-            self._db.execute(
-                "INSERT INTO applied (applied_at_ms, body) VALUES (?, ?)",
-                (int(time.time() * 1000), body),
-            )
+    def schema_versions(self, subject: str | None = None) -> list[SchemaVersion]:
+        """Registered (subject, version) pairs with their ids and texts, by subject and version."""
+        v, t = _subject_versions.c, _schema_texts.c
+        query = (
+            sa.select(v.subject, v.version, v.schema_id, t.schema)
+            .join_from(_subject_versions, _schema_texts, v.schema_id == t.id)
+            .order_by(v.subject, v.version)
+        )
+        if subject is not None:
+            query = query.where(v.subject == subject)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [SchemaVersion(r.schema_id, r.subject, r.version, r.schema) for r in rows]
 
-    def definitions(self) -> Definitions:
-        """The definitions of the last ``apply``.
+    def delete_subject(self, subject: str) -> list[int]:
+        """Forget a subject's versions (the schema texts and ids stay); returns the versions."""
+        with self._tx() as conn:
+            versions = [
+                int(r[0])
+                for r in conn.execute(
+                    sa.select(_subject_versions.c.version).where(_subject_versions.c.subject == subject)
+                )
+            ]
+            conn.execute(sa.delete(_subject_versions).where(_subject_versions.c.subject == subject))
+            conn.execute(
+                sa.insert(_audit).values(at_ms=_now_ms(), action="delete_subject", target=subject, detail="{}")
+            )
+        return versions
+
+    # --- definitions ---------------------------------------------------------------------
+
+    def _state(self) -> Any:
+        with self._engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count(), sa.func.max(_objects.c.updated_at_ms))
+            ).one()
+
+    def definitions(self, *, include_retired: bool = False) -> Definitions:
+        """All current objects, every active feature-set version included.
 
         Raises:
             CatalogError: nothing was applied yet.
         """
-        (latest,) = self._db.execute("SELECT MAX(id) FROM applied").fetchone()
-        if latest is None:
-            msg = f"the catalog {self.path} is empty; run `headwater apply PATH` first"
+        state = self._state()
+        if not include_retired and self._cached is not None and self._cached[0] == tuple(state):
+            return self._cached[1]
+        query = sa.select(_objects).order_by(_objects.c.kind, _objects.c.name, _objects.c.version)
+        if not include_retired:
+            query = query.where(_objects.c.status == ACTIVE)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        if not rows:
+            msg = "the catalog is empty; run `headwater apply PATH` first"
             raise CatalogError(msg)
-        if self._cached is None or self._cached[0] != latest:
-            (body,) = self._db.execute("SELECT body FROM applied WHERE id = ?", (latest,)).fetchone()
-            self._cached = (latest, definitions_from_dict(json.loads(body)))
-        return self._cached[1]
+        data: dict[str, list[Any]] = {k: [] for k in ("entities", "sources", "feature_sets", "feature_services")}
+        for row in rows:
+            body = json.loads(row.body)
+            section = {"entity": "entities", "source": "sources", "feature_set": "feature_sets"}.get(
+                row.kind, "feature_services"
+            )
+            data[section].append(body)
+        defs = definitions_from_dict(data)
+        if not include_retired:
+            self._cached = (tuple(state), defs)
+        return defs
+
+    def feature_set_versions(self, name: str) -> list[tuple[FeatureSet, str]]:
+        """Every version of a feature set with its status, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_objects)
+                .where(_objects.c.kind == "feature_set", _objects.c.name == name)
+                .order_by(_objects.c.version)
+            ).all()
+        return [
+            (definitions_from_dict({"feature_sets": [json.loads(r.body)]}).feature_sets[0], r.status)
+            for r in rows
+        ]
+
+    def save(self, defs: Definitions, feature_sets: Sequence[FeatureSet], detail: dict[str, Any]) -> None:
+        """Upsert entities, sources and services of ``defs`` and the given feature-set versions,
+        in one transaction, with an audit entry."""
+        now = _now_ms()
+        with self._tx() as conn:
+            rows: list[tuple[str, str, dict[str, Any]]] = [
+                *(("entity", e.name, entity_to_dict(e)) for e in defs.entities),
+                *(("source", x.name, source_to_dict(x)) for x in defs.sources),
+                *(("feature_service", x.name, feature_service_to_dict(x)) for x in defs.feature_services),
+            ]
+            for kind, name, body in rows:
+                self._upsert(conn, kind, name, 1, body, now)
+            for fs in feature_sets:
+                self._upsert(conn, "feature_set", fs.name, fs.version, feature_set_to_dict(fs), now)
+            conn.execute(sa.insert(_audit).values(at_ms=now, action="apply", target="*", detail=json.dumps(detail)))
+
+    def _upsert(self, conn: sa.Connection, kind: str, name: str, version: int, body: dict[str, Any], now: int) -> None:
+        text = json.dumps(body, sort_keys=True)
+        key = (_objects.c.kind == kind) & (_objects.c.name == name) & (_objects.c.version == version)
+        existing = conn.execute(sa.select(_objects.c.body).where(key)).first()
+        if existing is None:
+            conn.execute(
+                sa.insert(_objects).values(
+                    kind=kind, name=name, version=version, status=ACTIVE, body=text, created_at_ms=now, updated_at_ms=now
+                )
+            )
+        elif existing[0] != text:
+            conn.execute(sa.update(_objects).where(key).values(body=text, updated_at_ms=now, status=ACTIVE))
+
+    def retire(self, name: str, version: int) -> FeatureSet:
+        """Mark one feature-set version retired: no longer served or computed.
+
+        Raises:
+            CatalogError: no such version, or it is the only active one.
+        """
+        versions = self.feature_set_versions(name)
+        match = [fs for fs, status in versions if fs.version == version]
+        if not match:
+            known = [f"v{fs.version} ({status})" for fs, status in versions]
+            msg = f"feature set {name!r} has no version {version}; it has {known or 'no versions'}"
+            raise CatalogError(msg)
+        active = [fs for fs, status in versions if status == ACTIVE]
+        if active == match:
+            msg = f"{name}@v{version} is the only active version of {name!r}; apply a new version before retiring it"
+            raise CatalogError(msg)
+        now = _now_ms()
+        with self._tx() as conn:
+            conn.execute(
+                sa.update(_objects)
+                .where(_objects.c.kind == "feature_set", _objects.c.name == name, _objects.c.version == version)
+                .values(status=RETIRED, updated_at_ms=now)
+            )
+            conn.execute(sa.insert(_audit).values(at_ms=now, action="retire", target=f"{name}@v{version}", detail="{}"))
+        return match[0]
+
+    def audit(self) -> list[AuditEntry]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(_audit).order_by(_audit.c.id)).all()
+        return [AuditEntry(r.at_ms, r.action, r.target, json.loads(r.detail)) for r in rows]
+
+    def feature_service(self, name: str) -> FeatureService:
+        return self.definitions().feature_service(name)

@@ -120,9 +120,18 @@ class FeatureSet:
     owner: str = ""
     tags: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    filter: str | None = None
+    """Expression: only events for which it is true feed the features."""
+    transforms: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """New fields computed per event, in order: name -> expression."""
+    relations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Other entities this set's events refer to: entity name -> field holding its key."""
 
     def __post_init__(self) -> None:
         _check_name("feature set", self.name)
+        if self.version < 1:
+            msg = f"feature set {self.name!r}: version must be 1 or more, got {self.version}"
+            raise ValueError(msg)
         if not self.features:
             msg = f"feature set {self.name!r} has no features"
             raise ValueError(msg)
@@ -138,7 +147,8 @@ class FeatureSet:
                     f"resolution {self.resolution_ms} ms"
                 )
                 raise ValueError(msg)
-        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+        for attribute in ("labels", "transforms", "relations"):
+            object.__setattr__(self, attribute, MappingProxyType(dict(getattr(self, attribute))))
 
     @property
     def max_window_ms(self) -> int:
@@ -206,8 +216,20 @@ class Definitions:
     def source(self, name: str) -> Source:
         return _find(self.sources, name, "source")
 
-    def feature_set(self, name: str) -> FeatureSet:
-        return _find(self.feature_sets, name, "feature set")
+    def feature_set(self, name: str, version: int | None = None) -> FeatureSet:
+        """The given version of a feature set, or its latest one."""
+        versions = [fs for fs in self.feature_sets if fs.name == name]
+        if not versions:
+            names = sorted({fs.name for fs in self.feature_sets})
+            msg = f"unknown feature set {name!r}; known: {names}"
+            raise KeyError(msg)
+        if version is None:
+            return max(versions, key=lambda fs: fs.version)
+        for fs in versions:
+            if fs.version == version:
+                return fs
+        msg = f"feature set {name!r} has no active version {version}; it has {sorted(f'v{fs.version}' for fs in versions)}"
+        raise KeyError(msg)
 
     def feature_service(self, name: str) -> FeatureService:
         return _find(self.feature_services, name, "feature service")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from schemas.avro import AvroSchema
@@ -14,55 +15,89 @@ from schemas.definitions import (
     Source,
 )
 
-__all__ = ["definitions_from_dict", "definitions_to_dict"]
+__all__ = [
+    "definitions_from_dict",
+    "definitions_to_dict",
+    "entity_to_dict",
+    "feature_service_to_dict",
+    "feature_set_to_dict",
+    "source_to_dict",
+]
 
 
-def definitions_to_dict(defs: Definitions) -> dict[str, Any]:
+def entity_to_dict(e: Entity) -> dict[str, Any]:
+    return {"name": e.name, "keys": list(e.keys), "description": e.description}
+
+
+def source_to_dict(s: Source) -> dict[str, Any]:
     return {
-        "entities": [
-            {"name": e.name, "keys": list(e.keys), "description": e.description} for e in defs.entities
-        ],
-        "sources": [
-            {
-                "name": s.name,
-                "topic": s.topic,
-                "timestamp": s.timestamp,
-                "description": s.description,
-                "schema": dict(s.schema.definition),
-            }
-            for s in defs.sources
-        ],
-        "feature_sets": [
-            {
-                "name": fs.name,
-                "version": fs.version,
-                "entity": fs.entity,
-                "source": fs.source,
-                "resolution_ms": fs.resolution_ms,
-                "ttl_ms": fs.ttl_ms,
-                "description": fs.description,
-                "owner": fs.owner,
-                "tags": list(fs.tags),
-                "labels": dict(fs.labels),
-                "features": [
-                    {"name": f.name, "function": f.function, "field": f.field, "window_ms": f.window_ms}
-                    for f in fs.features
-                ],
-            }
-            for fs in defs.feature_sets
-        ],
-        "feature_services": [
-            {"name": s.name, "features": list(s.features), "description": s.description}
-            for s in defs.feature_services
+        "name": s.name,
+        "topic": s.topic,
+        "timestamp": s.timestamp,
+        "description": s.description,
+        "schema": dict(s.schema.definition),
+    }
+
+
+def feature_set_to_dict(fs: FeatureSet) -> dict[str, Any]:
+    return {
+        "name": fs.name,
+        "version": fs.version,
+        "entity": fs.entity,
+        "source": fs.source,
+        "resolution_ms": fs.resolution_ms,
+        "ttl_ms": fs.ttl_ms,
+        "description": fs.description,
+        "owner": fs.owner,
+        "tags": list(fs.tags),
+        "labels": dict(fs.labels),
+        "filter": fs.filter,
+        "transforms": dict(fs.transforms),
+        "relations": dict(fs.relations),
+        "features": [
+            {"name": f.name, "function": f.function, "field": f.field, "window_ms": f.window_ms}
+            for f in fs.features
         ],
     }
 
 
-def definitions_from_dict(data: dict[str, Any]) -> Definitions:
+def feature_service_to_dict(s: FeatureService) -> dict[str, Any]:
+    return {"name": s.name, "features": list(s.features), "description": s.description}
+
+
+def definitions_to_dict(defs: Definitions) -> dict[str, Any]:
+    return {
+        "entities": [entity_to_dict(e) for e in defs.entities],
+        "sources": [source_to_dict(s) for s in defs.sources],
+        "feature_sets": [feature_set_to_dict(fs) for fs in defs.feature_sets],
+        "feature_services": [feature_service_to_dict(s) for s in defs.feature_services],
+    }
+
+
+def _feature_set(fs: Mapping[str, Any]) -> FeatureSet:
+    return FeatureSet(
+        name=fs["name"],
+        version=fs["version"],
+        entity=fs["entity"],
+        source=fs["source"],
+        resolution_ms=fs["resolution_ms"],
+        ttl_ms=fs["ttl_ms"],
+        description=fs["description"],
+        owner=fs["owner"],
+        tags=tuple(fs["tags"]),
+        labels=fs["labels"],
+        filter=fs.get("filter"),
+        transforms=fs.get("transforms", {}),
+        relations=fs.get("relations", {}),
+        features=tuple(Feature(**f) for f in fs["features"]),
+    )
+
+
+def definitions_from_dict(data: Mapping[str, Any]) -> Definitions:
     return Definitions(
         entities=tuple(
             Entity(name=e["name"], keys=tuple(e["keys"]), description=e["description"])
-            for e in data["entities"]
+            for e in data.get("entities", [])
         ),
         sources=tuple(
             Source(
@@ -72,26 +107,11 @@ def definitions_from_dict(data: dict[str, Any]) -> Definitions:
                 description=s["description"],
                 schema=AvroSchema.from_dict(s["schema"]),
             )
-            for s in data["sources"]
+            for s in data.get("sources", [])
         ),
-        feature_sets=tuple(
-            FeatureSet(
-                name=fs["name"],
-                version=fs["version"],
-                entity=fs["entity"],
-                source=fs["source"],
-                resolution_ms=fs["resolution_ms"],
-                ttl_ms=fs["ttl_ms"],
-                description=fs["description"],
-                owner=fs["owner"],
-                tags=tuple(fs["tags"]),
-                labels=fs["labels"],
-                features=tuple(Feature(**f) for f in fs["features"]),
-            )
-            for fs in data["feature_sets"]
-        ),
+        feature_sets=tuple(_feature_set(fs) for fs in data.get("feature_sets", [])),
         feature_services=tuple(
             FeatureService(name=s["name"], features=tuple(s["features"]), description=s["description"])
-            for s in data["feature_services"]
+            for s in data.get("feature_services", [])
         ),
     )

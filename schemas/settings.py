@@ -21,6 +21,7 @@ from pydantic_settings import (
 from schemas.errors import ConfigError
 
 __all__ = [
+    "CatalogSettings",
     "KafkaSettings",
     "RedisSettings",
     "ServingSettings",
@@ -72,6 +73,12 @@ class WorkerSettings(_Section):
     """Longest a partial micro-batch waits before it is written."""
 
 
+class CatalogSettings(_Section):
+    url: str | None = None
+    """SQLAlchemy URL of the catalog, e.g. ``postgresql+psycopg://user:pw@host/db``;
+    unset means a SQLite file at ``<home>/catalog.db``."""
+
+
 class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -99,10 +106,14 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     worker: WorkerSettings = WorkerSettings()
     serving: ServingSettings = ServingSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     @property
-    def catalog_path(self) -> Path:
-        return self.home / "catalog.db"
+    def catalog_url(self) -> str:
+        """Where the catalog lives: ``catalog.url`` or a SQLite file under ``home``."""
+        if self.catalog.url:
+            return self.catalog.url
+        return f"sqlite:///{(self.home / 'catalog.db').resolve()}"
 
     @property
     def offline_root(self) -> Path:
@@ -123,10 +134,11 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict safe for logs (the Redis URL loses its password)."""
         data = self.model_dump(mode="json")
-        url: str = data["redis"]["url"]
-        if "@" in url:
-            scheme, rest = url.split("://", 1)
-            data["redis"]["url"] = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        for section in ("redis", "catalog"):
+            url = data[section]["url"]
+            if url and "@" in url:
+                scheme, rest = url.split("://", 1)
+                data[section]["url"] = f"{scheme}://***@{rest.split('@', 1)[1]}"
         return data
 
 

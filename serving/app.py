@@ -37,7 +37,7 @@ class OnlineFeaturesRequest(BaseModel):
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI app; it reads the definitions the last ``headwater apply`` stored."""
     app = FastAPI(title="Headwater", version="0.1.0")
-    catalog = Catalog(settings.catalog_path)
+    catalog = Catalog(settings.catalog_url)
     store = RedisOnlineStore(settings.redis.url)
 
     @app.exception_handler(ServingError)

@@ -34,7 +34,7 @@ def _broker_url(bootstrap_servers: str) -> str:
 
 def create_app(settings: Settings) -> faust.App:
     """The faust App with an agent registered for every source that feeds a feature set."""
-    catalog = Catalog(settings.catalog_path)
+    catalog = Catalog(settings.catalog_url)
     defs = catalog.definitions()
     app = faust.App(
         settings.worker.group_id,

@@ -51,7 +51,7 @@ class Deployment:
         return f"transactions_{self.suffix}"
 
     def definitions(self) -> Definitions:
-        return Catalog(self.settings.catalog_path).definitions()
+        return Catalog(self.settings.catalog_url).definitions()
 
     def start_worker(self) -> HeadwaterProcess:
         n = sum(1 for p in self.processes if "worker" in p.log_file.name)
