@@ -201,7 +201,7 @@ class Catalog:
     def _state(self) -> Any:
         with self._engine.connect() as conn:
             return conn.execute(
-                sa.select(sa.func.count(), sa.func.max(_objects.c.updated_at_ms))
+                sa.select(sa.func.count(), sa.func.max(_objects.c.updated_at_ms), sa.select(sa.func.count()).select_from(_audit).scalar_subquery())
             ).one()
 
     def definitions(self, *, include_retired: bool = False) -> Definitions:

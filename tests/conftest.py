@@ -1,3 +1,3 @@
 """Fixture modules shared by the test suite (see tests/README.md)."""
 
-pytest_plugins = ["tests.integration.services", "tests.integration.pipeline"]
+pytest_plugins = ["tests.integration.services", "tests.integration.pipeline", "tests.integration.postgres"]
