@@ -6,7 +6,8 @@ workers talk to the same cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -15,7 +16,15 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from connectors.errors import KafkaUnavailableError, ProduceError
 from schemas.settings import KafkaSettings
 
-__all__ = ["EventProducer", "consumer_lag", "delete_topics", "ensure_topics", "wait_for_kafka"]
+__all__ = [
+    "EventProducer",
+    "RawMessage",
+    "consumer_lag",
+    "delete_topics",
+    "ensure_topics",
+    "read_range",
+    "wait_for_kafka",
+]
 
 
 def _base_config(kafka: KafkaSettings) -> dict[str, Any]:
@@ -42,7 +51,13 @@ def wait_for_kafka(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
         raise KafkaUnavailableError(msg) from cause
 
 
-def ensure_topics(kafka: KafkaSettings, topics: Sequence[str], *, partitions: int | None = None) -> list[str]:
+def ensure_topics(
+    kafka: KafkaSettings,
+    topics: Sequence[str],
+    *,
+    partitions: int | None = None,
+    config: Mapping[str, str] | None = None,
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
     admin = AdminClient(_base_config(kafka))
     existing = set(admin.list_topics(timeout=10).topics)
@@ -50,7 +65,10 @@ def ensure_topics(kafka: KafkaSettings, topics: Sequence[str], *, partitions: in
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, partitions or kafka.partitions, kafka.replication_factor) for t in wanted],
+        [
+            NewTopic(t, partitions or kafka.partitions, kafka.replication_factor, config=dict(config or {}))
+            for t in wanted
+        ],
         operation_timeout=30,
     )
     for topic, future in futures.items():
@@ -184,3 +202,53 @@ def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float 
             msg = f"topics {existing} still exist {timeout_s:g} s after deletion"
             raise KafkaUnavailableError(msg)
         time.sleep(0.2)
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A Kafka message as a worker received it."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+def read_range(
+    kafka: KafkaSettings, topic: str, partition: int, start: int, end: int, *, batch_size: int = 5000
+) -> Iterator[list[RawMessage]]:
+    """Messages of one partition with ``start <= offset < end``, in batches, in order.
+
+    Offsets below the partition's low watermark (deleted by retention) are skipped.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {**_base_config(kafka), "group.id": f"headwater.read-range.{topic}", "enable.auto.commit": False}
+    )
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+        start, end = max(start, low), min(end, high)
+        if start >= end:
+            return
+        consumer.assign([TopicPartition(topic, partition, start)])
+        position = start
+        while position < end:
+            messages = consumer.consume(min(batch_size, end - position), timeout=10)
+            batch = []
+            for m in messages:
+                if m.error() is not None:
+                    raise KafkaUnavailableError(f"reading {topic}[{partition}] failed: {m.error()}")
+                if m.offset() < end:
+                    batch.append(RawMessage(partition, m.offset(), m.key(), m.value(), m.timestamp()[1]))
+            if not messages:
+                msg = f"reading {topic}[{partition}] from {position} to {end}: no message within 10 s"
+                raise KafkaUnavailableError(msg)
+            if batch:
+                position = batch[-1].offset + 1
+                yield batch
+            else:
+                position = end
+    finally:
+        consumer.close()

@@ -21,7 +21,6 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from connectors.base import BaseOfflineStore
 from connectors.errors import OfflineStoreError
-from schemas.avro import AvroSchema
 from schemas.definitions import FeatureSet
 
 __all__ = ["META_COLUMNS", "DeltaOfflineStore", "history_schema"]
@@ -40,14 +39,14 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 
-def history_schema(schema: AvroSchema) -> pa.Schema:
-    """Arrow schema of a history table for events of ``schema``."""
+def history_schema(field_types: Mapping[str, str]) -> pa.Schema:
+    """Arrow schema of a history table whose event fields have these (Avro) types."""
     fields = []
-    for name, avro_type in schema.field_types.items():
+    for name, avro_type in field_types.items():
         if avro_type not in _ARROW_TYPES:
             msg = (
-                f"field {name!r} of schema {schema.name!r} has type {avro_type!r}, which the "
-                f"offline store cannot hold yet; use one of {sorted(_ARROW_TYPES)}"
+                f"field {name!r} has type {avro_type!r}, which the offline store cannot hold "
+                f"yet; use one of {sorted(_ARROW_TYPES)}"
             )
             raise OfflineStoreError(msg)
         fields.append(pa.field(name, _ARROW_TYPES[avro_type], nullable=True))
@@ -78,14 +77,14 @@ class DeltaOfflineStore(BaseOfflineStore):
         except TableNotFoundError:
             return None
 
-    def create(self, feature_set: FeatureSet, schema: AvroSchema) -> bool:
+    def create(self, feature_set: FeatureSet, field_types: Mapping[str, str]) -> bool:
         """Create the empty table if missing; returns whether it was created."""
         if self._table(feature_set) is not None:
             return False
         Path(self.table_uri(feature_set)).mkdir(parents=True, exist_ok=True)
         write_deltalake(
             self.table_uri(feature_set),
-            history_schema(schema).empty_table(),
+            history_schema(field_types).empty_table(),
             mode="append",
             partition_by=["_event_date"],
             name=feature_set.qualified_name,
@@ -135,7 +134,10 @@ class DeltaOfflineStore(BaseOfflineStore):
                 "run `headwater apply` and `headwater worker` first"
             )
             raise OfflineStoreError(msg)
-        return table.to_pyarrow_table()
+        # to_pyarrow_table() leaves a thread behind that aborts the interpreter at exit
+        # (deltalake 1.6, "terminate called without an active exception"); the dataset
+        # scan does not.
+        return table.to_pyarrow_dataset().to_table()
 
     def version(self, feature_set: FeatureSet) -> int | None:
         table = self._table(feature_set)

@@ -1,4 +1,11 @@
-"""``headwater apply``: validate definitions, then create topics, tables and catalog entries."""
+"""``headwater apply``: validate definitions, show the plan, then create what it needs.
+
+Applying creates the Kafka topics (source and dead-letter), registers source schemas (only
+BACKWARD-compatible changes), creates the Delta table of every new feature-set version, and
+records everything in the catalog. Running workers notice the change and restart; a new
+version then catches up from the start of the source topic by itself (see
+``stream_workers.processor``), so it ends up with the same history the old version has.
+"""
 
 from __future__ import annotations
 
@@ -7,45 +14,84 @@ from pathlib import Path
 
 from connectors.kafka import ensure_topics, wait_for_kafka
 from connectors.offline_delta import DeltaOfflineStore
-from schemas.catalog import Catalog
-from schemas.definitions import Definitions
+from schemas.catalog import Catalog, CatalogError
+from schemas.compatibility import backward_problems
+from schemas.definitions import Definitions, FeatureSet
+from schemas.errors import DefinitionError
 from schemas.loader import load_definitions
+from schemas.plan import Plan, make_plan, source_change_allowed
 from schemas.settings import Settings
+from schemas.tiles import FeatureSetPlan
 
-__all__ = ["ApplyReport", "apply_definitions"]
+__all__ = ["ApplyReport", "apply_definitions", "plan_definitions"]
 
 
 @dataclass
 class ApplyReport:
-    definitions: Definitions
+    plan: Plan
+    applied: bool = False
     topics_created: list[str] = field(default_factory=list)
     tables_created: list[str] = field(default_factory=list)
     schema_ids: dict[str, int] = field(default_factory=dict)
 
 
+def plan_definitions(catalog: Catalog, path: Path) -> Plan:
+    """Load ``path`` and compare it with the catalog.
+
+    Raises:
+        DefinitionError: the files are invalid, or a source changes incompatibly.
+    """
+    new = load_definitions(path)
+    try:
+        current: Definitions | None = catalog.definitions()
+        everything = catalog.definitions(include_retired=True)
+    except CatalogError:
+        current, everything = None, Definitions()
+    problems: list[str] = []
+    for source in new.sources:
+        if current is not None and source.name in {s.name for s in current.sources}:
+            problems += source_change_allowed(current.source(source.name), source, backward_problems)
+    if problems:
+        msg = f"{len(problems)} problem(s) with the sources:\n  " + "\n  ".join(problems)
+        raise DefinitionError(msg)
+    all_versions: dict[str, int] = {}
+    for fs in everything.feature_sets:
+        all_versions[fs.name] = max(all_versions.get(fs.name, 0), fs.version)
+    sources = {s.name: s for s in (*new.sources, *(current.sources if current else ()))}
+
+    def partial_keys(fs: FeatureSet) -> frozenset[str]:
+        return FeatureSetPlan(fs, sources[fs.source]).aggregator.partial_keys
+
+    return make_plan(new, current, all_versions=all_versions, partial_keys=partial_keys)
+
+
 def apply_definitions(settings: Settings, path: Path, *, dry_run: bool = False) -> ApplyReport:
-    """Load ``path`` (all problems reported at once), then register everything it defines.
+    """Plan, and unless ``dry_run``, apply.
 
     Raises:
         DefinitionError: the definitions are invalid; nothing was changed.
         KafkaUnavailableError: no broker answers; nothing was changed.
     """
-    defs = load_definitions(path)
-    report = ApplyReport(defs)
-    if dry_run:
-        return report
-    wait_for_kafka(settings.kafka)
-    topics = [t for s in defs.sources for t in (s.topic, s.dlq_topic)]
-    report.topics_created = ensure_topics(settings.kafka, topics)
     catalog = Catalog(settings.catalog_url)
     try:
+        plan = plan_definitions(catalog, path)
+        report = ApplyReport(plan)
+        if dry_run:
+            return report
+        wait_for_kafka(settings.kafka)
+        defs = plan.definitions
+        report.topics_created = ensure_topics(
+            settings.kafka, [s.topic for s in defs.sources], config={"retention.ms": str(settings.kafka.retention_ms)}
+        )
+        report.topics_created += ensure_topics(settings.kafka, [s.dlq_topic for s in defs.sources])
         for source in defs.sources:
             report.schema_ids[source.name] = catalog.register_schema(f"{source.topic}-value", source.schema)
         offline = DeltaOfflineStore(settings.offline_root)
-        for fs in defs.feature_sets:
-            if offline.create(fs, defs.source(fs.source).schema):
+        for fs in plan.new_versions:
+            if offline.create(fs, FeatureSetPlan(fs, defs.source(fs.source)).history_types):
                 report.tables_created.append(offline.table_uri(fs))
-        catalog.save_definitions(defs)
+        catalog.save(defs, plan.to_save, {"plan": [item.describe() for item in plan.items]})
+        report.applied = True
+        return report
     finally:
         catalog.close()
-    return report

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from schemas.errors import FeatureStoreError
 from schemas.settings import load_settings
@@ -54,26 +55,144 @@ def apply(
     except FeatureStoreError as exc:
         _fail(exc)
         return
-    console = Console()
-    d = report.definitions
-    console.print(
-        f"{'validated' if dry_run else 'applied'}: {len(d.entities)} entities, {len(d.sources)} sources, "
-        f"{len(d.feature_sets)} feature sets, {len(d.feature_services)} feature services"
-    )
+    console = Console(highlight=False)
+    console.print("[bold]plan[/]" + (" (dry run: nothing changed)" if dry_run else ""))
+    for item in report.plan.items:
+        style = {"create": "green", "update": "yellow", "new_version": "magenta"}.get(item.action, "dim")
+        console.print(f"  [{style}]{escape(item.describe())}[/]")
+    if dry_run:
+        return
     for topic in report.topics_created:
         console.print(f"  created topic {topic}")
     for table in report.tables_created:
         console.print(f"  created Delta table {table}")
     for source, schema_id in report.schema_ids.items():
         console.print(f"  source {source}: schema id {schema_id}")
+    if report.plan.new_versions:
+        names = ", ".join(fs.qualified_name for fs in report.plan.new_versions)
+        console.print(f"  workers will compute {names} from the start of its source topic")
+
+
+@app.command()
+def retire(
+    reference: Annotated[str, typer.Argument(help="NAME@vN: the feature-set version to retire")],
+) -> None:
+    """Stop serving and computing one feature-set version (its data stays)."""
+    import re
+
+    from schemas.catalog import Catalog
+
+    match = re.fullmatch(r"([A-Za-z_]\w*)@v(\d+)", reference)
+    if match is None:
+        _fail(ValueError(f"{reference!r} is not NAME@vN, e.g. user_spend@v1"))
+        return
+    try:
+        settings = load_settings()
+        fs = Catalog(settings.catalog_url).retire(match.group(1), int(match.group(2)))
+    except FeatureStoreError as exc:
+        _fail(exc)
+        return
+    Console().print(f"retired {fs.qualified_name}")
+
+
+catalog_app = typer.Typer(no_args_is_help=True, help="Browse the feature catalog.")
+app.add_typer(catalog_app, name="catalog")
+
+
+def _catalog() -> tuple[Any, Any]:
+    from connectors.offline_delta import DeltaOfflineStore
+    from schemas.catalog import Catalog
+
+    settings = load_settings()
+    return Catalog(settings.catalog_url), DeltaOfflineStore(settings.offline_root)
+
+
+@catalog_app.command("list")
+def catalog_list() -> None:
+    """Every active feature set with its entity, owner and tags."""
+    from rich.table import Table
+
+    try:
+        catalog, _ = _catalog()
+        sets = catalog.definitions().feature_sets
+    except FeatureStoreError as exc:
+        _fail(exc)
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("feature set", "entity", "source", "features", "owner", "tags", "description"):
+        table.add_column(column)
+    for fs in sets:
+        table.add_row(
+            fs.qualified_name, fs.entity, fs.source, str(len(fs.features)), fs.owner, ", ".join(fs.tags), fs.description
+        )
+    Console().print(table)
+
+
+@catalog_app.command("search")
+def catalog_search(query: Annotated[str, typer.Argument(help="Words to match in names, descriptions, tags, labels, owners")]) -> None:
+    """Find features by name, description, tags, labels or owner."""
+    from rich.table import Table
+
+    from serving.catalog_views import search_features
+
+    try:
+        catalog, _ = _catalog()
+        hits = search_features(catalog.definitions(), query)
+    except FeatureStoreError as exc:
+        _fail(exc)
+        return
+    table = Table(show_edge=False, header_style="bold", title=f"{len(hits)} feature(s) match {query!r}")
+    for column in ("reference", "function", "field", "window", "owner", "tags"):
+        table.add_column(column)
+    for h in hits:
+        table.add_row(h["reference"], h["function"], h["field"] or "", h["window"], h["owner"], ", ".join(h["tags"]))
+    Console().print(table)
+
+
+@catalog_app.command("show")
+def catalog_show(name: Annotated[str, typer.Argument(help="Feature set name")]) -> None:
+    """One feature set: its definition and versions, as JSON."""
+    import json
+
+    from serving.catalog_views import feature_set_summary
+
+    try:
+        catalog, _ = _catalog()
+        versions = catalog.feature_set_versions(name)
+    except FeatureStoreError as exc:
+        _fail(exc)
+        return
+    if not versions:
+        _fail(KeyError(f"unknown feature set {name!r}; see `headwater catalog list`"))
+        return
+    shown = [feature_set_summary(fs, status=status) for fs, status in versions]
+    Console().print_json(json.dumps(shown if len(shown) > 1 else shown[0]))
+
+
+@catalog_app.command("lineage")
+def catalog_lineage(name: Annotated[str, typer.Argument(help="Feature set name")]) -> None:
+    """Source topic and schema -> versions -> online keys and Delta table -> services."""
+    import json
+
+    from serving.catalog_views import lineage
+
+    try:
+        catalog, offline = _catalog()
+        graph = lineage(catalog, offline, name)
+    except (FeatureStoreError, KeyError) as exc:
+        _fail(exc)
+        return
+    Console().print_json(json.dumps(graph))
 
 
 @app.command()
 def worker() -> None:
     """Run the stream workers (faust) for every applied feature set."""
+    import os
+
     import faust
 
-    from stream_workers.app import create_app
+    from stream_workers.app import create_app, reload_requested
 
     try:
         settings = load_settings()
@@ -81,7 +200,12 @@ def worker() -> None:
     except FeatureStoreError as exc:
         _fail(exc)
         return
-    faust.Worker(faust_app, loglevel="INFO", quiet=True, override_logging=True).execute_from_commandline()
+    try:
+        faust.Worker(faust_app, loglevel="INFO", quiet=True, override_logging=True).execute_from_commandline()
+    finally:
+        if reload_requested():
+            # Same pid, fresh interpreter: supervisors and tests keep tracking one process.
+            os.execv(sys.executable, [sys.executable, "-m", "headwater", "worker"])
 
 
 @app.command()

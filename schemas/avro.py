@@ -75,10 +75,14 @@ class AvroSchema:
             raise ValueError(msg) from exc
         types: dict[str, str] = {}
         nullable: set[str] = set()
-        for f in definition["fields"]:
-            types[f["name"]], is_null = _primitive(f["type"])
-            if is_null:
-                nullable.add(f["name"])
+        try:
+            for f in definition["fields"]:
+                types[f["name"]], is_null = _primitive(f["type"])
+                if is_null:
+                    nullable.add(f["name"])
+        except (KeyError, TypeError, IndexError) as exc:
+            msg = f"invalid Avro record schema: every field needs a name and a type ({type(exc).__name__}: {exc})"
+            raise ValueError(msg) from exc
         return cls(dict(definition), parsed, types, frozenset(nullable))
 
     @classmethod

@@ -29,6 +29,7 @@ from schemas.definitions import (
 )
 from schemas.durations import parse_duration
 from schemas.errors import DefinitionError
+from schemas.expressions import ExpressionError, compile_expression
 
 __all__ = ["load_definitions"]
 
@@ -56,6 +57,9 @@ _KEYS: dict[str, set[str]] = {
         "labels",
         "features",
         "aggregations",
+        "filter",
+        "transforms",
+        "relations",
     },
     "feature": {"name", "function", "field", "window"},
     "aggregation": {"field", "functions", "windows"},
@@ -383,6 +387,18 @@ def _feature_set(
     if not isinstance(labels, dict):
         c.add(f"{where}.labels", f"expected a mapping like {{tier: gold}}, got {labels!r}")
         labels = {}
+    expression_filter = item.get("filter")
+    if expression_filter is not None and not isinstance(expression_filter, str):
+        c.add(f"{where}.filter", f"expected an expression string like \"status == 'approved'\", got {expression_filter!r}")
+        expression_filter = None
+    transforms = item.get("transforms") or {}
+    if not isinstance(transforms, dict) or not all(isinstance(v, str) for v in transforms.values()):
+        c.add(f"{where}.transforms", f"expected a mapping of new field -> expression, like {{amount_usd: 'amount * fx_rate'}}, got {transforms!r}")
+        transforms = {}
+    relations = item.get("relations") or {}
+    if not isinstance(relations, dict):
+        c.add(f"{where}.relations", f"expected a mapping of entity -> field, like {{merchant: merchant_id}}, got {relations!r}")
+        relations = {}
     if not features and placed.broken_features:
         return None  # every feature failed and was reported; "has no features" would be noise
     return FeatureSet(
@@ -398,6 +414,9 @@ def _feature_set(
         owner=str(item.get("owner", "")),
         tags=tuple(str(t) for t in tags),
         labels={str(k): str(v) for k, v in labels.items()},
+        filter=expression_filter,
+        transforms={str(k): v for k, v in transforms.items()},
+        relations={str(k): str(v) for k, v in relations.items()},
     )
 
 
@@ -446,7 +465,33 @@ def _cross_check(loaded: _Loaded) -> list[str]:
                     "define it under sources or fix the name"
                 )
             continue
-        types = source.item.schema.field_types
+        types = dict(source.item.schema.field_types)
+        for name, text in fs.transforms.items():
+            try:
+                expression = compile_expression(text, types)
+            except ExpressionError as exc:
+                problems.append(f"{p.at(f'.transforms.{name}')}: {exc}")
+                continue
+            types[name] = expression.type
+        if fs.filter is not None:
+            try:
+                condition = compile_expression(fs.filter, types)
+            except ExpressionError as exc:
+                problems.append(f"{p.at('.filter')}: {exc}")
+            else:
+                if condition.type != "boolean":
+                    problems.append(
+                        f"{p.at('.filter')}: the filter {fs.filter!r} is {condition.type}, not boolean; "
+                        "write a condition such as \"status == 'approved'\""
+                    )
+        for entity_name, key_field in fs.relations.items():
+            if entity_name not in entities and ("entity", entity_name) not in loaded.broken:
+                problems.append(f"{p.at(f'.relations.{entity_name}')}: unknown entity {entity_name!r}; known: {sorted(entities)}")
+            if key_field not in types:
+                problems.append(
+                    f"{p.at(f'.relations.{entity_name}')}: field {key_field!r} is not in source {fs.source!r} "
+                    f"or the transforms; its fields are {sorted(types)}"
+                )
         fields = sorted(types)
         for key in entity.item.keys if entity else ():
             if key not in types and entity is not None:

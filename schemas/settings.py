@@ -43,6 +43,9 @@ class KafkaSettings(_Section):
     """Partitions of topics that ``apply`` creates."""
     replication_factor: int = Field(default=1, ge=1)
     """Replication factor of topics that ``apply`` creates."""
+    retention_ms: int = -1
+    """Retention of source topics that ``apply`` creates; -1 keeps every event, so a new
+    feature-set version can be computed from the whole history."""
 
 
 class RedisSettings(_Section):
@@ -71,6 +74,8 @@ class WorkerSettings(_Section):
     """Events per micro-batch written to Redis and Delta."""
     batch_max_seconds: float = Field(default=0.5, gt=0)
     """Longest a partial micro-batch waits before it is written."""
+    reload_check_seconds: float = Field(default=5.0, gt=0)
+    """How often a worker checks the catalog for changed definitions (then restarts itself)."""
 
 
 class CatalogSettings(_Section):

@@ -24,6 +24,7 @@ from typing import Any
 
 from schemas.aggregations import Aggregator, State
 from schemas.definitions import FeatureSet, Source
+from schemas.expressions import Expression, compile_expression
 
 __all__ = ["EntityState", "FeatureSetPlan", "Status", "tile_of"]
 
@@ -57,6 +58,16 @@ class FeatureSetPlan:
         self.feature_set = feature_set
         self.source = source
         types = dict(source.schema.field_types)
+        # Transforms run in order, each may use the outputs of earlier ones; the filter sees
+        # source fields and transform outputs. Compiled once; type errors surface here.
+        self.transforms: dict[str, Expression] = {}
+        for name, text in feature_set.transforms.items():
+            expression = compile_expression(text, types)
+            self.transforms[name] = expression
+            types[name] = expression.type
+        self.filter = compile_expression(feature_set.filter, types) if feature_set.filter else None
+        self.history_types: dict[str, str] = types
+        """Field types of the rows this version stores offline: source fields + transforms."""
         self.aggregator = Aggregator(
             [(f.function, f.field) for f in feature_set.features], types
         )

@@ -14,7 +14,10 @@ from connectors.online_redis import RedisOnlineStore
 from schemas.catalog import Catalog
 from schemas.errors import FeatureStoreError
 from schemas.settings import Settings
-from serving.errors import ServingError
+from connectors.offline_delta import DeltaOfflineStore
+from serving.catalog_views import feature_set_summary, lineage, search_features
+from serving.errors import NotFoundError, ServingError
+from serving.registry import registry_router
 from serving.features import resolve_features
 from serving.online import lookup
 
@@ -58,6 +61,35 @@ def create_app(settings: Settings) -> FastAPI:
                 )
             ],
         }
+
+    offline = DeltaOfflineStore(settings.offline_root)
+    # The subset of the Confluent Schema Registry API that standard Avro producers use.
+    app.include_router(registry_router(catalog), prefix="/registry")
+
+    @app.get("/v1/feature-sets")
+    def feature_sets() -> list[dict[str, Any]]:
+        return [feature_set_summary(fs) for fs in catalog.definitions().feature_sets]
+
+    @app.get("/v1/feature-sets/{name}")
+    def feature_set(name: str) -> dict[str, Any]:
+        versions = catalog.feature_set_versions(name)
+        if not versions:
+            known = sorted({fs.name for fs in catalog.definitions().feature_sets})
+            raise NotFoundError(f"unknown feature set {name!r}; known: {known}")
+        latest_active = [fs for fs, status in versions if status == "active"]
+        current = latest_active[-1] if latest_active else versions[-1][0]
+        return {
+            **feature_set_summary(current),
+            "versions": [{"version": fs.version, "status": status} for fs, status in versions],
+        }
+
+    @app.get("/v1/features")
+    def features(q: str = "") -> list[dict[str, Any]]:
+        return search_features(catalog.definitions(), q)
+
+    @app.get("/v1/lineage/{name}")
+    def feature_lineage(name: str) -> dict[str, Any]:
+        return lineage(catalog, offline, name)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

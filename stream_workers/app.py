@@ -10,8 +10,12 @@ message still in flight (faust-streaming issue 606).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import signal
+import threading
+from functools import partial
 from typing import Any
 
 import faust
@@ -20,10 +24,13 @@ from connectors.kafka import EventProducer
 from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
 from schemas.catalog import Catalog
+from schemas.definitions import Definitions
+from schemas.serialize import definitions_to_dict
 from schemas.settings import Settings
-from stream_workers.processor import BatchProcessor, RawMessage
+from connectors.kafka import RawMessage, read_range
+from stream_workers.processor import BatchProcessor
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "reload_requested"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,9 @@ def create_app(settings: Settings) -> faust.App:
             dlq=dlq,
             writer_id=settings.worker.group_id,
             max_future_skew_ms=settings.max_future_skew_ms,
+            read_range=partial(
+                read_range, settings.kafka, source.topic, batch_size=settings.worker.batch_max_events
+            ),
         )
         processors.append(processor)
         topic = app.topic(
@@ -82,12 +92,38 @@ def create_app(settings: Settings) -> faust.App:
     async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Another worker may have appended to Delta while it held these partitions.
         for processor in processors:
-            processor.forget_offsets()
+            processor.forget_positions()
 
     # mode types receivers as sync-or-awaitable with a positional-only sender; ours fits at
     # runtime (mode calls receiver(sender, assigned, signal=...)), the stub is narrower.
     app.on_partitions_assigned.connect(_on_assigned)  # type: ignore[arg-type]
+
+    started_with = _fingerprint(defs)
+
+    @app.timer(interval=settings.worker.reload_check_seconds)
+    async def _watch_definitions() -> None:
+        # A new feature-set version (or a retired one) changes what the agents compute.
+        # Restarting is the simple, safe way to pick it up: SIGTERM makes faust commit what
+        # was processed and stop cleanly, then the CLI re-executes the worker.
+        current = await asyncio.to_thread(catalog.definitions)
+        if _fingerprint(current) != started_with:
+            log.warning("definitions changed in the catalog; restarting the worker to apply them")
+            _RELOAD.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+
     return app
+
+
+_RELOAD = threading.Event()
+
+
+def reload_requested() -> bool:
+    """Whether the worker stopped because the catalog's definitions changed."""
+    return _RELOAD.is_set()
+
+
+def _fingerprint(defs: Definitions) -> str:
+    return json.dumps(definitions_to_dict(defs), sort_keys=True)
 
 
 def _agent(processor: BatchProcessor, max_events: int, within_s: float) -> Any:

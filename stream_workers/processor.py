@@ -1,13 +1,19 @@
 """One micro-batch of a source's messages into both stores, exactly once.
 
 Kept free of faust so it can be tested directly. For each batch:
-  1. decode and validate every message; bad ones go to ``dlq.<source>`` with the reason,
-  2. append the good ones to each feature set's Delta history (skipping offsets an earlier
-     run already committed, per the table's app transactions),
-  3. merge them into each entity's online state in Redis (skipping offsets at or below the
-     entity's stored offset),
+  1. every feature-set version that is behind the batch (new, or added while the worker was
+     down) first catches up from its own position by re-reading the gap from Kafka,
+  2. decode and validate every message; bad ones go to ``dlq.<source>`` with the reason,
+  3. for each version: filter and transform the batch (vectorised, on Arrow), append the
+     rows to its Delta history together with the batch's last offset per partition (a Delta
+     app transaction, also when no row passed the filter), and merge the rows into each
+     entity's online state in Redis (skipping offsets at or below the entity's offset),
 and only then does the caller acknowledge the messages to Kafka. A crash anywhere replays the
 batch, and both skips make the replay change nothing that was already written.
+
+The Delta app transaction of a version is its position in the topic: the next event it
+needs is the one after it. That is what makes a new version catch up by itself, with no
+special bootstrap: its position starts at -1.
 """
 
 from __future__ import annotations
@@ -16,42 +22,37 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors.base import BaseOfflineStore, BaseOnlineStore, EntityKey
-from connectors.kafka import EventProducer
+from connectors.kafka import EventProducer, RawMessage
 from connectors.offline_delta import history_schema
 from schemas.avro import AvroSchema, decode_wire, event_time_ms, split_wire
 from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
+from schemas.expressions import apply_filter_and_transforms
 from schemas.tiles import EntityState, FeatureSetPlan
 
-__all__ = ["BatchProcessor", "BatchResult", "RawMessage"]
+__all__ = ["BatchProcessor", "BatchResult", "RangeReader", "RawMessage"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """A Kafka message as the worker received it."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
+RangeReader = Callable[[int, int, int], Iterator[list[RawMessage]]]
+"""(partition, start, end) -> batches of the messages with start <= offset < end."""
 
 
 @dataclass
 class BatchResult:
     accepted: int = 0
     dead_lettered: dict[str, int] = field(default_factory=dict)
+    caught_up: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +63,14 @@ class _Event:
 
 
 class BatchProcessor:
-    """Processes batches of one source for all of its feature sets.
+    """Processes batches of one source for all of its feature-set versions.
 
     Args:
         writer_id: names this deployment's Delta app transactions (the consumer group), so
             restarts of the same group recognise their own commits.
+        dlq: where bad events go; ``None`` counts them without sending (replays).
+        read_range: re-reads part of a partition so a version that is behind can catch up;
+            ``None`` disables catching up.
         clock_ms: the writer's clock; events dated after it wait as ``pending`` online.
     """
 
@@ -79,32 +83,98 @@ class BatchProcessor:
         catalog: Catalog,
         online: BaseOnlineStore,
         offline: BaseOfflineStore,
-        dlq: EventProducer,
+        dlq: EventProducer | None,
         writer_id: str,
         max_future_skew_ms: int,
+        read_range: RangeReader | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.source = source
         self.plans = [FeatureSetPlan(fs, source) for fs in feature_sets]
         by_name = {e.name: e for e in entities}
-        self._keys = {fs.name: by_name[fs.entity].keys for fs in feature_sets}
+        self._keys = {fs.qualified_name: by_name[fs.entity].keys for fs in feature_sets}
         self._catalog = catalog
         self._online = online
         self._offline = offline
         self._dlq = dlq
         self._writer_id = writer_id
         self._skew = max_future_skew_ms
+        self._read_range = read_range
         self._clock = clock_ms
         self._writers: dict[int, AvroSchema] = {}
-        self._history_schema = history_schema(source.schema)
-        self._numeric = [
-            f for f, t in source.schema.field_types.items() if t in ("float", "double")
-        ]
-        self._committed: dict[str, dict[int, int]] = {}
+        self._source_history = history_schema(source.schema.field_types)
+        self._history = {p.feature_set.qualified_name: history_schema(p.history_types) for p in self.plans}
+        self._numeric = [f for f, t in source.schema.field_types.items() if t in ("float", "double")]
+        self._positions: dict[str, dict[int, int]] = {}
 
-    def forget_offsets(self) -> None:
-        """Drop cached Delta offsets; call when partitions are reassigned."""
-        self._committed.clear()
+    def forget_positions(self) -> None:
+        """Drop cached positions; call when partitions are reassigned (another worker may
+        have written while it held them)."""
+        self._positions.clear()
+
+    def _position(self, plan: FeatureSetPlan, partition: int) -> int:
+        """Offset of the last event of ``partition`` this version has consumed (-1: none)."""
+        cached = self._positions.setdefault(plan.feature_set.qualified_name, {})
+        if partition not in cached:
+            found = self._offline.committed_offsets(plan.feature_set, self._writer_id, [partition])
+            cached[partition] = found.get(partition, -1)
+        return cached[partition]
+
+    def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        """Write one batch to the DLQ, Delta and Redis; returns what happened to it."""
+        result = BatchResult()
+        if not messages:
+            return result
+        first: dict[int, int] = {}
+        for m in messages:
+            first[m.partition] = min(first.get(m.partition, m.offset), m.offset)
+        if self._read_range is not None:
+            for plan in self.plans:
+                for partition, offset in first.items():
+                    behind = self._position(plan, partition)
+                    if behind < offset - 1:
+                        result.caught_up[plan.feature_set.qualified_name] = self._catch_up(
+                            plan, partition, behind + 1, offset
+                        )
+        self._process(self.plans, messages, result, dead_letter=True)
+        return result
+
+    def _catch_up(self, plan: FeatureSetPlan, partition: int, start: int, end: int) -> int:
+        assert self._read_range is not None  # noqa: S101 - checked by the caller
+        log.info("%s: catching up partition %d from offset %d to %d", plan.feature_set.qualified_name, partition, start, end)
+        count = 0
+        scratch = BatchResult()
+        for batch in self._read_range(partition, start, end):
+            # These events went through the DLQ when the worker first consumed them.
+            self._process([plan], batch, scratch, dead_letter=False)
+            count += len(batch)
+        return count
+
+    def _process(
+        self, plans: Sequence[FeatureSetPlan], messages: Sequence[RawMessage], result: BatchResult, *, dead_letter: bool
+    ) -> None:
+        events: list[_Event] = []
+        for msg in messages:
+            try:
+                events.append(self._validate(msg))
+            except EventError as exc:
+                if dead_letter:
+                    self._dead_letter(msg, exc, result)
+        if result.dead_lettered and self._dlq is not None and dead_letter:
+            self._dlq.flush()
+            log.warning("%s: dead-lettered %s", self.source.name, result.dead_lettered)
+        if dead_letter:
+            result.accepted += len(events)
+        last: dict[int, int] = {}
+        for m in messages:
+            last[m.partition] = max(last.get(m.partition, -1), m.offset)
+        batch = self._arrow(events)
+        for plan in plans:
+            rows = batch
+            if batch.num_rows and (plan.transforms or plan.filter is not None):
+                rows = apply_filter_and_transforms(batch, plan.filter, plan.transforms)
+            self._append_offline(plan, rows, last)
+            self._update_online(plan, rows)
 
     def _writer_schema(self, payload: bytes) -> AvroSchema:
         schema_id, _ = split_wire(payload)
@@ -149,67 +219,59 @@ class BatchProcessor:
             "hw.partition": str(msg.partition).encode(),
             "hw.offset": str(msg.offset).encode(),
         }
-        self._dlq.produce(self.source.dlq_topic, msg.value or b"", msg.key, headers, msg.timestamp_ms)
+        if self._dlq is not None:
+            self._dlq.produce(self.source.dlq_topic, msg.value or b"", msg.key, headers, msg.timestamp_ms)
         result.dead_lettered[exc.reason] = result.dead_lettered.get(exc.reason, 0) + 1
 
-    def process(self, messages: Sequence[RawMessage]) -> BatchResult:
-        """Write one batch to the DLQ, Delta and Redis; returns what happened to it."""
-        result = BatchResult()
-        events: list[_Event] = []
-        for msg in messages:
-            try:
-                events.append(self._validate(msg))
-            except EventError as exc:
-                self._dead_letter(msg, exc, result)
-        if result.dead_lettered:
-            self._dlq.flush()
-            log.warning("%s: dead-lettered %s", self.source.name, result.dead_lettered)
-        result.accepted = len(events)
-        if events:
-            for plan in self.plans:
-                self._append_offline(plan.feature_set, events)
-                self._update_online(plan, events)
-        return result
-
-    def _append_offline(self, fs: FeatureSet, events: Sequence[_Event]) -> None:
-        committed = self._committed.get(fs.name)
-        partitions = {ev.message.partition for ev in events}
-        if committed is None or not partitions <= committed.keys():
-            committed = self._offline.committed_offsets(fs, self._writer_id, partitions)
-            self._committed[fs.name] = committed
-        fresh = [ev for ev in events if ev.message.offset > committed.get(ev.message.partition, -1)]
-        if not fresh:
-            return
+    def _arrow(self, events: Sequence[_Event]) -> pa.Table:
+        """The valid events as one Arrow table: source fields plus the metadata columns."""
         rows = []
-        offsets: dict[int, int] = {}
-        for ev in fresh:
+        for ev in events:
             m = ev.message
             row = dict(ev.record)
             row["event_time_ms"] = ev.e
-            row["_event_date"] = datetime.fromtimestamp(ev.e / 1000, UTC).strftime("%Y-%m-%d")
+            row["_event_date"] = datetime.fromtimestamp(ev.e // 1000, UTC).strftime("%Y-%m-%d")
             row["_partition"] = m.partition
             row["_offset"] = m.offset
             row["_arrival_ms"] = m.timestamp_ms
             rows.append(row)
-            offsets[m.partition] = max(offsets.get(m.partition, -1), m.offset)
-        self._offline.append(fs, pa.Table.from_pylist(rows, schema=self._history_schema), self._writer_id, offsets)
-        committed.update(offsets)
+        return pa.Table.from_pylist(rows, schema=self._source_history)
 
-    def _update_online(self, plan: FeatureSetPlan, events: Sequence[_Event]) -> None:
+    def _append_offline(self, plan: FeatureSetPlan, rows: pa.Table, last: dict[int, int]) -> None:
         fs = plan.feature_set
-        keys = self._keys[fs.name]
+        positions = {p: self._position(plan, p) for p in last}
+        advanced = {p: o for p, o in last.items() if o > positions[p]}
+        if not advanced:
+            return  # a replay of what this version already has
+        if rows.num_rows:
+            done = pa.array([positions[p] for p in rows.column("_partition").to_pylist()], pa.int64())
+            rows = rows.filter(pc.greater(rows.column("_offset"), done))
+        schema = self._history[fs.qualified_name]
+        # Committed even when no row passed the filter: the app transaction is the version's
+        # position, and an empty commit still moves it.
+        self._offline.append(fs, rows.select(schema.names).cast(schema), self._writer_id, advanced)
+        self._positions[fs.qualified_name].update(advanced)
+
+    def _update_online(self, plan: FeatureSetPlan, rows: pa.Table) -> None:
+        fs = plan.feature_set
+        if rows.num_rows == 0:
+            return
+        keys = self._keys[fs.qualified_name]
+        key_columns = [rows.column(k).to_pylist() for k in keys]
+        values = rows.select(list(plan.fields)).to_pylist() if plan.fields else [{}] * rows.num_rows
+        times = rows.column("event_time_ms").to_pylist()
+        offsets = rows.column("_offset").to_pylist()
         grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]] = defaultdict(list)
-        for ev in events:
-            key = tuple(str(ev.record[k]) for k in keys)
-            grouped[key].append((ev.record, ev.e, ev.message.offset))
+        for i, row in enumerate(values):
+            grouped[tuple(str(col[i]) for col in key_columns)].append((row, times[i], offsets[i]))
         entity_keys = list(grouped)
         before = dict(zip(entity_keys, self._online.read(fs, entity_keys), strict=True))
         now = self._clock()
         after: dict[EntityKey, EntityState] = {}
-        for key, rows in grouped.items():
+        for key, events in grouped.items():
             old = before[key]
             state = EntityState() if old is None else _copy(old)
-            if plan.apply(state, rows, now):
+            if plan.apply(state, events, now):
                 after[key] = state
         self._online.write(fs, after, before)
 

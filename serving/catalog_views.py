@@ -1,0 +1,116 @@
+"""What the catalog shows people: listings, search, one feature set, lineage.
+
+Plain data (dicts and lists) so the CLI and the HTTP API render the same answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.offline_delta import DeltaOfflineStore
+from connectors.online_redis import entity_redis_key
+from schemas.catalog import Catalog
+from schemas.definitions import Definitions, FeatureRef, FeatureSet
+from schemas.durations import format_duration
+from serving.errors import NotFoundError
+
+__all__ = ["feature_set_summary", "lineage", "search_features"]
+
+
+def _window(ms: int | None) -> str:
+    return format_duration(ms) if ms else "lifetime"
+
+
+def feature_set_summary(fs: FeatureSet, *, status: str = "active") -> dict[str, Any]:
+    return {
+        "name": fs.name,
+        "version": fs.version,
+        "status": status,
+        "entity": fs.entity,
+        "source": fs.source,
+        "description": fs.description,
+        "owner": fs.owner,
+        "tags": list(fs.tags),
+        "labels": dict(fs.labels),
+        "resolution": format_duration(fs.resolution_ms),
+        "ttl": format_duration(fs.ttl_ms) if fs.ttl_ms else None,
+        "filter": fs.filter,
+        "transforms": dict(fs.transforms),
+        "relations": dict(fs.relations),
+        "features": [
+            {"name": f.name, "function": f.function, "field": f.field, "window": _window(f.window_ms)}
+            for f in fs.features
+        ],
+    }
+
+
+def search_features(defs: Definitions, query: str) -> list[dict[str, Any]]:
+    """Features whose name, description, tags, labels or owner (or their set's) match ``query``.
+
+    Case-insensitive substring match on every word of the query (all words must match).
+    """
+    words = [w.lower() for w in query.split() if w]
+    hits = []
+    for fs in defs.feature_sets:
+        set_text = " ".join(
+            [fs.name, fs.description, fs.owner, fs.entity, fs.source, *fs.tags, *(f"{k}:{v}" for k, v in fs.labels.items())]
+        ).lower()
+        for f in fs.features:
+            text = f"{set_text} {f.name} {f.function} {f.field or ''}".lower()
+            if all(w in text for w in words):
+                hits.append(
+                    {
+                        "reference": f"{fs.name}@v{fs.version}:{f.name}",
+                        "feature_set": fs.name,
+                        "version": fs.version,
+                        "feature": f.name,
+                        "function": f.function,
+                        "field": f.field,
+                        "window": _window(f.window_ms),
+                        "description": fs.description,
+                        "owner": fs.owner,
+                        "tags": list(fs.tags),
+                    }
+                )
+    return hits
+
+
+def lineage(catalog: Catalog, offline: DeltaOfflineStore, name: str) -> dict[str, Any]:
+    """Source topic and schema -> feature set versions -> online keyspace and Delta table
+    -> feature services -> training sets."""
+    defs = catalog.definitions()
+    versions = catalog.feature_set_versions(name)
+    if not versions:
+        msg = f"unknown feature set {name!r}; known: {sorted({fs.name for fs in defs.feature_sets})}"
+        raise NotFoundError(msg)
+    source = defs.source(versions[-1][0].source)
+    subject = f"{source.topic}-value"
+    schema_versions = catalog.schema_versions(subject)
+    services = []
+    for svc in defs.feature_services:
+        used = [r for r in svc.features if FeatureRef.parse(r).feature_set == name]
+        if used:
+            services.append({"name": svc.name, "features": used})
+    return {
+        "feature_set": name,
+        "source": {
+            "name": source.name,
+            "topic": source.topic,
+            "dead_letter_topic": source.dlq_topic,
+            "schema_subject": subject,
+            "schema_versions": [{"version": v.version, "id": v.id} for v in schema_versions],
+        },
+        "versions": [
+            {
+                "version": fs.version,
+                "status": status,
+                "entity": fs.entity,
+                "online_keyspace": entity_redis_key(fs, ("*",)),
+                "offline_table": offline.table_uri(fs),
+                "offline_table_version": offline.version(fs),
+            }
+            for fs, status in versions
+        ],
+        "feature_services": services,
+        "training_sets": [],
+    }
