@@ -19,6 +19,7 @@ from schemas.settings import KafkaSettings
 __all__ = [
     "EventProducer",
     "RawMessage",
+    "committed_offsets",
     "consumer_lag",
     "delete_topics",
     "ensure_topics",
@@ -160,15 +161,23 @@ class EventProducer:
         return self.acknowledged
 
 
-def consumer_lag(kafka: KafkaSettings, group_id: str, topic: str) -> int:
-    """Messages of ``topic`` not yet committed by ``group_id`` (all of them if it never committed)."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+def committed_offsets(kafka: KafkaSettings, group_id: str, topic: str) -> dict[int, int]:
+    """The group's committed offset (next to consume) per partition; -1 where none."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
     admin = AdminClient(_base_config(kafka))
     metadata = admin.list_topics(topic, timeout=10).topics[topic]
     partitions = [TopicPartition(topic, p) for p in metadata.partitions]
     future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id, partitions)])
-    committed = {tp.partition: tp.offset for tp in future[group_id].result(timeout=10).topic_partitions}
+    return {tp.partition: tp.offset for tp in future[group_id].result(timeout=10).topic_partitions}
+
+
+def consumer_lag(kafka: KafkaSettings, group_id: str, topic: str) -> int:
+    """Messages of ``topic`` not yet committed by ``group_id`` (all of them if it never committed)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    committed = committed_offsets(kafka, group_id, topic)
+    partitions = [TopicPartition(topic, p) for p in committed]
     probe = Consumer({**_base_config(kafka), "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False})
     try:
         lag = 0
@@ -240,8 +249,9 @@ def read_range(
             for m in messages:
                 if m.error() is not None:
                     raise KafkaUnavailableError(f"reading {topic}[{partition}] failed: {m.error()}")
-                if m.offset() < end:
-                    batch.append(RawMessage(partition, m.offset(), m.key(), m.value(), m.timestamp()[1]))
+                offset = m.offset() or 0
+                if offset < end:
+                    batch.append(RawMessage(partition, offset, m.key(), m.value(), m.timestamp()[1]))
             if not messages:
                 msg = f"reading {topic}[{partition}] from {position} to {end}: no message within 10 s"
                 raise KafkaUnavailableError(msg)

@@ -48,21 +48,18 @@ def resolve_features(
         except ValueError as exc:
             raise BadRequestError(str(exc)) from exc
         try:
-            fs = defs.feature_set(ref.feature_set)
+            fs = defs.feature_set(ref.feature_set, ref.version)
         except KeyError as exc:
             raise NotFoundError(exc.args[0]) from exc
-        if ref.version is not None and ref.version != fs.version:
-            msg = f"feature set {fs.name!r} has no version {ref.version}; the current one is v{fs.version}"
-            raise NotFoundError(msg)
-        if fs.name not in index:
-            index[fs.name] = len(plans)
+        if fs.qualified_name not in index:
+            index[fs.qualified_name] = len(plans)
             plans.append(FeatureSetPlan(fs, defs.source(fs.source)))
         try:
             fs.feature(ref.feature)
         except KeyError as exc:
             raise NotFoundError(exc.args[0]) from exc
         feature_index = [f.name for f in fs.features].index(ref.feature)
-        columns.append((index[fs.name], feature_index))
+        columns.append((index[fs.qualified_name], feature_index))
     return ResolvedFeatures(
         refs=tuple(features),
         plans=tuple(plans),

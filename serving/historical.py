@@ -49,7 +49,7 @@ def label_times_ms(table: pa.Table, column: str) -> list[int]:
 def _column_names(resolved: ResolvedFeatures) -> list[str]:
     names = [resolved.plans[p].feature_set.features[f].name for p, f in resolved.columns]
     return [
-        name if names.count(name) == 1 else f"{resolved.plans[p].feature_set.name}__{name}"
+        name if names.count(name) == 1 else f"{resolved.plans[p].feature_set.name}_v{resolved.plans[p].feature_set.version}__{name}"
         for name, (p, _) in zip(names, resolved.columns, strict=True)
     ]
 

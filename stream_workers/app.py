@@ -27,7 +27,7 @@ from schemas.catalog import Catalog
 from schemas.definitions import Definitions
 from schemas.serialize import definitions_to_dict
 from schemas.settings import Settings
-from connectors.kafka import RawMessage, read_range
+from connectors.kafka import RawMessage, committed_offsets, read_range
 from stream_workers.processor import BatchProcessor
 
 __all__ = ["create_app", "reload_requested"]
@@ -85,9 +85,11 @@ def create_app(settings: Settings) -> faust.App:
             value_serializer="raw",
             allow_empty=True,
         )
+        lock = asyncio.Lock()
         app.agent(topic, name=f"headwater.{source.name}", concurrency=1)(
-            _agent(processor, settings.worker.batch_max_events, settings.worker.batch_max_seconds)
+            _agent(processor, lock, settings.worker.batch_max_events, settings.worker.batch_max_seconds)
         )
+        app.timer(interval=settings.worker.reload_check_seconds)(_idle_catch_up(app, settings, processor, lock))
 
     async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Another worker may have appended to Delta while it held these partitions.
@@ -100,7 +102,6 @@ def create_app(settings: Settings) -> faust.App:
 
     started_with = _fingerprint(defs)
 
-    @app.timer(interval=settings.worker.reload_check_seconds)
     async def _watch_definitions() -> None:
         # A new feature-set version (or a retired one) changes what the agents compute.
         # Restarting is the simple, safe way to pick it up: SIGTERM makes faust commit what
@@ -110,6 +111,8 @@ def create_app(settings: Settings) -> faust.App:
             log.warning("definitions changed in the catalog; restarting the worker to apply them")
             _RELOAD.set()
             os.kill(os.getpid(), signal.SIGTERM)
+
+    app.timer(interval=settings.worker.reload_check_seconds)(_watch_definitions)
 
     return app
 
@@ -126,7 +129,32 @@ def _fingerprint(defs: Definitions) -> str:
     return json.dumps(definitions_to_dict(defs), sort_keys=True)
 
 
-def _agent(processor: BatchProcessor, max_events: int, within_s: float) -> Any:
+def _idle_catch_up(app: faust.App, settings: Settings, processor: BatchProcessor, lock: asyncio.Lock) -> Any:
+    """A timer that catches up lagging versions even when no new event arrives.
+
+    Versions behind the group's committed position (a new version on a quiet topic) would
+    otherwise wait for the next event. Only partitions assigned to this worker are touched,
+    under the agent's lock, so it never races the agent or another worker.
+    """
+    topic = processor.source.topic
+
+    async def tick() -> None:
+        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
+        if not assigned:
+            return
+        committed = await asyncio.to_thread(committed_offsets, settings.kafka, settings.worker.group_id, topic)
+        async with lock:
+            for partition in assigned:
+                end = committed.get(partition, -1)
+                if end > 0:
+                    done = await asyncio.to_thread(processor.catch_up, partition, end)
+                    if done:
+                        log.info("%s[%d]: caught up %s", topic, partition, done)
+
+    return tick
+
+
+def _agent(processor: BatchProcessor, lock: asyncio.Lock, max_events: int, within_s: float) -> Any:
     async def process(stream: faust.StreamT[bytes]) -> None:
         # take_events exists on faust's Stream but is missing from its StreamT interface.
         async for events in stream.take_events(max_events, within=within_s):  # type: ignore[attr-defined]
@@ -141,7 +169,8 @@ def _agent(processor: BatchProcessor, max_events: int, within_s: float) -> Any:
                 for ev in events
             ]
             try:
-                result = await asyncio.to_thread(processor.process, messages)
+                async with lock:
+                    result = await asyncio.to_thread(processor.process, messages)
             except Exception:
                 # A bad event never gets here (it goes to the DLQ); this is a broken store or
                 # a bug. Die loudly: an agent that stops quietly while the process lives on

@@ -128,16 +128,25 @@ class BatchProcessor:
         first: dict[int, int] = {}
         for m in messages:
             first[m.partition] = min(first.get(m.partition, m.offset), m.offset)
-        if self._read_range is not None:
-            for plan in self.plans:
-                for partition, offset in first.items():
-                    behind = self._position(plan, partition)
-                    if behind < offset - 1:
-                        result.caught_up[plan.feature_set.qualified_name] = self._catch_up(
-                            plan, partition, behind + 1, offset
-                        )
+        for partition, offset in first.items():
+            for name, count in self.catch_up(partition, offset).items():
+                result.caught_up[name] = result.caught_up.get(name, 0) + count
         self._process(self.plans, messages, result, dead_letter=True)
         return result
+
+    def catch_up(self, partition: int, end: int) -> dict[str, int]:
+        """Bring every version whose position in ``partition`` is before ``end - 1`` up to it.
+
+        Returns the events replayed per version. A no-op without a ``read_range``.
+        """
+        done: dict[str, int] = {}
+        if self._read_range is None:
+            return done
+        for plan in self.plans:
+            behind = self._position(plan, partition)
+            if behind < end - 1:
+                done[plan.feature_set.qualified_name] = self._catch_up(plan, partition, behind + 1, end)
+        return done
 
     def _catch_up(self, plan: FeatureSetPlan, partition: int, start: int, end: int) -> int:
         assert self._read_range is not None  # noqa: S101 - checked by the caller

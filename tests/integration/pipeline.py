@@ -36,6 +36,7 @@ class Deployment:
     settings: Settings
     env: dict[str, str]
     suffix: str
+    defs_dir: Path
     processes: list[HeadwaterProcess] = field(default_factory=list)
 
     @property
@@ -102,18 +103,24 @@ def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator
         "HEADWATER_WORKER__GROUP_ID": f"test-{suffix}",
         "HEADWATER_WORKER__BATCH_MAX_EVENTS": "500",
         "HEADWATER_WORKER__BATCH_MAX_SECONDS": "0.2",
+        "HEADWATER_WORKER__RELOAD_CHECK_SECONDS": "1",
         "HEADWATER_SERVING__PORT": str(port),
     }
     settings = load_settings(
         home=tmp_path / "home",
         kafka={"bootstrap_servers": kafka_bootstrap},
         redis={"url": redis_url},
-        worker={"group_id": f"test-{suffix}", "batch_max_events": 500, "batch_max_seconds": 0.2},
+        worker={
+            "group_id": f"test-{suffix}",
+            "batch_max_events": 500,
+            "batch_max_seconds": 0.2,
+            "reload_check_seconds": 1,
+        },
         serving={"port": port},
     )
     _write_definitions(tmp_path / "defs", suffix)
     apply_definitions(settings, tmp_path / "defs")
-    dep = Deployment(settings=settings, env=env, suffix=suffix)
+    dep = Deployment(settings=settings, env=env, suffix=suffix, defs_dir=tmp_path / "defs")
     try:
         yield dep
     finally:
