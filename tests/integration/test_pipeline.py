@@ -6,6 +6,7 @@ yardstick is ``tests.reference.brute_force`` applied to the raw events.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from datetime import datetime
@@ -36,16 +37,24 @@ def _dataset(now_ms: int) -> tuple[pa.Table, pa.Table]:
     base = generate_transactions(end_ms=now_ms // MINUTE * MINUTE, users=40, days=2, events_per_user_day=15, seed=11)
     rows = base.to_pylist()
     # Same-millisecond ties, late arrivals and events slightly in the future (within the skew).
-    rows.append({**rows[-1], "transaction_id": "tie", "merchant_id": "m_tie"})
-    rows.append({**rows[5], "transaction_id": "late", "event_time": now_ms - 2 * 86_400_000 + 7, "merchant_id": "m_late"})
-    rows.append({**rows[10], "transaction_id": "future", "event_time": now_ms + 120_000, "merchant_id": "m_future"})
+    rows.append({**rows[-1], "transaction_id": "tie", "merchant_id": "m_tie", "status": "approved"})
+    rows.append({**rows[5], "transaction_id": "late", "status": "approved", "event_time": now_ms - 2 * 86_400_000 + 7, "merchant_id": "m_late"})
+    rows.append({**rows[10], "transaction_id": "future", "status": "approved", "event_time": now_ms + 120_000, "merchant_id": "m_future"})
     bad = {**rows[0], "transaction_id": "too_far", "event_time": now_ms + 3_600_000}
     return pa.Table.from_pylist(rows, schema=base.schema), pa.Table.from_pylist([bad], schema=base.schema)
 
 
+def _round_half_away(x: float) -> int:
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
 def _events_by_user(table: pa.Table) -> dict[str, list[tuple[dict, int, int]]]:
+    """The example feature set's filter and transforms, written out by hand in Python."""
     by_user: dict[str, list[tuple[dict, int, int]]] = {}
     for seq, row in enumerate(table.to_pylist()):
+        if row["status"] != "approved":
+            continue
+        row = {**row, "amount_cents": _round_half_away(row["amount"] * 100), "is_large": int(row["amount"] >= 100)}
         by_user.setdefault(row["user_id"], []).append((row, row["event_time"], seq))
     return by_user
 
@@ -70,7 +79,7 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     settings = deployment.settings
     defs = deployment.definitions()
     fs = defs.feature_set(deployment.feature_set)
-    field_types = defs.source(deployment.source).schema.field_types
+    field_types = {**defs.source(deployment.source).schema.field_types, "amount_cents": "long", "is_large": "long"}
 
     worker = deployment.start_worker()
     now_ms = time.time_ns() // 1_000_000
@@ -112,12 +121,16 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     # The event dated two minutes ahead is not served yet, but it is stored.
     assert all("m_future" not in r["values"] for r in response["results"])
 
-    # Offline: the Delta history holds exactly the valid events, each once.
+    # Offline: the Delta history holds exactly the valid, approved events, each once, with
+    # the transformed fields.
     offline = DeltaOfflineStore(settings.offline_root)
     history = offline.history(fs)
-    assert history.num_rows == valid.num_rows
-    assert sorted(history.column("transaction_id").to_pylist()) == sorted(valid.column("transaction_id").to_pylist())
-    assert len(set(zip(history.column("_partition").to_pylist(), history.column("_offset").to_pylist(), strict=True))) == valid.num_rows
+    approved = [row for rows in by_user.values() for row, _, _ in rows]
+    assert history.num_rows == len(approved) < valid.num_rows
+    assert sorted(history.column("transaction_id").to_pylist()) == sorted(r["transaction_id"] for r in approved)
+    assert len(set(zip(history.column("_partition").to_pylist(), history.column("_offset").to_pylist(), strict=True))) == len(approved)
+    cents = dict(zip(history.column("transaction_id").to_pylist(), history.column("amount_cents").to_pylist(), strict=True))
+    assert cents == {r["transaction_id"]: r["amount_cents"] for r in approved}
 
     # Point-in-time retrieval at random label times equals brute force, no row dropped.
     rng = random.Random(5)
