@@ -129,8 +129,11 @@ def catalog_list() -> None:
 
 
 @catalog_app.command("search")
-def catalog_search(query: Annotated[str, typer.Argument(help="Words to match in names, descriptions, tags, labels, owners")]) -> None:
-    """Find features by name, description, tags, labels or owner."""
+def catalog_search(
+    words: Annotated[list[str], typer.Argument(help="Words to match in names, descriptions, tags, labels, owners")],
+) -> None:
+    """Find features by name, description, tags, labels or owner (all words must match)."""
+    query = " ".join(words)
     from rich.table import Table
 
     from serving.catalog_views import search_features
