@@ -8,12 +8,15 @@ and a brute-force ``math.fsum`` give the same bits.
 
 States are plain JSON values (ints, floats, lists) because they are stored in Redis as is.
 Null values are skipped by every function except ``count`` without a field, which counts
-events.
+events. ``stddev`` is the sample standard deviation (null below two values);
+``count_distinct`` is exact (the distinct values are kept per tile); ``last_n`` gives the
+``n`` newest values, newest first, ties in event time by arrival order.
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -27,7 +30,9 @@ __all__ = [
     "empty_value",
 ]
 
-AggregationFunction = Literal["count", "sum", "mean", "min", "max", "last", "first"]
+AggregationFunction = Literal[
+    "count", "sum", "mean", "min", "max", "last", "first", "stddev", "count_distinct", "last_n"
+]
 AGGREGATION_FUNCTIONS: Final[tuple[str, ...]] = (
     "count",
     "sum",
@@ -36,6 +41,9 @@ AGGREGATION_FUNCTIONS: Final[tuple[str, ...]] = (
     "max",
     "last",
     "first",
+    "stddev",
+    "count_distinct",
+    "last_n",
 )
 NUMERIC_TYPES: Final[frozenset[str]] = frozenset({"int", "long", "float", "double"})
 _INTEGER_TYPES: Final[frozenset[str]] = frozenset({"int", "long"})
@@ -61,19 +69,38 @@ def _grow(partials: list[float], x: float) -> list[float]:
     return partials
 
 
+def _to_fraction(state: list[str] | None) -> Fraction:
+    return Fraction(int(state[0]), int(state[1])) if state else Fraction(0)
+
+
+def _from_fraction(value: Fraction) -> list[str]:
+    # Text, not JSON numbers: the numerator of an exact sum of squares outgrows 64 bits.
+    return [str(value.numerator), str(value.denominator)]
+
+
 @dataclass(frozen=True)
 class _Partial:
-    """One partial state kept per tile: ``kind`` over ``field`` (``None`` = the event itself)."""
+    """One partial state kept per tile: ``kind`` over ``field`` (``None`` = the event itself).
+
+    ``n`` is the list length of ``last_n`` partials.
+    """
 
     kind: str
     field: str | None
+    n: int = 0
 
     @property
     def key(self) -> str:
-        return self.kind if self.field is None else f"{self.kind}:{self.field}"
+        kind = f"{self.kind}{self.n}" if self.n else self.kind
+        return kind if self.field is None else f"{kind}:{self.field}"
 
 
-def _add(kind: str, state: Any, value: Any, e: int, seq: int) -> Any:
+def _newest(items: list[list[Any]], n: int) -> list[list[Any]]:
+    """The ``n`` newest ``[e, seq, value]`` items, newest first."""
+    return sorted(items, key=lambda item: (item[0], item[1]), reverse=True)[:n]
+
+
+def _add(kind: str, state: Any, value: Any, e: int, seq: int, n: int = 0) -> Any:
     if kind in ("n", "nn", "isum"):
         return (state or 0) + (1 if kind != "isum" else value)
     if kind == "fsum":
@@ -86,11 +113,17 @@ def _add(kind: str, state: Any, value: Any, e: int, seq: int) -> Any:
         return [e, seq, value] if state is None or (e, seq) >= (state[0], state[1]) else state
     if kind == "first":
         return [e, seq, value] if state is None or (e, seq) < (state[0], state[1]) else state
+    if kind == "qsum":
+        return _from_fraction(_to_fraction(state) + Fraction(value) ** 2)
+    if kind == "distinct":
+        return sorted({*(state or ()), value})
+    if kind == "lastn":
+        return _newest([*(state or ()), [e, seq, value]], n)
     msg = f"unknown partial kind {kind!r}"
     raise AssertionError(msg)
 
 
-def _merge(kind: str, a: Any, b: Any) -> Any:
+def _merge(kind: str, a: Any, b: Any, n: int = 0) -> Any:
     if a is None:
         return b
     if b is None:
@@ -110,14 +143,37 @@ def _merge(kind: str, a: Any, b: Any) -> Any:
         return a if (a[0], a[1]) >= (b[0], b[1]) else b
     if kind == "first":
         return a if (a[0], a[1]) <= (b[0], b[1]) else b
+    if kind == "qsum":
+        return _from_fraction(_to_fraction(a) + _to_fraction(b))
+    if kind == "distinct":
+        return sorted({*a, *b})
+    if kind == "lastn":
+        return _newest([*a, *b], n)
     msg = f"unknown partial kind {kind!r}"
     raise AssertionError(msg)
 
 
+def _sample_stddev(n: int, total: Any, squares: list[str] | None) -> float | None:
+    """Sample standard deviation from exact sums: sqrt of the correctly rounded variance.
+
+    The variance ``(sum(x^2) - sum(x)^2 / n) / (n - 1)`` is computed in exact rational
+    arithmetic (the partials hold exact sums), so it is the same whatever the order or
+    grouping of the events; cancellation cannot creep in.
+    """
+    if n < 2:
+        return None
+    exact_total = sum((Fraction(p) for p in total), Fraction(0)) if isinstance(total, list) else Fraction(total)
+    variance = (_to_fraction(squares) - exact_total * exact_total / n) / (n - 1)
+    return math.sqrt(float(variance))
+
+
 def empty_value(function: str, field_type: str | None) -> Any:
-    """The value of ``function`` over an empty window: 0 for count and sum, else null."""
-    if function == "count":
+    """The value of ``function`` over an empty window: 0 for count, count_distinct and sum,
+    an empty list for last_n, else null."""
+    if function in ("count", "count_distinct"):
         return 0
+    if function == "last_n":
+        return []
     if function == "sum":
         return 0 if field_type in _INTEGER_TYPES else 0.0
     return None
@@ -132,18 +188,20 @@ class Aggregator:
     """
 
     def __init__(
-        self, functions: Sequence[tuple[str, str | None]], field_types: Mapping[str, str]
+        self,
+        functions: Sequence[tuple[str, str | None] | tuple[str, str | None, int | None]],
+        field_types: Mapping[str, str],
     ) -> None:
-        self._functions = tuple(functions)
+        self._functions = tuple((f[0], f[1], f[2] if len(f) > 2 else None) for f in functions)
         self._field_types = dict(field_types)
         partials: dict[str, _Partial] = {}
         self._needs: list[tuple[str, ...]] = []
-        for function, field in self._functions:
-            needed = [partials.setdefault(p.key, p) for p in self._partials_of(function, field)]
+        for function, field, n in self._functions:
+            needed = [partials.setdefault(p.key, p) for p in self._partials_of(function, field, n)]
             self._needs.append(tuple(p.key for p in needed))
         self._partials = tuple(partials.values())
 
-    def _partials_of(self, function: str, field: str | None) -> list[_Partial]:
+    def _partials_of(self, function: str, field: str | None, n: int | None = None) -> list[_Partial]:
         if field is None:
             if function != "count":
                 msg = f"function {function!r} needs a field"
@@ -160,6 +218,15 @@ class Aggregator:
                 return [_Partial("nn", field), total]
             case "min" | "max" | "last" | "first":
                 return [_Partial(function, field)]
+            case "stddev":
+                return [_Partial("nn", field), total, _Partial("qsum", field)]
+            case "count_distinct":
+                return [_Partial("distinct", field)]
+            case "last_n":
+                if not n or n < 1:
+                    msg = "last_n needs n >= 1, e.g. {function: last_n, field: merchant_id, n: 5}"
+                    raise ValueError(msg)
+                return [_Partial("lastn", field, n)]
         msg = f"unknown aggregation function {function!r}; expected one of {AGGREGATION_FUNCTIONS}"
         raise ValueError(msg)
 
@@ -179,7 +246,7 @@ class Aggregator:
             value = row if p.field is None else row.get(p.field)
             if value is None:
                 continue
-            state[p.key] = _add(p.kind, state.get(p.key), value, e, seq)
+            state[p.key] = _add(p.kind, state.get(p.key), value, e, seq, p.n)
         return state
 
     def merge(self, into: State, other: Mapping[str, Any]) -> State:
@@ -187,12 +254,12 @@ class Aggregator:
         for p in self._partials:
             b = other.get(p.key)
             if b is not None:
-                into[p.key] = _merge(p.kind, into.get(p.key), b)
+                into[p.key] = _merge(p.kind, into.get(p.key), b, p.n)
         return into
 
     def finalize(self, index: int, state: Mapping[str, Any]) -> Any:
         """The value of feature ``index`` from merged ``state`` (empty-window rules applied)."""
-        function, field = self._functions[index]
+        function, field, _ = self._functions[index]
         needs = self._needs[index]
         field_type = self._field_types.get(field) if field else None
         first = state.get(needs[0])
@@ -201,6 +268,12 @@ class Aggregator:
         match function:
             case "count" | "min" | "max":
                 return first
+            case "count_distinct":
+                return len(first)
+            case "last_n":
+                return [item[2] for item in first]
+            case "stddev":
+                return _sample_stddev(first, state[needs[1]], state.get(needs[2]))
             case "sum":
                 return math.fsum(first) if isinstance(first, list) else first
             case "mean":

@@ -91,9 +91,17 @@ class Feature:
     function: str
     field: str | None = None
     window_ms: int | None = None
+    n: int | None = None
+    """How many values ``last_n`` keeps."""
 
     def __post_init__(self) -> None:
         _check_name("feature", self.name)
+        if self.function == "last_n" and (self.n is None or self.n < 1):
+            msg = f"feature {self.name!r}: last_n needs n, a count of 1 or more, e.g. n: 5"
+            raise ValueError(msg)
+        if self.function != "last_n" and self.n is not None:
+            msg = f"feature {self.name!r}: n is only for last_n, not {self.function}"
+            raise ValueError(msg)
         if self.function not in AGGREGATION_FUNCTIONS:
             msg = f"unknown function {self.function!r}; expected one of {list(AGGREGATION_FUNCTIONS)}"
             raise ValueError(msg)

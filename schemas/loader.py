@@ -61,7 +61,7 @@ _KEYS: dict[str, set[str]] = {
         "transforms",
         "relations",
     },
-    "feature": {"name", "function", "field", "window"},
+    "feature": {"name", "function", "field", "window", "n"},
     "aggregation": {"field", "functions", "windows"},
     "feature_service": {"name", "features", "description"},
 }
@@ -348,6 +348,7 @@ def _feature_set(
             function=str(raw.get("function", "")),
             field=raw.get("field"),
             window_ms=window,
+            n=raw.get("n"),
         )
     for j, agg in enumerate(_section_list(c, f"{where}.aggregations", item.get("aggregations"))):
         awhere = f"{where}.aggregations[{j}]"

@@ -56,6 +56,7 @@ def feature_set_to_dict(fs: FeatureSet) -> dict[str, Any]:
         "relations": dict(fs.relations),
         "features": [
             {"name": f.name, "function": f.function, "field": f.field, "window_ms": f.window_ms}
+            | ({"n": f.n} if f.n is not None else {})
             for f in fs.features
         ],
     }

@@ -69,7 +69,7 @@ class FeatureSetPlan:
         self.history_types: dict[str, str] = types
         """Field types of the rows this version stores offline: source fields + transforms."""
         self.aggregator = Aggregator(
-            [(f.function, f.field) for f in feature_set.features], types
+            [(f.function, f.field, f.n) for f in feature_set.features], types
         )
         self.resolution_ms = feature_set.resolution_ms
         self.retention_tiles = feature_set.max_window_ms // feature_set.resolution_ms

@@ -6,6 +6,7 @@ Deliberately naive: no tiles, no merging, just the definition applied to a list 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,13 +18,17 @@ RefEvent = tuple[Mapping[str, Any], int, int]
 """(row, event time ms, arrival order)"""
 
 
-def _value(function: str, field: str | None, events: list[RefEvent], integer: bool) -> Any:
+def _value(function: str, field: str | None, events: list[RefEvent], integer: bool, n: int | None = None) -> Any:
     if field is None:
         return len(events)
     present = [(row[field], e, seq) for row, e, seq in events if row.get(field) is not None]
     values = [v for v, _, _ in present]
     if function == "count":
         return len(values)
+    if function == "count_distinct":
+        return len(set(values))
+    if function == "last_n" and not values:
+        return []
     if function == "sum":
         if integer:
             return sum(values)
@@ -40,6 +45,17 @@ def _value(function: str, field: str | None, events: list[RefEvent], integer: bo
         return max(present, key=lambda p: (p[1], p[2]))[0]
     if function == "first":
         return min(present, key=lambda p: (p[1], p[2]))[0]
+    if function == "stddev":
+        if len(values) < 2:
+            return None
+        exact = [Fraction(v) for v in values]
+        mean = sum(exact, Fraction(0)) / len(exact)
+        return math.sqrt(float(sum(((v - mean) ** 2 for v in exact), Fraction(0)) / (len(exact) - 1)))
+    if function == "count_distinct":
+        return len(set(values))
+    if function == "last_n":
+        newest = sorted(present, key=lambda p: (p[1], p[2]), reverse=True)[:n]
+        return [v for v, _, _ in newest]
     raise AssertionError(function)
 
 
@@ -65,5 +81,5 @@ def brute_force(
         else:
             low = t // r - f.window_ms // r
             window = [ev for ev in seen if ev[1] // r > low]
-        values.append(_value(f.function, f.field, window, integer))
+        values.append(_value(f.function, f.field, window, integer, f.n))
     return values, status

@@ -43,6 +43,10 @@ def _feature_set(ttl_ms: int | None = None) -> FeatureSet:
             Feature(name=f"max_{w}", function="max", field="qty", window_ms=w * R),
             Feature(name=f"last_{w}", function="last", field="merchant", window_ms=w * R),
             Feature(name=f"first_{w}", function="first", field="amount", window_ms=w * R),
+            Feature(name=f"std_{w}", function="stddev", field="amount", window_ms=w * R),
+            Feature(name=f"qty_std_{w}", function="stddev", field="qty", window_ms=w * R),
+            Feature(name=f"distinct_{w}", function="count_distinct", field="merchant", window_ms=w * R),
+            Feature(name=f"last3_{w}", function="last_n", field="merchant", window_ms=w * R, n=3),
         ]
     features += [
         Feature(name="sum_life", function="sum", field="amount"),
