@@ -104,9 +104,13 @@ def test_example_definitions_load_with_expected_values() -> None:
         ("spend_1d", "sum", "amount", 86_400_000),
         ("max_amount_1d", "max", "amount", 86_400_000),
         ("avg_amount_7d", "mean", "amount", 7 * 86_400_000),
+        ("spend_cents_7d", "sum", "amount_cents", 7 * 86_400_000),
+        ("large_txn_count_1d", "sum", "is_large", 86_400_000),
         ("txn_count_total", "count", None, None),
         ("last_merchant", "last", "merchant_id", None),
     ]
+    assert fs.filter == "status == 'approved'"
+    assert dict(fs.transforms) == {"amount_cents": "to_long(round(amount * 100))", "is_large": "if(amount >= 100, 1, 0)"}
     assert fs.max_window_ms == 7 * 86_400_000
     svc = defs.feature_service("fraud_model")
     assert svc.features == (
