@@ -9,6 +9,7 @@ is not reported again.
 from __future__ import annotations
 
 import json
+import runpy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,13 +113,55 @@ class _Loaded:
 def _files(path: Path) -> Iterator[Path]:
     if path.is_dir():
         yield from sorted(
-            p for p in path.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
+            p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".py") and p.is_file()
         )
     elif path.exists():
         yield path
     else:
-        msg = f"{path}: no such file or directory; give a YAML file or a directory of them"
+        msg = f"{path}: no such file or directory; give a YAML or Python file or a directory of them"
         raise DefinitionError(msg)
+
+
+def _load_python(file: Path, c: _Collector, loaded: _Loaded) -> None:
+    """Collect the definition objects a Python module builds at its top level.
+
+    Objects bound to several names count once; ``Definitions`` objects contribute all they
+    hold. Names starting with ``_`` are private and skipped.
+    """
+    try:
+        namespace = runpy.run_path(str(file), run_name=f"headwater_definitions_{file.stem}")
+    except Exception as exc:  # noqa: BLE001 - the user's module: any failure is a definition problem
+        c.add("<module>", f"running the module failed: {type(exc).__name__}: {exc}")
+        return
+    seen: set[int] = set()
+
+    def place(item: Any, where: str) -> None:
+        if id(item) in seen:
+            return
+        seen.add(id(item))
+        placed: _Placed[Any] = _Placed(item, file, where)
+        if isinstance(item, Entity):
+            loaded.entities.append(placed)
+        elif isinstance(item, Source):
+            loaded.sources.append(placed)
+        elif isinstance(item, FeatureSet):
+            placed.features = {f.name: f".features[{i}]" for i, f in enumerate(item.features)}
+            loaded.sets.append(placed)
+        elif isinstance(item, FeatureService):
+            loaded.services.append(placed)
+
+    for name, value in namespace.items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, Definitions):
+            for section in ("entities", "sources", "feature_sets", "feature_services"):
+                for i, item in enumerate(getattr(value, section)):
+                    place(item, f"{name}.{section}[{i}]")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                place(item, f"{name}[{i}]")
+        else:
+            place(value, name)
 
 
 def load_definitions(path: Path) -> Definitions:
@@ -131,6 +174,10 @@ def load_definitions(path: Path) -> Definitions:
     problems: list[str] = []
     for file in _files(path):
         c = _Collector(file)
+        if file.suffix == ".py":
+            _load_python(file, c, loaded)
+            problems += c.problems
+            continue
         try:
             doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
