@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from schemas.definitions import Definitions, FeatureSet, Source
+from schemas.definitions import Definitions, Feature, FeatureSet, Source
+from schemas.durations import format_duration
 from schemas.serialize import entity_to_dict, feature_service_to_dict, source_to_dict
 
 __all__ = ["Action", "Plan", "PlanItem", "make_plan", "source_change_allowed"]
@@ -55,6 +56,31 @@ class Plan:
         return any(item.action != "unchanged" for item in self.items)
 
 
+def _describe(f: Feature) -> str:
+    window = format_duration(f.window_ms) if f.window_ms else "lifetime"
+    n = f", n={f.n}" if f.n is not None else ""
+    return f"{f.function}({f.field or ''}{n}) over {window}"
+
+
+def _schema_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Field-level differences of two record schemas, for people to read."""
+    before = {f["name"]: f for f in old.get("fields", [])}
+    after = {f["name"]: f for f in new.get("fields", [])}
+    changes = []
+    added = [n for n in after if n not in before]
+    removed = [n for n in before if n not in after]
+    retyped = [n for n in after if n in before and after[n].get("type") != before[n].get("type")]
+    if added:
+        changes.append(f"schema: fields added {added}")
+    if removed:
+        changes.append(f"schema: fields removed {removed}")
+    if retyped:
+        changes.append(f"schema: types changed {retyped}")
+    if not changes:
+        changes.append("schema: documentation or defaults changed")
+    return changes
+
+
 def _fmt(value: Any) -> str:
     return repr(dict(value)) if isinstance(value, Mapping) else repr(value)
 
@@ -74,11 +100,7 @@ def _feature_set_changes(
         if name not in new_features:
             breaking.append(f"feature {name!r} removed")
         elif new_features[name] != f:
-            g = new_features[name]
-            breaking.append(
-                f"feature {name!r}: {f.function}({f.field or ''}) over {f.window_ms} ms -> "
-                f"{g.function}({g.field or ''}) over {g.window_ms} ms"
-            )
+            breaking.append(f"feature {name!r}: {_describe(f)} -> {_describe(new_features[name])}")
     added = [n for n in new_features if n not in old_features]
     if added:
         if partial_keys(new) <= partial_keys(old):
@@ -123,7 +145,10 @@ def make_plan(
             if before is None:
                 items.append(PlanItem(kind, obj.name, "create"))
             elif to_dict(before) != to_dict(obj):
-                changes = _dict_changes(to_dict(before), to_dict(obj))
+                a, b = to_dict(before), to_dict(obj)
+                changes = _dict_changes({k: v for k, v in a.items() if k != "schema"}, {k: v for k, v in b.items() if k != "schema"})
+                if a.get("schema") != b.get("schema"):
+                    changes += _schema_changes(a["schema"], b["schema"])
                 items.append(PlanItem(kind, obj.name, "update", changes=tuple(changes)))
             else:
                 items.append(PlanItem(kind, obj.name, "unchanged"))
