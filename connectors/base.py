@@ -29,10 +29,12 @@ class BaseOnlineStore(ABC):
         feature_set: FeatureSet,
         states: Mapping[EntityKey, EntityState],
         before: Mapping[EntityKey, EntityState | None],
-    ) -> None:
+    ) -> list[EntityKey]:
         """Store ``states`` atomically per entity, writing only what differs from ``before``.
 
-        Idempotent: writing the same states twice leaves the store unchanged.
+        An entity whose stored state is no longer ``before`` (another writer got there first)
+        is not written; its key is returned so the caller can re-read and retry. Idempotent:
+        writing the same states twice leaves the store unchanged.
         """
 
 

@@ -1,7 +1,7 @@
 """Redis online store: one hash per entity and feature-set version.
 
 Key ``hw:<set>:v<version>:{<entity key>}``; the braces are a Redis Cluster hash tag so all of
-an entity's data lives in one slot. Fields: ``o`` last applied offset, ``N`` newest event
+an entity's data lives in one slot. Fields: ``o`` last applied offset per partition, ``N`` newest event
 time, ``L`` lifetime partials, ``P`` events dated in the writer's future, ``t:<k>`` partials
 of tile ``k``. Values are JSON. Each entity is written by one Lua compare-and-set, so a reader never
 sees a tile without the offset that produced it, and a stale writer is refused.
@@ -43,7 +43,7 @@ def entity_redis_key(feature_set: FeatureSet, key: EntityKey) -> str:
 
 def _encode(state: EntityState) -> dict[bytes, bytes]:
     fields = {
-        b"o": str(state.offset).encode(),
+        b"o": orjson.dumps(state.offsets, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS),
         b"L": orjson.dumps(state.lifetime),
         b"P": orjson.dumps(state.pending),
     }
@@ -64,7 +64,7 @@ def _decode(raw: Mapping[bytes, bytes]) -> EntityState | None:
             lifetime=orjson.loads(raw[b"L"]),
             newest=int(raw[b"N"]) if b"N" in raw else None,
             pending=orjson.loads(raw[b"P"]),
-            offset=int(raw[b"o"]),
+            offsets={int(p): o for p, o in orjson.loads(raw[b"o"]).items()},
         )
     except (KeyError, ValueError, orjson.JSONDecodeError) as exc:
         msg = f"unreadable online state (fields {sorted(raw)}): {exc}"
@@ -104,9 +104,9 @@ class RedisOnlineStore(BaseOnlineStore):
         feature_set: FeatureSet,
         states: Mapping[EntityKey, EntityState],
         before: Mapping[EntityKey, EntityState | None],
-    ) -> None:
+    ) -> list[EntityKey]:
         pipe = self._client.pipeline(transaction=False)
-        names: list[str] = []
+        written: list[EntityKey] = []
         for key, state in states.items():
             old = before.get(key)
             new_fields = _encode(state)
@@ -116,19 +116,12 @@ class RedisOnlineStore(BaseOnlineStore):
             if not changed and not gone:
                 continue
             name = entity_redis_key(feature_set, key)
-            names.append(name)
-            expected = str(old.offset).encode() if old is not None else b""
+            written.append(key)
+            expected = old_fields[b"o"] if old is not None else b""
             self._apply(keys=[name], args=[expected, len(changed), *changed, *gone], client=pipe)
         try:
             results = pipe.execute()
         except redis.RedisError as exc:
             msg = f"writing {len(states)} entities of {feature_set.qualified_name} to {self.url} failed: {exc}"
             raise OnlineStoreError(msg) from exc
-        conflicts = [n for n, ok in zip(names, results, strict=True) if not ok]
-        if conflicts:
-            msg = (
-                f"{len(conflicts)} entities of {feature_set.qualified_name} (e.g. {conflicts[0]!r}) "
-                "were changed by another writer since they were read; is a second worker "
-                "consuming the same partitions outside the consumer group?"
-            )
-            raise OnlineStoreError(msg)
+        return [key for key, ok in zip(written, results, strict=True) if not ok]

@@ -11,8 +11,12 @@ Invariants of ``EntityState`` (the stream worker keeps them, serving relies on t
     of writing; events dated later wait in ``pending`` and are merged at read time once
     ``e <= t``. A reader that takes ``t`` after its read therefore never counts an event
     from its future.
-  * ``offset`` is the arrival order (Kafka offset) of the last event folded in; an event at
-    or below it was already applied, which makes re-delivery harmless.
+  * ``offsets`` maps each Kafka partition to the offset of the last event of that partition
+    folded in; an event at or below it was already applied, which makes re-delivery
+    harmless. An entity's events normally share one partition (the entity is the message
+    key); per-partition offsets keep it exact when a producer keyed them otherwise.
+  * ``seq``, the tie-breaker between events of equal event time, is ``arrival_seq(partition,
+    offset)``: arrival order within a partition, then partition number.
 """
 
 from __future__ import annotations
@@ -26,13 +30,25 @@ from schemas.aggregations import Aggregator, State
 from schemas.definitions import FeatureSet, Source
 from schemas.expressions import Expression, compile_expression
 
-__all__ = ["EntityState", "FeatureSetPlan", "Status", "tile_of"]
+__all__ = ["EntityState", "FeatureSetPlan", "Status", "arrival_seq", "tile_of"]
 
 
 class Status(StrEnum):
     PRESENT = "PRESENT"
     NOT_FOUND = "NOT_FOUND"
     EXPIRED = "EXPIRED"
+
+
+_OFFSET_BITS = 40
+
+
+def arrival_seq(partition: int, offset: int) -> int:
+    """One integer ordering events by partition, then offset; the tie-breaker of ``last``."""
+    return (partition << _OFFSET_BITS) | offset
+
+
+def _split_seq(seq: int) -> tuple[int, int]:
+    return seq >> _OFFSET_BITS, seq & ((1 << _OFFSET_BITS) - 1)
 
 
 def tile_of(e_ms: int, resolution_ms: int) -> int:
@@ -48,7 +64,7 @@ class EntityState:
     lifetime: State = field(default_factory=dict)
     newest: int | None = None
     pending: list[list[Any]] = field(default_factory=list)
-    offset: int = -1
+    offsets: dict[int, int] = field(default_factory=dict)
 
 
 class FeatureSetPlan:
@@ -99,16 +115,18 @@ class FeatureSetPlan:
     def apply(self, state: EntityState, events: Iterable[tuple[Mapping[str, Any], int, int]], now: int) -> bool:
         """Apply ``(row, e, seq)`` events in arrival order as of the writer's clock ``now``.
 
-        Events with ``seq <= state.offset`` are skipped (already applied). Returns whether the
+        ``seq`` is ``arrival_seq(partition, offset)``. Events at or below the state's offset of
+        their partition are skipped (already applied). Returns whether the
         state changed.
         """
         keep_from = tile_of(now, self.resolution_ms) - self.retention_tiles + 1
         changed = False
         for row, e, seq in events:
-            if seq <= state.offset:
+            partition, offset = _split_seq(seq)
+            if offset <= state.offsets.get(partition, -1):
                 continue
             changed = True
-            state.offset = seq
+            state.offsets[partition] = offset
             if e > now:
                 state.pending.append([e, seq, {f: row.get(f) for f in self.fields}])
             else:

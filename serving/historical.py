@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.base import BaseOfflineStore
-from schemas.tiles import EntityState, FeatureSetPlan
+from schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
 from serving.errors import BadRequestError
 from serving.features import ResolvedFeatures
 
@@ -65,12 +65,13 @@ def _values_for_plan(
     by_entity: dict[tuple[str, ...], list[tuple[dict[str, Any], int, int]]] = defaultdict(list)
     key_columns = [history.column(k).to_pylist() for k in key_names]
     rows = history.select(list(plan.fields)).to_pylist() if plan.fields else [{}] * history.num_rows
+    partitions = history.column("_partition").to_pylist()
     for i, (e, offset) in enumerate(
         zip(history.column("event_time_ms").to_pylist(), history.column("_offset").to_pylist(), strict=True)
     ):
         key = tuple(str(col[i]) for col in key_columns)
         if key in wanted:
-            by_entity[key].append((rows[i], e, offset))
+            by_entity[key].append((rows[i], e, arrival_seq(partitions[i], offset)))
     order = sorted(range(len(keys)), key=lambda i: (keys[i], times[i]))
     out: list[list[Any]] = [[] for _ in keys]
     current: tuple[str, ...] | None = None

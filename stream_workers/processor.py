@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.base import BaseOfflineStore, BaseOnlineStore, EntityKey
+from connectors.errors import OnlineStoreError
 from connectors.kafka import EventProducer, RawMessage
 from connectors.offline_delta import history_schema
 from schemas.avro import AvroSchema, decode_wire, event_time_ms, split_wire
@@ -38,11 +39,13 @@ from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
 from schemas.expressions import apply_filter_and_transforms
-from schemas.tiles import EntityState, FeatureSetPlan
+from schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
 
 __all__ = ["BatchProcessor", "BatchResult", "RangeReader", "RawMessage"]
 
 log = logging.getLogger(__name__)
+
+_WRITE_ATTEMPTS = 5
 
 RangeReader = Callable[[int, int, int], Iterator[list[RawMessage]]]
 """(partition, start, end) -> batches of the messages with start <= offset < end."""
@@ -270,19 +273,34 @@ class BatchProcessor:
         values = rows.select(list(plan.fields)).to_pylist() if plan.fields else [{}] * rows.num_rows
         times = rows.column("event_time_ms").to_pylist()
         offsets = rows.column("_offset").to_pylist()
+        partitions = rows.column("_partition").to_pylist()
         grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]] = defaultdict(list)
         for i, row in enumerate(values):
-            grouped[tuple(str(col[i]) for col in key_columns)].append((row, times[i], offsets[i]))
-        entity_keys = list(grouped)
-        before = dict(zip(entity_keys, self._online.read(fs, entity_keys), strict=True))
-        now = self._clock()
-        after: dict[EntityKey, EntityState] = {}
-        for key, events in grouped.items():
-            old = before[key]
-            state = EntityState() if old is None else _copy(old)
-            if plan.apply(state, events, now):
-                after[key] = state
-        self._online.write(fs, after, before)
+            grouped[tuple(str(col[i]) for col in key_columns)].append(
+                (row, times[i], arrival_seq(partitions[i], offsets[i]))
+            )
+        pending_keys = list(grouped)
+        for _attempt in range(_WRITE_ATTEMPTS):
+            # Optimistic concurrency: an entity another writer changed since our read (only
+            # possible when its events span partitions owned by two workers) is re-read and
+            # re-applied; the per-partition offsets make the re-application exact.
+            before = dict(zip(pending_keys, self._online.read(fs, pending_keys), strict=True))
+            now = self._clock()
+            after: dict[EntityKey, EntityState] = {}
+            for key in pending_keys:
+                old = before[key]
+                state = EntityState() if old is None else _copy(old)
+                if plan.apply(state, grouped[key], now):
+                    after[key] = state
+            pending_keys = self._online.write(fs, after, before)
+            if not pending_keys:
+                return
+        msg = (
+            f"{len(pending_keys)} entities of {fs.qualified_name} (e.g. {pending_keys[0]!r}) kept changing "
+            f"under {_WRITE_ATTEMPTS} attempts to write them; is another deployment writing with the "
+            "same consumer group?"
+        )
+        raise OnlineStoreError(msg)
 
 
 def _copy(state: EntityState) -> EntityState:
@@ -292,5 +310,5 @@ def _copy(state: EntityState) -> EntityState:
         lifetime=dict(state.lifetime),
         newest=state.newest,
         pending=list(state.pending),
-        offset=state.offset,
+        offsets=dict(state.offsets),
     )

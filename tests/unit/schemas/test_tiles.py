@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from schemas.avro import AvroSchema
 from schemas.definitions import Feature, FeatureSet, Source
-from schemas.tiles import EntityState, FeatureSetPlan, Status
+from schemas.tiles import EntityState, FeatureSetPlan, Status, arrival_seq
 from tests.reference import brute_force
 
 SCHEMA = AvroSchema.from_dict(
@@ -127,7 +127,7 @@ def test_online_state_with_pending_and_eviction_equals_brute_force(
     PLAN.apply(state, events[:split], writer_now)
     PLAN.apply(state, events[max(0, split - 3) :], writer_now)  # redelivery is a no-op
     t = writer_now + later
-    got, status = PLAN.evaluate(state if state.offset >= 0 else None, t)
+    got, status = PLAN.evaluate(state if state.offsets else None, t)
     want, want_status = brute_force(FS, SCHEMA.field_types, events, t)
     assert status == want_status
     assert _same(got, want), (got, want)
@@ -209,3 +209,19 @@ def test_unknown_entity_gets_empty_window_values() -> None:
     assert values[names.index("qty_sum_60")] == 0
     assert values[names.index("mean_60")] is None
     assert values[names.index("last_life")] is None
+
+
+def test_events_of_one_entity_on_two_partitions_apply_once_each() -> None:
+    """A producer that did not key by entity: offsets are tracked per partition."""
+    state = EntityState()
+    p0 = [({"amount": 1.0, "qty": 1, "merchant": "a"}, 5 * R, arrival_seq(0, 7))]
+    p1 = [({"amount": 2.0, "qty": 1, "merchant": "b"}, 5 * R, arrival_seq(1, 3))]
+    PLAN.apply(state, p0, 6 * R)
+    PLAN.apply(state, p1, 6 * R)
+    PLAN.apply(state, p0 + p1, 6 * R)  # redelivery of both is a no-op
+    values, _ = PLAN.evaluate(state, 6 * R)
+    names = PLAN.feature_names
+    assert values[names.index("n_life")] == 2
+    assert values[names.index("sum_life")] == 3.0
+    assert values[names.index("last_life")] == "b"  # same event time: partition 1 sorts after 0
+    assert state.offsets == {0: 7, 1: 3}
