@@ -172,11 +172,17 @@ def committed_offsets(kafka: KafkaSettings, group_id: str, topic: str) -> dict[i
     return {tp.partition: tp.offset for tp in future[group_id].result(timeout=10).topic_partitions}
 
 
-def consumer_lag(kafka: KafkaSettings, group_id: str, topic: str) -> int:
-    """Messages of ``topic`` not yet committed by ``group_id`` (all of them if it never committed)."""
+def consumer_lag(
+    kafka: KafkaSettings, group_id: str, topic: str, committed: Mapping[int, int] | None = None
+) -> int:
+    """Messages of ``topic`` not yet committed by ``group_id`` (all of them if it never committed).
+
+    ``committed`` saves a round trip when the caller already has the group's offsets.
+    """
     from confluent_kafka import Consumer, TopicPartition
 
-    committed = committed_offsets(kafka, group_id, topic)
+    if committed is None:
+        committed = committed_offsets(kafka, group_id, topic)
     partitions = [TopicPartition(topic, p) for p in committed]
     probe = Consumer({**_base_config(kafka), "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False})
     try:

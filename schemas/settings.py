@@ -74,6 +74,8 @@ class WorkerSettings(_Section):
     """Events per micro-batch written to Redis and Delta."""
     batch_max_seconds: float = Field(default=0.5, gt=0)
     """Longest a partial micro-batch waits before it is written."""
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """Port of the worker's Prometheus endpoint; 0 disables it."""
     reload_check_seconds: float = Field(default=5.0, gt=0)
     """How often a worker checks the catalog for changed definitions (then restarts itself)."""
 

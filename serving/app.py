@@ -17,6 +17,7 @@ from schemas.settings import Settings
 from connectors.offline_delta import DeltaOfflineStore
 from serving.catalog_views import feature_set_summary, lineage, search_features
 from serving.errors import NotFoundError, ServingError
+from serving.metrics import instrument
 from serving.registry import registry_router
 from serving.features import resolve_features
 from serving.online import lookup
@@ -65,6 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
     offline = DeltaOfflineStore(settings.offline_root)
     # The subset of the Confluent Schema Registry API that standard Avro producers use.
     app.include_router(registry_router(catalog), prefix="/registry")
+    instrument(app)
 
     @app.get("/v1/feature-sets")
     def feature_sets() -> list[dict[str, Any]]:

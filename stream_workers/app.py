@@ -27,7 +27,8 @@ from schemas.catalog import Catalog
 from schemas.definitions import Definitions
 from schemas.serialize import definitions_to_dict
 from schemas.settings import Settings
-from connectors.kafka import RawMessage, committed_offsets, read_range
+from connectors.kafka import RawMessage, committed_offsets, consumer_lag, read_range
+from stream_workers.metrics import CONSUMER_LAG, serve_metrics
 from stream_workers.processor import BatchProcessor
 
 __all__ = ["create_app", "reload_requested"]
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         broker_commit_interval=1.0,
     )
+    serve_metrics(settings.worker.metrics_port)
     online = RedisOnlineStore(settings.redis.url)
     offline = DeltaOfflineStore(settings.offline_root)
     dlq = EventProducer(settings.kafka)
@@ -143,6 +145,8 @@ def _idle_catch_up(app: faust.App, settings: Settings, processor: BatchProcessor
         if not assigned:
             return
         committed = await asyncio.to_thread(committed_offsets, settings.kafka, settings.worker.group_id, topic)
+        lag = await asyncio.to_thread(consumer_lag, settings.kafka, settings.worker.group_id, topic, committed)
+        CONSUMER_LAG.labels(processor.source.name).set(lag)
         async with lock:
             for partition in assigned:
                 end = committed.get(partition, -1)

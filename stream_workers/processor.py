@@ -40,6 +40,7 @@ from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
 from schemas.expressions import apply_filter_and_transforms
 from schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
+from stream_workers.metrics import BATCH_SECONDS, DEAD_LETTERED, EVENTS_APPLIED, EVENTS_IN, NEWEST_EVENT_TIME
 
 __all__ = ["BatchProcessor", "BatchResult", "RangeReader", "RawMessage"]
 
@@ -109,6 +110,7 @@ class BatchProcessor:
         self._history = {p.feature_set.qualified_name: history_schema(p.history_types) for p in self.plans}
         self._numeric = [f for f, t in source.schema.field_types.items() if t in ("float", "double")]
         self._positions: dict[str, dict[int, int]] = {}
+        self._newest: dict[str, int] = {}
 
     def forget_positions(self) -> None:
         """Drop cached positions; call when partitions are reassigned (another worker may
@@ -134,7 +136,11 @@ class BatchProcessor:
         for partition, offset in first.items():
             for name, count in self.catch_up(partition, offset).items():
                 result.caught_up[name] = result.caught_up.get(name, 0) + count
-        self._process(self.plans, messages, result, dead_letter=True)
+        with BATCH_SECONDS.labels(self.source.name).time():
+            self._process(self.plans, messages, result, dead_letter=True)
+        EVENTS_IN.labels(self.source.name).inc(len(messages))
+        for reason, count in result.dead_lettered.items():
+            DEAD_LETTERED.labels(self.source.name, reason).inc(count)
         return result
 
     def catch_up(self, partition: int, end: int) -> dict[str, int]:
@@ -187,6 +193,12 @@ class BatchProcessor:
                 rows = apply_filter_and_transforms(batch, plan.filter, plan.transforms)
             self._append_offline(plan, rows, last)
             self._update_online(plan, rows)
+            if dead_letter and rows.num_rows:
+                name = plan.feature_set.qualified_name
+                EVENTS_APPLIED.labels(name).inc(rows.num_rows)
+                newest = max(pc.max(rows.column("event_time_ms")).as_py(), self._newest.get(name, 0))
+                self._newest[name] = newest
+                NEWEST_EVENT_TIME.labels(name).set(newest / 1000)
 
     def _writer_schema(self, payload: bytes) -> AvroSchema:
         schema_id, _ = split_wire(payload)

@@ -104,6 +104,7 @@ def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator
         "HEADWATER_WORKER__BATCH_MAX_EVENTS": "500",
         "HEADWATER_WORKER__BATCH_MAX_SECONDS": "0.2",
         "HEADWATER_WORKER__RELOAD_CHECK_SECONDS": "1",
+        "HEADWATER_WORKER__METRICS_PORT": "0",
         "HEADWATER_SERVING__PORT": str(port),
     }
     settings = load_settings(

@@ -32,6 +32,14 @@ pytestmark = pytest.mark.integration
 MINUTE = 60_000
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _dataset(now_ms: int) -> tuple[pa.Table, pa.Table]:
     """(valid events in arrival order, one event dated too far in the future)."""
     base = generate_transactions(end_ms=now_ms // MINUTE * MINUTE, users=40, days=2, events_per_user_day=15, seed=11)
@@ -81,6 +89,8 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     fs = defs.feature_set(deployment.feature_set)
     field_types = {**defs.source(deployment.source).schema.field_types, "amount_cents": "long", "is_large": "long"}
 
+    metrics_port = _free_port()
+    deployment.env["HEADWATER_WORKER__METRICS_PORT"] = str(metrics_port)
     worker = deployment.start_worker()
     now_ms = time.time_ns() // 1_000_000
     valid, too_far = _dataset(now_ms)
@@ -98,6 +108,14 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     assert sorted(h["hw.reason"] for h in letters) == ["future", "undecodable"]
     assert all(h["hw.source_topic"] == deployment.topic and h["hw.offset"].isdigit() for h in letters)
     assert worker.alive()
+
+    # The worker's Prometheus endpoint counts what happened.
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    source = deployment.source
+    assert f'headwater_events_in_total{{source="{source}"}} {float(valid.num_rows + 2)}' in metrics
+    assert f'headwater_events_dead_lettered_total{{reason="future",source="{source}"}} 1.0' in metrics
+    assert f'headwater_events_dead_lettered_total{{reason="undecodable",source="{source}"}} 1.0' in metrics
+    assert f'headwater_batch_seconds_count{{source="{source}"}}' in metrics
 
     # Online: every user's served values equal brute force at served_at.
     url = deployment.start_api()
@@ -147,3 +165,9 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     # Offline at served_at gives what was served online.
     at_served = get_historical_features(offline, resolved, pa.table({"user_id": users, "event_timestamp": [t] * len(users)}))
     assert [[row[f.name] for f in fs.features] for row in at_served.to_pylist()] == [r["values"] for r in response["results"]]
+    applied = sum(len(v) for v in by_user.values())
+    assert f'headwater_events_applied_total{{feature_set="{fs.qualified_name}"}} {float(applied)}' in httpx.get(
+        f"http://127.0.0.1:{metrics_port}/metrics", timeout=10
+    ).text
+    api_metrics = httpx.get(f"{url}/metrics/", timeout=10).text
+    assert 'headwater_http_requests_total{route="/v1/online-features",status="200"} 1.0' in api_metrics

@@ -1,0 +1,55 @@
+"""Prometheus metrics of the stream workers, served on ``worker.metrics_port``.
+
+Names follow Prometheus conventions (``_total`` counters, base units in seconds).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+__all__ = [
+    "BATCH_SECONDS",
+    "CONSUMER_LAG",
+    "DEAD_LETTERED",
+    "EVENTS_APPLIED",
+    "EVENTS_IN",
+    "NEWEST_EVENT_TIME",
+    "serve_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+EVENTS_IN = Counter("headwater_events_in_total", "Messages consumed from a source topic", ["source"])
+DEAD_LETTERED = Counter(
+    "headwater_events_dead_lettered_total", "Messages sent to the dead-letter topic", ["source", "reason"]
+)
+EVENTS_APPLIED = Counter(
+    "headwater_events_applied_total",
+    "Events that passed a feature-set version's filter and reached both stores",
+    ["feature_set"],
+)
+BATCH_SECONDS = Histogram(
+    "headwater_batch_seconds",
+    "Time to write one micro-batch to Delta and Redis",
+    ["source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+CONSUMER_LAG = Gauge("headwater_consumer_lag", "Messages of a source topic not yet committed by the workers", ["source"])
+NEWEST_EVENT_TIME = Gauge(
+    "headwater_newest_event_time_seconds", "Newest event time applied, per feature-set version", ["feature_set"]
+)
+
+
+def serve_metrics(port: int) -> bool:
+    """Start the metrics endpoint; ``port`` 0 disables it. A busy port is logged, not fatal:
+    a second worker on the same host must still process events."""
+    if port == 0:
+        return False
+    try:
+        start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped from outside the host
+    except OSError as exc:
+        log.warning("metrics endpoint not started on port %d: %s; set HEADWATER_WORKER__METRICS_PORT", port, exc)
+        return False
+    return True
