@@ -139,6 +139,30 @@ class DeltaOfflineStore(BaseOfflineStore):
         # scan does not.
         return table.to_pyarrow_dataset().to_table()
 
+    def compact(self, feature_set: FeatureSet, *, vacuum_hours: int | None = None) -> dict[str, int]:
+        """Merge the many small files of micro-batch appends into few large ones.
+
+        Rows, their order-relevant columns and the app transactions (the workers' positions)
+        are unchanged; earlier table versions stay readable for time travel unless
+        ``vacuum_hours`` is given, which deletes files unreferenced for that long.
+        """
+        table = self._table(feature_set)
+        if table is None:
+            msg = f"no offline table at {self.table_uri(feature_set)}; nothing to compact"
+            raise OfflineStoreError(msg)
+        before = len(table.file_uris())
+        metrics = table.optimize.compact()
+        removed = 0
+        if vacuum_hours is not None:
+            removed = len(table.vacuum(retention_hours=vacuum_hours, dry_run=False, enforce_retention_duration=False))
+        return {
+            "files_before": before,
+            "files_after": len(DeltaTable(self.table_uri(feature_set)).file_uris()),
+            "files_added": int(metrics.get("numFilesAdded", 0)),
+            "files_removed": int(metrics.get("numFilesRemoved", 0)),
+            "files_vacuumed": removed,
+        }
+
     def version(self, feature_set: FeatureSet) -> int | None:
         table = self._table(feature_set)
         return None if table is None else table.version()

@@ -95,6 +95,31 @@ def retire(
     Console().print(f"retired {fs.qualified_name}")
 
 
+@app.command()
+def compact(
+    name: Annotated[str | None, typer.Argument(help="Feature set (default: all active ones)")] = None,
+    vacuum_hours: Annotated[
+        int | None, typer.Option(help="Also delete files unreferenced for this many hours (ends time travel before)")
+    ] = None,
+) -> None:
+    """Compact the Delta history tables (the maintenance the micro-batch appends need)."""
+    from connectors.offline_delta import DeltaOfflineStore
+    from schemas.catalog import Catalog
+
+    try:
+        settings = load_settings()
+        sets = Catalog(settings.catalog_url).definitions().feature_sets
+        chosen = [fs for fs in sets if name is None or fs.name == name]
+        if not chosen:
+            raise KeyError(f"unknown feature set {name!r}; see `headwater catalog list`")
+        offline = DeltaOfflineStore(settings.offline_root)
+        for fs in chosen:
+            result = offline.compact(fs, vacuum_hours=vacuum_hours)
+            Console().print(f"{fs.qualified_name}: {result['files_before']} files -> {result['files_after']}")
+    except (FeatureStoreError, KeyError) as exc:
+        _fail(exc)
+
+
 catalog_app = typer.Typer(no_args_is_help=True, help="Browse the feature catalog.")
 app.add_typer(catalog_app, name="catalog")
 
