@@ -23,18 +23,30 @@ __all__ = ["RedisOnlineStore", "entity_redis_key"]
 
 _SEP = "\x1f"
 
-# Compare-and-set of one entity: apply the field changes only if the stored offset is still
-# the one the writer read. Atomic (a script), and single-key so valid on Redis Cluster.
-# ARGV: expected offset ('' = new entity), n (2 x fields to set), field/value pairs,
-# then fields to delete.
+# Compare-and-set of many entities in one call: each entity's field changes are applied only
+# if its stored offsets are still the ones the writer read. Atomic per call. For entity i,
+# ARGV holds: expected offsets ('' = new entity), s (2 x fields to set), d (fields to
+# delete), then the s field/value items and the d field names. Returns 1/0 per entity.
 _APPLY_LUA = """
-local cur = redis.call('HGET', KEYS[1], 'o')
-if (cur or '') ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[2])
-if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 3, 2 + n)) end
-if #ARGV > 2 + n then redis.call('HDEL', KEYS[1], unpack(ARGV, 3 + n, #ARGV)) end
-return 1
+local result = {}
+local a = 1
+for i, key in ipairs(KEYS) do
+  local expected, s, d = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  local cur = redis.call('HGET', key, 'o')
+  if (cur or '') == expected then
+    if s > 0 then redis.call('HSET', key, unpack(ARGV, a, a + s - 1)) end
+    if d > 0 then redis.call('HDEL', key, unpack(ARGV, a + s, a + s + d - 1)) end
+    result[i] = 1
+  else
+    result[i] = 0
+  end
+  a = a + s + d
+end
+return result
 """
+# Entities per script call: bounds the time Redis spends in one script (it blocks others).
+_CHUNK = 500
 
 
 def entity_redis_key(feature_set: FeatureSet, key: EntityKey) -> str:
@@ -60,6 +72,7 @@ def _decode(raw: Mapping[bytes, bytes]) -> EntityState | None:
     try:
         tiles = {int(f[2:]): orjson.loads(v) for f, v in raw.items() if f.startswith(b"t:")}
         return EntityState(
+            stored=dict(raw),
             tiles=tiles,
             lifetime=orjson.loads(raw[b"L"]),
             newest=int(raw[b"N"]) if b"N" in raw else None,
@@ -78,6 +91,10 @@ class RedisOnlineStore(BaseOnlineStore):
         self.url = url
         self._client = redis.Redis.from_url(url, decode_responses=False)
         self._apply = self._client.register_script(_APPLY_LUA)
+
+    def _chunks(self, names: list[str]) -> list[list[int]]:
+        indexes = list(range(len(names)))
+        return [indexes[i : i + _CHUNK] for i in range(0, len(indexes), _CHUNK)]
 
     def ping(self) -> bool:
         try:
@@ -105,23 +122,39 @@ class RedisOnlineStore(BaseOnlineStore):
         states: Mapping[EntityKey, EntityState],
         before: Mapping[EntityKey, EntityState | None],
     ) -> list[EntityKey]:
-        pipe = self._client.pipeline(transaction=False)
         written: list[EntityKey] = []
+        encodings: list[dict[bytes, bytes]] = []
+        names: list[str] = []
+        args: list[list[bytes | int]] = []
         for key, state in states.items():
             old = before.get(key)
             new_fields = _encode(state)
-            old_fields = _encode(old) if old is not None else {}
+            old_fields = {} if old is None else old.stored if old.stored is not None else _encode(old)
             changed = [x for f, v in new_fields.items() if old_fields.get(f) != v for x in (f, v)]
             gone = [f for f in old_fields if f not in new_fields]
             if not changed and not gone:
                 continue
-            name = entity_redis_key(feature_set, key)
             written.append(key)
+            encodings.append(new_fields)
+            names.append(entity_redis_key(feature_set, key))
             expected = old_fields[b"o"] if old is not None else b""
-            self._apply(keys=[name], args=[expected, len(changed), *changed, *gone], client=pipe)
+            args.append([expected, len(changed), len(gone), *changed, *gone])
+        # One script call per chunk of entities of a hash slot: Redis Cluster needs all keys
+        # of a call in one slot; standalone Redis has a single "slot".
+        pipe = self._client.pipeline(transaction=False)
+        for chunk in self._chunks(names):
+            self._apply(
+                keys=[names[i] for i in chunk], args=[x for i in chunk for x in args[i]], client=pipe
+            )
         try:
-            results = pipe.execute()
+            results = [ok for chunk_result in pipe.execute() for ok in chunk_result]
         except redis.RedisError as exc:
             msg = f"writing {len(states)} entities of {feature_set.qualified_name} to {self.url} failed: {exc}"
             raise OnlineStoreError(msg) from exc
-        return [key for key, ok in zip(written, results, strict=True) if not ok]
+        conflicts = []
+        for key, fields, ok in zip(written, encodings, results, strict=True):
+            if ok:
+                states[key].stored = fields
+            else:
+                conflicts.append(key)
+        return conflicts

@@ -22,6 +22,7 @@ from schemas.errors import EventError
 __all__ = [
     "AvroSchema",
     "WIRE_MAGIC",
+    "decode_body",
     "decode_wire",
     "encode_wire",
     "event_time_ms",
@@ -145,6 +146,17 @@ def decode_wire(
         EventError: the body cannot be decoded with the writer schema.
     """
     _, body = split_wire(payload)
+    return decode_body(body, writer, reader)
+
+
+def decode_body(
+    body: memoryview | bytes, writer: AvroSchema, reader: AvroSchema | None = None
+) -> dict[str, Any]:
+    """Decode an Avro body (the wire format minus its header); see ``decode_wire``.
+
+    Raises:
+        EventError: the body cannot be decoded with the writer schema.
+    """
     try:
         record = fastavro.schemaless_reader(
             io.BytesIO(body), writer.parsed, reader.parsed if reader is not None else None

@@ -65,6 +65,9 @@ class EntityState:
     newest: int | None = None
     pending: list[list[Any]] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)
+    stored: Any = field(default=None, compare=False, repr=False)
+    """The store's encoding of this state as last read or written (``None``: unknown).
+    Lets a writer diff against what is stored without encoding the old state again."""
 
 
 class FeatureSetPlan:

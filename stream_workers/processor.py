@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +34,7 @@ from connectors.base import BaseOfflineStore, BaseOnlineStore, EntityKey
 from connectors.errors import OnlineStoreError
 from connectors.kafka import EventProducer, RawMessage
 from connectors.offline_delta import history_schema
-from schemas.avro import AvroSchema, decode_wire, event_time_ms, split_wire
+from schemas.avro import AvroSchema, decode_body, event_time_ms, split_wire
 from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
@@ -75,6 +75,9 @@ class BatchProcessor:
         dlq: where bad events go; ``None`` counts them without sending (replays).
         read_range: re-reads part of a partition so a version that is behind can catch up;
             ``None`` disables catching up.
+        state_cache_entities: how many entity states (per version) to keep in memory
+            between batches; a cached state is trusted only while the store accepts the
+            compare-and-set of its offsets, so a stale one costs a retry, never a wrong value.
         clock_ms: the writer's clock; events dated after it wait as ``pending`` online.
     """
 
@@ -91,6 +94,7 @@ class BatchProcessor:
         writer_id: str,
         max_future_skew_ms: int,
         read_range: RangeReader | None = None,
+        state_cache_entities: int = 100_000,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.source = source
@@ -111,11 +115,16 @@ class BatchProcessor:
         self._numeric = [f for f, t in source.schema.field_types.items() if t in ("float", "double")]
         self._positions: dict[str, dict[int, int]] = {}
         self._newest: dict[str, int] = {}
+        # Entity states as last written, so a batch needs no read round trip for entities
+        # this worker touched recently. Only valid while it owns their partitions.
+        self._states: dict[str, OrderedDict[EntityKey, EntityState]] = {}
+        self._cache_size = state_cache_entities
 
     def forget_positions(self) -> None:
-        """Drop cached positions; call when partitions are reassigned (another worker may
-        have written while it held them)."""
+        """Drop cached positions and states; call when partitions are reassigned (another
+        worker may have written while it held them)."""
         self._positions.clear()
+        self._states.clear()
 
     def _position(self, plan: FeatureSetPlan, partition: int) -> int:
         """Offset of the last event of ``partition`` this version has consumed (-1: none)."""
@@ -200,8 +209,7 @@ class BatchProcessor:
                 self._newest[name] = newest
                 NEWEST_EVENT_TIME.labels(name).set(newest / 1000)
 
-    def _writer_schema(self, payload: bytes) -> AvroSchema:
-        schema_id, _ = split_wire(payload)
+    def _writer_schema(self, schema_id: int) -> AvroSchema:
         schema = self._writers.get(schema_id)
         if schema is None:
             try:
@@ -214,7 +222,8 @@ class BatchProcessor:
     def _validate(self, msg: RawMessage) -> _Event:
         if msg.value is None:
             raise EventError("message has no value (tombstone)", reason="undecodable")
-        record = decode_wire(msg.value, self._writer_schema(msg.value), self.source.schema)
+        schema_id, body = split_wire(msg.value)
+        record = decode_body(body, self._writer_schema(schema_id), self.source.schema)
         ts_field = self.source.timestamp
         e = event_time_ms(record.get(ts_field), ts_field)
         if e - msg.timestamp_ms > self._skew:
@@ -292,11 +301,20 @@ class BatchProcessor:
                 (row, times[i], arrival_seq(partitions[i], offsets[i]))
             )
         pending_keys = list(grouped)
+        cache = self._states.setdefault(fs.qualified_name, OrderedDict())
+        use_cache = True
         for _attempt in range(_WRITE_ATTEMPTS):
             # Optimistic concurrency: an entity another writer changed since our read (only
             # possible when its events span partitions owned by two workers) is re-read and
             # re-applied; the per-partition offsets make the re-application exact.
-            before = dict(zip(pending_keys, self._online.read(fs, pending_keys), strict=True))
+            before: dict[EntityKey, EntityState | None] = {}
+            missing = []
+            for key in pending_keys:
+                if use_cache and key in cache:
+                    before[key] = cache[key]
+                else:
+                    missing.append(key)
+            before.update(zip(missing, self._online.read(fs, missing), strict=True))
             now = self._clock()
             after: dict[EntityKey, EntityState] = {}
             for key in pending_keys:
@@ -304,7 +322,17 @@ class BatchProcessor:
                 state = EntityState() if old is None else _copy(old)
                 if plan.apply(state, grouped[key], now):
                     after[key] = state
-            pending_keys = self._online.write(fs, after, before)
+            conflicts = self._online.write(fs, after, before)
+            for key in pending_keys:
+                current = after.get(key, before[key])
+                if key in conflicts or current is None:
+                    cache.pop(key, None)
+                else:
+                    cache[key] = current
+                    cache.move_to_end(key)
+            while len(cache) > self._cache_size:
+                cache.popitem(last=False)
+            pending_keys, use_cache = conflicts, False
             if not pending_keys:
                 return
         msg = (
