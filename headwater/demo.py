@@ -25,6 +25,7 @@ from rich.table import Table
 from connectors.kafka import delete_topics
 from connectors.offline_delta import DeltaOfflineStore
 from headwater.apply import apply_definitions
+from headwater.examples import EXAMPLES
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, wait_caught_up, wait_http_ok
 from headwater.sample_data import write_transactions
@@ -36,7 +37,6 @@ from serving.historical import get_historical_features
 
 __all__ = ["EXAMPLES", "run_demo"]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 _DEMO_DB = 15
 _MINUTE = 60_000
 

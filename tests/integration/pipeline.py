@@ -9,7 +9,6 @@ data on the shared broker and Redis.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -19,14 +18,14 @@ from pathlib import Path
 import pytest
 
 from headwater.apply import apply_definitions
+from headwater.examples import EXAMPLES, write_example_definitions
 from headwater.processes import HeadwaterProcess, wait_caught_up, wait_http_ok
 from schemas.catalog import Catalog
 from schemas.definitions import Definitions
 from schemas.settings import Settings, load_settings
 
-__all__ = ["Deployment", "deployment"]
+__all__ = ["EXAMPLES", "Deployment", "deployment"]
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @dataclass
@@ -77,21 +76,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _write_definitions(directory: Path, suffix: str, *, ttl: str = "7d") -> None:
-    """The example definitions, renamed with ``suffix`` so each test owns its names."""
-    directory.mkdir(parents=True)
-    shutil.copy(EXAMPLES / "transactions.avsc", directory / "transactions.avsc")
-    text = (EXAMPLES / "features.yaml").read_text()
-    text = (
-        text.replace("raw.transactions", f"raw.transactions_{suffix}")
-        .replace("name: transactions", f"name: transactions_{suffix}")
-        .replace("source: transactions", f"source: transactions_{suffix}")
-        .replace("user_spend", f"user_spend_{suffix}")
-        .replace("ttl: 7d", f"ttl: {ttl}")
-    )
-    (directory / "features.yaml").write_text(text)
-
-
 @pytest.fixture
 def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator[Deployment]:
     suffix = uuid.uuid4().hex[:8]
@@ -119,7 +103,7 @@ def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator
         },
         serving={"port": port},
     )
-    _write_definitions(tmp_path / "defs", suffix)
+    write_example_definitions(tmp_path / "defs", suffix)
     apply_definitions(settings, tmp_path / "defs")
     dep = Deployment(settings=settings, env=env, suffix=suffix, defs_dir=tmp_path / "defs")
     try:
