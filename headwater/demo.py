@@ -103,7 +103,14 @@ def run_demo(console: Console | None = None) -> None:
         produce_start = time.monotonic()
         ingest_files(settings, "transactions", [sample])
         produced_s = time.monotonic() - produce_start
-        waited = wait_caught_up(settings.kafka, "headwater-demo", "raw.transactions", worker)
+        offline = DeltaOfflineStore(settings.offline_root)
+        waited = wait_caught_up(
+            settings.kafka,
+            "headwater-demo",
+            "raw.transactions",
+            worker,
+            offline=(offline, Catalog(settings.catalog_url).definitions().feature_sets),
+        )
         total_s = produced_s + waited
         console.print(
             f"  {table.num_rows:,} events produced in {produced_s:.1f} s; all in Redis and Delta "
@@ -151,7 +158,6 @@ def run_demo(console: Console | None = None) -> None:
                 "label_is_fraud": [rng.random() < 0.2 for _ in label_users],
             }
         )
-        offline = DeltaOfflineStore(settings.offline_root)
         training = get_historical_features(offline, resolved, labels)
         shown = Table(title=f"training set: {training.num_rows} label rows in, {training.num_rows} out")
         for name in training.column_names:

@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
-from connectors.kafka import consumer_lag
+from connectors.base import BaseOfflineStore
+from connectors.kafka import committed_offsets, consumer_lag
+from schemas.definitions import FeatureSet
 from schemas.settings import KafkaSettings
 
 __all__ = ["HeadwaterProcess", "wait_caught_up", "wait_http_ok"]
@@ -86,20 +88,36 @@ def wait_http_ok(url: str, process: HeadwaterProcess, timeout_s: float = 60.0) -
 
 
 def wait_caught_up(
-    kafka: KafkaSettings, group_id: str, topic: str, worker: HeadwaterProcess, timeout_s: float = 300.0
+    kafka: KafkaSettings,
+    group_id: str,
+    topic: str,
+    worker: HeadwaterProcess,
+    timeout_s: float = 300.0,
+    *,
+    offline: tuple[BaseOfflineStore, Sequence[FeatureSet]] | None = None,
 ) -> float:
-    """Wait until the worker group committed every message of ``topic``; returns seconds waited.
-
-    The worker commits a batch only after writing it to both stores, so lag 0 means every
-    event is in Redis and Delta.
+    """Wait until the worker group committed every message of ``topic`` (so every event is
+    in Redis) and, with ``offline``, until those feature sets' Delta tables hold them too
+    (Delta commits are batched and may trail Redis by ``worker.offline_flush_seconds``).
+    Returns the seconds waited.
     """
     start = time.monotonic()
-    while consumer_lag(kafka, group_id, topic) > 0:
+
+    def check() -> None:
         if not worker.alive():
             msg = f"worker exited with {worker.proc.returncode}:\n{worker.tail()}"
             raise RuntimeError(msg)
         if time.monotonic() - start > timeout_s:
             msg = f"worker still behind on {topic} after {timeout_s:g} s:\n{worker.tail()}"
             raise TimeoutError(msg)
-        time.sleep(0.5)
+        time.sleep(0.2)
+
+    while consumer_lag(kafka, group_id, topic) > 0:
+        check()
+    if offline is not None:
+        store, sets = offline
+        committed = {p: o for p, o in committed_offsets(kafka, group_id, topic).items() if o > 0}
+        for fs in sets:
+            while store.committed_offsets(fs, group_id, committed) != {p: o - 1 for p, o in committed.items()}:
+                check()
     return time.monotonic() - start

@@ -74,6 +74,11 @@ class WorkerSettings(_Section):
     """Events per micro-batch written to Redis and Delta."""
     batch_max_seconds: float = Field(default=0.5, gt=0)
     """Longest a partial micro-batch waits before it is written."""
+    offline_flush_rows: int = Field(default=100_000, ge=0)
+    """Delta commits wait for this many rows (or ``offline_flush_seconds``); Redis is
+    written every batch regardless, so serving is not delayed."""
+    offline_flush_seconds: float = Field(default=5.0, ge=0)
+    """Longest rows wait for their Delta commit."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Port of the worker's Prometheus endpoint; 0 disables it."""
     reload_check_seconds: float = Field(default=5.0, gt=0)

@@ -60,6 +60,7 @@ def create_app(settings: Settings) -> faust.App:
     offline = DeltaOfflineStore(settings.offline_root)
     dlq = EventProducer(settings.kafka)
     processors: list[BatchProcessor] = []
+    locks: list[asyncio.Lock] = []
     for source in defs.sources:
         sets = defs.feature_sets_of(source.name)
         if not sets:
@@ -74,6 +75,8 @@ def create_app(settings: Settings) -> faust.App:
             dlq=dlq,
             writer_id=settings.worker.group_id,
             max_future_skew_ms=settings.max_future_skew_ms,
+            offline_flush_rows=settings.worker.offline_flush_rows,
+            offline_flush_seconds=settings.worker.offline_flush_seconds,
             read_range=partial(
                 read_range, settings.kafka, source.topic, batch_size=settings.worker.batch_max_events
             ),
@@ -92,15 +95,29 @@ def create_app(settings: Settings) -> faust.App:
             _agent(processor, lock, settings.worker.batch_max_events, settings.worker.batch_max_seconds)
         )
         app.timer(interval=settings.worker.reload_check_seconds)(_idle_catch_up(app, settings, processor, lock))
+        app.timer(interval=max(0.2, settings.worker.offline_flush_seconds / 2))(
+            _flush_timer(processor, lock, settings.worker.offline_flush_seconds)
+        )
+        locks.append(lock)
 
     async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Another worker may have appended to Delta while it held these partitions.
-        for processor in processors:
-            processor.forget_positions()
+        for processor, lock in zip(processors, locks, strict=True):
+            async with lock:
+                await asyncio.to_thread(processor.forget_positions)
 
     # mode types receivers as sync-or-awaitable with a positional-only sender; ours fits at
     # runtime (mode calls receiver(sender, assigned, signal=...)), the stub is narrower.
     app.on_partitions_assigned.connect(_on_assigned)  # type: ignore[arg-type]
+
+    async def _flush_on_shutdown(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Kafka offsets are already committed here; rows still buffered for Delta go out now
+        # (had this failed, the next start's catch-up would re-read them).
+        for processor, lock in zip(processors, locks, strict=True):
+            async with lock:
+                await asyncio.to_thread(processor.flush)
+
+    app.on_before_shutdown.connect(_flush_on_shutdown)  # type: ignore[arg-type]  # see above
 
     started_with = _fingerprint(defs)
 
@@ -154,6 +171,16 @@ def _idle_catch_up(app: faust.App, settings: Settings, processor: BatchProcessor
                     done = await asyncio.to_thread(processor.catch_up, partition, end)
                     if done:
                         log.info("%s[%d]: caught up %s", topic, partition, done)
+
+    return tick
+
+
+def _flush_timer(processor: BatchProcessor, lock: asyncio.Lock, flush_seconds: float) -> Any:
+    """Commits offline rows that waited ``flush_seconds``, also when no new batch arrives."""
+
+    async def tick() -> None:
+        async with lock:
+            await asyncio.to_thread(processor.flush, older_than_s=flush_seconds)
 
     return tick
 

@@ -75,6 +75,8 @@ class BatchProcessor:
         dlq: where bad events go; ``None`` counts them without sending (replays).
         read_range: re-reads part of a partition so a version that is behind can catch up;
             ``None`` disables catching up.
+        offline_flush_rows, offline_flush_seconds: Delta commits wait for this many rows or
+            this long (0 and 0: every batch is committed at once).
         state_cache_entities: how many entity states (per version) to keep in memory
             between batches; a cached state is trusted only while the store accepts the
             compare-and-set of its offsets, so a stale one costs a retry, never a wrong value.
@@ -95,6 +97,8 @@ class BatchProcessor:
         max_future_skew_ms: int,
         read_range: RangeReader | None = None,
         state_cache_entities: int = 100_000,
+        offline_flush_rows: int = 0,
+        offline_flush_seconds: float = 0.0,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.source = source
@@ -119,10 +123,14 @@ class BatchProcessor:
         # this worker touched recently. Only valid while it owns their partitions.
         self._states: dict[str, OrderedDict[EntityKey, EntityState]] = {}
         self._cache_size = state_cache_entities
+        self._buffers: dict[str, _OfflineBuffer] = {}
+        self._flush_rows = offline_flush_rows
+        self._flush_seconds = offline_flush_seconds
 
     def forget_positions(self) -> None:
-        """Drop cached positions and states; call when partitions are reassigned (another
-        worker may have written while it held them)."""
+        """Commit buffered rows, then drop cached positions and states; call when partitions
+        are reassigned (another worker may write to them from now on)."""
+        self.flush()
         self._positions.clear()
         self._states.clear()
 
@@ -280,10 +288,32 @@ class BatchProcessor:
             done = pa.array([positions[p] for p in rows.column("_partition").to_pylist()], pa.int64())
             rows = rows.filter(pc.greater(rows.column("_offset"), done))
         schema = self._history[fs.qualified_name]
+        buffer = self._buffers.setdefault(fs.qualified_name, _OfflineBuffer(plan))
+        buffer.add(rows.select(schema.names).cast(schema), advanced)
+        # The in-memory position moves now; the durable one (Delta) when the buffer is
+        # committed. A crash in between leaves Delta behind Kafka's committed offsets, and the
+        # restarted worker's catch-up re-reads exactly that gap.
+        self._positions[fs.qualified_name].update(advanced)
+        if buffer.rows >= self._flush_rows or buffer.age_s() >= self._flush_seconds:
+            self._commit(buffer)
+
+    def flush(self, *, older_than_s: float = 0.0) -> int:
+        """Commit buffered offline rows (those buffered at least ``older_than_s`` ago);
+        returns the rows committed. Called on a timer and when the worker stops."""
+        committed = 0
+        for buffer in self._buffers.values():
+            if buffer.positions and buffer.age_s() >= older_than_s:
+                committed += buffer.rows
+                self._commit(buffer)
+        return committed
+
+    def _commit(self, buffer: _OfflineBuffer) -> None:
         # Committed even when no row passed the filter: the app transaction is the version's
         # position, and an empty commit still moves it.
-        self._offline.append(fs, rows.select(schema.names).cast(schema), self._writer_id, advanced)
-        self._positions[fs.qualified_name].update(advanced)
+        fs = buffer.plan.feature_set
+        table = pa.concat_tables(buffer.tables) if buffer.tables else self._history[fs.qualified_name].empty_table()
+        self._offline.append(fs, table, self._writer_id, buffer.positions)
+        buffer.clear()
 
     def _update_online(self, plan: FeatureSetPlan, rows: pa.Table) -> None:
         fs = plan.feature_set
@@ -341,6 +371,36 @@ class BatchProcessor:
             "same consumer group?"
         )
         raise OnlineStoreError(msg)
+
+
+class _OfflineBuffer:
+    """Rows of one version waiting for their Delta commit, with the positions they reach.
+
+    Delta commits are costly (each is a file and a log entry, and readers replay the log), so
+    rows are committed in larger batches than Redis writes: bounded by rows and seconds.
+    """
+
+    def __init__(self, plan: FeatureSetPlan) -> None:
+        self.plan = plan
+        self.tables: list[pa.Table] = []
+        self.positions: dict[int, int] = {}
+        self.rows = 0
+        self.since = 0.0
+
+    def add(self, table: pa.Table, positions: dict[int, int]) -> None:
+        if not self.positions:
+            self.since = time.monotonic()
+        if table.num_rows:
+            self.tables.append(table)
+            self.rows += table.num_rows
+        for p, o in positions.items():
+            self.positions[p] = max(o, self.positions.get(p, -1))
+
+    def age_s(self) -> float:
+        return time.monotonic() - self.since if self.positions else 0.0
+
+    def clear(self) -> None:
+        self.tables, self.positions, self.rows = [], {}, 0
 
 
 def _copy(state: EntityState) -> EntityState:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.offline_delta import DeltaOfflineStore
 from headwater.apply import apply_definitions
 from headwater.examples import EXAMPLES, write_example_definitions
 from headwater.processes import HeadwaterProcess, wait_caught_up, wait_http_ok
@@ -67,7 +68,12 @@ class Deployment:
         return url
 
     def wait_caught_up(self, worker: HeadwaterProcess, timeout_s: float = 120) -> None:
-        wait_caught_up(self.settings.kafka, self.settings.worker.group_id, self.topic, worker, timeout_s)
+        """Until every event on the topic is in Redis and in every active version's Delta table."""
+        sets = [fs for fs in self.definitions().feature_sets if fs.source == self.source]
+        offline = DeltaOfflineStore(self.settings.offline_root)
+        wait_caught_up(
+            self.settings.kafka, self.settings.worker.group_id, self.topic, worker, timeout_s, offline=(offline, sets)
+        )
 
 
 def _free_port() -> int:
@@ -89,6 +95,7 @@ def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator
         "HEADWATER_WORKER__BATCH_MAX_SECONDS": "0.2",
         "HEADWATER_WORKER__RELOAD_CHECK_SECONDS": "1",
         "HEADWATER_WORKER__METRICS_PORT": "0",
+        "HEADWATER_WORKER__OFFLINE_FLUSH_SECONDS": "0.3",
         "HEADWATER_SERVING__PORT": str(port),
     }
     settings = load_settings(

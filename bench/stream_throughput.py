@@ -1,0 +1,208 @@
+"""Stream throughput and freshness of one worker, next to a raw consume baseline.
+
+    .venv/bin/python bench/stream_throughput.py [--events 1000000]
+
+1. preloads a topic with N events of the sample schema (the bundled generator),
+2. baseline: confluent-kafka consumes the whole topic and fastavro decodes every message,
+3. Headwater: one `headwater worker` process runs from the start of the topic until every
+   event is in Redis and Delta (consumer lag 0, which the worker reaches only after writing
+   both stores),
+4. freshness: while the worker runs, a producer sends 10k events/s for 20 s, and every 100 ms
+   a probe event for a fresh entity; the time from its produce call until it is servable in
+   Redis is measured.
+Services are started or reused like `headwater up`; everything else lives in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import fastavro
+import pyarrow.parquet as pq
+from confluent_kafka import Consumer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from connectors.kafka import EventProducer, delete_topics
+from connectors.offline_delta import DeltaOfflineStore
+from connectors.online_redis import RedisOnlineStore
+from headwater.apply import apply_definitions
+from headwater.examples import write_example_definitions
+from headwater.ingest import ingest_files
+from headwater.processes import HeadwaterProcess, wait_caught_up
+from headwater.sample_data import generate_transactions
+from headwater.stack import start_kafka, start_redis
+from schemas.avro import encode_wire
+from schemas.catalog import Catalog
+from schemas.settings import load_settings
+
+
+def raw_consume(bootstrap: str, topic: str, expected: int, schema: dict) -> float:
+    """Events/s of a bare confluent-kafka consumer decoding every message with fastavro."""
+    parsed = fastavro.parse_schema(schema)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
+    seen = 0
+    start = time.perf_counter()
+    while seen < expected:
+        for m in consumer.consume(10_000, timeout=5):
+            if m.error() is None:
+                fastavro.schemaless_reader(io.BytesIO(m.value()[5:]), parsed)
+                seen += 1
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return seen / elapsed
+
+
+def freshness(settings, source, schema_id, fs, seconds: float, rate: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """Produce ``rate`` events/s for ``seconds``; return produce -> servable latencies (ms) of probes."""
+    producer = EventProducer(settings.kafka, linger_ms=5)
+    store = RedisOnlineStore(settings.redis.url)
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        i = 0
+        start = time.perf_counter()
+        while not stop.is_set():
+            now = time.time_ns() // 1_000_000
+            record = {"transaction_id": f"l{i}", "user_id": f"u{i % 5000:05d}", "merchant_id": "m1",
+                      "amount": 1.0, "currency": "EUR", "status": "approved", "event_time": now}
+            producer.produce(source.topic, encode_wire(source.schema, schema_id, record), record["user_id"].encode())
+            i += 1
+            ahead = i / rate - (time.perf_counter() - start)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    deadline = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        user = f"probe-{uuid.uuid4().hex[:8]}"
+        record = {"transaction_id": f"p{n}", "user_id": user, "merchant_id": "m1", "amount": 1.0,
+                  "currency": "EUR", "status": "approved", "event_time": time.time_ns() // 1_000_000}
+        sent = time.perf_counter()
+        producer.produce(source.topic, encode_wire(source.schema, schema_id, record), user.encode())
+        while store.read(fs, [(user,)])[0] is None:
+            if time.perf_counter() - sent > 30:
+                break
+            time.sleep(0.002)
+        latencies.append((time.perf_counter() - sent) * 1000)
+        n += 1
+        time.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
+    stop.set()
+    thread.join()
+    producer.flush()
+    store.close()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--freshness-seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=int, default=10_000)
+    args = parser.parse_args()
+    console = Console()
+    base = load_settings()
+    for start in (start_kafka, start_redis):
+        console.print(f"{start.__name__}: {start(base).state}")
+
+    work = Path(tempfile.mkdtemp(prefix="hw-bench-"))
+    suffix = uuid.uuid4().hex[:6]
+    env = {
+        "HEADWATER_HOME": str(work / "home"),
+        "HEADWATER_KAFKA__BOOTSTRAP_SERVERS": base.kafka.bootstrap_servers,
+        "HEADWATER_REDIS__URL": base.redis.url,
+        "HEADWATER_WORKER__GROUP_ID": f"bench-{suffix}",
+        "HEADWATER_WORKER__METRICS_PORT": "0",
+    }
+    os.environ.update(env)
+    settings = load_settings()
+    apply_definitions(settings, write_example_definitions(work / "defs", suffix))
+    defs = Catalog(settings.catalog_url).definitions()
+    source = defs.source(f"transactions_{suffix}")
+    fs = defs.feature_set(f"user_spend_{suffix}")
+    schema_id = Catalog(settings.catalog_url).register_schema(f"{source.topic}-value", source.schema)
+
+    days = 30
+    users = max(1, round(args.events / (days * 3.3)))
+    data = generate_transactions(end_ms=time.time_ns() // 1_000_000, users=users, days=days).slice(0, args.events)
+    path = work / "events.parquet"
+    pq.write_table(data, path)
+    t0 = time.perf_counter()
+    produced = ingest_files(settings, source.name, [path], show_progress=False)
+    produce_s = time.perf_counter() - t0
+    console.print(f"preloaded {produced:,} events in {produce_s:.1f} s")
+
+    raw_rate = raw_consume(settings.kafka.bootstrap_servers, source.topic, produced, dict(source.schema.definition))
+    console.print(f"raw consume + decode: {raw_rate:,.0f} events/s")
+
+    worker = HeadwaterProcess(["worker"], env=env, log_file=work / "worker.log")
+    t0 = time.perf_counter()
+    try:
+        wait_caught_up(
+            settings.kafka,
+            settings.worker.group_id,
+            source.topic,
+            worker,
+            timeout_s=3600,
+            offline=(DeltaOfflineStore(settings.offline_root), [fs]),
+        )
+        total_s = time.perf_counter() - t0
+        first_batch = _first_batch_seconds(work / "worker.log", t0)
+        console.print(f"worker: all {produced:,} events in Redis and Delta after {total_s:.1f} s")
+        latencies = freshness(settings, source, schema_id, fs, args.freshness_seconds, args.rate)
+    finally:
+        worker.stop()
+    steady_s = total_s - first_batch if first_batch is not None else total_s
+    hw_rate = produced / total_s
+    steady_rate = produced / steady_s
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
+    table = Table(title=f"stream throughput, {produced:,} events ({platform.node()}, {os.cpu_count()} cores)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("vs raw", justify="right")
+    table.add_row("producer (headwater ingest), events/s", f"{produced / produce_s:,.0f}", "")
+    table.add_row("raw confluent consume + fastavro decode, events/s", f"{raw_rate:,.0f}", "1.00")
+    table.add_row("headwater worker end to end (incl. start-up), events/s", f"{hw_rate:,.0f}", f"{hw_rate / raw_rate:.2f}")
+    table.add_row("headwater worker from first batch, events/s", f"{steady_rate:,.0f}", f"{steady_rate / raw_rate:.2f}")
+    table.add_row(f"freshness at {args.rate:,}/s: produce -> servable p50, ms", f"{statistics.median(latencies):.0f}", "")
+    table.add_row(f"freshness at {args.rate:,}/s: produce -> servable p99, ms", f"{q[98]:.0f}", "")
+    table.add_row("freshness probes", f"{len(latencies)}", "")
+    console.print(table)
+    delete_topics(settings.kafka, [source.topic, source.dlq_topic])
+
+
+def _first_batch_seconds(log: Path, t0: float) -> float | None:
+    """Seconds from worker start to its first applied batch, from the log's timestamps."""
+    import datetime as dt
+
+    started = None
+    first = None
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("[") and started is None:
+            started = line[1:24]
+        if "events applied" in line:
+            first = line[1:24]
+            break
+    if started is None or first is None:
+        return None
+    parse = lambda s: dt.datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f")  # noqa: E731
+    return (parse(first) - parse(started)).total_seconds() + 1.0  # + interpreter start before the first log line
+
+
+if __name__ == "__main__":
+    sys.exit(main())
