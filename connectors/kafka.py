@@ -72,14 +72,19 @@ def ensure_topics(
         ],
         operation_timeout=30,
     )
+    _await_admin(futures, "create", KafkaError.TOPIC_ALREADY_EXISTS)
+    return wanted
+
+
+def _await_admin(futures: Mapping[str, Any], verb: str, harmless: int) -> None:
+    """Wait for admin operations per topic; an error code ``harmless`` means already done."""
     for topic, future in futures.items():
         try:
             future.result(timeout=30)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                msg = f"could not create topic {topic!r}: {exc.args[0].str()}"
+            if exc.args[0].code() != harmless:
+                msg = f"could not {verb} topic {topic!r}: {exc.args[0].str()}"
                 raise KafkaUnavailableError(msg) from exc
-    return wanted
 
 
 class EventProducer:
@@ -204,13 +209,7 @@ def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float 
     existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
     if not existing:
         return
-    for topic, future in admin.delete_topics(existing, operation_timeout=30).items():
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                msg = f"could not delete topic {topic!r}: {exc.args[0].str()}"
-                raise KafkaUnavailableError(msg) from exc
+    _await_admin(admin.delete_topics(existing, operation_timeout=30), "delete", KafkaError.UNKNOWN_TOPIC_OR_PART)
     deadline = time.monotonic() + timeout_s
     while any(t in admin.list_topics(timeout=10).topics for t in existing):
         if time.monotonic() > deadline:

@@ -27,7 +27,7 @@ from connectors.offline_delta import DeltaOfflineStore
 from headwater.apply import apply_definitions
 from headwater.examples import EXAMPLES
 from headwater.ingest import ingest_files
-from headwater.processes import HeadwaterProcess, wait_caught_up, wait_http_ok
+from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
 from headwater.sample_data import write_transactions
 from headwater.stack import ServiceStatus, start_kafka, start_redis, stop_kafka, stop_redis
 from schemas.catalog import Catalog
@@ -60,14 +60,6 @@ def _demo_settings(base: Settings, port: int) -> tuple[Settings, dict[str, str]]
     return settings, env
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_demo(console: Console | None = None) -> None:
     """Run the demo; raises ``FeatureStoreError`` subclasses with a one-line cause."""
     console = console or Console(width=max(Console().width, 110))
@@ -82,7 +74,7 @@ def run_demo(console: Console | None = None) -> None:
             console.print(f"  {status.name}: {status.state} at {status.address}")
             if status.state == "started":
                 started.append(status)
-        settings, env = _demo_settings(base, _free_port())
+        settings, env = _demo_settings(base, free_port())
 
         console.rule("[bold]2. Definitions and sample data")
         if settings.home.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from connectors.kafka import committed_offsets, consumer_lag
 from schemas.definitions import FeatureSet
 from schemas.settings import KafkaSettings
 
-__all__ = ["HeadwaterProcess", "wait_caught_up", "wait_http_ok"]
+__all__ = ["HeadwaterProcess", "free_port", "wait_caught_up", "wait_http_ok"]
 
 
 class HeadwaterProcess:
@@ -68,6 +69,13 @@ class HeadwaterProcess:
 
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_http_ok(url: str, process: HeadwaterProcess, timeout_s: float = 60.0) -> None:

@@ -9,7 +9,6 @@ data on the shared broker and Redis.
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import pytest
 from connectors.offline_delta import DeltaOfflineStore
 from headwater.apply import apply_definitions
 from headwater.examples import EXAMPLES, write_example_definitions
-from headwater.processes import HeadwaterProcess, wait_caught_up, wait_http_ok
+from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
 from schemas.catalog import Catalog
 from schemas.definitions import Definitions
 from schemas.settings import Settings, load_settings
@@ -76,16 +75,10 @@ class Deployment:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator[Deployment]:
     suffix = uuid.uuid4().hex[:8]
-    port = _free_port()
+    port = free_port()
     env = {
         "HEADWATER_HOME": str(tmp_path / "home"),
         "HEADWATER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,

@@ -59,7 +59,7 @@ def test_catalog_over_http(deployment: Deployment) -> None:
     (version,) = lineage["versions"]
     assert version["online_keyspace"] == f"hw:{name}:v1:{{*}}"
     assert version["offline_table"].endswith(f"{name}__v1")
-    assert lineage["feature_services"][0]["name"] == f"fraud_model"
+    assert lineage["feature_services"][0]["name"] == "fraud_model"
     assert lineage["training_sets"] == []
 
 

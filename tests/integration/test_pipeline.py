@@ -21,6 +21,7 @@ from confluent_kafka import Consumer
 from connectors.kafka import EventProducer
 from connectors.offline_delta import DeltaOfflineStore
 from headwater.ingest import ingest_files
+from headwater.processes import free_port
 from headwater.sample_data import generate_transactions
 from serving.features import resolve_features
 from serving.historical import get_historical_features
@@ -30,14 +31,6 @@ from tests.reference import brute_force
 pytestmark = pytest.mark.integration
 
 MINUTE = 60_000
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _dataset(now_ms: int) -> tuple[pa.Table, pa.Table]:
@@ -89,7 +82,7 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     fs = defs.feature_set(deployment.feature_set)
     field_types = {**defs.source(deployment.source).schema.field_types, "amount_cents": "long", "is_large": "long"}
 
-    metrics_port = _free_port()
+    metrics_port = free_port()
     deployment.env["HEADWATER_WORKER__METRICS_PORT"] = str(metrics_port)
     worker = deployment.start_worker()
     now_ms = time.time_ns() // 1_000_000

@@ -22,23 +22,13 @@ from headwater.stack.kafka import kafka_paths
 from headwater.stack.process import port_open
 from headwater.stack.redis import redis_paths, start_redis
 from schemas.settings import Settings, load_settings
+from tests.integration.services import free_ports
 
 pytestmark = pytest.mark.integration
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _settings(home: Path) -> Settings:
-    broker, controller, redis_port = _free_ports(3)
+    broker, controller, redis_port = free_ports(3)
     return load_settings(
         home=home,
         kafka={"bootstrap_servers": f"127.0.0.1:{broker}"},
