@@ -65,6 +65,21 @@ def raw_consume(bootstrap: str, topic: str, expected: int, schema: dict) -> floa
     return seen / elapsed
 
 
+def faust_consume(topic: str, expected: int) -> float:
+    """Events/s of a faust agent that only consumes (bench/faust_baseline.py)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent / "faust_baseline.py"
+    out = subprocess.run(  # noqa: S603 - our own script
+        [sys.executable, str(script), topic, str(expected)], capture_output=True, text=True, timeout=1800, check=False
+    )
+    rates = [line.split()[-1] for line in (out.stdout + out.stderr).splitlines() if "RATE" in line]
+    if not rates:
+        msg = f"faust baseline printed no rate:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+        raise RuntimeError(msg)
+    return float(rates[-1])
+
+
 def freshness(settings, source, schema_id, fs, seconds: float, rate: int) -> list[float]:  # type: ignore[no-untyped-def]
     """Produce ``rate`` events/s for ``seconds``; return produce -> servable latencies (ms) of probes."""
     producer = EventProducer(settings.kafka, linger_ms=5)
@@ -149,6 +164,8 @@ def main() -> None:
 
     raw_rate = raw_consume(settings.kafka.bootstrap_servers, source.topic, produced, dict(source.schema.definition))
     console.print(f"raw consume + decode: {raw_rate:,.0f} events/s")
+    faust_rate = faust_consume(source.topic, produced)
+    console.print(f"bare faust agent: {faust_rate:,.0f} events/s")
 
     worker = HeadwaterProcess(["worker"], env=env, log_file=work / "worker.log")
     t0 = time.perf_counter()
@@ -177,8 +194,10 @@ def main() -> None:
     table.add_column("vs raw", justify="right")
     table.add_row("producer (headwater ingest), events/s", f"{produced / produce_s:,.0f}", "")
     table.add_row("raw confluent consume + fastavro decode, events/s", f"{raw_rate:,.0f}", "1.00")
+    table.add_row("bare faust agent (take_events, no work), events/s", f"{faust_rate:,.0f}", f"{faust_rate / raw_rate:.2f}")
     table.add_row("headwater worker end to end (incl. start-up), events/s", f"{hw_rate:,.0f}", f"{hw_rate / raw_rate:.2f}")
     table.add_row("headwater worker from first batch, events/s", f"{steady_rate:,.0f}", f"{steady_rate / raw_rate:.2f}")
+    table.add_row("headwater worker from first batch vs bare faust", "", f"{steady_rate / faust_rate:.2f} of faust")
     table.add_row(f"freshness at {args.rate:,}/s: produce -> servable p50, ms", f"{statistics.median(latencies):.0f}", "")
     table.add_row(f"freshness at {args.rate:,}/s: produce -> servable p99, ms", f"{q[98]:.0f}", "")
     table.add_row("freshness probes", f"{len(latencies)}", "")
