@@ -33,8 +33,10 @@ class BaseOnlineStore(ABC):
         """Store ``states`` atomically per entity, writing only what differs from ``before``.
 
         An entity whose stored state is no longer ``before`` (another writer got there first)
-        is not written; its key is returned so the caller can re-read and retry. Idempotent:
-        writing the same states twice leaves the store unchanged.
+        is not written; its key is returned so the caller can re-read and retry. ``before``
+        states must come from this store's ``read`` or an earlier ``write`` (they carry the
+        stored encoding the diff is made against; ``states`` may be the same objects,
+        updated in place). Idempotent: writing the same states twice changes nothing.
         """
 
 

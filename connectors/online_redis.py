@@ -129,7 +129,10 @@ class RedisOnlineStore(BaseOnlineStore):
         for key, state in states.items():
             old = before.get(key)
             new_fields = _encode(state)
-            old_fields = {} if old is None else old.stored if old.stored is not None else _encode(old)
+            if old is not None and old.stored is None:
+                msg = "write(): a `before` state must come from this store's read() or write()"
+                raise OnlineStoreError(msg)
+            old_fields = {} if old is None else old.stored
             changed = [x for f, v in new_fields.items() if old_fields.get(f) != v for x in (f, v)]
             gone = [f for f in old_fields if f not in new_fields]
             if not changed and not gone:

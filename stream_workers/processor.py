@@ -348,8 +348,10 @@ class BatchProcessor:
             now = self._clock()
             after: dict[EntityKey, EntityState] = {}
             for key in pending_keys:
+                # Updated in place: ``before`` only serves the diff through its ``stored``
+                # encoding, and after a conflict the entity is read again, not reused.
                 old = before[key]
-                state = EntityState() if old is None else _copy(old)
+                state = EntityState() if old is None else old
                 if plan.apply(state, grouped[key], now):
                     after[key] = state
             conflicts = self._online.write(fs, after, before)
@@ -401,14 +403,3 @@ class _OfflineBuffer:
 
     def clear(self) -> None:
         self.tables, self.positions, self.rows = [], {}, 0
-
-
-def _copy(state: EntityState) -> EntityState:
-    """A copy safe to mutate: ``apply`` replaces tile dicts' values, never shared lists."""
-    return EntityState(
-        tiles={k: dict(v) for k, v in state.tiles.items()},
-        lifetime=dict(state.lifetime),
-        newest=state.newest,
-        pending=list(state.pending),
-        offsets=dict(state.offsets),
-    )
