@@ -1,0 +1,130 @@
+"""The notebook front door: ``from headwater import FeatureStore``.
+
+One object over the same settings, catalog and stores the CLI and the API use, so a notebook
+sees exactly what ``apply`` registered and what the workers computed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, overload
+
+import pyarrow as pa
+
+from connectors.offline_delta import DeltaOfflineStore
+from connectors.online_redis import RedisOnlineStore
+from schemas.catalog import Catalog
+from schemas.settings import Settings, load_settings
+from serving.features import resolve_features
+from serving.historical import get_historical_features
+from serving.online import OnlineResult, lookup
+
+__all__ = ["FeatureStore", "to_arrow"]
+
+
+def to_arrow(frame: Any) -> pa.Table:
+    """A pyarrow Table from a pyarrow Table, a pandas DataFrame or a polars DataFrame.
+
+    Raises:
+        TypeError: naming the type received and the accepted ones.
+    """
+    if isinstance(frame, pa.Table):
+        return frame
+    module = type(frame).__module__.split(".")[0]
+    if module == "pandas":
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    if module == "polars":
+        return frame.to_arrow()
+    msg = f"expected a pyarrow.Table, pandas.DataFrame or polars.DataFrame, got {type(frame).__name__}"
+    raise TypeError(msg)
+
+
+class FeatureStore:
+    """Headwater from Python.
+
+    Args:
+        settings: defaults to the same ``HEADWATER_*`` variables and ``headwater.yaml`` the
+            CLI reads.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.catalog = Catalog(self.settings.catalog_url)
+        self._online: RedisOnlineStore | None = None
+        self.offline = DeltaOfflineStore(self.settings.offline_root)
+
+    @property
+    def online(self) -> RedisOnlineStore:
+        if self._online is None:
+            self._online = RedisOnlineStore(self.settings.redis.url)
+        return self._online
+
+    def close(self) -> None:
+        if self._online is not None:
+            self._online.close()
+        self.catalog.close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get_online_features(
+        self,
+        entities: Mapping[str, Sequence[Any]],
+        features: Sequence[str] | None = None,
+        *,
+        feature_service: str | None = None,
+    ) -> OnlineResult:
+        """Values and statuses per entity, computed at the moment served (``served_at_ms``)."""
+        resolved = resolve_features(self.catalog.definitions(), features, feature_service)
+        return lookup(self.online, resolved, entities)
+
+    @overload
+    def get_historical_features(
+        self,
+        entity_df: Any,
+        features: Sequence[str] | None = ...,
+        *,
+        feature_service: str | None = ...,
+        timestamp_column: str = ...,
+        output: Literal["arrow"] = ...,
+    ) -> pa.Table: ...
+
+    @overload
+    def get_historical_features(
+        self,
+        entity_df: Any,
+        features: Sequence[str] | None = ...,
+        *,
+        feature_service: str | None = ...,
+        timestamp_column: str = ...,
+        output: Literal["pandas", "polars"],
+    ) -> Any: ...
+
+    def get_historical_features(
+        self,
+        entity_df: Any,
+        features: Sequence[str] | None = None,
+        *,
+        feature_service: str | None = None,
+        timestamp_column: str = "event_timestamp",
+        output: Literal["arrow", "pandas", "polars"] = "arrow",
+    ) -> Any:
+        """A point-in-time training set: ``entity_df``'s rows, in order, with features added.
+
+        ``entity_df`` (pyarrow, pandas or polars) holds the entity key columns and the label
+        time in ``timestamp_column`` (epoch ms or tz-aware timestamps). No row is dropped.
+        """
+        resolved = resolve_features(self.catalog.definitions(), features, feature_service)
+        table = get_historical_features(
+            self.offline, resolved, to_arrow(entity_df), timestamp_column=timestamp_column
+        )
+        if output == "pandas":
+            return table.to_pandas()
+        if output == "polars":
+            import polars as pl
+
+            return pl.from_arrow(table)
+        return table
