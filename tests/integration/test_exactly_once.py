@@ -1,0 +1,444 @@
+"""Exactly-once under crashes: a worker killed with SIGKILL at random points, over and over,
+and restarted each time, loses no event and counts none twice, online or offline (DESIGN §8).
+
+Also: a broken store is not a silent failure. A worker that cannot reach Redis dies loudly
+(non-zero exit, a CRITICAL log line) instead of living on without consuming, and the batch
+it could not finish is replayed by the next worker without loss or duplication.
+
+The yardstick is ``tests.reference.brute_force`` over the raw events, with the example
+feature set's filter and transforms written out by hand in ``test_pipeline._events_by_user``.
+
+Kill -9 leaves the dead worker in the consumer group until its Kafka session expires, and a
+restarted worker gets no partition before that (faust's default session timeout is 60 s).
+The workers here run with faust's ``BROKER_SESSION_TIMEOUT`` at 6 s, the broker's minimum,
+so that a dozen crash/restart cycles fit in about a minute; it changes how soon a restart
+resumes, not what it does.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+
+from connectors.kafka import EventProducer, committed_offsets, consumer_lag
+from connectors.offline_delta import DeltaOfflineStore
+from connectors.online_redis import RedisOnlineStore
+from connectors.replay import replay_table
+from headwater.ingest import ingest_files, key_fields
+from headwater.processes import HeadwaterProcess, free_port
+from headwater.sample_data import generate_transactions
+from schemas.catalog import Catalog
+from serving.features import resolve_features
+from serving.historical import get_historical_features
+from tests.integration import test_pipeline as pipeline_tests
+from tests.integration.pipeline import Deployment
+from tests.reference import brute_force
+
+pytestmark = pytest.mark.integration
+
+MINUTE = 60_000
+DAY = 86_400_000
+SEED = 20_261_126
+
+FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+"""faust settings read from the environment: a dead member leaves the group after 6 s."""
+
+APPLIED = re.compile(r": (\d+) events applied")
+
+
+# Helpers shared with test_scale_out.py ------------------------------------------------------
+
+
+def start_worker(deployment: Deployment, env: Mapping[str, str], name: str) -> HeadwaterProcess:
+    """A ``headwater worker`` with ``env``, stopped by the fixture at the end of the test."""
+    worker = HeadwaterProcess(
+        ["worker"], env=dict(env), log_file=deployment.settings.home / f"{name}.log"
+    )
+    deployment.processes.append(worker)
+    return worker
+
+
+def log_text(worker: HeadwaterProcess) -> str:
+    return worker.log_file.read_text(errors="replace")
+
+
+def applied_batches(worker: HeadwaterProcess) -> list[int]:
+    """Event counts of the batches ``worker`` logged as applied (replays included)."""
+    return [int(n) for n in APPLIED.findall(log_text(worker))]
+
+
+class SlowProducer(threading.Thread):
+    """Produces ``table`` to the source's topic in chunks with pauses, in row order, through
+    the same path as ``headwater ingest`` (``replay_table``), so production overlaps crashes.
+    ``finish`` drops the remaining pauses and waits until every row is acknowledged."""
+
+    def __init__(
+        self, deployment: Deployment, table: pa.Table, *, chunk: int, pause_s: float
+    ) -> None:
+        super().__init__(name="slow-producer", daemon=True)
+        catalog = Catalog(deployment.settings.catalog_url)
+        defs = catalog.definitions()
+        self._source = defs.source(deployment.source)
+        self._schema_id = catalog.register_schema(
+            f"{self._source.topic}-value", self._source.schema
+        )
+        self._keys = key_fields(defs, deployment.source)
+        self._producer = EventProducer(deployment.settings.kafka)
+        self._table, self._chunk, self._pause = table, chunk, pause_s
+        self._hurry = threading.Event()
+        self.produced = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for start in range(0, self._table.num_rows, self._chunk):
+                part = self._table.slice(start, self._chunk)
+                self.produced += replay_table(
+                    self._producer, self._source, self._schema_id, self._keys, part
+                )
+                self._hurry.wait(self._pause)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            self.error = exc
+
+    def finish(self, timeout_s: float = 120) -> int:
+        self._hurry.set()
+        self.join(timeout_s)
+        assert not self.is_alive(), "the producer thread did not finish"
+        if self.error is not None:
+            raise self.error
+        assert self.produced == self._table.num_rows
+        return self.produced
+
+
+def field_types(deployment: Deployment) -> dict[str, str]:
+    """Types of the history's fields: the source's plus the example's transforms."""
+    defs = deployment.definitions()
+    return {
+        **defs.source(deployment.source).schema.field_types,
+        "amount_cents": "long",
+        "is_large": "long",
+    }
+
+
+def assert_offline_exactly_once(deployment: Deployment, data: pa.Table) -> pa.Table:
+    """Delta holds every approved event of ``data`` exactly once, at unique Kafka positions."""
+    fs = deployment.definitions().feature_set(deployment.feature_set)
+    history = DeltaOfflineStore(deployment.settings.offline_root).history(fs)
+    by_user = pipeline_tests._events_by_user(data)
+    approved = [row for rows in by_user.values() for row, _, _ in rows]
+    got = Counter(history.column("transaction_id").to_pylist())
+    want = Counter(r["transaction_id"] for r in approved)
+    duplicated = {t: n for t, n in got.items() if n > 1}
+    assert not duplicated, (
+        f"{len(duplicated)} events stored more than once, e.g. {list(duplicated.items())[:5]}"
+    )
+    assert got == want, f"missing {sorted(want - got)[:10]}, unexpected {sorted(got - want)[:10]}"
+    positions = list(
+        zip(
+            history.column("_partition").to_pylist(),
+            history.column("_offset").to_pylist(),
+            strict=True,
+        )
+    )
+    assert len(set(positions)) == len(positions) == len(approved)
+    cents = dict(
+        zip(
+            history.column("transaction_id").to_pylist(),
+            history.column("amount_cents").to_pylist(),
+            strict=True,
+        )
+    )
+    assert cents == {r["transaction_id"]: r["amount_cents"] for r in approved}
+    return history
+
+
+def assert_online_equals_brute_force(deployment: Deployment, url: str, data: pa.Table) -> int:
+    """Every user's served values (and a never-seen user's) equal brute force at ``served_at``;
+    returns ``served_at`` in epoch ms."""
+    fs = deployment.definitions().feature_set(deployment.feature_set)
+    types = field_types(deployment)
+    by_user = pipeline_tests._events_by_user(data)
+    users = sorted(set(data.column("user_id").to_pylist())) + ["nobody"]
+    refs = [f"{fs.name}:{f.name}" for f in fs.features]
+    response = httpx.post(
+        f"{url}/v1/online-features",
+        json={"features": refs, "entities": {"user_id": users}},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    t = round(datetime.fromisoformat(body["served_at"]).timestamp() * 1000)
+    assert [r["entity"]["user_id"] for r in body["results"]] == users
+    wrong = []
+    for result in body["results"]:
+        user = result["entity"]["user_id"]
+        want, status = brute_force(fs, types, by_user.get(user, []), t)
+        if result["values"] != want or result["statuses"] != [status] * len(refs):
+            wrong.append((user, result["values"], result["statuses"][0], want, status))
+    assert not wrong, (
+        f"{len(wrong)} of {len(users)} users differ from brute force at {t}, e.g. {wrong[:3]}"
+    )
+    return t
+
+
+def assert_point_in_time_equals_brute_force(
+    deployment: Deployment, data: pa.Table, label_times: list[int]
+) -> None:
+    """Point-in-time retrieval for every user (and a never-seen one) at each label time."""
+    defs = deployment.definitions()
+    fs = defs.feature_set(deployment.feature_set)
+    types = field_types(deployment)
+    by_user = pipeline_tests._events_by_user(data)
+    users = sorted(set(data.column("user_id").to_pylist())) + ["nobody"]
+    label_users = [u for _ in label_times for u in users]
+    times = [t for t in label_times for _ in users]
+    refs = [f"{fs.name}:{f.name}" for f in fs.features]
+    offline = DeltaOfflineStore(deployment.settings.offline_root)
+    training = get_historical_features(
+        offline,
+        resolve_features(defs, refs),
+        pa.table({"user_id": label_users, "event_timestamp": times}),
+    )
+    assert training.column("user_id").to_pylist() == label_users
+    wrong = []
+    for i, row in enumerate(training.to_pylist()):
+        want, _ = brute_force(fs, types, by_user.get(label_users[i], []), times[i])
+        got = [row[f.name] for f in fs.features]
+        if got != want:
+            wrong.append((label_users[i], times[i], got, want))
+    assert not wrong, (
+        f"{len(wrong)} of {len(label_users)} label rows differ from brute force, e.g. {wrong[:3]}"
+    )
+
+
+# The crash test --------------------------------------------------------------------------
+
+
+class _CrashState:
+    """What each kill left behind, for the report (the end state is what the test asserts):
+    per partition, the distance between Kafka's committed offset and the Delta history's
+    position (a gap the restart must replay or catch up), and per entity whether Redis and
+    Delta disagree (the kill fell between the writes of the two stores)."""
+
+    def __init__(self, deployment: Deployment, users: list[str]) -> None:
+        self.deployment = deployment
+        self.users = users
+        self.fs = deployment.definitions().feature_set(deployment.feature_set)
+        self.offline = DeltaOfflineStore(deployment.settings.offline_root)
+        self.online = RedisOnlineStore(deployment.settings.redis.url)
+        self.kafka_behind_kills = 0  # stored events Kafka had not acknowledged: replayed
+        self.delta_behind_kills = 0  # acknowledged events Delta lacks: caught up from Kafka
+        self.between_stores_kills = 0
+
+    def check(self) -> str:
+        settings = self.deployment.settings
+        acked = committed_offsets(settings.kafka, settings.worker.group_id, self.deployment.topic)
+        written = self.offline.committed_offsets(self.fs, settings.worker.group_id, sorted(acked))
+        kafka_behind = delta_behind = 0
+        for p, next_offset in acked.items():
+            gap = written.get(p, -1) - (next_offset - 1 if next_offset >= 0 else -1)
+            kafka_behind += max(gap, 0)
+            delta_behind += max(-gap, 0)
+        self.kafka_behind_kills += kafka_behind > 0
+        self.delta_behind_kills += delta_behind > 0
+
+        table = (
+            DeltaTable(self.offline.table_uri(self.fs))
+            .to_pyarrow_dataset()
+            .to_table(columns=["user_id", "_offset"])
+        )
+        in_delta: dict[str, int] = {}
+        for user, offset in zip(
+            table.column("user_id").to_pylist(), table.column("_offset").to_pylist(), strict=True
+        ):
+            in_delta[user] = max(in_delta.get(user, -1), offset)
+        states = self.online.read(self.fs, [(u,) for u in self.users])
+        # All of an entity's events travel on one partition.
+        in_redis = {
+            u: -1 if state is None else max(state.offsets.values(), default=-1)
+            for u, state in zip(self.users, states, strict=True)
+        }
+        differ = [u for u in self.users if in_redis[u] != in_delta.get(u, -1)]
+        self.between_stores_kills += bool(differ)
+        return (
+            f"Kafka behind stores by {kafka_behind}, Delta behind Kafka by {delta_behind}, "
+            f"{len(differ)} entities differ between Redis and Delta"
+        )
+
+    def close(self) -> None:
+        self.online.close()
+
+
+def _wait_busy(deployment: Deployment, worker: HeadwaterProcess, timeout_s: float = 60) -> float:
+    """Seconds until ``worker`` logs its first applied batch, or until it is plainly idle
+    (ready for a second and the group has nothing left to consume): an idle kill proves
+    little, but must not hang the test."""
+    start = time.monotonic()
+    ready_at = None
+    settings = deployment.settings
+    while not applied_batches(worker):
+        assert worker.alive(), worker.tail(40)
+        elapsed = time.monotonic() - start
+        assert elapsed < timeout_s, f"worker not busy after {timeout_s:g} s:\n{worker.tail(40)}"
+        if ready_at is None and "Worker ready" in log_text(worker):
+            ready_at = elapsed
+        idle_for = 0.0 if ready_at is None else elapsed - ready_at
+        if (
+            idle_for > 1
+            and consumer_lag(settings.kafka, settings.worker.group_id, deployment.topic) == 0
+        ):
+            break
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_kill_9_at_random_points_loses_nothing_and_counts_nothing_twice(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    rng = random.Random(SEED)
+    t0 = time.monotonic()
+    # Small batches: many Delta commits and Redis writes per second, so kills land anywhere.
+    env = {**deployment.env, **FAST_FAILOVER, "HEADWATER_WORKER__BATCH_MAX_EVENTS": "20"}
+    now = time.time_ns() // 1_000_000
+    data = generate_transactions(
+        end_ms=now // MINUTE * MINUTE, users=60, days=2, events_per_user_day=50, seed=SEED % 1000
+    )
+    # 60 % produced before the first worker starts, the rest while workers are being killed.
+    upfront = data.num_rows * 3 // 5
+    first, second = data.slice(0, upfront), data.slice(upfront)
+    pq.write_table(first, tmp_path / "first.parquet")
+    produced = ingest_files(
+        deployment.settings, deployment.source, [tmp_path / "first.parquet"], show_progress=False
+    )
+    assert produced == upfront
+
+    kills, kills_while_producing, produce_from_kill = 11, 0, 3
+    # Paced to outlast the remaining kills (about 7 s each); ``finish`` sends what is left.
+    producer = SlowProducer(deployment, second, chunk=50, pause_s=0.8)
+    crashes = _CrashState(deployment, sorted(set(data.column("user_id").to_pylist())))
+    timeline = []
+    try:
+        for i in range(kills):
+            if i == produce_from_kill:
+                producer.start()
+            # Half the workers commit Delta only every 30 s, i.e. never before their kill,
+            # while Kafka offsets are committed every second: the next worker must catch
+            # Delta up from Kafka (the others leave at most 0.3 s of rows unwritten).
+            flush_s = rng.choice(["0.3", "30"])
+            life_env = {**env, "HEADWATER_WORKER__OFFLINE_FLUSH_SECONDS": flush_s}
+            worker = start_worker(deployment, life_env, f"worker{i}")
+            # Kill soon after the worker starts applying batches: a random moment within its
+            # first 1.2 s of work, which spans many batches and at most one offset commit.
+            waited = _wait_busy(deployment, worker)
+            delay = rng.uniform(0.0, 1.2)
+            time.sleep(delay)
+            assert worker.alive(), worker.tail(40)
+            producing = producer.is_alive()
+            worker.kill()
+            kills_while_producing += producing
+            state = crashes.check()
+            timeline.append(
+                f"kill {i}: busy {waited:.1f}s after start, killed {delay:.2f}s later, "
+                f"{len(applied_batches(worker))} batches logged, Delta flush {flush_s}s, producing={producing}, {state}"
+            )
+        producer.finish()
+        final = start_worker(deployment, env, "worker_final")
+        deployment.wait_caught_up(final)
+        assert final.alive()
+    finally:
+        crashes.close()
+    crash_phase_s = time.monotonic() - t0
+    assert kills >= 10
+    assert kills_while_producing >= 3, timeline
+
+    workers = [p for p in deployment.processes if p.log_file.name.startswith("worker")]
+    logs = "\n".join(log_text(w) for w in workers)
+    assert "CRITICAL" not in logs, [line for line in logs.splitlines() if "CRITICAL" in line][:5]
+    applied = sum(sum(applied_batches(w)) for w in workers)
+    catch_ups = logs.count("catching up partition")
+    assert applied >= data.num_rows  # every event applied at least once, replays on top
+
+    history = assert_offline_exactly_once(deployment, data)
+    url = deployment.start_api()
+    served_at = assert_online_equals_brute_force(deployment, url, data)
+    end = now // MINUTE * MINUTE
+    label_times = [
+        end - 2 * DAY - MINUTE,
+        end - 36 * 3_600_000 + 17,
+        end - DAY,
+        end - 3_600_000 - 1,
+        end,
+        served_at,
+    ]
+    assert_point_in_time_equals_brute_force(deployment, data, label_times)
+
+    print(
+        f"\n{kills} kills ({kills_while_producing} while producing); after {crashes.kafka_behind_kills} "
+        f"the stores held events Kafka had not acknowledged, after {crashes.delta_behind_kills} Delta "
+        f"lacked acknowledged events ({catch_ups} partition catch-ups), after "
+        f"{crashes.between_stores_kills} Redis and Delta differed; "
+        f"{applied} events applied for {data.num_rows} produced ({history.num_rows} approved); "
+        f"crash phase {crash_phase_s:.1f}s, total {time.monotonic() - t0:.1f}s\n"
+        + "\n".join(timeline)
+    )
+
+
+# A broken store -------------------------------------------------------------------------
+
+
+def test_worker_that_cannot_reach_redis_exits_loudly_and_a_restart_loses_nothing(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    closed_port = free_port()  # bound a moment ago and released: nobody listens there
+    broken_url = f"redis://127.0.0.1:{closed_port}/0"
+    data = generate_transactions(
+        end_ms=time.time_ns() // 1_000_000 // MINUTE * MINUTE,
+        users=8,
+        days=1,
+        events_per_user_day=10,
+        seed=5,
+    )
+    pq.write_table(data, tmp_path / "data.parquet")
+
+    broken = start_worker(
+        deployment,
+        {**deployment.env, **FAST_FAILOVER, "HEADWATER_REDIS__URL": broken_url},
+        "worker_broken",
+    )
+    ingest_files(
+        deployment.settings, deployment.source, [tmp_path / "data.parquet"], show_progress=False
+    )
+    try:
+        code = broken.proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the worker lived on for 60 s without Redis:\n{broken.tail(40)}")
+    text = log_text(broken)
+    assert code != 0, text[-3000:]
+    critical = [line for line in text.splitlines() if "[CRITICAL]" in line]
+    assert critical, f"no CRITICAL line in the log:\n{text[-3000:]}"
+    assert "failed" in critical[0], critical
+    # The cause is named: the store, its address and the error.
+    cause = text[text.index(critical[0]) :]
+    assert "OnlineStoreError" in cause and broken_url in cause, cause[-3000:]
+
+    # Part of the batch may have reached Delta before Redis failed, but nothing was
+    # acknowledged: a healthy worker replays it and neither store ends up short or doubled.
+    healthy = start_worker(deployment, {**deployment.env, **FAST_FAILOVER}, "worker_healthy")
+    deployment.wait_caught_up(healthy)
+    assert "CRITICAL" not in log_text(healthy)
+    assert_offline_exactly_once(deployment, data)
+    url = deployment.start_api()
+    assert_online_equals_brute_force(deployment, url, data)
