@@ -79,6 +79,9 @@ class WorkerSettings(_Section):
     written every batch regardless, so serving is not delayed."""
     offline_flush_seconds: float = Field(default=5.0, ge=0)
     """Longest rows wait for their Delta commit."""
+    session_timeout_seconds: float = Field(default=10.0, ge=6.0)
+    """How long before the group moves a silent (crashed) worker's partitions to the others;
+    the broker refuses less than 6 s."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Port of the worker's Prometheus endpoint; 0 disables it."""
     reload_check_seconds: float = Field(default=5.0, gt=0)

@@ -54,6 +54,9 @@ def create_app(settings: Settings) -> faust.App:
         topic_allow_declare=False,
         topic_disable_leader=True,
         broker_commit_interval=1.0,
+        # A crashed worker's partitions move after this long (faust's default is 60 s).
+        broker_session_timeout=settings.worker.session_timeout_seconds,
+        broker_heartbeat_interval=max(0.5, settings.worker.session_timeout_seconds / 6),
     )
     serve_metrics(settings.worker.metrics_port)
     online = RedisOnlineStore(settings.redis.url)
@@ -106,8 +109,17 @@ def create_app(settings: Settings) -> faust.App:
             async with lock:
                 await asyncio.to_thread(processor.forget_positions)
 
-    # mode types receivers as sync-or-awaitable with a positional-only sender; ours fits at
-    # runtime (mode calls receiver(sender, assigned, signal=...)), the stub is narrower.
+    async def _on_revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Commit buffered Delta rows while this worker still owns the partitions: faust sends
+        # this before the group rebalances, so no new owner can have read the old position.
+        # (Committing later, on assignment, let a new owner append the same offsets again.)
+        for processor, lock in zip(processors, locks, strict=True):
+            async with lock:
+                await asyncio.to_thread(processor.flush)
+
+    # mode types receivers as sync-or-awaitable with a positional-only sender; ours fit at
+    # runtime (mode calls receiver(sender, partitions, signal=...)), the stub is narrower.
+    app.on_partitions_revoked.connect(_on_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(_on_assigned)  # type: ignore[arg-type]
 
     async def _flush_on_shutdown(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -202,12 +214,18 @@ def _agent(processor: BatchProcessor, lock: asyncio.Lock, max_events: int, withi
             try:
                 async with lock:
                     result = await asyncio.to_thread(processor.process, messages)
-            except Exception:
+            except Exception as exc:
                 # A bad event never gets here (it goes to the DLQ); this is a broken store or
                 # a bug. Die loudly: an agent that stops quietly while the process lives on
                 # is the classic faust failure. Nothing was acknowledged, so a restart
                 # replays the batch and the idempotent sinks absorb what was written.
-                log.critical("headwater worker: batch of %d events failed; exiting", len(messages), exc_info=True)
+                log.critical(
+                    "headwater worker: a batch of %d events failed (%s: %s); exiting",
+                    len(messages),
+                    type(exc).__name__,
+                    exc,
+                    exc_info=True,
+                )
                 logging.shutdown()
                 os._exit(70)
             log.info(

@@ -9,8 +9,8 @@ The yardstick is ``tests.reference.brute_force`` over the raw events, with the e
 feature set's filter and transforms written out by hand in ``test_pipeline._events_by_user``.
 
 Kill -9 leaves the dead worker in the consumer group until its Kafka session expires, and a
-restarted worker gets no partition before that (faust's default session timeout is 60 s).
-The workers here run with faust's ``BROKER_SESSION_TIMEOUT`` at 6 s, the broker's minimum,
+restarted worker gets no partition before that (10 s by default here; faust's own is 60 s).
+The workers here run with ``worker.session_timeout_seconds`` at 6 s, the broker's minimum,
 so that a dozen crash/restart cycles fit in about a minute; it changes how soon a restart
 resumes, not what it does.
 """
@@ -53,7 +53,7 @@ MINUTE = 60_000
 DAY = 86_400_000
 SEED = 20_261_126
 
-FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+FAST_FAILOVER = {"HEADWATER_WORKER__SESSION_TIMEOUT_SECONDS": "6"}
 """faust settings read from the environment: a dead member leaves the group after 6 s."""
 
 APPLIED = re.compile(r": (\d+) events applied")

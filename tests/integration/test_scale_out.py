@@ -3,19 +3,18 @@ over each other's when one leaves, gracefully or by crashing, while events keep 
 in the end the online and offline values equal brute force, with nothing lost or doubled
 (DESIGN §7, §8).
 
-A known product race at partition handover (``HANDOVER_BUG``) can write rows twice to Delta;
-while it stands, both tests xfail, naming it, when they find that. The second test provokes
-it on purpose (rows waiting for their Delta commit when partitions change hands).
+The second test provokes the handover race this suite once found (rows waiting for their
+Delta commit while partitions change hands were written twice; fixed by committing them in
+``on_partitions_revoked``): now every Kafka position must be in Delta exactly once.
 
-Workers run with faust's ``BROKER_SESSION_TIMEOUT`` at 6 s (see test_exactly_once.py) so a
-crashed worker's partitions move on within seconds instead of a minute.
+Workers run with ``worker.session_timeout_seconds`` at 6 s (see test_exactly_once.py) so a
+crashed worker's partitions move on within seconds.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +22,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.kafka import consumer_lag
-from connectors.offline_delta import DeltaOfflineStore
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess
 from headwater.sample_data import generate_transactions
@@ -76,47 +74,6 @@ def _wait(predicate, what: str, workers: list[HeadwaterProcess], timeout_s: floa
 
 def _applied(worker: HeadwaterProcess) -> int:
     return sum(exactly_once.applied_batches(worker))
-
-
-HANDOVER_BUG = (
-    "product bug: a worker commits its buffered Delta rows in on_partitions_assigned "
-    "(stream_workers/app.py _on_assigned -> BatchProcessor.forget_positions -> flush), i.e. "
-    "after the new generation is synced, when the partitions' new owner may already have "
-    "read the old Delta position and then appends the same offsets (caught up from Kafka, "
-    "or re-consumed past the last committed Kafka offset); both commits land. Flushing in "
-    "on_partitions_revoked (before the member rejoins) closes the window."
-)
-
-
-def xfail_if_written_twice_at_handover(
-    deployment: Deployment, workers: list[HeadwaterProcess]
-) -> None:
-    """xfail, naming ``HANDOVER_BUG``, when a Kafka position is in Delta more than once.
-
-    Checked before the exact offline comparison so that this known race is reported as such
-    (online values are checked before, and are not affected). Once the bug is fixed, drop
-    this call so that doubled rows fail the tests again."""
-    fs = deployment.definitions().feature_set(deployment.feature_set)
-    history = DeltaOfflineStore(deployment.settings.offline_root).history(fs)
-    positions = Counter(
-        zip(
-            history.column("_partition").to_pylist(),
-            history.column("_offset").to_pylist(),
-            strict=True,
-        )
-    )
-    doubled = sorted(k for k, count in positions.items() if count > 1)
-    if doubled:
-        catch_ups = [
-            f"{w.log_file.stem}: {line.split('INFO] ')[-1].strip()}"
-            for w in workers
-            for line in exactly_once.log_text(w).splitlines()
-            if "catching up" in line
-        ]
-        pytest.xfail(
-            f"{len(doubled)} Kafka positions are twice in Delta (e.g. {doubled[:3]}); "
-            f"catch-ups: {catch_ups}; {HANDOVER_BUG}"
-        )
 
 
 def test_workers_share_partitions_and_take_over_after_stop_and_crash(
@@ -202,7 +159,6 @@ def test_workers_share_partitions_and_take_over_after_stop_and_crash(
 
     url = deployment.start_api()
     served_at = exactly_once.assert_online_equals_brute_force(deployment, url, data)
-    xfail_if_written_twice_at_handover(deployment, workers)
     history = exactly_once.assert_offline_exactly_once(deployment, data)
     label_times = [end - 2 * DAY + 5 * MINUTE, end - DAY + 1, end - 3_600_000, end, served_at]
     exactly_once.assert_point_in_time_equals_brute_force(deployment, data, label_times)
@@ -219,7 +175,7 @@ def test_partitions_handed_over_while_rows_wait_for_delta_are_written_once(
     twice (a to b; then b leaves gracefully, and a to c): the rows end up in Delta once,
     committed by one of them.
 
-    While ``HANDOVER_BUG`` stands the test xfails when it finds rows written twice. The
+    Rows must be written once. The
     window is tens of milliseconds wide (the old owner's flush against the newcomer's first
     batch), so a handover trips it only part of the time; with these settings, most runs."""
     settings = deployment.settings
@@ -285,5 +241,4 @@ def test_partitions_handed_over_while_rows_wait_for_delta_are_written_once(
 
     final = exactly_once.start_worker(deployment, deployment.env, "worker_final")
     deployment.wait_caught_up(final)
-    xfail_if_written_twice_at_handover(deployment, [a, b, c])
     exactly_once.assert_offline_exactly_once(deployment, data)
