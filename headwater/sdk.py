@@ -81,6 +81,18 @@ class FeatureStore:
         resolved = resolve_features(self.catalog.definitions(), features, feature_service)
         return lookup(self.online, resolved, entities)
 
+    def ingest(self, frame: Any, *, source: str) -> int:
+        """Produce a data frame's rows to ``source``'s topic, the same path as every other
+        ingestion; returns the count once Kafka acknowledged all of them.
+
+        Raises:
+            BadRowError: a row does not fit the source schema (nothing was produced).
+        """
+        from headwater.ingest import Ingestor
+
+        ingestor = Ingestor.for_source(self.settings, source, show_progress=False)
+        return ingestor.ingest_table(to_arrow(frame)).produced
+
     @overload
     def get_historical_features(
         self,

@@ -25,8 +25,13 @@ pytestmark = pytest.mark.integration
 def test_sdk_online_and_historical(deployment: Deployment, tmp_path: Path) -> None:
     now = time.time_ns() // 1_000_000
     data = generate_transactions(end_ms=now // 60_000 * 60_000, users=12, days=2, events_per_user_day=15, seed=21)
-    pq.write_table(data, tmp_path / "d.parquet")
+    half = data.num_rows // 2
+    pq.write_table(data.slice(half), tmp_path / "d.parquet")
     worker = deployment.start_worker()
+    with FeatureStore(deployment.settings) as store:
+        # Direct ingestion from a notebook, through the same topic: pandas, then polars.
+        assert store.ingest(data.slice(0, 100).to_pandas(), source=deployment.source) == 100
+        assert store.ingest(pl.from_arrow(data.slice(100, half - 100)), source=deployment.source) == half - 100
     ingest_files(deployment.settings, deployment.source, [tmp_path / "d.parquet"], show_progress=False)
     deployment.wait_caught_up(worker)
 
