@@ -18,6 +18,7 @@ from connectors.offline_delta import DeltaOfflineStore
 from serving.catalog_views import feature_set_summary, lineage, search_features
 from serving.errors import NotFoundError, ServingError
 from serving.metrics import instrument
+from serving.push import push_router
 from serving.registry import registry_router
 from serving.features import resolve_features
 from serving.online import lookup
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     offline = DeltaOfflineStore(settings.offline_root)
     # The subset of the Confluent Schema Registry API that standard Avro producers use.
     app.include_router(registry_router(catalog), prefix="/registry")
+    app.include_router(push_router(catalog, settings.kafka, max_future_skew_ms=settings.max_future_skew_ms))
     instrument(app)
 
     @app.get("/v1/feature-sets")
