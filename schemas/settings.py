@@ -97,6 +97,10 @@ class CatalogSettings(_Section):
 class ServingSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
+    push_max_events: int = Field(default=10_000, ge=1)
+    """Most events one ``POST /v1/push/{source}`` may carry (413 beyond)."""
+    push_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Largest push request body (413 beyond)."""
 
 
 class Settings(BaseSettings):

@@ -67,7 +67,15 @@ def create_app(settings: Settings) -> FastAPI:
     offline = DeltaOfflineStore(settings.offline_root)
     # The subset of the Confluent Schema Registry API that standard Avro producers use.
     app.include_router(registry_router(catalog), prefix="/registry")
-    app.include_router(push_router(catalog, settings.kafka, max_future_skew_ms=settings.max_future_skew_ms))
+    app.include_router(
+        push_router(
+            catalog,
+            settings.kafka,
+            max_future_skew_ms=settings.max_future_skew_ms,
+            max_events=settings.serving.push_max_events,
+            max_body_bytes=settings.serving.push_max_body_bytes,
+        )
+    )
     instrument(app)
 
     @app.get("/v1/feature-sets")
