@@ -258,10 +258,17 @@ class Ingestor:
         return result
 
 
-def ingest_files(settings: Settings, source_name: str, files: Sequence[Path], *, show_progress: bool = True) -> int:
+def ingest_files(
+    settings: Settings, source_name: str, files: Sequence[Path], *, show_progress: bool = True, again: bool = False
+) -> int:
     """Produce every row of ``files`` to the source's topic; returns once Kafka acknowledged all.
+
+    Like the CLI, it keeps the source's bookkeeping: a file ingested before, unchanged, is
+    skipped (0 events) unless ``again``; so a backfill rerun after a crash repeats nothing.
 
     Raises:
         BadRowError: a row is bad (nothing of its file was produced).
     """
-    return Ingestor.for_source(settings, source_name, show_progress=show_progress).ingest_files(files).produced
+    ledger = Ledger.for_source(settings.home, source_name)
+    ingestor = Ingestor.for_source(settings, source_name, show_progress=show_progress)
+    return ingestor.ingest_files(files, ledger, skip_done=not again).produced
