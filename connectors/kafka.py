@@ -23,6 +23,7 @@ __all__ = [
     "consumer_lag",
     "delete_topics",
     "ensure_topics",
+    "producer_config",
     "read_range",
     "wait_for_kafka",
 ]
@@ -32,6 +33,22 @@ def _base_config(kafka: KafkaSettings) -> dict[str, Any]:
     # log_level 4 (warning): librdkafka's informational lines, such as purging the admin
     # client's background queue on close, are noise on a command line.
     return {"bootstrap.servers": kafka.bootstrap_servers, "log_level": 4}
+
+
+def producer_config(kafka: KafkaSettings, *, delivery_timeout_s: float, linger_ms: float) -> dict[str, Any]:
+    """The one configuration of every Headwater producer: idempotent, acks=all, so retries
+    (librdkafka's, with backoff) never duplicate or reorder; ``delivery_timeout_s`` bounds
+    how long a message may wait, so an unreachable Kafka fails instead of hanging."""
+    return {
+        **_base_config(kafka),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": linger_ms,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 500_000,
+        "compression.type": "lz4",
+        "delivery.timeout.ms": int(delivery_timeout_s * 1000),
+    }
 
 
 def wait_for_kafka(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
@@ -98,18 +115,7 @@ class EventProducer:
 
     def __init__(self, kafka: KafkaSettings, *, delivery_timeout_s: float = 30.0, linger_ms: int = 20) -> None:
         self._delivery_timeout_s = delivery_timeout_s
-        self._producer = Producer(
-            {
-                **_base_config(kafka),
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": linger_ms,
-                "batch.num.messages": 10_000,
-                "queue.buffering.max.messages": 500_000,
-                "compression.type": "lz4",
-                "delivery.timeout.ms": int(delivery_timeout_s * 1000),
-            }
-        )
+        self._producer = Producer(producer_config(kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms))
         self._failures: list[str] = []
         self.acknowledged = 0
 

@@ -29,6 +29,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from connectors.kafka import producer_config
 from headwater.ingest import key_fields
 from schemas.avro import WIRE_MAGIC, event_time_ms
 from schemas.catalog import Catalog, CatalogError
@@ -308,17 +309,7 @@ class _AsyncProducer:
     """One idempotent acks=all producer per app, polled by a daemon thread."""
 
     def __init__(self, kafka: KafkaSettings, *, delivery_timeout_s: float, linger_ms: float) -> None:
-        self._config = {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "log_level": 4,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": linger_ms,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 500_000,
-            "compression.type": "lz4",
-            "delivery.timeout.ms": int(delivery_timeout_s * 1000),
-        }
+        self._config = producer_config(kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms)
         self.delivery_timeout_s = delivery_timeout_s
         self._producer: Producer | None = None
         self._lock = threading.Lock()
