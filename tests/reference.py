@@ -6,13 +6,13 @@ Deliberately naive: no tiles, no merging, just the definition applied to a list 
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 from schemas.definitions import FeatureSet
 
-__all__ = ["RefEvent", "brute_force"]
+__all__ = ["RefEvent", "brute_force", "example_events_by_user"]
 
 RefEvent = tuple[Mapping[str, Any], int, int]
 """(row, event time ms, arrival order)"""
@@ -83,3 +83,20 @@ def brute_force(
             window = [ev for ev in seen if ev[1] // r > low]
         values.append(_value(f.function, f.field, window, integer, f.n))
     return values, status
+
+
+def _round_half_away(x: float) -> int:
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
+
+
+def example_events_by_user(table: Any) -> dict[str, list[tuple[dict, int, int]]]:
+    """Rows of the example dataset (a pyarrow table) per user, as ``RefEvent``s, after the
+    example feature set's filter and transforms, written out by hand in Python (not through
+    the expression engine), with the row index as arrival order."""
+    by_user: dict[str, list[tuple[dict, int, int]]] = {}
+    for seq, row in enumerate(table.to_pylist()):
+        if row["status"] != "approved":
+            continue
+        row = {**row, "amount_cents": _round_half_away(row["amount"] * 100), "is_large": int(row["amount"] >= 100)}
+        by_user.setdefault(row["user_id"], []).append((row, row["event_time"], seq))
+    return by_user

@@ -6,7 +6,7 @@ Also: a broken store is not a silent failure. A worker that cannot reach Redis d
 it could not finish is replayed by the next worker without loss or duplication.
 
 The yardstick is ``tests.reference.brute_force`` over the raw events, with the example
-feature set's filter and transforms written out by hand in ``test_pipeline._events_by_user``.
+feature set's filter and transforms written out by hand in ``tests.reference.example_events_by_user``.
 
 Kill -9 leaves the dead worker in the consumer group until its Kafka session expires, and a
 restarted worker gets no partition before that (10 s by default here; faust's own is 60 s).
@@ -43,9 +43,9 @@ from headwater.sample_data import generate_transactions
 from schemas.catalog import Catalog
 from serving.features import resolve_features
 from serving.historical import get_historical_features
-from tests.integration import test_pipeline as pipeline_tests
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force
+from tests.reference import example_events_by_user as _events_by_user
 
 pytestmark = pytest.mark.integration
 
@@ -137,7 +137,7 @@ def assert_offline_exactly_once(deployment: Deployment, data: pa.Table) -> pa.Ta
     """Delta holds every approved event of ``data`` exactly once, at unique Kafka positions."""
     fs = deployment.definitions().feature_set(deployment.feature_set)
     history = DeltaOfflineStore(deployment.settings.offline_root).history(fs)
-    by_user = pipeline_tests._events_by_user(data)
+    by_user = _events_by_user(data)
     approved = [row for rows in by_user.values() for row, _, _ in rows]
     got = Counter(history.column("transaction_id").to_pylist())
     want = Counter(r["transaction_id"] for r in approved)
@@ -170,7 +170,7 @@ def assert_online_equals_brute_force(deployment: Deployment, url: str, data: pa.
     returns ``served_at`` in epoch ms."""
     fs = deployment.definitions().feature_set(deployment.feature_set)
     types = field_types(deployment)
-    by_user = pipeline_tests._events_by_user(data)
+    by_user = _events_by_user(data)
     users = sorted(set(data.column("user_id").to_pylist())) + ["nobody"]
     refs = [f"{fs.name}:{f.name}" for f in fs.features]
     response = httpx.post(
@@ -201,7 +201,7 @@ def assert_point_in_time_equals_brute_force(
     defs = deployment.definitions()
     fs = defs.feature_set(deployment.feature_set)
     types = field_types(deployment)
-    by_user = pipeline_tests._events_by_user(data)
+    by_user = _events_by_user(data)
     users = sorted(set(data.column("user_id").to_pylist())) + ["nobody"]
     label_users = [u for _ in label_times for u in users]
     times = [t for t in label_times for _ in users]

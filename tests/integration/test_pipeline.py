@@ -6,7 +6,6 @@ yardstick is ``tests.reference.brute_force`` applied to the raw events.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from datetime import datetime
@@ -27,6 +26,7 @@ from serving.features import resolve_features
 from serving.historical import get_historical_features
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force
+from tests.reference import example_events_by_user as _events_by_user
 
 pytestmark = pytest.mark.integration
 
@@ -43,21 +43,6 @@ def _dataset(now_ms: int) -> tuple[pa.Table, pa.Table]:
     rows.append({**rows[10], "transaction_id": "future", "status": "approved", "event_time": now_ms + 120_000, "merchant_id": "m_future"})
     bad = {**rows[0], "transaction_id": "too_far", "event_time": now_ms + 3_600_000}
     return pa.Table.from_pylist(rows, schema=base.schema), pa.Table.from_pylist([bad], schema=base.schema)
-
-
-def _round_half_away(x: float) -> int:
-    return int(math.copysign(math.floor(abs(x) + 0.5), x))
-
-
-def _events_by_user(table: pa.Table) -> dict[str, list[tuple[dict, int, int]]]:
-    """The example feature set's filter and transforms, written out by hand in Python."""
-    by_user: dict[str, list[tuple[dict, int, int]]] = {}
-    for seq, row in enumerate(table.to_pylist()):
-        if row["status"] != "approved":
-            continue
-        row = {**row, "amount_cents": _round_half_away(row["amount"] * 100), "is_large": int(row["amount"] >= 100)}
-        by_user.setdefault(row["user_id"], []).append((row, row["event_time"], seq))
-    return by_user
 
 
 def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[str, str]]:

@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, TopicPartition
 from headwater.processes import HeadwaterProcess, free_port, wait_http_ok
 from headwater.sample_data import generate_transactions
 from tests.integration.pipeline import Deployment
-from tests.integration.test_pipeline import _events_by_user
 from tests.reference import brute_force
+from tests.reference import example_events_by_user as _events_by_user
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from headwater.ingest import ingest_files
 from headwater.sample_data import generate_transactions
 from schemas.catalog import Catalog
 from tests.integration.pipeline import Deployment
-from tests.integration.test_pipeline import _events_by_user
 from tests.reference import brute_force
+from tests.reference import example_events_by_user as _events_by_user
 
 pytestmark = pytest.mark.integration
 
