@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,7 +28,6 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from connectors.kafka import EventProducer
 from schemas.avro import encode_wire, event_time_ms
 from schemas.definitions import Source
 from schemas.errors import EventError
@@ -43,7 +42,6 @@ __all__ = [
     "event_id",
     "iter_file_rows",
     "read_table",
-    "replay_table",
 ]
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".jsonl", ".ndjson", ".json", ".avro")
@@ -256,36 +254,3 @@ class RowValidator:
             raise BadRowError(BadRow(origin, row_no, None, str(exc))) from exc
         key = "\x1f".join(str(record[k]) for k in self.keys).encode()
         return key, value_bytes
-
-
-def replay_table(
-    producer: EventProducer,
-    source: Source,
-    schema_id: int,
-    key_fields: Sequence[str],
-    table: pa.Table,
-    *,
-    progress: Callable[[int], None] | None = None,
-) -> int:
-    """Produce every row of ``table`` and wait until Kafka acknowledged all of them.
-
-    Raises:
-        EventError: a row does not match the source schema (names the row number).
-        ProduceError: Kafka did not acknowledge every row.
-    """
-    row_number = 0
-    for batch in table.to_batches(max_chunksize=10_000):
-        rows = batch.to_pylist()
-        for row in rows:
-            try:
-                value = encode_wire(source.schema, schema_id, row)
-            except EventError as exc:
-                msg = f"row {row_number}: {exc}"
-                raise EventError(msg, reason=exc.reason) from exc
-            key = "\x1f".join(str(row[k]) for k in key_fields).encode()
-            producer.produce(source.topic, value, key)
-            row_number += 1
-        if progress is not None:
-            progress(len(rows))
-    producer.flush()
-    return row_number

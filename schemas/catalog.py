@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from schemas.avro import AvroSchema
-from schemas.definitions import Definitions, FeatureService, FeatureSet
+from schemas.definitions import Definitions, FeatureSet
 from schemas.errors import FeatureStoreError
 from schemas.serialize import (
     definitions_from_dict,
@@ -305,6 +305,3 @@ class Catalog:
         with self._engine.connect() as conn:
             rows = conn.execute(sa.select(_audit).order_by(_audit.c.id)).all()
         return [AuditEntry(r.at_ms, r.action, r.target, json.loads(r.detail)) for r in rows]
-
-    def feature_service(self, name: str) -> FeatureService:
-        return self.definitions().feature_service(name)

@@ -33,14 +33,12 @@ import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 
-from connectors.kafka import EventProducer, committed_offsets, consumer_lag
+from connectors.kafka import committed_offsets, consumer_lag
 from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
-from connectors.replay import replay_table
-from headwater.ingest import ingest_files, key_fields
+from headwater.ingest import Ingestor, ingest_files
 from headwater.processes import HeadwaterProcess, free_port
 from headwater.sample_data import generate_transactions
-from schemas.catalog import Catalog
 from serving.features import resolve_features
 from serving.historical import get_historical_features
 from tests.integration.pipeline import Deployment
@@ -82,21 +80,14 @@ def applied_batches(worker: HeadwaterProcess) -> list[int]:
 
 class SlowProducer(threading.Thread):
     """Produces ``table`` to the source's topic in chunks with pauses, in row order, through
-    the same path as ``headwater ingest`` (``replay_table``), so production overlaps crashes.
+    the same path as ``headwater ingest`` (``Ingestor.ingest_table``), so production overlaps crashes.
     ``finish`` drops the remaining pauses and waits until every row is acknowledged."""
 
     def __init__(
         self, deployment: Deployment, table: pa.Table, *, chunk: int, pause_s: float
     ) -> None:
         super().__init__(name="slow-producer", daemon=True)
-        catalog = Catalog(deployment.settings.catalog_url)
-        defs = catalog.definitions()
-        self._source = defs.source(deployment.source)
-        self._schema_id = catalog.register_schema(
-            f"{self._source.topic}-value", self._source.schema
-        )
-        self._keys = key_fields(defs, deployment.source)
-        self._producer = EventProducer(deployment.settings.kafka)
+        self._ingestor = Ingestor.for_source(deployment.settings, deployment.source, show_progress=False)
         self._table, self._chunk, self._pause = table, chunk, pause_s
         self._hurry = threading.Event()
         self.produced = 0
@@ -106,9 +97,7 @@ class SlowProducer(threading.Thread):
         try:
             for start in range(0, self._table.num_rows, self._chunk):
                 part = self._table.slice(start, self._chunk)
-                self.produced += replay_table(
-                    self._producer, self._source, self._schema_id, self._keys, part
-                )
+                self.produced += self._ingestor.ingest_table(part).produced
                 self._hurry.wait(self._pause)
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             self.error = exc
