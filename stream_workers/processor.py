@@ -289,7 +289,8 @@ class BatchProcessor:
             rows = rows.filter(pc.greater(rows.column("_offset"), done))
         schema = self._history[fs.qualified_name]
         buffer = self._buffers.setdefault(fs.qualified_name, _OfflineBuffer(plan))
-        buffer.add(rows.select(schema.names).cast(schema), advanced)
+        # A batch with no valid event has no transform columns; its offsets still advance.
+        buffer.add(rows.select(schema.names).cast(schema) if rows.num_rows else schema.empty_table(), advanced)
         # The in-memory position moves now; the durable one (Delta) when the buffer is
         # committed. A crash in between leaves Delta behind Kafka's committed offsets, and the
         # restarted worker's catch-up re-reads exactly that gap.

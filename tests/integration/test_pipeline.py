@@ -74,11 +74,14 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     valid, too_far = _dataset(now_ms)
     pq.write_table(valid, tmp_path / "valid.parquet")
     pq.write_table(too_far, tmp_path / "too_far.parquet")
-    assert ingest_files(settings, deployment.source, [tmp_path / "valid.parquet"], show_progress=False) == valid.num_rows
+    # Bad events first, on their own: a batch with no valid event must not stop the worker.
     ingest_files(settings, deployment.source, [tmp_path / "too_far.parquet"], show_progress=False)
     garbage = EventProducer(settings.kafka)
     garbage.produce(deployment.topic, b"\x07not avro", b"u00001")
     garbage.flush()
+    deployment.wait_caught_up(worker)
+    assert worker.alive()
+    assert ingest_files(settings, deployment.source, [tmp_path / "valid.parquet"], show_progress=False) == valid.num_rows
     deployment.wait_caught_up(worker)
 
     # Bad events went to the dead-letter topic with their reasons, and did not stop the worker.

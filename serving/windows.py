@@ -1,0 +1,152 @@
+"""Where each label row's windows lie in an entity-sorted event history.
+
+Point-in-time retrieval turns "the events of entity ``id`` with ``e <= t`` and
+``k(e) > k(t) - W/r``" (DESIGN §4) into index ranges: once the history is sorted by
+(entity, event time, arrival order), every window of every label row is one contiguous slice
+``[lo, hi)``. Finding all slices is a handful of ``searchsorted`` calls over one int64 key per
+event, so the cost is a sort of the history plus O(labels · log events), with no per-event
+Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.tiles import FeatureSetPlan
+
+__all__ = ["SortedHistory", "WindowRanges", "entity_keys", "sort_history", "window_ranges"]
+
+_OFFSET_BITS = 40  # as schemas.tiles.arrival_seq
+
+
+def entity_keys(table: pa.Table, key_names: Sequence[str]) -> pa.Array:
+    """One string per row identifying its entity (several key fields are joined).
+
+    The text is Python's ``str`` of the value, as the online store's keys are.
+    """
+    columns = [_as_text(table.column(k)) for k in key_names]
+    if len(columns) == 1:
+        return columns[0]
+    return pc.binary_join_element_wise(*columns, "\x1f")
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.Array:
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_integer(column.type):
+        return pc.cast(column, pa.string()).combine_chunks()
+    return pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
+
+
+@dataclass(frozen=True)
+class SortedHistory:
+    """The events of the labelled entities, sorted by (entity code, event time, arrival)."""
+
+    table: pa.Table
+    """The rows, sorted; only the entities that some label row asks for."""
+    key: np.ndarray
+    """int64 per event: ``code * span + (time rank)``, ascending."""
+    event_time: np.ndarray
+    label_key: np.ndarray
+    """int64 per label row, the same encoding as ``key`` for its entity (``-1``: unknown)."""
+    span: int
+    time_origin: int
+    ranks: np.ndarray | None
+    """Sorted distinct times when times are ranked instead of offset (huge time spans)."""
+
+    def encode(self, codes: np.ndarray, times: np.ndarray, *, upper: bool) -> np.ndarray:
+        """Search keys for (entity, time): ``upper`` finds past every event at ``time``."""
+        if self.ranks is not None:
+            side = "right" if upper else "left"
+            offset = np.searchsorted(self.ranks, times, side=side) - (1 if upper else 0)
+        else:
+            offset = times - self.time_origin
+        offset = np.clip(offset, -1, self.span - 1)
+        return codes * self.span + offset
+
+
+def sort_history(history: pa.Table, key_names: Sequence[str], labels: pa.Table) -> SortedHistory:
+    """Keep the events of entities that ``labels`` asks for, sorted for range searches."""
+    wanted = pc.unique(entity_keys(labels, key_names)).drop_null()
+    label_codes = pc.index_in(entity_keys(labels, key_names), value_set=wanted)
+    label_codes_np = label_codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = pc.index_in(entity_keys(history, key_names), value_set=wanted)
+    keep = pc.is_valid(codes)
+    history = history.filter(keep)
+    code = codes.filter(keep).to_numpy(zero_copy_only=False).astype(np.int64)
+    e = history.column("event_time_ms").to_numpy().astype(np.int64)
+    seq = (history.column("_partition").to_numpy().astype(np.int64) << _OFFSET_BITS) | history.column(
+        "_offset"
+    ).to_numpy().astype(np.int64)
+    n_codes = max(len(wanted), 1)
+    ranks: np.ndarray | None = None
+    if len(e):
+        origin = int(e.min())
+        span = int(e.max()) - origin + 2
+    else:
+        origin, span = 0, 2
+    if n_codes * span >= 2**62:
+        # Times spread over more than the int64 key can hold next to the entity code: use
+        # their ranks among the event times instead (exact, one more sort).
+        ranks = np.unique(e)
+        origin, span = 0, len(ranks) + 2
+        e_key = np.searchsorted(ranks, e)
+    else:
+        e_key = e - origin
+    key = code * span + e_key
+    order = np.lexsort((seq, key))
+    sorted_key = key[order]
+    return SortedHistory(
+        table=history.take(pa.array(order)),
+        key=sorted_key,
+        event_time=e[order],
+        label_key=label_codes_np,
+        span=span,
+        time_origin=origin,
+        ranks=ranks,
+    )
+
+
+@dataclass(frozen=True)
+class WindowRanges:
+    """Per label row: ``hi`` (one past the last event at or before ``t``) and, per window
+    length (``None`` = lifetime), ``lo``. Rows whose entity has no event at or before ``t``,
+    or whose newest one is older than the TTL, have empty ranges and ``status`` set."""
+
+    hi: np.ndarray
+    lo: dict[int | None, np.ndarray]
+    found: np.ndarray
+    """bool per row: the entity had an event at or before ``t``."""
+    expired: np.ndarray
+
+
+def window_ranges(plan: FeatureSetPlan, history: SortedHistory, codes: np.ndarray, times: np.ndarray) -> WindowRanges:
+    """The slices of ``history`` that label rows (entity ``codes``, ``times``) cover.
+
+    Rows sorted by (code, time) make the slices move forward, which keeps ``reduceat``
+    linear; any order gives the same values.
+    """
+    unknown = codes < 0
+    safe_codes = np.where(unknown, 0, codes)
+    first = np.searchsorted(history.key, safe_codes * history.span - 1, side="right")
+    hi = np.searchsorted(history.key, history.encode(safe_codes, times, upper=True), side="right")
+    hi = np.where(unknown, first, hi)
+    found = hi > first
+    newest = history.event_time[np.maximum(hi - 1, 0)] if len(history.event_time) else np.zeros_like(times)
+    ttl = plan.feature_set.ttl_ms
+    expired = found & (newest < times - ttl) if ttl is not None else np.zeros(len(times), dtype=bool)
+    empty = ~found | expired
+    hi = np.where(empty, first, hi)
+    r = plan.resolution_ms
+    lo: dict[int | None, np.ndarray] = {}
+    for window in {f.window_ms for f in plan.feature_set.features}:
+        if window is None:
+            lo[window] = first
+            continue
+        start = (times // r - window // r + 1) * r
+        low = np.searchsorted(history.key, history.encode(safe_codes, start, upper=False), side="left")
+        lo[window] = np.where(empty, first, np.minimum(low, hi))
+    return WindowRanges(hi=hi, lo=lo, found=found, expired=expired)
