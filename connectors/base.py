@@ -54,5 +54,7 @@ class BaseOfflineStore(ABC):
         """Append ``rows`` and record ``offsets`` (partition -> last offset) in the same commit."""
 
     @abstractmethod
-    def history(self, feature_set: FeatureSet, version: int | None = None) -> pa.Table:
-        """Every appended row (optionally as of a table version)."""
+    def history(
+        self, feature_set: FeatureSet, version: int | None = None, columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """Every appended row (optionally as of a table version, only ``columns``)."""

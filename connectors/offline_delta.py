@@ -12,7 +12,7 @@ crash reads them back and drops what was already committed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -126,7 +126,9 @@ class DeltaOfflineStore(BaseOfflineStore):
                     raise OfflineStoreError(msg) from exc
                 time.sleep(0.05 * (attempt + 1))
 
-    def history(self, feature_set: FeatureSet, version: int | None = None) -> pa.Table:
+    def history(
+        self, feature_set: FeatureSet, version: int | None = None, columns: Sequence[str] | None = None
+    ) -> pa.Table:
         table = self._table(feature_set, version)
         if table is None:
             msg = (
@@ -137,7 +139,7 @@ class DeltaOfflineStore(BaseOfflineStore):
         # to_pyarrow_table() leaves a thread behind that aborts the interpreter at exit
         # (deltalake 1.6, "terminate called without an active exception"); the dataset
         # scan does not.
-        return table.to_pyarrow_dataset().to_table()
+        return table.to_pyarrow_dataset().to_table(columns=list(columns) if columns is not None else None)
 
     def compact(self, feature_set: FeatureSet, *, vacuum_hours: int | None = None) -> dict[str, int]:
         """Merge the many small files of micro-batch appends into few large ones.

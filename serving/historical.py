@@ -59,9 +59,7 @@ def column_names(resolved: ResolvedFeatures) -> list[str]:
 
 def plan_features(plan: FeatureSetPlan, history: pa.Table, key_names: tuple[str, ...], labels: pa.Table, times: np.ndarray) -> list[pa.Array]:
     """Every feature of ``plan`` for every label row, in the labels' order."""
-    needed = [*key_names, "event_time_ms", "_partition", "_offset", *plan.fields]
-    history = history.select([c for c in dict.fromkeys(needed) if c in history.column_names])
-    ordered = sort_history(history, key_names, labels)
+    ordered = sort_history(history, key_names, labels, plan.fields)
     order = np.lexsort((times, ordered.label_key))
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
@@ -97,7 +95,8 @@ def get_historical_features(
             msg = f"entity frame lacks key column(s) {missing} of feature set {plan.feature_set.name!r}"
             raise BadRequestError(msg)
         version = (table_versions or {}).get(plan.feature_set.qualified_name)
-        history = offline.history(plan.feature_set, version)
+        needed = dict.fromkeys([*key_names, "event_time_ms", "_partition", "_offset", *plan.fields])
+        history = offline.history(plan.feature_set, version, columns=list(needed))
         per_plan.append(plan_features(plan, history, key_names, entity_table, times))
     result = entity_table
     for name, (p, f) in zip(column_names(resolved), resolved.columns, strict=True):

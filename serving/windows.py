@@ -68,15 +68,36 @@ class SortedHistory:
         return codes * self.span + offset
 
 
-def sort_history(history: pa.Table, key_names: Sequence[str], labels: pa.Table) -> SortedHistory:
-    """Keep the events of entities that ``labels`` asks for, sorted for range searches."""
-    wanted = pc.unique(entity_keys(labels, key_names)).drop_null()
-    label_codes = pc.index_in(entity_keys(labels, key_names), value_set=wanted)
+def _order(key: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """Indexes sorting by (key, seq): a fast unstable sort, then ties re-sorted by seq."""
+    order = np.argsort(key)
+    sorted_key = key[order]
+    tied = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
+    if len(tied):
+        positions = np.union1d(tied, tied + 1)
+        members = order[positions]
+        order[positions] = members[np.lexsort((seq[members], key[members]))]
+    return order
+
+
+def sort_history(
+    history: pa.Table, key_names: Sequence[str], labels: pa.Table, fields: Sequence[str]
+) -> SortedHistory:
+    """Keep the events of entities that ``labels`` asks for, sorted for range searches.
+
+    The returned table holds only ``fields``; keys and times live in the numpy arrays.
+    """
+    label_entities = entity_keys(labels, key_names)
+    wanted = pc.unique(label_entities).drop_null()
+    label_codes = pc.index_in(label_entities, value_set=wanted)
     label_codes_np = label_codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     codes = pc.index_in(entity_keys(history, key_names), value_set=wanted)
-    keep = pc.is_valid(codes)
-    history = history.filter(keep)
-    code = codes.filter(keep).to_numpy(zero_copy_only=False).astype(np.int64)
+    history = history.select(["event_time_ms", "_partition", "_offset", *fields])
+    if codes.null_count:
+        keep = pc.is_valid(codes)
+        history = history.filter(keep)
+        codes = codes.filter(keep)
+    code = codes.to_numpy(zero_copy_only=False).astype(np.int64)
     e = history.column("event_time_ms").to_numpy().astype(np.int64)
     seq = (history.column("_partition").to_numpy().astype(np.int64) << _OFFSET_BITS) | history.column(
         "_offset"
@@ -97,11 +118,10 @@ def sort_history(history: pa.Table, key_names: Sequence[str], labels: pa.Table) 
     else:
         e_key = e - origin
     key = code * span + e_key
-    order = np.lexsort((seq, key))
-    sorted_key = key[order]
+    order = _order(key, seq)
     return SortedHistory(
-        table=history.take(pa.array(order)),
-        key=sorted_key,
+        table=history.select(list(fields)).take(pa.array(order)),
+        key=key[order],
         event_time=e[order],
         label_key=label_codes_np,
         span=span,
