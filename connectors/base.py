@@ -50,11 +50,20 @@ class BaseOfflineStore(ABC):
         """Highest Kafka offset already appended per partition (absent: none yet)."""
 
     @abstractmethod
-    def append(self, feature_set: FeatureSet, rows: pa.Table, app_id_prefix: str, offsets: Mapping[int, int]) -> None:
+    def append(
+        self,
+        feature_set: FeatureSet,
+        rows: pa.Table,
+        app_id_prefix: str,
+        offsets: Mapping[int, int],
+    ) -> None:
         """Append ``rows`` and record ``offsets`` (partition -> last offset) in the same commit."""
 
     @abstractmethod
     def history(
-        self, feature_set: FeatureSet, version: int | None = None, columns: Sequence[str] | None = None
+        self,
+        feature_set: FeatureSet,
+        version: int | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pa.Table:
         """Every appended row (optionally as of a table version, only ``columns``)."""

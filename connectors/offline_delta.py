@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -106,7 +107,11 @@ class DeltaOfflineStore(BaseOfflineStore):
         return offsets
 
     def append(
-        self, feature_set: FeatureSet, rows: pa.Table, app_id_prefix: str, offsets: Mapping[int, int]
+        self,
+        feature_set: FeatureSet,
+        rows: pa.Table,
+        app_id_prefix: str,
+        offsets: Mapping[int, int],
     ) -> None:
         transactions = [Transaction(f"{app_id_prefix}:{p}", o) for p, o in sorted(offsets.items())]
         for attempt in range(5):
@@ -127,7 +132,10 @@ class DeltaOfflineStore(BaseOfflineStore):
                 time.sleep(0.05 * (attempt + 1))
 
     def history(
-        self, feature_set: FeatureSet, version: int | None = None, columns: Sequence[str] | None = None
+        self,
+        feature_set: FeatureSet,
+        version: int | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pa.Table:
         table = self._table(feature_set, version)
         if table is None:
@@ -139,9 +147,13 @@ class DeltaOfflineStore(BaseOfflineStore):
         # to_pyarrow_table() leaves a thread behind that aborts the interpreter at exit
         # (deltalake 1.6, "terminate called without an active exception"); the dataset
         # scan does not.
-        return table.to_pyarrow_dataset().to_table(columns=list(columns) if columns is not None else None)
+        return table.to_pyarrow_dataset().to_table(
+            columns=list(columns) if columns is not None else None
+        )
 
-    def compact(self, feature_set: FeatureSet, *, vacuum_hours: int | None = None) -> dict[str, int]:
+    def compact(
+        self, feature_set: FeatureSet, *, vacuum_hours: int | None = None
+    ) -> dict[str, int]:
         """Merge the many small files of micro-batch appends into few large ones.
 
         Rows, their order-relevant columns and the app transactions (the workers' positions)
@@ -156,7 +168,11 @@ class DeltaOfflineStore(BaseOfflineStore):
         metrics = table.optimize.compact()
         removed = 0
         if vacuum_hours is not None:
-            removed = len(table.vacuum(retention_hours=vacuum_hours, dry_run=False, enforce_retention_duration=False))
+            removed = len(
+                table.vacuum(
+                    retention_hours=vacuum_hours, dry_run=False, enforce_retention_duration=False
+                )
+            )
         return {
             "files_before": before,
             "files_after": len(DeltaTable(self.table_uri(feature_set)).file_uris()),
@@ -164,6 +180,41 @@ class DeltaOfflineStore(BaseOfflineStore):
             "files_removed": int(metrics.get("numFilesRemoved", 0)),
             "files_vacuumed": removed,
         }
+
+    def version_at(self, feature_set: FeatureSet, at: datetime | int | None = None) -> int:
+        """The table version a retrieval reads: the current one, the last committed at or
+        before ``at`` (a tz-aware time), or ``at`` itself (a version number, checked).
+
+        Raises:
+            OfflineStoreError: no table, or nothing readable at ``at`` (named, with the fix).
+        """
+        table = self._table(feature_set)
+        if table is None:
+            msg = f"no offline table at {self.table_uri(feature_set)}; run `headwater apply` first"
+            raise OfflineStoreError(msg)
+        current = int(table.version())
+        if at is None:
+            return current
+        if isinstance(at, int):
+            if not 0 <= at <= current:
+                msg = f"{feature_set.qualified_name}: no Delta version {at}; versions are 0 to {current}"
+                raise OfflineStoreError(msg)
+            return at
+        # From the commit log rather than DeltaTable.load_as_version, which (deltalake 1.6)
+        # leaves a thread behind that aborts the interpreter at exit.
+        at_ms = at.timestamp() * 1000
+        committed = [
+            c["version"]
+            for c in table.history()
+            if c.get("timestamp", 0) <= at_ms and "version" in c
+        ]
+        if not committed:
+            msg = (
+                f"{feature_set.qualified_name}: the Delta table did not exist yet at {at.isoformat()}; "
+                "give a later time or a version number"
+            )
+            raise OfflineStoreError(msg)
+        return int(max(committed))
 
     def version(self, feature_set: FeatureSet) -> int | None:
         table = self._table(feature_set)

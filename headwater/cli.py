@@ -46,8 +46,12 @@ def down() -> None:
 
 @app.command()
 def apply(
-    path: Annotated[Path | None, typer.Argument(help="YAML file or directory of definitions")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and show; change nothing")] = False,
+    path: Annotated[
+        Path | None, typer.Argument(help="YAML file or directory of definitions")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate and show; change nothing")
+    ] = False,
 ) -> None:
     """Validate definitions and create their topics, Delta tables and catalog entries."""
     from headwater.apply import apply_definitions
@@ -61,7 +65,9 @@ def apply(
     console = Console(highlight=False)
     console.print("[bold]plan[/]" + (" (dry run: nothing changed)" if dry_run else ""))
     for item in report.plan.items:
-        style = {"create": "green", "update": "yellow", "new_version": "magenta"}.get(item.action, "dim")
+        style = {"create": "green", "update": "yellow", "new_version": "magenta"}.get(
+            item.action, "dim"
+        )
         console.print(f"  [{style}]{escape(item.describe())}[/]")
     if dry_run:
         return
@@ -100,9 +106,14 @@ def retire(
 
 @app.command()
 def compact(
-    name: Annotated[str | None, typer.Argument(help="Feature set (default: all active ones)")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Feature set (default: all active ones)")
+    ] = None,
     vacuum_hours: Annotated[
-        int | None, typer.Option(help="Also delete files unreferenced for this many hours (ends time travel before)")
+        int | None,
+        typer.Option(
+            help="Also delete files unreferenced for this many hours (ends time travel before)"
+        ),
     ] = None,
 ) -> None:
     """Compact the Delta history tables (the maintenance the micro-batch appends need)."""
@@ -118,7 +129,9 @@ def compact(
         offline = DeltaOfflineStore(settings.offline_root)
         for fs in chosen:
             result = offline.compact(fs, vacuum_hours=vacuum_hours)
-            Console().print(f"{fs.qualified_name}: {result['files_before']} files -> {result['files_after']}")
+            Console().print(
+                f"{fs.qualified_name}: {result['files_before']} files -> {result['files_after']}"
+            )
     except (FeatureStoreError, KeyError) as exc:
         _fail(exc)
 
@@ -151,14 +164,23 @@ def catalog_list() -> None:
         table.add_column(column)
     for fs in sets:
         table.add_row(
-            fs.qualified_name, fs.entity, fs.source, str(len(fs.features)), fs.owner, ", ".join(fs.tags), fs.description
+            fs.qualified_name,
+            fs.entity,
+            fs.source,
+            str(len(fs.features)),
+            fs.owner,
+            ", ".join(fs.tags),
+            fs.description,
         )
     Console().print(table)
 
 
 @catalog_app.command("search")
 def catalog_search(
-    words: Annotated[list[str], typer.Argument(help="Words to match in names, descriptions, tags, labels, owners")],
+    words: Annotated[
+        list[str],
+        typer.Argument(help="Words to match in names, descriptions, tags, labels, owners"),
+    ],
 ) -> None:
     """Find features by name, description, tags, labels or owner (all words must match)."""
     query = " ".join(words)
@@ -172,11 +194,20 @@ def catalog_search(
     except FeatureStoreError as exc:
         _fail(exc)
         return
-    table = Table(show_edge=False, header_style="bold", title=f"{len(hits)} feature(s) match {query!r}")
+    table = Table(
+        show_edge=False, header_style="bold", title=f"{len(hits)} feature(s) match {query!r}"
+    )
     for column in ("reference", "function", "field", "window", "owner", "tags"):
         table.add_column(column)
     for h in hits:
-        table.add_row(h["reference"], h["function"], h["field"] or "", h["window"], h["owner"], ", ".join(h["tags"]))
+        table.add_row(
+            h["reference"],
+            h["function"],
+            h["field"] or "",
+            h["window"],
+            h["owner"],
+            ", ".join(h["tags"]),
+        )
     Console().print(table)
 
 
@@ -237,7 +268,9 @@ def worker() -> None:
         _fail(exc)
         return
     try:
-        faust.Worker(faust_app, loglevel="INFO", quiet=True, override_logging=True).execute_from_commandline()
+        faust.Worker(
+            faust_app, loglevel="INFO", quiet=True, override_logging=True
+        ).execute_from_commandline()
     finally:
         if reload_requested():
             # Same pid, fresh interpreter: supervisors and tests keep tracking one process.
@@ -288,29 +321,55 @@ class _IngestCommand(TyperCommand):
         "Exit codes: 0 success; 1 usage, configuration or Kafka error; 2 a bad row stopped the run "
         "(nothing of that file or query was produced; earlier ones were); 3 partial success: "
         "bad rows went to the --skip-bad-rows file, the good ones were produced."
-    )
+    ),
 )
 def ingest(
     files: Annotated[
-        list[str] | None, typer.Argument(help="CSV, Parquet, JSON-lines or Avro files, directories or globs")
+        list[str] | None,
+        typer.Argument(help="CSV, Parquet, JSON-lines or Avro files, directories or globs"),
     ] = None,
     source: Annotated[str, typer.Option("--source", help="Source to ingest into")] = "",
-    mapping: Annotated[list[str] | None, typer.Option("--map", help="Rename a column: OLD=NEW (repeatable)")] = None,
-    sql: Annotated[str | None, typer.Option("--sql", help="Read rows of this query instead of files")] = None,
-    db: Annotated[str | None, typer.Option("--db", help="Database URL for --sql: sqlite:///f.db, postgresql+psycopg://...")] = None,
+    mapping: Annotated[
+        list[str] | None, typer.Option("--map", help="Rename a column: OLD=NEW (repeatable)")
+    ] = None,
+    sql: Annotated[
+        str | None, typer.Option("--sql", help="Read rows of this query instead of files")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db", help="Database URL for --sql: sqlite:///f.db, postgresql+psycopg://..."
+        ),
+    ] = None,
     watermark: Annotated[
-        str | None, typer.Option("--watermark", help="With --sql: only rows whose COLUMN exceeds the last ingested value")
+        str | None,
+        typer.Option(
+            "--watermark", help="With --sql: only rows whose COLUMN exceeds the last ingested value"
+        ),
     ] = None,
     skip_bad_rows: Annotated[
         Path | None,
-        typer.Option("--skip-bad-rows", metavar="REJECTS.jsonl", help="Write bad rows here (file, row, column, reason) and go on"),
+        typer.Option(
+            "--skip-bad-rows",
+            metavar="REJECTS.jsonl",
+            help="Write bad rows here (file, row, column, reason) and go on",
+        ),
     ] = None,
-    rate: Annotated[float | None, typer.Option("--rate", min=0.001, help="At most N events per second")] = None,
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=0.001, help="At most N events per second")
+    ] = None,
     schedule: Annotated[
-        str | None, typer.Option("--schedule", help="Run again every interval (15m, 1h) or on a 5-field cron expression")
+        str | None,
+        typer.Option(
+            "--schedule", help="Run again every interval (15m, 1h) or on a 5-field cron expression"
+        ),
     ] = None,
-    max_runs: Annotated[int | None, typer.Option("--max-runs", min=1, help="With --schedule: stop after N runs")] = None,
-    again: Annotated[bool, typer.Option("--again", help="Re-ingest files already ingested unchanged")] = False,
+    max_runs: Annotated[
+        int | None, typer.Option("--max-runs", min=1, help="With --schedule: stop after N runs")
+    ] = None,
+    again: Annotated[
+        bool, typer.Option("--again", help="Re-ingest files already ingested unchanged")
+    ] = False,
 ) -> None:
     """Replay files or SQL rows into a source's Kafka topic, preserving event time and row order.
 
@@ -331,7 +390,9 @@ def ingest(
         if sql and not db:
             raise ConfigError("--sql needs --db URL, e.g. --db sqlite:///events.db")
         if sql and schedule and not watermark:
-            raise ConfigError("--schedule with --sql needs --watermark COLUMN, or every run repeats all rows")
+            raise ConfigError(
+                "--schedule with --sql needs --watermark COLUMN, or every run repeats all rows"
+            )
         renames = dict(item.split("=", 1) for item in mapping or [] if "=" in item)
         if len(renames) != len(mapping or []) or any(not k or not v for k, v in renames.items()):
             raise ConfigError(f"--map takes OLD=NEW, got {mapping}")
@@ -339,20 +400,30 @@ def ingest(
             parse_schedule(schedule)
         settings = load_settings()
         rejects = skip_bad_rows.open("w", encoding="utf-8") if skip_bad_rows else None
-        ingestor = Ingestor.for_source(settings, source, mapping=renames, rejects=rejects, rate=rate)
+        ingestor = Ingestor.for_source(
+            settings, source, mapping=renames, rejects=rejects, rate=rate
+        )
         ledger = Ledger.for_source(settings.home, source)
 
         def run_once(run: int) -> None:
             if sql and db:
-                result = ingestor.ingest_sql(db, sql, watermark=watermark, ledger=ledger if watermark else None)
+                result = ingestor.ingest_sql(
+                    db, sql, watermark=watermark, ledger=ledger if watermark else None
+                )
             else:
                 paths = expand_inputs(files or [], allow_empty=schedule is not None)
                 result = ingestor.ingest_files(paths, ledger, skip_done=not again)
             total.produced += result.produced
             total.rejected += result.rejected
-            skipped = f", skipped {result.skipped_files} file(s) ingested before" if result.skipped_files else ""
+            skipped = (
+                f", skipped {result.skipped_files} file(s) ingested before"
+                if result.skipped_files
+                else ""
+            )
             prefix = f"run {run}: " if schedule else ""
-            console.print(f"{prefix}ingested {result.produced} events into source {source!r}{skipped}")
+            console.print(
+                f"{prefix}ingested {result.produced} events into source {source!r}{skipped}"
+            )
 
         if schedule:
             run_schedule(run_once, schedule, max_runs=max_runs)
@@ -372,6 +443,93 @@ def ingest(
 
 
 @app.command()
+def retrieve(
+    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv")],
+    entities: Annotated[
+        Path | None,
+        typer.Option("--entities", help="Entity keys + label times: Parquet, CSV or JSON lines"),
+    ] = None,
+    features: Annotated[
+        list[str] | None,
+        typer.Option("--features", help="REF[,REF...] as set[@vN]:feature (repeatable)"),
+    ] = None,
+    feature_service: Annotated[
+        str | None, typer.Option("--feature-service", help="Instead of --features")
+    ] = None,
+    timestamp_column: Annotated[
+        str, typer.Option("--timestamp-column", help="Label time column")
+    ] = "event_timestamp",
+    as_of: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--as-of",
+            help="Read the tables as of a time (ISO-8601 with zone) or versions: SET=VERSION (repeatable)",
+        ),
+    ] = None,
+    save: Annotated[
+        str | None, typer.Option("--save", help="Record this training set under NAME")
+    ] = None,
+    rebuild_name: Annotated[
+        str | None,
+        typer.Option(
+            "--rebuild", metavar="NAME", help="Rebuild a saved training set, byte for byte"
+        ),
+    ] = None,
+) -> None:
+    """Build a point-in-time training set (or rebuild a saved one) into a file."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from connectors.offline_delta import DeltaOfflineStore
+    from connectors.replay import read_table
+    from schemas.catalog import Catalog
+    from schemas.errors import ConfigError
+    from serving.features import resolve_features
+    from serving.training_sets import parse_as_of
+    from serving.training_sets import rebuild as rebuild_set
+    from serving.training_sets import retrieve as retrieve_set
+
+    try:
+        if out.suffix.lower() not in (".parquet", ".csv"):
+            raise ConfigError(f"--out {out}: use a .parquet or .csv file")
+        settings = load_settings()
+        catalog = Catalog(settings.catalog_url)
+        offline = DeltaOfflineStore(settings.offline_root)
+        if rebuild_name is not None:
+            if entities or features or feature_service or as_of or save:
+                raise ConfigError(
+                    "--rebuild NAME takes only --out; the rest is recorded with the training set"
+                )
+            table = rebuild_set(offline, catalog, rebuild_name)
+        else:
+            if entities is None:
+                raise ConfigError("--entities FILE is required (or --rebuild NAME)")
+            refs = [r.strip() for item in features or [] for r in item.split(",") if r.strip()]
+            resolved = resolve_features(catalog.definitions(), refs or None, feature_service)
+            table = retrieve_set(
+                offline,
+                catalog,
+                resolved,
+                read_table(entities),
+                timestamp_column=timestamp_column,
+                as_of=parse_as_of(as_of or []),
+                save_as=save,
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".csv":
+            pacsv.write_csv(table, out)
+        else:
+            pq.write_table(table, out)
+    except (FeatureStoreError, ValueError, OSError) as exc:
+        _fail(exc)
+        return
+    saved = f"; saved as {save!r}" if save else ""
+    Console(highlight=False, soft_wrap=True).print(
+        f"wrote {table.num_rows} rows x {table.num_columns} columns to {out}{saved}"
+    )
+
+
+@app.command()
 def demo() -> None:
     """The main job end to end on the bundled sample data, then stop what it started."""
     from headwater.demo import run_demo
@@ -383,7 +541,9 @@ def demo() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         app()
     except KeyboardInterrupt:

@@ -16,8 +16,8 @@ from connectors.online_redis import RedisOnlineStore
 from schemas.catalog import Catalog
 from schemas.settings import Settings, load_settings
 from serving.features import resolve_features
-from serving.historical import get_historical_features
 from serving.online import OnlineResult, lookup
+from serving.training_sets import AsOf, rebuild, retrieve
 
 __all__ = ["FeatureStore", "to_arrow"]
 
@@ -101,6 +101,8 @@ class FeatureStore:
         *,
         feature_service: str | None = ...,
         timestamp_column: str = ...,
+        as_of: AsOf = ...,
+        save_as: str | None = ...,
         output: Literal["arrow"] = ...,
     ) -> pa.Table: ...
 
@@ -112,6 +114,8 @@ class FeatureStore:
         *,
         feature_service: str | None = ...,
         timestamp_column: str = ...,
+        as_of: AsOf = ...,
+        save_as: str | None = ...,
         output: Literal["pandas", "polars"],
     ) -> Any: ...
 
@@ -122,21 +126,42 @@ class FeatureStore:
         *,
         feature_service: str | None = None,
         timestamp_column: str = "event_timestamp",
+        as_of: AsOf = None,
+        save_as: str | None = None,
         output: Literal["arrow", "pandas", "polars"] = "arrow",
     ) -> Any:
         """A point-in-time training set: ``entity_df``'s rows, in order, with features added.
 
         ``entity_df`` (pyarrow, pandas or polars) holds the entity key columns and the label
         time in ``timestamp_column`` (epoch ms or tz-aware timestamps). No row is dropped.
+        ``as_of`` reads the tables as they were at a time (or at given Delta versions);
+        ``save_as`` records the retrieval in the catalog so ``rebuild_training_set`` can
+        reproduce it byte for byte.
         """
         resolved = resolve_features(self.catalog.definitions(), features, feature_service)
-        table = get_historical_features(
-            self.offline, resolved, to_arrow(entity_df), timestamp_column=timestamp_column
+        table = retrieve(
+            self.offline,
+            self.catalog,
+            resolved,
+            to_arrow(entity_df),
+            timestamp_column=timestamp_column,
+            as_of=as_of,
+            save_as=save_as,
         )
-        if output == "pandas":
-            return table.to_pandas()
-        if output == "polars":
-            import polars as pl
+        return _convert(table, output)
 
-            return pl.from_arrow(table)
-        return table
+    def rebuild_training_set(
+        self, name: str, *, output: Literal["arrow", "pandas", "polars"] = "arrow"
+    ) -> Any:
+        """The training set saved as ``name``, identical to when it was saved."""
+        return _convert(rebuild(self.offline, self.catalog, name), output)
+
+
+def _convert(table: pa.Table, output: str) -> Any:
+    if output == "pandas":
+        return table.to_pandas()
+    if output == "polars":
+        import polars as pl
+
+        return pl.from_arrow(table)
+    return table

@@ -16,16 +16,16 @@ events. ``stddev`` is the sample standard deviation (null below two values);
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Final, Literal
 
 __all__ = [
     "AGGREGATION_FUNCTIONS",
     "NUMERIC_TYPES",
-    "Aggregator",
     "AggregationFunction",
+    "Aggregator",
     "State",
     "empty_value",
 ]

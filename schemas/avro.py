@@ -20,8 +20,8 @@ from fastavro.types import Schema as _FastavroSchema
 from schemas.errors import EventError
 
 __all__ = [
-    "AvroSchema",
     "WIRE_MAGIC",
+    "AvroSchema",
     "decode_body",
     "decode_wire",
     "encode_wire",

@@ -34,7 +34,7 @@ from schemas.serialize import (
     source_to_dict,
 )
 
-__all__ = ["AuditEntry", "Catalog", "CatalogError", "SchemaVersion"]
+__all__ = ["AuditEntry", "Catalog", "CatalogError", "SchemaVersion", "TrainingSetRecord"]
 
 _meta = sa.MetaData()
 _schema_texts = sa.Table(
@@ -73,6 +73,14 @@ _audit = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
 )
 
+_training_sets = sa.Table(
+    "hw_training_sets",
+    _meta,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+)
+
 ACTIVE, RETIRED = "active", "retired"
 
 
@@ -94,6 +102,37 @@ class AuditEntry:
     action: str
     target: str
     detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainingSetRecord:
+    """What rebuilds a training set bit for bit: pinned feature references (``set@vN:f``),
+    the Delta version read per feature-set version, and the entity input's fingerprint."""
+
+    name: str
+    features: tuple[str, ...]
+    table_versions: dict[str, int]
+    entity_fingerprint: str
+    timestamp_column: str
+    rows: int
+    created_at_ms: int
+    as_of: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "features": list(self.features),
+            "table_versions": self.table_versions,
+            "entity_fingerprint": self.entity_fingerprint,
+            "timestamp_column": self.timestamp_column,
+            "rows": self.rows,
+            "created_at_ms": self.created_at_ms,
+            "as_of": self.as_of,
+        }
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> TrainingSetRecord:
+        return cls(**{**body, "features": tuple(body["features"])})
 
 
 def _now_ms() -> int:
@@ -139,21 +178,30 @@ class Catalog:
                 sa.select(_schema_texts.c.id).where(_schema_texts.c.fingerprint == fingerprint)
             ).first()
             if row is None:
-                result = conn.execute(sa.insert(_schema_texts).values(fingerprint=fingerprint, schema=text))
+                result = conn.execute(
+                    sa.insert(_schema_texts).values(fingerprint=fingerprint, schema=text)
+                )
                 schema_id = int(result.inserted_primary_key[0])  # type: ignore[index]  # one-column key
             else:
                 schema_id = int(row[0])
             versions = _subject_versions.c
             known = conn.execute(
-                sa.select(versions.version).where(versions.subject == subject, versions.schema_id == schema_id)
+                sa.select(versions.version).where(
+                    versions.subject == subject, versions.schema_id == schema_id
+                )
             ).first()
             if known is None:
                 latest = conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.max(versions.version), 0)).where(versions.subject == subject)
+                    sa.select(sa.func.coalesce(sa.func.max(versions.version), 0)).where(
+                        versions.subject == subject
+                    )
                 ).scalar_one()
                 conn.execute(
                     sa.insert(_subject_versions).values(
-                        subject=subject, version=int(latest) + 1, schema_id=schema_id, created_at_ms=_now_ms()
+                        subject=subject,
+                        version=int(latest) + 1,
+                        schema_id=schema_id,
+                        created_at_ms=_now_ms(),
                     )
                 )
             return schema_id
@@ -161,7 +209,9 @@ class Catalog:
     def schema_by_id(self, schema_id: int) -> AvroSchema:
         """Raises ``CatalogError`` for an id the catalog never assigned."""
         with self._engine.connect() as conn:
-            row = conn.execute(sa.select(_schema_texts.c.schema).where(_schema_texts.c.id == schema_id)).first()
+            row = conn.execute(
+                sa.select(_schema_texts.c.schema).where(_schema_texts.c.id == schema_id)
+            ).first()
         if row is None:
             msg = f"schema id {schema_id} is not registered in the catalog"
             raise CatalogError(msg)
@@ -187,12 +237,16 @@ class Catalog:
             versions = [
                 int(r[0])
                 for r in conn.execute(
-                    sa.select(_subject_versions.c.version).where(_subject_versions.c.subject == subject)
+                    sa.select(_subject_versions.c.version).where(
+                        _subject_versions.c.subject == subject
+                    )
                 )
             ]
             conn.execute(sa.delete(_subject_versions).where(_subject_versions.c.subject == subject))
             conn.execute(
-                sa.insert(_audit).values(at_ms=_now_ms(), action="delete_subject", target=subject, detail="{}")
+                sa.insert(_audit).values(
+                    at_ms=_now_ms(), action="delete_subject", target=subject, detail="{}"
+                )
             )
         return versions
 
@@ -201,7 +255,11 @@ class Catalog:
     def _state(self) -> Any:
         with self._engine.connect() as conn:
             return conn.execute(
-                sa.select(sa.func.count(), sa.func.max(_objects.c.updated_at_ms), sa.select(sa.func.count()).select_from(_audit).scalar_subquery())
+                sa.select(
+                    sa.func.count(),
+                    sa.func.max(_objects.c.updated_at_ms),
+                    sa.select(sa.func.count()).select_from(_audit).scalar_subquery(),
+                )
             ).one()
 
     def definitions(self, *, include_retired: bool = False) -> Definitions:
@@ -221,12 +279,16 @@ class Catalog:
         if not rows:
             msg = "the catalog is empty; run `headwater apply PATH` first"
             raise CatalogError(msg)
-        data: dict[str, list[Any]] = {k: [] for k in ("entities", "sources", "feature_sets", "feature_services")}
+        data: dict[str, list[Any]] = {
+            k: [] for k in ("entities", "sources", "feature_sets", "feature_services")
+        }
         for row in rows:
             body = json.loads(row.body)
-            section = {"entity": "entities", "source": "sources", "feature_set": "feature_sets"}.get(
-                row.kind, "feature_services"
-            )
+            section = {
+                "entity": "entities",
+                "source": "sources",
+                "feature_set": "feature_sets",
+            }.get(row.kind, "feature_services")
             data[section].append(body)
         defs = definitions_from_dict(data)
         if not include_retired:
@@ -242,11 +304,16 @@ class Catalog:
                 .order_by(_objects.c.version)
             ).all()
         return [
-            (definitions_from_dict({"feature_sets": [json.loads(r.body)]}).feature_sets[0], r.status)
+            (
+                definitions_from_dict({"feature_sets": [json.loads(r.body)]}).feature_sets[0],
+                r.status,
+            )
             for r in rows
         ]
 
-    def save(self, defs: Definitions, feature_sets: Sequence[FeatureSet], detail: dict[str, Any]) -> None:
+    def save(
+        self, defs: Definitions, feature_sets: Sequence[FeatureSet], detail: dict[str, Any]
+    ) -> None:
         """Upsert entities, sources and services of ``defs`` and the given feature-set versions,
         in one transaction, with an audit entry."""
         now = _now_ms()
@@ -254,26 +321,51 @@ class Catalog:
             rows: list[tuple[str, str, dict[str, Any]]] = [
                 *(("entity", e.name, entity_to_dict(e)) for e in defs.entities),
                 *(("source", x.name, source_to_dict(x)) for x in defs.sources),
-                *(("feature_service", x.name, feature_service_to_dict(x)) for x in defs.feature_services),
+                *(
+                    ("feature_service", x.name, feature_service_to_dict(x))
+                    for x in defs.feature_services
+                ),
             ]
             for kind, name, body in rows:
                 self._upsert(conn, kind, name, 1, body, now)
             for fs in feature_sets:
                 self._upsert(conn, "feature_set", fs.name, fs.version, feature_set_to_dict(fs), now)
-            conn.execute(sa.insert(_audit).values(at_ms=now, action="apply", target="*", detail=json.dumps(detail)))
+            conn.execute(
+                sa.insert(_audit).values(
+                    at_ms=now, action="apply", target="*", detail=json.dumps(detail)
+                )
+            )
 
-    def _upsert(self, conn: sa.Connection, kind: str, name: str, version: int, body: dict[str, Any], now: int) -> None:
+    def _upsert(
+        self,
+        conn: sa.Connection,
+        kind: str,
+        name: str,
+        version: int,
+        body: dict[str, Any],
+        now: int,
+    ) -> None:
         text = json.dumps(body, sort_keys=True)
-        key = (_objects.c.kind == kind) & (_objects.c.name == name) & (_objects.c.version == version)
+        key = (
+            (_objects.c.kind == kind) & (_objects.c.name == name) & (_objects.c.version == version)
+        )
         existing = conn.execute(sa.select(_objects.c.body).where(key)).first()
         if existing is None:
             conn.execute(
                 sa.insert(_objects).values(
-                    kind=kind, name=name, version=version, status=ACTIVE, body=text, created_at_ms=now, updated_at_ms=now
+                    kind=kind,
+                    name=name,
+                    version=version,
+                    status=ACTIVE,
+                    body=text,
+                    created_at_ms=now,
+                    updated_at_ms=now,
                 )
             )
         elif existing[0] != text:
-            conn.execute(sa.update(_objects).where(key).values(body=text, updated_at_ms=now, status=ACTIVE))
+            conn.execute(
+                sa.update(_objects).where(key).values(body=text, updated_at_ms=now, status=ACTIVE)
+            )
 
     def retire(self, name: str, version: int) -> FeatureSet:
         """Mark one feature-set version retired: no longer served or computed.
@@ -295,13 +387,67 @@ class Catalog:
         with self._tx() as conn:
             conn.execute(
                 sa.update(_objects)
-                .where(_objects.c.kind == "feature_set", _objects.c.name == name, _objects.c.version == version)
+                .where(
+                    _objects.c.kind == "feature_set",
+                    _objects.c.name == name,
+                    _objects.c.version == version,
+                )
                 .values(status=RETIRED, updated_at_ms=now)
             )
-            conn.execute(sa.insert(_audit).values(at_ms=now, action="retire", target=f"{name}@v{version}", detail="{}"))
+            conn.execute(
+                sa.insert(_audit).values(
+                    at_ms=now, action="retire", target=f"{name}@v{version}", detail="{}"
+                )
+            )
         return match[0]
 
     def audit(self) -> list[AuditEntry]:
         with self._engine.connect() as conn:
             rows = conn.execute(sa.select(_audit).order_by(_audit.c.id)).all()
         return [AuditEntry(r.at_ms, r.action, r.target, json.loads(r.detail)) for r in rows]
+
+    # --- training sets -------------------------------------------------------------------
+
+    def save_training_set(self, record: TrainingSetRecord) -> None:
+        """Record a training set under its name, with an audit entry.
+
+        Raises:
+            CatalogError: the name is taken (names are permanent, so a rebuild is unambiguous).
+        """
+        with self._tx() as conn:
+            taken = conn.execute(
+                sa.select(_training_sets.c.name).where(_training_sets.c.name == record.name)
+            ).first()
+            if taken is not None:
+                msg = f"a training set named {record.name!r} exists; choose another name (names are never reused)"
+                raise CatalogError(msg)
+            body = json.dumps(record.to_dict(), sort_keys=True)
+            conn.execute(
+                sa.insert(_training_sets).values(
+                    name=record.name, body=body, created_at_ms=record.created_at_ms
+                )
+            )
+            conn.execute(
+                sa.insert(_audit).values(
+                    at_ms=_now_ms(), action="training_set", target=record.name, detail=body
+                )
+            )
+
+    def training_set(self, name: str) -> TrainingSetRecord:
+        """Raises ``CatalogError`` naming the unknown training set."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(_training_sets.c.body).where(_training_sets.c.name == name)
+            ).first()
+        if row is None:
+            known = [t.name for t in self.training_sets()]
+            msg = f"no training set named {name!r}; saved ones: {known or 'none'}"
+            raise CatalogError(msg)
+        return TrainingSetRecord.from_dict(json.loads(row[0]))
+
+    def training_sets(self) -> list[TrainingSetRecord]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(_training_sets.c.body).order_by(_training_sets.c.created_at_ms)
+            ).all()
+        return [TrainingSetRecord.from_dict(json.loads(r[0])) for r in rows]

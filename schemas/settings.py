@@ -101,6 +101,12 @@ class ServingSettings(_Section):
     """Most events one ``POST /v1/push/{source}`` may carry (413 beyond)."""
     push_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     """Largest push request body (413 beyond)."""
+    historical_max_rows: int = Field(default=10_000, ge=1)
+    """Most label rows one ``POST /v1/historical-features`` may carry (413 beyond)."""
+    log_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share of online responses logged to Delta for ``headwater consistency`` (0: off)."""
+    log_flush_seconds: float = Field(default=2.0, gt=0)
+    """Logged responses are committed to Delta at least this often."""
 
 
 class Settings(BaseSettings):

@@ -10,31 +10,36 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.kafka import wait_for_kafka
+from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
 from schemas.catalog import Catalog
 from schemas.errors import FeatureStoreError
 from schemas.settings import Settings
-from connectors.offline_delta import DeltaOfflineStore
 from serving.catalog_views import feature_set_summary, lineage, search_features
 from serving.errors import NotFoundError, ServingError
+from serving.features import resolve_features
+from serving.historical_api import historical_router
 from serving.metrics import instrument
+from serving.online import lookup
 from serving.push import push_router
 from serving.registry import registry_router
-from serving.features import resolve_features
-from serving.online import lookup
 
 __all__ = ["create_app", "format_served_at"]
 
 
 def format_served_at(ms: int) -> str:
     """ISO-8601 UTC with milliseconds: ``2026-11-26T15:04:05.123Z``."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    )
 
 
 class OnlineFeaturesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    features: list[str] | None = Field(default=None, description="References like 'user_spend:spend_1h'")
+    features: list[str] | None = Field(
+        default=None, description="References like 'user_spend:spend_1h'"
+    )
     feature_service: str | None = None
     entities: dict[str, list[Any]] = Field(description="Key column -> one value per entity")
 
@@ -75,6 +80,9 @@ def create_app(settings: Settings) -> FastAPI:
             max_events=settings.serving.push_max_events,
             max_body_bytes=settings.serving.push_max_body_bytes,
         )
+    )
+    app.include_router(
+        historical_router(catalog, offline, max_rows=settings.serving.historical_max_rows)
     )
     instrument(app)
 
@@ -122,6 +130,8 @@ def create_app(settings: Settings) -> FastAPI:
         except FeatureStoreError as exc:
             checks["catalog"] = str(exc)
         ready = all(v == "ok" for v in checks.values())
-        return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "checks": checks})
+        return JSONResponse(
+            status_code=200 if ready else 503, content={"ready": ready, "checks": checks}
+        )
 
     return app

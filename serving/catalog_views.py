@@ -38,7 +38,12 @@ def feature_set_summary(fs: FeatureSet, *, status: str = "active") -> dict[str, 
         "transforms": dict(fs.transforms),
         "relations": dict(fs.relations),
         "features": [
-            {"name": f.name, "function": f.function, "field": f.field, "window": _window(f.window_ms)}
+            {
+                "name": f.name,
+                "function": f.function,
+                "field": f.field,
+                "window": _window(f.window_ms),
+            }
             for f in fs.features
         ],
     }
@@ -53,7 +58,15 @@ def search_features(defs: Definitions, query: str) -> list[dict[str, Any]]:
     hits = []
     for fs in defs.feature_sets:
         set_text = " ".join(
-            [fs.name, fs.description, fs.owner, fs.entity, fs.source, *fs.tags, *(f"{k}:{v}" for k, v in fs.labels.items())]
+            [
+                fs.name,
+                fs.description,
+                fs.owner,
+                fs.entity,
+                fs.source,
+                *fs.tags,
+                *(f"{k}:{v}" for k, v in fs.labels.items()),
+            ]
         ).lower()
         for f in fs.features:
             text = f"{set_text} {f.name} {f.function} {f.field or ''}".lower()
@@ -81,7 +94,9 @@ def lineage(catalog: Catalog, offline: DeltaOfflineStore, name: str) -> dict[str
     defs = catalog.definitions()
     versions = catalog.feature_set_versions(name)
     if not versions:
-        msg = f"unknown feature set {name!r}; known: {sorted({fs.name for fs in defs.feature_sets})}"
+        msg = (
+            f"unknown feature set {name!r}; known: {sorted({fs.name for fs in defs.feature_sets})}"
+        )
         raise NotFoundError(msg)
     source = defs.source(versions[-1][0].source)
     subject = f"{source.topic}-value"
@@ -112,5 +127,14 @@ def lineage(catalog: Catalog, offline: DeltaOfflineStore, name: str) -> dict[str
             for fs, status in versions
         ],
         "feature_services": services,
-        "training_sets": [],
+        "training_sets": [
+            {
+                "name": t.name,
+                "features": [f for f in t.features if FeatureRef.parse(f).feature_set == name],
+                "table_versions": t.table_versions,
+                "rows": t.rows,
+            }
+            for t in catalog.training_sets()
+            if any(FeatureRef.parse(f).feature_set == name for f in t.features)
+        ],
     }

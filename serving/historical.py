@@ -36,7 +36,9 @@ def label_times_ms(table: pa.Table, column: str) -> np.ndarray:
         values = pc.cast(col, pa.int64())
     elif pa.types.is_timestamp(col.type):
         if col.type.tz is None:
-            msg = f"column {column!r} holds timestamps without a time zone; make them tz-aware (UTC)"
+            msg = (
+                f"column {column!r} holds timestamps without a time zone; make them tz-aware (UTC)"
+            )
             raise BadRequestError(msg)
         values = pc.cast(pc.cast(col, pa.timestamp("ms", tz="UTC")), pa.int64())
     else:
@@ -45,19 +47,28 @@ def label_times_ms(table: pa.Table, column: str) -> np.ndarray:
     if values.null_count:
         msg = f"column {column!r} has null label times; every row needs one"
         raise BadRequestError(msg)
-    return values.to_numpy().astype(np.int64)
+    times: np.ndarray = values.to_numpy().astype(np.int64)
+    return times
 
 
 def column_names(resolved: ResolvedFeatures) -> list[str]:
     """Output column per requested feature: its name, qualified when two sets share it."""
     names = [resolved.plans[p].feature_set.features[f].name for p, f in resolved.columns]
     return [
-        name if names.count(name) == 1 else f"{resolved.plans[p].feature_set.name}_v{resolved.plans[p].feature_set.version}__{name}"
+        name
+        if names.count(name) == 1
+        else f"{resolved.plans[p].feature_set.name}_v{resolved.plans[p].feature_set.version}__{name}"
         for name, (p, _) in zip(names, resolved.columns, strict=True)
     ]
 
 
-def plan_features(plan: FeatureSetPlan, history: pa.Table, key_names: tuple[str, ...], labels: pa.Table, times: np.ndarray) -> list[pa.Array]:
+def plan_features(
+    plan: FeatureSetPlan,
+    history: pa.Table,
+    key_names: tuple[str, ...],
+    labels: pa.Table,
+    times: np.ndarray,
+) -> list[pa.Array]:
     """Every feature of ``plan`` for every label row, in the labels' order."""
     ordered = sort_history(history, key_names, labels, plan.fields)
     order = np.lexsort((times, ordered.label_key))
@@ -68,8 +79,12 @@ def plan_features(plan: FeatureSetPlan, history: pa.Table, key_names: tuple[str,
     out = []
     for feature in plan.feature_set.features:
         column = columns[feature.field] if feature.field else None
-        out_type = output_type(feature.function, column.type if column else None, column.avro_type if column else None)
-        values = aggregate_ranges(feature.function, feature.n, column, ranges.lo[feature.window_ms], ranges.hi, out_type)
+        out_type = output_type(
+            feature.function, column.type if column else None, column.avro_type if column else None
+        )
+        values = aggregate_ranges(
+            feature.function, feature.n, column, ranges.lo[feature.window_ms], ranges.hi, out_type
+        )
         out.append(values.take(pa.array(inverse)))
     return out
 

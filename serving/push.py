@@ -92,7 +92,14 @@ def _bool_check(v: Any) -> str | None:
 def _describe(v: Any) -> str:
     if v is None:
         return "null"
-    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+    kind = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }
     text = repr(v)
     return f"{kind.get(type(v), type(v).__name__)} {text if len(text) <= 40 else text[:37] + '...'}"
 
@@ -109,7 +116,11 @@ def _generic_check(avro_type: Any) -> _Check:
             ok = fastavro.validation.validate(v, parsed, raise_errors=False)
         except Exception as exc:  # noqa: BLE001 - any failure is a refusal of this value
             return f"does not match Avro type {avro_type}: {exc}"
-        return None if ok else f"{_describe(v)} does not match Avro type {orjson.dumps(avro_type).decode()}"
+        return (
+            None
+            if ok
+            else f"{_describe(v)} does not match Avro type {orjson.dumps(avro_type).decode()}"
+        )
 
     return check
 
@@ -159,7 +170,9 @@ class _Plan:
     rules: tuple[_FieldRule, ...]
     names: frozenset[str]
     timestamp: str
-    timestamp_scale: int | None  # ms -> stored unit (1, 1000); None: keep the value as given (string field)
+    timestamp_scale: (
+        int | None
+    )  # ms -> stored unit (1, 1000); None: keep the value as given (string field)
     keys: tuple[str, ...]
     schema_id: int
     header: bytes
@@ -217,7 +230,9 @@ def _validate(
     ts_name = plan.timestamp
     for i, event in enumerate(events):
         if type(event) is not dict:
-            errors.append(PushError(i, None, f"an event must be a JSON object, got {_describe(event)}"))
+            errors.append(
+                PushError(i, None, f"an event must be a JSON object, got {_describe(event)}")
+            )
             continue
         record: dict[str, Any] = {}
         before = len(errors)
@@ -255,7 +270,9 @@ def _validate(
                 if rule.nullable:
                     record[name] = None
                 else:
-                    errors.append(PushError(i, name, "null is not allowed: the field is not nullable"))
+                    errors.append(
+                        PushError(i, name, "null is not allowed: the field is not nullable")
+                    )
                 continue
             problem = rule.check(value)
             if problem is not None:
@@ -266,7 +283,11 @@ def _validate(
             for name in event:
                 if name not in plan.names:
                     errors.append(
-                        PushError(i, name, f"unknown field; schema {plan.source.schema.name!r} has {sorted(plan.names)}")
+                        PushError(
+                            i,
+                            name,
+                            f"unknown field; schema {plan.source.schema.name!r} has {sorted(plan.names)}",
+                        )
                     )
         if len(errors) == before:
             records.append(record)
@@ -308,8 +329,12 @@ class _Delivery:
 class _AsyncProducer:
     """One idempotent acks=all producer per app, polled by a daemon thread."""
 
-    def __init__(self, kafka: KafkaSettings, *, delivery_timeout_s: float, linger_ms: float) -> None:
-        self._config = producer_config(kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms)
+    def __init__(
+        self, kafka: KafkaSettings, *, delivery_timeout_s: float, linger_ms: float
+    ) -> None:
+        self._config = producer_config(
+            kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms
+        )
         self.delivery_timeout_s = delivery_timeout_s
         self._producer: Producer | None = None
         self._lock = threading.Lock()
@@ -323,7 +348,10 @@ class _AsyncProducer:
                 if self._producer is None:
                     self._producer = Producer(self._config)
                     self._thread = threading.Thread(
-                        target=self._poll, args=(self._producer, self._stop), name="push-producer-poll", daemon=True
+                        target=self._poll,
+                        args=(self._producer, self._stop),
+                        name="push-producer-poll",
+                        daemon=True,
                     )
                     self._thread.start()
                 producer = self._producer
@@ -355,7 +383,9 @@ class _AsyncProducer:
 
 
 class _HTTPError(Exception):
-    def __init__(self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(body.get("detail"))
         self.status = status
         self.body = body
@@ -363,7 +393,9 @@ class _HTTPError(Exception):
 
 
 def _json(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def push_router(
@@ -381,12 +413,18 @@ def push_router(
     """The push endpoint. ``delivery_timeout_s``: how long Kafka may take to acknowledge
     before the request is answered 503 (``Retry-After: retry_after_s``)."""
     router = APIRouter()
-    producer = _AsyncProducer(kafka_settings, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms)
+    producer = _AsyncProducer(
+        kafka_settings, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms
+    )
     state: dict[str, Any] = {"defs": None, "checked": 0.0, "plans": {}}
 
     def plan_for(name: str) -> _Plan:
         now = time.monotonic()
-        if state["defs"] is None or now - state["checked"] > catalog_check_s or name not in state["plans"]:
+        if (
+            state["defs"] is None
+            or now - state["checked"] > catalog_check_s
+            or name not in state["plans"]
+        ):
             try:
                 defs: Definitions = catalog.definitions()
             except CatalogError as exc:
@@ -402,7 +440,9 @@ def push_router(
                 source = defs.source(name)
             except KeyError:
                 known = sorted(s.name for s in defs.sources)
-                raise _HTTPError(404, {"detail": f"unknown source {name!r}; known sources: {known}"}) from None
+                raise _HTTPError(
+                    404, {"detail": f"unknown source {name!r}; known sources: {known}"}
+                ) from None
             schema_id = catalog.register_schema(f"{source.topic}-value", source.schema)
             plan = plans[name] = _plan(source, key_fields(defs, name), schema_id)
         return plan
@@ -410,20 +450,32 @@ def push_router(
     async def read_body(request: Request) -> bytes:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            raise _HTTPError(413, {"detail": f"request body of {int(length)} bytes is over the limit of {max_body_bytes} bytes (max_body_bytes)"})
+            raise _HTTPError(
+                413,
+                {
+                    "detail": f"request body of {int(length)} bytes is over the limit of {max_body_bytes} bytes (max_body_bytes)"
+                },
+            )
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_body_bytes:
-                raise _HTTPError(413, {"detail": f"request body is over the limit of {max_body_bytes} bytes (max_body_bytes)"})
+                raise _HTTPError(
+                    413,
+                    {
+                        "detail": f"request body is over the limit of {max_body_bytes} bytes (max_body_bytes)"
+                    },
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
     def unavailable(reason: str) -> _HTTPError:
         return _HTTPError(
             503,
-            {"detail": f"Kafka did not acknowledge the events: {reason}; nothing may be assumed written, retry later"},
+            {
+                "detail": f"Kafka did not acknowledge the events: {reason}; nothing may be assumed written, retry later"
+            },
             {"Retry-After": str(retry_after_s)},
         )
 
@@ -449,14 +501,25 @@ def push_router(
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
-                raise _HTTPError(422, {"detail": f"body is not valid JSON: {exc}", "errors": []}) from None
+                raise _HTTPError(
+                    422, {"detail": f"body is not valid JSON: {exc}", "errors": []}
+                ) from None
             events = body.get("events") if type(body) is dict else None
             if type(events) is not list or (type(body) is dict and len(body) != 1):
                 raise _HTTPError(
-                    422, {"detail": 'body must be a JSON object {"events": [{...}, ...]} and nothing else', "errors": []}
+                    422,
+                    {
+                        "detail": 'body must be a JSON object {"events": [{...}, ...]} and nothing else',
+                        "errors": [],
+                    },
                 )
             if len(events) > max_events:
-                raise _HTTPError(413, {"detail": f"{len(events)} events is over the limit of {max_events} per request (max_events)"})
+                raise _HTTPError(
+                    413,
+                    {
+                        "detail": f"{len(events)} events is over the limit of {max_events} per request (max_events)"
+                    },
+                )
             now_ms = time.time_ns() // 1_000_000
             records, errors = _validate(plan, events, now_ms, max_future_skew_ms)
             if errors:
@@ -492,7 +555,13 @@ def push_router(
                     422,
                     {
                         "detail": "an event does not match the schema; nothing was accepted",
-                        "errors": [PushError(i, None, f"cannot encode with schema {plan.source.schema.name!r}: {exc}").as_dict()],
+                        "errors": [
+                            PushError(
+                                i,
+                                None,
+                                f"cannot encode with schema {plan.source.schema.name!r}: {exc}",
+                            ).as_dict()
+                        ],
                     },
                 ) from None
             key = "\x1f".join(str(record[k]) for k in keys).encode() if keys else b""
@@ -518,14 +587,18 @@ def push_router(
                         raise unavailable("the producer's local queue stayed full") from None
                     await asyncio.sleep(0.01)
                 except KafkaException as exc:  # unknown topic, fatal producer error
-                    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                    error = (
+                        exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                    )
                     if error is not None and error.fatal():
                         producer.reset(kafka)
                     raise unavailable(str(exc)) from None
         try:
             await asyncio.wait_for(asyncio.shield(delivery.future), producer.delivery_timeout_s + 2)
         except TimeoutError:
-            raise unavailable(f"no acknowledgement within {producer.delivery_timeout_s + 2:g} s") from None
+            raise unavailable(
+                f"no acknowledgement within {producer.delivery_timeout_s + 2:g} s"
+            ) from None
         if delivery.error is not None:
             if delivery.fatal:
                 producer.reset(kafka)

@@ -26,7 +26,9 @@ _INTEGER_TYPES = {"int", "long"}
 _EXACT_INT_BOUND = 2**53
 
 
-def output_type(function: str, field_type: pa.DataType | None, avro_type: str | None) -> pa.DataType:
+def output_type(
+    function: str, field_type: pa.DataType | None, avro_type: str | None
+) -> pa.DataType:
     """The Arrow type of a feature column: fixed per function and field, never inferred."""
     if function in ("count", "count_distinct"):
         return pa.int64()
@@ -86,7 +88,9 @@ def _prefix_sums(column: RangeColumn) -> np.ndarray | None:
     return np.concatenate(([0], np.cumsum(values)))
 
 
-def _per_slice(values: list[Any], a: np.ndarray, b: np.ndarray, fn: Callable[[list[Any]], Any]) -> list[Any]:
+def _per_slice(
+    values: list[Any], a: np.ndarray, b: np.ndarray, fn: Callable[[list[Any]], Any]
+) -> list[Any]:
     return [fn(values[i:j]) for i, j in zip(a.tolist(), b.tolist(), strict=True)]
 
 
@@ -99,7 +103,10 @@ def _exact_scaled(column: RangeColumn) -> tuple[list[int], int]:
     e = exponent.astype(np.int64) - 53
     nonzero = m != 0
     shift = int(e[nonzero].min()) if nonzero.any() else 0
-    scaled = [int(mi) << int(ei - shift) if mi else 0 for mi, ei in zip(m.tolist(), e.tolist(), strict=True)]
+    scaled = [
+        int(mi) << int(ei - shift) if mi else 0
+        for mi, ei in zip(m.tolist(), e.tolist(), strict=True)
+    ]
     return scaled, shift
 
 
@@ -152,13 +159,18 @@ def aggregate_ranges(
     if function == "count":
         return pa.array(count, type=pa.int64())
     if function in ("last", "first"):
-        picked = column.values.take(pa.array(np.where(empty, 0, b - 1 if function == "last" else a)))
+        picked = column.values.take(
+            pa.array(np.where(empty, 0, b - 1 if function == "last" else a))
+        )
         return pc.if_else(pa.array(empty), pa.scalar(None, out_type), picked)
     if function in ("min", "max"):
         if column.numpy.dtype == object:
             pick = min if function == "min" else max
             values = column.list
-            result = [None if j == i else pick(values[i:j]) for i, j in zip(a.tolist(), b.tolist(), strict=True)]
+            result = [
+                None if j == i else pick(values[i:j])
+                for i, j in zip(a.tolist(), b.tolist(), strict=True)
+            ]
             return pa.array(result, type=out_type)
         reduced = _reduce(np.minimum if function == "min" else np.maximum, column, a, b)
         return pa.array(reduced, type=out_type, mask=empty)
@@ -168,20 +180,29 @@ def aggregate_ranges(
             totals: Any = _per_slice(column.list, a, b, sum)
             if function == "sum":
                 return pa.array(totals, type=out_type)
-            return pa.array([None if c == 0 else t / c for t, c in zip(totals, count.tolist(), strict=True)], type=out_type)
+            return pa.array(
+                [None if c == 0 else t / c for t, c in zip(totals, count.tolist(), strict=True)],
+                type=out_type,
+            )
         sums = prefix[b] - prefix[a]
         if function == "sum":
             return pa.array(sums, type=out_type)
         if len(sums) and int(np.abs(sums).max()) >= _EXACT_INT_BOUND:
             # Beyond 2**53 a float conversion rounds first; divide exactly as Python does.
-            quotients = [None if c == 0 else s / c for s, c in zip(sums.tolist(), count.tolist(), strict=True)]
+            quotients = [
+                None if c == 0 else s / c
+                for s, c in zip(sums.tolist(), count.tolist(), strict=True)
+            ]
             return pa.array(quotients, type=out_type)
         return pa.array(sums / np.where(empty, 1, count), type=out_type, mask=empty)
     if function in ("sum", "mean"):
         totals = _per_slice(column.list, a, b, math.fsum)
         if function == "sum":
             return pa.array(totals, type=out_type)
-        return pa.array([None if c == 0 else t / c for t, c in zip(totals, count.tolist(), strict=True)], type=out_type)
+        return pa.array(
+            [None if c == 0 else t / c for t, c in zip(totals, count.tolist(), strict=True)],
+            type=out_type,
+        )
     if function == "stddev":
         return pa.array(_stddev(column, a, b), type=out_type)
     if function == "count_distinct":
@@ -189,7 +210,9 @@ def aggregate_ranges(
     if function == "last_n":
         assert n is not None
         values = column.list
-        newest = [values[max(i, j - n) : j][::-1] for i, j in zip(a.tolist(), b.tolist(), strict=True)]
+        newest = [
+            values[max(i, j - n) : j][::-1] for i, j in zip(a.tolist(), b.tolist(), strict=True)
+        ]
         return pa.array(newest, type=out_type)
     msg = f"unknown aggregation function {function!r}"
     raise AssertionError(msg)

@@ -36,7 +36,11 @@ def entity_keys(table: pa.Table, key_names: Sequence[str]) -> pa.Array:
 
 
 def _as_text(column: pa.ChunkedArray) -> pa.Array:
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_integer(column.type):
+    if (
+        pa.types.is_string(column.type)
+        or pa.types.is_large_string(column.type)
+        or pa.types.is_integer(column.type)
+    ):
         return pc.cast(column, pa.string()).combine_chunks()
     return pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
 
@@ -60,12 +64,15 @@ class SortedHistory:
     def encode(self, codes: np.ndarray, times: np.ndarray, *, upper: bool) -> np.ndarray:
         """Search keys for (entity, time): ``upper`` finds past every event at ``time``."""
         if self.ranks is not None:
-            side = "right" if upper else "left"
-            offset = np.searchsorted(self.ranks, times, side=side) - (1 if upper else 0)
+            if upper:
+                offset = np.searchsorted(self.ranks, times, side="right") - 1
+            else:
+                offset = np.searchsorted(self.ranks, times, side="left")
         else:
             offset = times - self.time_origin
         offset = np.clip(offset, -1, self.span - 1)
-        return codes * self.span + offset
+        keys: np.ndarray = codes * self.span + offset
+        return keys
 
 
 def _order(key: np.ndarray, seq: np.ndarray) -> np.ndarray:
@@ -99,9 +106,9 @@ def sort_history(
         codes = codes.filter(keep)
     code = codes.to_numpy(zero_copy_only=False).astype(np.int64)
     e = history.column("event_time_ms").to_numpy().astype(np.int64)
-    seq = (history.column("_partition").to_numpy().astype(np.int64) << _OFFSET_BITS) | history.column(
-        "_offset"
-    ).to_numpy().astype(np.int64)
+    seq = (
+        history.column("_partition").to_numpy().astype(np.int64) << _OFFSET_BITS
+    ) | history.column("_offset").to_numpy().astype(np.int64)
     n_codes = max(len(wanted), 1)
     ranks: np.ndarray | None = None
     if len(e):
@@ -143,7 +150,9 @@ class WindowRanges:
     expired: np.ndarray
 
 
-def window_ranges(plan: FeatureSetPlan, history: SortedHistory, codes: np.ndarray, times: np.ndarray) -> WindowRanges:
+def window_ranges(
+    plan: FeatureSetPlan, history: SortedHistory, codes: np.ndarray, times: np.ndarray
+) -> WindowRanges:
     """The slices of ``history`` that label rows (entity ``codes``, ``times``) cover.
 
     Rows sorted by (code, time) make the slices move forward, which keeps ``reduceat``
@@ -155,9 +164,15 @@ def window_ranges(plan: FeatureSetPlan, history: SortedHistory, codes: np.ndarra
     hi = np.searchsorted(history.key, history.encode(safe_codes, times, upper=True), side="right")
     hi = np.where(unknown, first, hi)
     found = hi > first
-    newest = history.event_time[np.maximum(hi - 1, 0)] if len(history.event_time) else np.zeros_like(times)
+    newest = (
+        history.event_time[np.maximum(hi - 1, 0)]
+        if len(history.event_time)
+        else np.zeros_like(times)
+    )
     ttl = plan.feature_set.ttl_ms
-    expired = found & (newest < times - ttl) if ttl is not None else np.zeros(len(times), dtype=bool)
+    expired = (
+        found & (newest < times - ttl) if ttl is not None else np.zeros(len(times), dtype=bool)
+    )
     empty = ~found | expired
     hi = np.where(empty, first, hi)
     r = plan.resolution_ms
@@ -167,6 +182,8 @@ def window_ranges(plan: FeatureSetPlan, history: SortedHistory, codes: np.ndarra
             lo[window] = first
             continue
         start = (times // r - window // r + 1) * r
-        low = np.searchsorted(history.key, history.encode(safe_codes, start, upper=False), side="left")
+        low = np.searchsorted(
+            history.key, history.encode(safe_codes, start, upper=False), side="left"
+        )
         lo[window] = np.where(empty, first, np.minimum(low, hi))
     return WindowRanges(hi=hi, lo=lo, found=found, expired=expired)

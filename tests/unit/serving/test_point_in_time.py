@@ -31,7 +31,9 @@ events = st.lists(
     max_size=80,
 )
 labels = st.lists(
-    st.tuples(st.sampled_from([*USERS, "nobody"]), st.integers(min_value=-60_000, max_value=4 * 3_600_000)),
+    st.tuples(
+        st.sampled_from([*USERS, "nobody"]), st.integers(min_value=-60_000, max_value=4 * 3_600_000)
+    ),
     min_size=1,
     max_size=25,
 )
@@ -51,7 +53,9 @@ def _history(raw: list[tuple]) -> pa.Table:
     )
 
 
-def _check(plan: FeatureSetPlan, raw: list[tuple], rows: list[tuple[str, int]], shift: int = 0) -> None:
+def _check(
+    plan: FeatureSetPlan, raw: list[tuple], rows: list[tuple[str, int]], shift: int = 0
+) -> None:
     raw = [(u, e + shift, a, q, m, p) for u, e, a, q, m, p in raw]
     rows = [(u, t + shift) for u, t in rows]
     label_table = pa.table({"user_id": [u for u, _ in rows]})

@@ -1,0 +1,101 @@
+"""``POST /v1/historical-features``: point-in-time values for a few label rows over HTTP.
+
+For small retrievals (a notebook without the SDK, a service checking a label); training sets
+go through the SDK or ``headwater retrieve``, which have no row limit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.offline_delta import DeltaOfflineStore
+from schemas.catalog import Catalog
+from serving.errors import BadRequestError
+from serving.features import resolve_features
+from serving.historical import column_names, get_historical_features
+
+__all__ = ["historical_router"]
+
+
+class HistoricalFeaturesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    features: list[str] | None = Field(
+        default=None, description="References like 'user_spend:spend_1h'"
+    )
+    feature_service: str | None = None
+    entities: dict[str, list[Any]] = Field(
+        description="Key columns and the label time column, one value per row; times as epoch ms or ISO-8601 with a zone"
+    )
+    timestamp_column: str = "event_timestamp"
+
+
+def _epoch_ms(values: list[Any], column: str) -> list[int]:
+    out = []
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or value is None:
+            msg = f"entities.{column}[{i}]: {value!r} is not a time; give epoch ms or ISO-8601 with a zone"
+            raise BadRequestError(msg)
+        if isinstance(value, int):
+            out.append(value)
+            continue
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            msg = f"entities.{column}[{i}]: {value!r} is not ISO-8601 with a zone (2026-11-26T10:00:00Z) nor epoch ms"
+            raise BadRequestError(msg)
+        out.append(round(moment.timestamp() * 1000))
+    return out
+
+
+def historical_router(catalog: Catalog, offline: DeltaOfflineStore, *, max_rows: int) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/historical-features", response_model=None)
+    def historical_features(body: HistoricalFeaturesRequest) -> dict[str, Any] | JSONResponse:
+        column = body.timestamp_column
+        if column not in body.entities:
+            raise BadRequestError(
+                f"entities: no label time column {column!r}; add it or set 'timestamp_column'"
+            )
+        lengths = {len(v) for v in body.entities.values()}
+        if len(lengths) > 1:
+            raise BadRequestError(
+                f"entities: columns have different lengths {sorted(lengths)}; give one value per row in each"
+            )
+        rows = lengths.pop() if lengths else 0
+        if rows > max_rows:
+            detail = (
+                f"{rows} label rows exceed serving.historical_max_rows={max_rows}; use the SDK "
+                "(store.get_historical_features) or `headwater retrieve` for training sets"
+            )
+            return JSONResponse(status_code=413, content={"detail": detail})
+        resolved = resolve_features(catalog.definitions(), body.features, body.feature_service)
+        keys = {k: [str(v) for v in values] for k, values in body.entities.items() if k != column}
+        table = pa.table(
+            {**keys, column: pa.array(_epoch_ms(body.entities[column], column), pa.int64())}
+        )
+        result = get_historical_features(offline, resolved, table, timestamp_column=column)
+        names = column_names(resolved)
+        values = [result.column(n).to_pylist() for n in names]
+        return {
+            "features": list(resolved.refs),
+            "results": [
+                {
+                    "entity": {k: body.entities[k][i] for k in keys},
+                    column: body.entities[column][i],
+                    "values": [v[i] for v in values],
+                }
+                for i in range(rows)
+            ],
+        }
+
+    return router
