@@ -530,6 +530,71 @@ def retrieve(
 
 
 @app.command()
+def consistency(
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only responses served at or after this ISO-8601 time"),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the newest N logged rows")
+    ] = None,
+    fail_above: Annotated[
+        float | None,
+        typer.Option(
+            "--fail-above", min=0.0, help="Exit 4 if any feature's mismatch rate exceeds this"
+        ),
+    ] = None,
+) -> None:
+    """Recompute logged online responses offline (at their served_at) and report mismatch rates.
+
+    Logging is on when serving.log_sample_rate > 0 (HEADWATER_SERVING__LOG_SAMPLE_RATE).
+    """
+    from datetime import datetime
+
+    from rich.table import Table
+
+    from connectors.offline_delta import DeltaOfflineStore
+    from schemas.catalog import Catalog
+    from schemas.errors import ConfigError
+    from serving.consistency import check_consistency
+
+    try:
+        since_ms = None
+        if since is not None:
+            moment = datetime.fromisoformat(since)
+            if moment.tzinfo is None:
+                raise ConfigError(f"--since {since!r}: give a zone, e.g. 2026-11-26T10:00:00Z")
+            since_ms = round(moment.timestamp() * 1000)
+        settings = load_settings()
+        report = check_consistency(
+            DeltaOfflineStore(settings.offline_root),
+            Catalog(settings.catalog_url),
+            since_ms=since_ms,
+            limit=limit,
+        )
+    except (FeatureStoreError, ValueError, OSError) as exc:
+        _fail(exc)
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    if not report.responses:
+        console.print(
+            "no logged responses; set HEADWATER_SERVING__LOG_SAMPLE_RATE (e.g. 0.01) for `headwater serve`"
+        )
+        return
+    table = Table(title=f"online vs offline at served_at, {report.responses} logged entity rows")
+    for column in ("feature", "compared", "mismatches", "rate"):
+        table.add_column(column, justify="left" if column == "feature" else "right")
+    for f in report.features:
+        table.add_row(f.feature, str(f.compared), str(f.mismatches), f"{f.rate:.4%}")
+    console.print(table)
+    for f in report.features:
+        for example in f.examples:
+            console.print(f"  mismatch {f.feature}: {example}")
+    if fail_above is not None and any(f.rate > fail_above for f in report.features):
+        raise typer.Exit(4)
+
+
+@app.command()
 def demo() -> None:
     """The main job end to end on the bundled sample data, then stop what it started."""
     from headwater.demo import run_demo

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +23,7 @@ from serving.features import resolve_features
 from serving.historical_api import historical_router
 from serving.metrics import instrument
 from serving.online import lookup
+from serving.response_log import ResponseLog
 from serving.push import push_router
 from serving.registry import registry_router
 
@@ -46,9 +49,25 @@ class OnlineFeaturesRequest(BaseModel):
 
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI app; it reads the definitions the last ``headwater apply`` stored."""
-    app = FastAPI(title="Headwater", version="0.1.0")
     catalog = Catalog(settings.catalog_url)
     store = RedisOnlineStore(settings.redis.url)
+    response_log = (
+        ResponseLog(
+            settings.offline_root,
+            sample_rate=settings.serving.log_sample_rate,
+            flush_seconds=settings.serving.log_flush_seconds,
+        )
+        if settings.serving.log_sample_rate > 0
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if response_log is not None:
+            response_log.close()  # commit the responses still buffered
+
+    app = FastAPI(title="Headwater", version="0.1.0", lifespan=lifespan)
 
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
@@ -58,6 +77,14 @@ def create_app(settings: Settings) -> FastAPI:
     def online_features(body: OnlineFeaturesRequest) -> dict[str, Any]:
         resolved = resolve_features(catalog.definitions(), body.features, body.feature_service)
         result = lookup(store, resolved, body.entities)
+        if response_log is not None:
+            response_log.record(
+                result.served_at_ms,
+                resolved.pinned_refs,
+                result.entities,
+                result.values,
+                [[s.value for s in row] for row in result.statuses],
+            )
         return {
             "served_at": format_served_at(result.served_at_ms),
             "features": list(resolved.refs),

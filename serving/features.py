@@ -24,6 +24,15 @@ class ResolvedFeatures:
     entity_keys: tuple[tuple[str, ...], ...]
     columns: tuple[tuple[int, int], ...]
 
+    @property
+    def pinned_refs(self) -> tuple[str, ...]:
+        """The requested features as ``set@vN:feature``: what to resolve to get them again."""
+        pinned = []
+        for p, f in self.columns:
+            fs = self.plans[p].feature_set
+            pinned.append(f"{fs.name}@v{fs.version}:{fs.features[f].name}")
+        return tuple(pinned)
+
 
 def resolve_features(
     defs: Definitions,

@@ -133,14 +133,10 @@ def retrieve(
         path = _entities_path(offline, save_as)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(entity_table, path)
-        pinned_refs = []
-        for p, f in resolved.columns:
-            fs = resolved.plans[p].feature_set
-            pinned_refs.append(f"{fs.name}@v{fs.version}:{fs.features[f].name}")
         catalog.save_training_set(
             TrainingSetRecord(
                 name=save_as,
-                features=tuple(pinned_refs),
+                features=resolved.pinned_refs,
                 table_versions=versions,
                 entity_fingerprint=fingerprint(entity_table),
                 timestamp_column=timestamp_column,
