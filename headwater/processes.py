@@ -32,7 +32,7 @@ class HeadwaterProcess:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = log_file
         self._log = log_file.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "headwater", *args],
             env={**os.environ, **env},
             cwd=cwd,

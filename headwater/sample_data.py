@@ -71,7 +71,7 @@ def generate_transactions(
     )
 
 
-def write_transactions(path: Path, *, end_ms: int, **kwargs: int | float) -> pa.Table:
+def write_transactions(path: Path, *, end_ms: int, **kwargs: float) -> pa.Table:
     """Generate the dataset and write it as Parquet at ``path``."""
     table = generate_transactions(end_ms=end_ms, **kwargs)  # type: ignore[arg-type]  # typed kwargs pass through
     path.parent.mkdir(parents=True, exist_ok=True)

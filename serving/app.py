@@ -23,9 +23,9 @@ from serving.features import resolve_features
 from serving.historical_api import historical_router
 from serving.metrics import instrument
 from serving.online import lookup
-from serving.response_log import ResponseLog
 from serving.push import push_router
 from serving.registry import registry_router
+from serving.response_log import ResponseLog
 
 __all__ = ["create_app", "format_served_at"]
 

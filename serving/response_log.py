@@ -63,7 +63,7 @@ class ResponseLog:
         statuses: list[list[str]],
     ) -> bool:
         """Log one response if it is sampled; returns whether it was."""
-        if self._rate <= 0 or random.random() >= self._rate:  # noqa: S311 - sampling, not security
+        if self._rate <= 0 or random.random() >= self._rate:
             return False
         features = json.dumps(list(pinned_refs))
         day = datetime.fromtimestamp(served_at_ms / 1000, UTC).strftime("%Y-%m-%d")
