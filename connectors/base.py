@@ -23,6 +23,12 @@ class BaseOnlineStore(ABC):
     def read(self, feature_set: FeatureSet, keys: Sequence[EntityKey]) -> list[EntityState | None]:
         """States in the order of ``keys``; ``None`` for an entity never written."""
 
+    def read_many(
+        self, requests: Sequence[tuple[FeatureSet, Sequence[EntityKey]]]
+    ) -> list[list[EntityState | None]]:
+        """``read`` for several feature sets; stores override it to use one round trip."""
+        return [self.read(fs, keys) for fs, keys in requests]
+
     @abstractmethod
     def write(
         self,

@@ -106,15 +106,28 @@ class RedisOnlineStore(BaseOnlineStore):
         self._client.close()
 
     def read(self, feature_set: FeatureSet, keys: Sequence[EntityKey]) -> list[EntityState | None]:
+        return self.read_many([(feature_set, keys)])[0]
+
+    def read_many(
+        self, requests: Sequence[tuple[FeatureSet, Sequence[EntityKey]]]
+    ) -> list[list[EntityState | None]]:
+        """Every entity of every feature set in one pipelined round trip."""
         pipe = self._client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hgetall(entity_redis_key(feature_set, key))
+        for feature_set, keys in requests:
+            for key in keys:
+                pipe.hgetall(entity_redis_key(feature_set, key))
         try:
             raws = pipe.execute()
         except redis.RedisError as exc:
-            msg = f"reading {len(keys)} entities of {feature_set.qualified_name} from {self.url} failed: {exc}"
+            names = ", ".join(fs.qualified_name for fs, _ in requests)
+            msg = f"reading {sum(len(k) for _, k in requests)} entities of {names} from {self.url} failed: {exc}"
             raise OnlineStoreError(msg) from exc
-        return [_decode(raw) for raw in raws]
+        out: list[list[EntityState | None]] = []
+        start = 0
+        for _, keys in requests:
+            out.append([_decode(raw) for raw in raws[start : start + len(keys)]])
+            start += len(keys)
+        return out
 
     def write(
         self,

@@ -224,6 +224,7 @@ class Aggregator:
             self._needs.append(tuple(p.key for p in needed))
         self._partials = tuple(partials.values())
         self._adders = tuple((p.key, p.field, _adder(p.kind, p.n)) for p in self._partials)
+        self._merge_specs = tuple((p.key, p.kind, p.n) for p in self._partials)
 
     def _partials_of(self, function: str, field: str | None, n: int | None = None) -> list[_Partial]:
         if field is None:
@@ -275,10 +276,10 @@ class Aggregator:
 
     def merge(self, into: State, other: Mapping[str, Any]) -> State:
         """Merge ``other`` into ``into`` in place; merging is associative and commutative."""
-        for p in self._partials:
-            b = other.get(p.key)
+        for key, kind, n in self._merge_specs:
+            b = other.get(key)
             if b is not None:
-                into[p.key] = _merge(p.kind, into.get(p.key), b, p.n)
+                into[key] = _merge(kind, into.get(key), b, n)
         return into
 
     def finalize(self, index: int, state: Mapping[str, Any]) -> Any:

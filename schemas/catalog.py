@@ -153,6 +153,7 @@ class Catalog:
         self._engine = sa.create_engine(url, **kwargs)
         _meta.create_all(self._engine)
         self._cached: tuple[Any, Definitions] | None = None
+        self._checked_at = 0.0
 
     def close(self) -> None:
         self._engine.dispose()
@@ -262,13 +263,24 @@ class Catalog:
                 )
             ).one()
 
-    def definitions(self, *, include_retired: bool = False) -> Definitions:
+    def definitions(self, *, include_retired: bool = False, max_age_s: float = 0.0) -> Definitions:
         """All current objects, every active feature-set version included.
+
+        ``max_age_s`` lets a hot path (online serving) reuse definitions checked less than
+        that long ago instead of asking the database on every call.
 
         Raises:
             CatalogError: nothing was applied yet.
         """
+        if (
+            max_age_s > 0
+            and not include_retired
+            and self._cached is not None
+            and time.monotonic() - self._checked_at < max_age_s
+        ):
+            return self._cached[1]
         state = self._state()
+        self._checked_at = time.monotonic()
         if not include_retired and self._cached is not None and self._cached[0] == tuple(state):
             return self._cached[1]
         query = sa.select(_objects).order_by(_objects.c.kind, _objects.c.name, _objects.c.version)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.kafka import wait_for_kafka
@@ -19,7 +21,7 @@ from schemas.errors import FeatureStoreError
 from schemas.settings import Settings
 from serving.catalog_views import feature_set_summary, lineage, search_features
 from serving.errors import NotFoundError, ServingError
-from serving.features import resolve_features
+from serving.features import FeatureResolver
 from serving.historical_api import historical_router
 from serving.metrics import instrument
 from serving.online import lookup
@@ -35,6 +37,13 @@ def format_served_at(ms: int) -> str:
     return (
         datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
     )
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(payload)
+    except TypeError:  # an integer sum beyond 64 bits
+        return json.dumps(payload).encode()
 
 
 class OnlineFeaturesRequest(BaseModel):
@@ -73,28 +82,27 @@ def create_app(settings: Settings) -> FastAPI:
     async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
         return JSONResponse(status_code=exc.http_status, content={"detail": str(exc)})
 
+    resolver = FeatureResolver()
+
     @app.post("/v1/online-features")
-    def online_features(body: OnlineFeaturesRequest) -> dict[str, Any]:
-        resolved = resolve_features(catalog.definitions(), body.features, body.feature_service)
+    async def online_features(body: OnlineFeaturesRequest) -> Response:
+        # Runs on the event loop, not a thread: a lookup is one pipelined Redis round trip
+        # plus microseconds of Python, and thread hand-offs under load cost more than that
+        # (bench/online_latency.py). Definitions are re-checked at most once a second.
+        resolved = resolver(catalog.definitions(max_age_s=1.0), body.features, body.feature_service)
         result = lookup(store, resolved, body.entities)
+        statuses = [[s.value for s in row] for row in result.statuses]
         if response_log is not None:
-            response_log.record(
-                result.served_at_ms,
-                resolved.pinned_refs,
-                result.entities,
-                result.values,
-                [[s.value for s in row] for row in result.statuses],
-            )
-        return {
+            response_log.record(result.served_at_ms, resolved.pinned_refs, result.entities, result.values, statuses)
+        payload = {
             "served_at": format_served_at(result.served_at_ms),
             "features": list(resolved.refs),
             "results": [
-                {"entity": entity, "values": values, "statuses": [s.value for s in statuses]}
-                for entity, values, statuses in zip(
-                    result.entities, result.values, result.statuses, strict=True
-                )
+                {"entity": entity, "values": values, "statuses": row}
+                for entity, values, row in zip(result.entities, result.values, statuses, strict=True)
             ],
         }
+        return Response(_dumps(payload), media_type="application/json")
 
     offline = DeltaOfflineStore(settings.offline_root)
     # The subset of the Confluent Schema Registry API that standard Avro producers use.

@@ -9,7 +9,7 @@ from schemas.definitions import Definitions, FeatureRef
 from schemas.tiles import FeatureSetPlan
 from serving.errors import BadRequestError, NotFoundError
 
-__all__ = ["ResolvedFeatures", "resolve_features"]
+__all__ = ["FeatureResolver", "ResolvedFeatures", "resolve_features"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,27 @@ def resolve_features(
         entity_keys=tuple(defs.entity(p.feature_set.entity).keys for p in plans),
         columns=tuple(columns),
     )
+
+
+class FeatureResolver:
+    """``resolve_features`` remembered per definitions object, for the serving hot path:
+    compiling plans (expressions, aggregators) costs more than a lookup itself."""
+
+    _LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._defs: Definitions | None = None
+        self._cache: dict[tuple[tuple[str, ...] | None, str | None], ResolvedFeatures] = {}
+
+    def __call__(
+        self, defs: Definitions, features: Sequence[str] | None, feature_service: str | None
+    ) -> ResolvedFeatures:
+        if defs is not self._defs:
+            self._defs, self._cache = defs, {}
+        key = (tuple(features) if features is not None else None, feature_service)
+        resolved = self._cache.get(key)
+        if resolved is None:
+            resolved = resolve_features(defs, features, feature_service)
+            if len(self._cache) < self._LIMIT:
+                self._cache[key] = resolved
+        return resolved

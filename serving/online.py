@@ -47,12 +47,11 @@ def lookup(
 ) -> OnlineResult:
     """Feature values and statuses per entity row, in request order."""
     rows = _entity_columns(resolved, entities)
-    per_plan = []
+    requests = []
     for plan, keys in zip(resolved.plans, resolved.entity_keys, strict=True):
-        entity_keys: list[EntityKey] = [
-            tuple(str(entities[k][i]) for k in keys) for i in range(rows)
-        ]
-        per_plan.append(store.read(plan.feature_set, entity_keys))
+        entity_keys: list[EntityKey] = [tuple(str(entities[k][i]) for k in keys) for i in range(rows)]
+        requests.append((plan.feature_set, entity_keys))
+    per_plan = store.read_many(requests)
     served_at = time.time_ns() // 1_000_000
     values: list[list[Any]] = []
     statuses: list[list[Status]] = []
