@@ -98,6 +98,7 @@ class FeatureSetPlan:
         self._by_window: dict[int | None, list[int]] = {}
         for i, f in enumerate(feature_set.features):
             self._by_window.setdefault(f.window_ms, []).append(i)
+        self._windows = sorted(w for w in self._by_window if w is not None)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -170,17 +171,21 @@ class FeatureSetPlan:
         if ttl is not None and newest < t - ttl:
             return self._empty(), Status.EXPIRED
         values: list[Any] = [None] * len(features)
+        for i in self._by_window.get(None, ()):
+            values[i] = self.aggregator.finalize(i, lifetime)
+        # Windows are nested (all end at k(t)): walk the tiles from the newest once, and
+        # finish each window's features when the walk passes its start. Each tile is merged
+        # once however many windows cover it.
         k_t = tile_of(t, self.resolution_ms)
-        for window, indexes in self._by_window.items():
-            if window is None:
-                merged = lifetime
-            else:
-                low = k_t - window // self.resolution_ms
-                merged = {}
-                for k, s in tiles.items():
-                    if low < k <= k_t:
-                        self.aggregator.merge(merged, s)
-            for i in indexes:
+        newest_first = sorted((k for k in tiles if k <= k_t), reverse=True)
+        merged: State = {}
+        position = 0
+        for window in self._windows:
+            low = k_t - window // self.resolution_ms
+            while position < len(newest_first) and newest_first[position] > low:
+                self.aggregator.merge(merged, tiles[newest_first[position]])
+                position += 1
+            for i in self._by_window[window]:
                 values[i] = self.aggregator.finalize(i, merged)
         return values, Status.PRESENT
 
