@@ -101,6 +101,8 @@ class ServingSettings(_Section):
     """Most events one ``POST /v1/push/{source}`` may carry (413 beyond)."""
     push_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     """Largest push request body (413 beyond)."""
+    definitions_max_age_seconds: float = Field(default=1.0, ge=0.0)
+    """How stale the API's view of the catalog may be (an apply or retire shows within it)."""
     historical_max_rows: int = Field(default=10_000, ge=1)
     """Most label rows one ``POST /v1/historical-features`` may carry (413 beyond)."""
     log_sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)

@@ -88,8 +88,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def online_features(body: OnlineFeaturesRequest) -> Response:
         # Runs on the event loop, not a thread: a lookup is one pipelined Redis round trip
         # plus microseconds of Python, and thread hand-offs under load cost more than that
-        # (bench/online_latency.py). Definitions are re-checked at most once a second.
-        resolved = resolver(catalog.definitions(max_age_s=1.0), body.features, body.feature_service)
+        # (bench/online_latency.py). Definitions are re-checked at most every
+        # serving.definitions_max_age_seconds, not with a database query per request.
+        defs = catalog.definitions(max_age_s=settings.serving.definitions_max_age_seconds)
+        resolved = resolver(defs, body.features, body.feature_service)
         result = lookup(store, resolved, body.entities)
         statuses = [[s.value for s in row] for row in result.statuses]
         if response_log is not None:

@@ -107,7 +107,13 @@ def test_breaking_change_serves_both_versions_and_v2_has_the_whole_history(
 
     # Retiring v1: it is no longer served; v2 is.
     Catalog(settings.catalog_url).retire(name, 1)
-    gone = httpx.post(f"{url}/v1/online-features", json={"features": [f"{name}@v1:spend_1h"], "entities": {"user_id": users[:1]}}, timeout=30)
+    # The API re-reads definitions at most every serving.definitions_max_age_seconds (1 s).
+    deadline = time.monotonic() + 10
+    while True:
+        gone = httpx.post(f"{url}/v1/online-features", json={"features": [f"{name}@v1:spend_1h"], "entities": {"user_id": users[:1]}}, timeout=30)
+        if gone.status_code != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert gone.status_code == 404
     assert "no active version 1" in gone.json()["detail"]
     shown = httpx.get(f"{url}/v1/feature-sets/{name}", timeout=30).json()
