@@ -9,8 +9,9 @@
    real `headwater worker` until every event is in Redis, then stops it,
 3. starts `headwater serve` (uvicorn, one process) and, as the baseline, a bare FastAPI app
    run by uvicorn with the same options in its own process. The bare endpoint takes the same
-   request body and does one Redis HGETALL of the entity's hash of the first feature set
-   (Headwater reads both sets' hashes; 100 entities: 100 HGETALL in one pipeline, one round trip) with the same client (redis-py + hiredis) from a sync
+   request body; for 1 entity it does one Redis HGETALL (the entity's hash of the first
+   feature set), for 100 entities one pipelined round trip reading the same hashes Headwater
+   reads (both feature sets: 200 HGETALL), with the same client (redis-py + hiredis) from a sync
    endpoint like Headwater's; `--bare async` uses redis.asyncio from an async endpoint,
 4. for each server and load (1 entity or 100 entities per request; 1 and 16 concurrent
    keep-alive HTTP/1.1 connections from a raw asyncio client on uvloop, which costs far less
@@ -98,8 +99,11 @@ FEATURES = {
 }
 
 
-def bare_server(port: int, redis_url: str, key_prefix: str, style: str) -> None:
-    """The baseline: the same request body, HGETALL of each entity's hash of one feature set."""
+def bare_server(port: int, redis_url: str, key_prefixes: str, style: str) -> None:
+    """The baseline: the same request body; one HGETALL for one entity, else one pipeline of
+    every entity's hash in every feature set (``key_prefixes``, comma-separated)."""
+    prefixes = key_prefixes.split(",")
+    key_prefix = prefixes[0]
     import redis
     import uvicorn
 
@@ -119,8 +123,9 @@ def bare_server(port: int, redis_url: str, key_prefix: str, style: str) -> None:
                 raws = [client.hgetall(f"{key_prefix}{{{users[0]}}}")]
             else:
                 pipe = client.pipeline(transaction=False)
-                for user in users:
-                    pipe.hgetall(f"{key_prefix}{{{user}}}")
+                for prefix in prefixes:
+                    for user in users:
+                        pipe.hgetall(f"{prefix}{{{user}}}")
                 raws = pipe.execute()
             return {"entities": len(raws), "fields": sum(len(r) for r in raws)}
     else:
@@ -135,8 +140,9 @@ def bare_server(port: int, redis_url: str, key_prefix: str, style: str) -> None:
                 raws = [await aclient.hgetall(f"{key_prefix}{{{users[0]}}}")]
             else:
                 pipe = aclient.pipeline(transaction=False)
-                for user in users:
-                    pipe.hgetall(f"{key_prefix}{{{user}}}")
+                for prefix in prefixes:
+                    for user in users:
+                        pipe.hgetall(f"{prefix}{{{user}}}")
                 raws = await pipe.execute()
             return Response(
                 orjson.dumps({"entities": len(raws), "fields": sum(len(r) for r in raws)}),
@@ -487,7 +493,7 @@ def main() -> None:
                 "--bare-server",
                 str(bare_port),
                 settings.redis.url,
-                f"hw:{sets[0].name}:v{sets[0].version}:",
+                ",".join(f"hw:{fs.name}:v{fs.version}:" for fs in sets),
                 args.bare,
             ]
         )

@@ -176,6 +176,27 @@ def _merge(kind: str, a: Any, b: Any, n: int = 0) -> Any:
     raise AssertionError(msg)
 
 
+def _merger(kind: str, n: int) -> Any:
+    """A function ``(a, b) -> merged`` for two present states of one partial kind.
+
+    Specialised per kind because lookups merge every tile of every window: the hot loop of
+    serving. Each must agree with ``_merge``.
+    """
+    if kind in ("n", "nn", "isum", "fsum"):
+        # For fsum, a + b concatenates the exact partials: finalize's math.fsum rounds the
+        # exact total once, so there is no need to re-normalise them on every merge.
+        return lambda a, b: a + b
+    if kind == "min":
+        return lambda a, b: b if b < a else a
+    if kind == "max":
+        return lambda a, b: b if b > a else a
+    if kind == "last":
+        return lambda a, b: a if (a[0], a[1]) >= (b[0], b[1]) else b
+    if kind == "first":
+        return lambda a, b: a if (a[0], a[1]) <= (b[0], b[1]) else b
+    return lambda a, b: _merge(kind, a, b, n)
+
+
 def _sample_stddev(n: int, total: Any, squares: list[str] | None) -> float | None:
     """Sample standard deviation from exact sums: sqrt of the correctly rounded variance.
 
@@ -224,7 +245,7 @@ class Aggregator:
             self._needs.append(tuple(p.key for p in needed))
         self._partials = tuple(partials.values())
         self._adders = tuple((p.key, p.field, _adder(p.kind, p.n)) for p in self._partials)
-        self._merge_specs = tuple((p.key, p.kind, p.n) for p in self._partials)
+        self._mergers = tuple((p.key, _merger(p.kind, p.n)) for p in self._partials)
 
     def _partials_of(self, function: str, field: str | None, n: int | None = None) -> list[_Partial]:
         if field is None:
@@ -276,10 +297,11 @@ class Aggregator:
 
     def merge(self, into: State, other: Mapping[str, Any]) -> State:
         """Merge ``other`` into ``into`` in place; merging is associative and commutative."""
-        for key, kind, n in self._merge_specs:
+        for key, merge in self._mergers:
             b = other.get(key)
             if b is not None:
-                into[key] = _merge(kind, into.get(key), b, n)
+                a = into.get(key)
+                into[key] = b if a is None else merge(a, b)
         return into
 
     def finalize(self, index: int, state: Mapping[str, Any]) -> Any:
