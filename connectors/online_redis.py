@@ -3,13 +3,21 @@
 Key ``hw:<set>:v<version>:{<entity key>}``; the braces are a Redis Cluster hash tag so all of
 an entity's data lives in one slot. Fields: ``o`` last applied offset per partition, ``N`` newest event
 time, ``L`` lifetime partials, ``P`` events dated in the writer's future, ``t:<k>`` partials
-of tile ``k``. Values are JSON. Each entity is written by one Lua compare-and-set, so a reader never
-sees a tile without the offset that produced it, and a stale writer is refused.
+of tile ``k``, ``v`` a random token that every write replaces. Values are JSON. Each entity is
+written by one Lua compare-and-set, so a reader never sees a tile without the offset that
+produced it, and a stale writer is refused.
+
+A store created with ``cache_entities`` (the API does) keeps decoded states and checks them
+with one ``HGET v`` per entity: a state is reused only while its token is unchanged, i.e.
+while the hash is byte for byte what was decoded, so values never go stale.
 """
 
 from __future__ import annotations
 
+import os
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import orjson
 import redis
@@ -22,6 +30,7 @@ from schemas.tiles import EntityState
 __all__ = ["RedisOnlineStore", "entity_redis_key"]
 
 _SEP = "\x1f"
+_VERSION = b"v"
 
 # Compare-and-set of many entities in one call: each entity's field changes are applied only
 # if its stored offsets are still the ones the writer read. Atomic per call. For entity i,
@@ -75,7 +84,7 @@ def _decode(raw: Mapping[bytes, bytes]) -> EntityState | None:
         states = orjson.loads(b"[" + b",".join([raw[f] for f in names]) + b"]")
         tiles = {int(f[2:]): state for f, state in zip(names, states, strict=True)}
         return EntityState(
-            stored=dict(raw),
+            stored={f: value for f, value in raw.items() if f != _VERSION},
             tiles=tiles,
             lifetime=orjson.loads(raw[b"L"]),
             newest=int(raw[b"N"]) if b"N" in raw else None,
@@ -90,10 +99,12 @@ def _decode(raw: Mapping[bytes, bytes]) -> EntityState | None:
 class RedisOnlineStore(BaseOnlineStore):
     """Online store on a standalone Redis (``redis://host:port/db``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, cache_entities: int = 0) -> None:
         self.url = url
         self._client = redis.Redis.from_url(url, decode_responses=False)
         self._apply = self._client.register_script(_APPLY_LUA)
+        self._cache_size = cache_entities
+        self._cache: OrderedDict[str, tuple[bytes, EntityState]] = OrderedDict()
 
     def _chunks(self, names: list[str]) -> list[list[int]]:
         indexes = list(range(len(names)))
@@ -114,23 +125,54 @@ class RedisOnlineStore(BaseOnlineStore):
     def read_many(
         self, requests: Sequence[tuple[FeatureSet, Sequence[EntityKey]]]
     ) -> list[list[EntityState | None]]:
-        """Every entity of every feature set in one pipelined round trip."""
-        pipe = self._client.pipeline(transaction=False)
-        for feature_set, keys in requests:
-            for key in keys:
-                pipe.hgetall(entity_redis_key(feature_set, key))
-        try:
-            raws = pipe.execute()
-        except redis.RedisError as exc:
-            names = ", ".join(fs.qualified_name for fs, _ in requests)
-            msg = f"reading {sum(len(k) for _, k in requests)} entities of {names} from {self.url} failed: {exc}"
-            raise OnlineStoreError(msg) from exc
+        """Every entity of every feature set, in one pipelined round trip (two when a cache
+        is kept and some entity changed since it was cached)."""
+        names = [entity_redis_key(fs, key) for fs, keys in requests for key in keys]
+        if self._cache_size:
+            states = self._read_cached(names)
+        else:
+            states = [_decode(raw) for raw in self._pipeline("hgetall", names)]
         out: list[list[EntityState | None]] = []
         start = 0
         for _, keys in requests:
-            out.append([_decode(raw) for raw in raws[start : start + len(keys)]])
+            out.append(states[start : start + len(keys)])
             start += len(keys)
         return out
+
+    def _pipeline(self, command: str, names: list[str], *args: bytes) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            getattr(pipe, command)(name, *args)
+        try:
+            return list(pipe.execute())
+        except redis.RedisError as exc:
+            msg = f"reading {len(names)} entity states ({names[0]}, ...) from {self.url} failed: {exc}"
+            raise OnlineStoreError(msg) from exc
+
+    def _read_cached(self, names: list[str]) -> list[EntityState | None]:
+        tokens = self._pipeline("hget", names, _VERSION)
+        states: list[EntityState | None] = [None] * len(names)
+        stale = []
+        for i, (name, token) in enumerate(zip(names, tokens, strict=True)):
+            cached = self._cache.get(name)
+            if token is not None and cached is not None and cached[0] == token:
+                states[i] = cached[1]
+                self._cache.move_to_end(name)
+            else:
+                stale.append(i)
+        if stale:
+            raws = self._pipeline("hgetall", [names[i] for i in stale])
+            for i, raw in zip(stale, raws, strict=True):
+                states[i] = _decode(raw)
+                token = raw.get(_VERSION) if raw else None
+                state = states[i]
+                if token is not None and state is not None:
+                    state.stored = None  # only writers need the raw fields; halve the memory
+                    self._cache[names[i]] = (token, state)
+                    self._cache.move_to_end(names[i])
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return states
 
     def write(
         self,
@@ -153,6 +195,7 @@ class RedisOnlineStore(BaseOnlineStore):
             gone = [f for f in old_fields if f not in new_fields]
             if not changed and not gone:
                 continue
+            changed += [_VERSION, os.urandom(8).hex().encode()]  # readers' caches see the change
             written.append(key)
             encodings.append(new_fields)
             names.append(entity_redis_key(feature_set, key))
@@ -163,7 +206,9 @@ class RedisOnlineStore(BaseOnlineStore):
         pipe = self._client.pipeline(transaction=False)
         for chunk in self._chunks(names):
             self._apply(
-                keys=[names[i] for i in chunk], args=[x for i in chunk for x in args[i]], client=pipe
+                keys=[names[i] for i in chunk],
+                args=[x for i in chunk for x in args[i]],
+                client=pipe,
             )
         try:
             results = [ok for chunk_result in pipe.execute() for ok in chunk_result]

@@ -101,6 +101,9 @@ class ServingSettings(_Section):
     """Most events one ``POST /v1/push/{source}`` may carry (413 beyond)."""
     push_max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     """Largest push request body (413 beyond)."""
+    online_cache_entities: int = Field(default=50_000, ge=0)
+    """Decoded entity states the API keeps, each checked against Redis on every lookup
+    (reused only while unchanged); 0 turns the cache off."""
     definitions_max_age_seconds: float = Field(default=1.0, ge=0.0)
     """How stale the API's view of the catalog may be (an apply or retire shows within it)."""
     historical_max_rows: int = Field(default=10_000, ge=1)

@@ -59,7 +59,7 @@ class OnlineFeaturesRequest(BaseModel):
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI app; it reads the definitions the last ``headwater apply`` stored."""
     catalog = Catalog(settings.catalog_url)
-    store = RedisOnlineStore(settings.redis.url)
+    store = RedisOnlineStore(settings.redis.url, cache_entities=settings.serving.online_cache_entities)
     response_log = (
         ResponseLog(
             settings.offline_root,
