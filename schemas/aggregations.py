@@ -187,9 +187,9 @@ def _merger(kind: str, n: int) -> Any:
         # exact total once, so there is no need to re-normalise them on every merge.
         return lambda a, b: a + b
     if kind == "min":
-        return lambda a, b: b if b < a else a
+        return min
     if kind == "max":
-        return lambda a, b: b if b > a else a
+        return max
     if kind == "last":
         return lambda a, b: a if (a[0], a[1]) >= (b[0], b[1]) else b
     if kind == "first":
