@@ -7,6 +7,7 @@ sees exactly what ``apply`` registered and what the workers computed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal, overload
 
 import pyarrow as pa
@@ -16,6 +17,8 @@ from connectors.online_redis import RedisOnlineStore
 from schemas.catalog import Catalog
 from schemas.settings import Settings, load_settings
 from serving.features import resolve_features
+from serving.errors import BadRequestError
+from serving.historical import labels_from_history
 from serving.online import OnlineResult, lookup
 from serving.training_sets import AsOf, rebuild, retrieve
 
@@ -96,11 +99,14 @@ class FeatureStore:
     @overload
     def get_historical_features(
         self,
-        entity_df: Any,
+        entity_df: Any = ...,
         features: Sequence[str] | None = ...,
         *,
         feature_service: str | None = ...,
         timestamp_column: str = ...,
+        start: datetime | int | None = ...,
+        end: datetime | int | None = ...,
+        at: datetime | int | None = ...,
         as_of: AsOf = ...,
         save_as: str | None = ...,
         output: Literal["arrow"] = ...,
@@ -109,11 +115,14 @@ class FeatureStore:
     @overload
     def get_historical_features(
         self,
-        entity_df: Any,
+        entity_df: Any = ...,
         features: Sequence[str] | None = ...,
         *,
         feature_service: str | None = ...,
         timestamp_column: str = ...,
+        start: datetime | int | None = ...,
+        end: datetime | int | None = ...,
+        at: datetime | int | None = ...,
         as_of: AsOf = ...,
         save_as: str | None = ...,
         output: Literal["pandas", "polars"],
@@ -121,11 +130,14 @@ class FeatureStore:
 
     def get_historical_features(
         self,
-        entity_df: Any,
+        entity_df: Any = None,
         features: Sequence[str] | None = None,
         *,
         feature_service: str | None = None,
         timestamp_column: str = "event_timestamp",
+        start: datetime | int | None = None,
+        end: datetime | int | None = None,
+        at: datetime | int | None = None,
         as_of: AsOf = None,
         save_as: str | None = None,
         output: Literal["arrow", "pandas", "polars"] = "arrow",
@@ -134,16 +146,33 @@ class FeatureStore:
 
         ``entity_df`` (pyarrow, pandas or polars) holds the entity key columns and the label
         time in ``timestamp_column`` (epoch ms or tz-aware timestamps). No row is dropped.
+        Without ``entity_df``: ``start``/``end`` give each entity's values as of each of its
+        events in ``[start, end)`` (its feature history), ``at`` a snapshot of every entity
+        seen by then (times tz-aware or epoch ms).
         ``as_of`` reads the tables as they were at a time (or at given Delta versions);
         ``save_as`` records the retrieval in the catalog so ``rebuild_training_set`` can
         reproduce it byte for byte.
         """
         resolved = resolve_features(self.catalog.definitions(), features, feature_service)
+        if entity_df is None:
+            entity_table = labels_from_history(
+                self.offline,
+                resolved,
+                start_ms=_epoch_ms(start),
+                end_ms=_epoch_ms(end),
+                at_ms=_epoch_ms(at),
+                timestamp_column=timestamp_column,
+            )
+        elif start is not None or end is not None or at is not None:
+            msg = "give an entity frame or start=/end=/at=, not both"
+            raise BadRequestError(msg)
+        else:
+            entity_table = to_arrow(entity_df)
         table = retrieve(
             self.offline,
             self.catalog,
             resolved,
-            to_arrow(entity_df),
+            entity_table,
             timestamp_column=timestamp_column,
             as_of=as_of,
             save_as=save_as,
@@ -155,6 +184,15 @@ class FeatureStore:
     ) -> Any:
         """The training set saved as ``name``, identical to when it was saved."""
         return _convert(rebuild(self.offline, self.catalog, name), output)
+
+
+def _epoch_ms(value: datetime | int | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    if value.tzinfo is None:
+        msg = f"{value!r} has no time zone; pass a tz-aware datetime or epoch milliseconds"
+        raise BadRequestError(msg)
+    return round(value.timestamp() * 1000)
 
 
 def _convert(table: pa.Table, output: str) -> Any:

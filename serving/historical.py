@@ -23,7 +23,13 @@ from serving.features import ResolvedFeatures
 from serving.range_aggregations import RangeColumn, aggregate_ranges, output_type
 from serving.windows import sort_history, window_ranges
 
-__all__ = ["column_names", "get_historical_features", "label_times_ms", "plan_features"]
+__all__ = [
+    "column_names",
+    "get_historical_features",
+    "label_times_ms",
+    "labels_from_history",
+    "plan_features",
+]
 
 
 def label_times_ms(table: pa.Table, column: str) -> np.ndarray:
@@ -117,3 +123,51 @@ def get_historical_features(
     for name, (p, f) in zip(column_names(resolved), resolved.columns, strict=True):
         result = result.append_column(name, per_plan[p][f])
     return result
+
+
+def labels_from_history(
+    offline: BaseOfflineStore,
+    resolved: ResolvedFeatures,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    at_ms: int | None = None,
+    timestamp_column: str = "event_timestamp",
+) -> pa.Table:
+    """Label rows for retrieval without an entity frame.
+
+    ``start_ms``/``end_ms``: one row per event in ``[start, end)`` of the requested feature
+    sets (each entity's feature history, as of each of its events). ``at_ms``: one row per
+    entity with an event at or before ``at`` (a snapshot). Sorted by time, then keys.
+    """
+    key_sets = set(resolved.entity_keys)
+    if len(key_sets) != 1:
+        msg = f"the features use different entity keys {sorted(key_sets)}; pass an entity frame instead"
+        raise BadRequestError(msg)
+    keys = list(resolved.entity_keys[0])
+    if (at_ms is None) == (start_ms is None and end_ms is None):
+        msg = (
+            "give either start=/end= (the feature history) or at= (a snapshot), or an entity frame"
+        )
+        raise BadRequestError(msg)
+    parts = []
+    for plan in resolved.plans:
+        history = offline.history(plan.feature_set, columns=[*keys, "event_time_ms"])
+        e = history.column("event_time_ms")
+        if at_ms is not None:
+            history = history.filter(pc.less_equal(e, at_ms))
+        else:
+            mask = pc.and_(
+                pc.greater_equal(e, start_ms if start_ms is not None else -(2**62)),
+                pc.less(e, end_ms if end_ms is not None else 2**62),
+            )
+            history = history.filter(mask)
+        parts.append(history.select([*keys, "event_time_ms"]))
+    rows = pa.concat_tables(parts, promote_options="permissive")
+    if at_ms is not None:
+        distinct = rows.group_by(keys).aggregate([])
+        rows = distinct.append_column(
+            "event_time_ms", pa.array([at_ms] * distinct.num_rows, pa.int64())
+        )
+    rows = rows.sort_by([("event_time_ms", "ascending"), *((k, "ascending") for k in keys)])
+    return rows.rename_columns([*keys, timestamp_column])
