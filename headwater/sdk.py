@@ -16,8 +16,8 @@ from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
 from schemas.catalog import Catalog
 from schemas.settings import Settings, load_settings
-from serving.features import resolve_features
 from serving.errors import BadRequestError
+from serving.features import resolve_features
 from serving.historical import labels_from_history
 from serving.online import OnlineResult, lookup
 from serving.training_sets import AsOf, rebuild, retrieve
