@@ -16,6 +16,8 @@
 4. for each server and load (1 entity or 100 entities per request; 1 and 16 concurrent
    keep-alive HTTP/1.1 connections from a raw asyncio client on uvloop, which costs far less
    CPU than either server): a warm-up, then requests for a fixed time; p50/p95/p99 and req/s.
+5. with a worker running again and a producer sending `--live-rate` events/s (default 1,000)
+   to random users, the 100-entity load once more on both servers: the cache's worst case.
 `--profile DIR` then samples the Headwater server with py-spy (after the measurements, which
 it would perturb) under the 1-entity 16-client and the 100-entity 1-client loads, and prints
 where the time goes: wall time of busy threads, and Python CPU (the GIL holder).
@@ -377,6 +379,9 @@ def main() -> None:
         metavar="DIR",
         help="also py-spy the Headwater server; raw stacks to DIR",
     )
+    parser.add_argument(
+        "--live-rate", type=int, default=1000, help="events/s of the live-stream pass (0: skip it)"
+    )
     parser.add_argument("--bare-server", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
@@ -528,6 +533,35 @@ def main() -> None:
                     f"{name:9} {key:26} {r['requests_s']:8,.0f} req/s  p50 {r['p50_ms']:6.2f}  "
                     f"p95 {r['p95_ms']:6.2f}  p99 {r['p99_ms']:6.2f} ms  failures {r['failures']:.0f}"
                 )
+        if args.live_rate:
+            # The same 100-entity lookups while a worker applies a live stream: entities
+            # written since their last read cost Headwater a second round trip and a decode.
+            live_worker = HeadwaterProcess(["worker"], env=env, log_file=work / "worker-live.log")
+            stop = threading.Event()
+            producer_thread = threading.Thread(
+                target=_produce_live,
+                args=(settings, source, users, args.live_rate, stop),
+                daemon=True,
+            )
+            producer_thread.start()
+            try:
+                time.sleep(5)  # the worker joins the group and starts applying
+                for name, server_port in (("headwater", port), ("bare", bare_port)):
+                    reqs = [_request(server_port, "/v1/online-features", b) for b in loads[2][1]]
+                    r = run_loop(
+                        lambda reqs=reqs, sp=server_port: load(
+                            sp, reqs, 1, args.seconds, args.warmup
+                        )
+                    )
+                    key = f"100 entities, 1 client, live {args.live_rate:,} ev/s"
+                    results[name][key] = r
+                    console.print(
+                        f"{name:9} {key:38} {r['requests_s']:8,.0f} req/s  p50 {r['p50_ms']:6.2f}"
+                    )
+            finally:
+                stop.set()
+                producer_thread.join()
+                live_worker.stop()
         if args.profile:
             for label, requests, clients in (loads[1], loads[2]):
                 reqs = [_request(port, "/v1/online-features", b) for b in requests]
@@ -607,6 +641,39 @@ def main() -> None:
         console.print(f"{'[green]met[/]' if ok else '[red]NOT met[/]'}  {text}: {value:.2f}")
     failures = sum(r["failures"] for server in results.values() for r in server.values())
     console.print(f"failures (non-200 answers): {failures:.0f}; logs in {work}")
+
+
+def _produce_live(
+    settings: Any, source: Any, users: list[str], rate: int, stop: threading.Event
+) -> None:
+    """``rate`` events/s for random users, dated now, through the source's topic."""
+    from connectors.kafka import EventProducer
+    from schemas.avro import encode_wire
+    from schemas.catalog import Catalog
+
+    schema_id = Catalog(settings.catalog_url).register_schema(
+        f"{source.topic}-value", source.schema
+    )
+    producer = EventProducer(settings.kafka, linger_ms=5)
+    rng = random.Random(7)
+    sent, started = 0, time.perf_counter()
+    while not stop.is_set():
+        user = rng.choice(users)
+        record = {
+            "transaction_id": f"live{sent}",
+            "user_id": user,
+            "merchant_id": "m1",
+            "amount": 1.0,
+            "currency": "EUR",
+            "status": "approved",
+            "event_time": time.time_ns() // 1_000_000,
+        }
+        producer.produce(source.topic, encode_wire(source.schema, schema_id, record), user.encode())
+        sent += 1
+        ahead = sent / rate - (time.perf_counter() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    producer.flush()
 
 
 def _batched(iterable: Any, n: int) -> Any:
