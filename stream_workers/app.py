@@ -1,10 +1,11 @@
 """The faust application: one agent per source that has feature sets.
 
-Each agent takes micro-batches with ``take_events`` (faust acknowledges a batch only after
-the agent asks for the next one, i.e. after both stores were written) and hands them to a
-``BatchProcessor`` on a thread, so slow Redis or Delta I/O never blocks faust's event loop
-and heartbeats. Concurrency is 1 per agent: with more, faust can commit an offset past a
-message still in flight (faust-streaming issue 606).
+The consumer (``stream_workers/transport.py``) hands each fetch of a source topic, as one
+list, to that source's agent; the agent gives it to a ``BatchProcessor`` on a thread, so slow
+Redis or Delta I/O never blocks faust's event loop and heartbeats, and acknowledges every
+message only after both stores were written, so faust commits only what is stored.
+Concurrency is 1 per agent: with more, faust can commit an offset past a message still in
+flight (faust-streaming issue 606).
 """
 
 from __future__ import annotations
@@ -19,17 +20,18 @@ from functools import partial
 from typing import Any
 
 import faust
+from faust.types import Message
 
-from connectors.kafka import EventProducer
+from connectors.kafka import EventProducer, RawMessage, committed_offsets, consumer_lag, read_range
 from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
 from schemas.catalog import Catalog
 from schemas.definitions import Definitions
 from schemas.serialize import definitions_to_dict
 from schemas.settings import Settings
-from connectors.kafka import RawMessage, committed_offsets, consumer_lag, read_range
 from stream_workers.metrics import CONSUMER_LAG, serve_metrics
 from stream_workers.processor import BatchProcessor
+from stream_workers.transport import SCHEME, batch_channels
 
 __all__ = ["create_app", "reload_requested"]
 
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def _broker_url(bootstrap_servers: str) -> str:
-    return ";".join(f"kafka://{h.strip()}" for h in bootstrap_servers.split(",") if h.strip())
+    return ";".join(f"{SCHEME}://{h.strip()}" for h in bootstrap_servers.split(",") if h.strip())
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -54,6 +56,8 @@ def create_app(settings: Settings) -> faust.App:
         topic_allow_declare=False,
         topic_disable_leader=True,
         broker_commit_interval=1.0,
+        # A fetch is one batch for the agent (stream_workers/transport.py).
+        broker_max_poll_records=settings.worker.batch_max_events,
         # A crashed worker's partitions move after this long (faust's default is 60 s).
         broker_session_timeout=settings.worker.session_timeout_seconds,
         broker_heartbeat_interval=max(0.5, settings.worker.session_timeout_seconds / 6),
@@ -81,7 +85,10 @@ def create_app(settings: Settings) -> faust.App:
             offline_flush_rows=settings.worker.offline_flush_rows,
             offline_flush_seconds=settings.worker.offline_flush_seconds,
             read_range=partial(
-                read_range, settings.kafka, source.topic, batch_size=settings.worker.batch_max_events
+                read_range,
+                settings.kafka,
+                source.topic,
+                batch_size=settings.worker.batch_max_events,
             ),
         )
         processors.append(processor)
@@ -93,11 +100,19 @@ def create_app(settings: Settings) -> faust.App:
             value_serializer="raw",
             allow_empty=True,
         )
+        # The consumer subscribes to the topic and tracks and commits its offsets; its fetches
+        # arrive whole, as lists of messages, on the agent's channel (a small bound is the
+        # backpressure).
+        app.topics.add(topic)
+        channel = app.channel(maxsize=2)
+        batch_channels(app)[source.topic] = channel
         lock = asyncio.Lock()
-        app.agent(topic, name=f"headwater.{source.name}", concurrency=1)(
-            _agent(processor, lock, settings.worker.batch_max_events, settings.worker.batch_max_seconds)
+        app.agent(channel, name=f"headwater.{source.name}", concurrency=1)(
+            _agent(app, processor, lock)
         )
-        app.timer(interval=settings.worker.reload_check_seconds)(_idle_catch_up(app, settings, processor, lock))
+        app.timer(interval=settings.worker.reload_check_seconds)(
+            _idle_catch_up(app, settings, processor, lock)
+        )
         app.timer(interval=max(0.2, settings.worker.offline_flush_seconds / 2))(
             _flush_timer(processor, lock, settings.worker.offline_flush_seconds)
         )
@@ -160,7 +175,9 @@ def _fingerprint(defs: Definitions) -> str:
     return json.dumps(definitions_to_dict(defs), sort_keys=True)
 
 
-def _idle_catch_up(app: faust.App, settings: Settings, processor: BatchProcessor, lock: asyncio.Lock) -> Any:
+def _idle_catch_up(
+    app: faust.App, settings: Settings, processor: BatchProcessor, lock: asyncio.Lock
+) -> Any:
     """A timer that catches up lagging versions even when no new event arrives.
 
     Versions behind the group's committed position (a new version on a quiet topic) would
@@ -173,8 +190,12 @@ def _idle_catch_up(app: faust.App, settings: Settings, processor: BatchProcessor
         assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
         if not assigned:
             return
-        committed = await asyncio.to_thread(committed_offsets, settings.kafka, settings.worker.group_id, topic)
-        lag = await asyncio.to_thread(consumer_lag, settings.kafka, settings.worker.group_id, topic, committed)
+        committed = await asyncio.to_thread(
+            committed_offsets, settings.kafka, settings.worker.group_id, topic
+        )
+        lag = await asyncio.to_thread(
+            consumer_lag, settings.kafka, settings.worker.group_id, topic, committed
+        )
         CONSUMER_LAG.labels(processor.source.name).set(lag)
         async with lock:
             for partition in assigned:
@@ -197,23 +218,30 @@ def _flush_timer(processor: BatchProcessor, lock: asyncio.Lock, flush_seconds: f
     return tick
 
 
-def _agent(processor: BatchProcessor, lock: asyncio.Lock, max_events: int, within_s: float) -> Any:
-    async def process(stream: faust.StreamT[bytes]) -> None:
-        # take_events exists on faust's Stream but is missing from its StreamT interface.
-        async for events in stream.take_events(max_events, within=within_s):  # type: ignore[attr-defined]
-            messages = [
+def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock) -> Any:
+    async def process(stream: faust.StreamT[list[Message]]) -> None:
+        async for fetched in stream:
+            # A fetch from before a rebalance may hold partitions that moved: leave those to
+            # their new owner (untracked, never acknowledged), as faust's streams do.
+            generation = app.consumer_generation_id
+            messages = [m for m in fetched if m.generation_id == generation]
+            if len(messages) < len(fetched):
+                app.consumer.forget_messages([m for m in fetched if m.generation_id != generation])  # type: ignore[attr-defined]
+            if not messages:
+                continue
+            raw = [
                 RawMessage(
-                    partition=ev.message.partition,
-                    offset=ev.message.offset,
-                    key=ev.message.key,
-                    value=ev.message.value,
-                    timestamp_ms=round(ev.message.timestamp * 1000),
+                    partition=m.partition,
+                    offset=m.offset,
+                    key=m.key,
+                    value=m.value,
+                    timestamp_ms=round(m.timestamp * 1000),
                 )
-                for ev in events
+                for m in messages
             ]
             try:
                 async with lock:
-                    result = await asyncio.to_thread(processor.process, messages)
+                    result = await asyncio.to_thread(processor.process, raw)
             except Exception as exc:
                 # A bad event never gets here (it goes to the DLQ); this is a broken store or
                 # a bug. Die loudly: an agent that stops quietly while the process lives on
@@ -221,13 +249,17 @@ def _agent(processor: BatchProcessor, lock: asyncio.Lock, max_events: int, withi
                 # replays the batch and the idempotent sinks absorb what was written.
                 log.critical(
                     "headwater worker: a batch of %d events failed (%s: %s); exiting",
-                    len(messages),
+                    len(raw),
                     type(exc).__name__,
                     exc,
                     exc_info=True,
                 )
                 logging.shutdown()
                 os._exit(70)
+            # Both stores have the batch: now faust may commit these offsets.
+            ack = app.consumer.ack
+            for m in messages:
+                ack(m)
             log.info(
                 "%s: %d events applied, %s dead-lettered",
                 processor.source.name,

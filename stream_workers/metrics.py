@@ -21,9 +21,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EVENTS_IN = Counter("headwater_events_in_total", "Messages consumed from a source topic", ["source"])
+EVENTS_IN = Counter(
+    "headwater_events_in_total", "Messages consumed from a source topic", ["source"]
+)
 DEAD_LETTERED = Counter(
-    "headwater_events_dead_lettered_total", "Messages sent to the dead-letter topic", ["source", "reason"]
+    "headwater_events_dead_lettered_total",
+    "Messages sent to the dead-letter topic",
+    ["source", "reason"],
 )
 EVENTS_APPLIED = Counter(
     "headwater_events_applied_total",
@@ -36,9 +40,15 @@ BATCH_SECONDS = Histogram(
     ["source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-CONSUMER_LAG = Gauge("headwater_consumer_lag", "Messages of a source topic not yet committed by the workers", ["source"])
+CONSUMER_LAG = Gauge(
+    "headwater_consumer_lag",
+    "Messages of a source topic not yet committed by the workers",
+    ["source"],
+)
 NEWEST_EVENT_TIME = Gauge(
-    "headwater_newest_event_time_seconds", "Newest event time applied, per feature-set version", ["feature_set"]
+    "headwater_newest_event_time_seconds",
+    "Newest event time applied, per feature-set version",
+    ["feature_set"],
 )
 
 
@@ -48,8 +58,12 @@ def serve_metrics(port: int) -> bool:
     if port == 0:
         return False
     try:
-        start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped from outside the host
+        start_http_server(port, addr="0.0.0.0")
     except OSError as exc:
-        log.warning("metrics endpoint not started on port %d: %s; set HEADWATER_WORKER__METRICS_PORT", port, exc)
+        log.warning(
+            "metrics endpoint not started on port %d: %s; set HEADWATER_WORKER__METRICS_PORT",
+            port,
+            exc,
+        )
         return False
     return True

@@ -40,7 +40,13 @@ from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
 from schemas.expressions import apply_filter_and_transforms
 from schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
-from stream_workers.metrics import BATCH_SECONDS, DEAD_LETTERED, EVENTS_APPLIED, EVENTS_IN, NEWEST_EVENT_TIME
+from stream_workers.metrics import (
+    BATCH_SECONDS,
+    DEAD_LETTERED,
+    EVENTS_APPLIED,
+    EVENTS_IN,
+    NEWEST_EVENT_TIME,
+)
 
 __all__ = ["BatchProcessor", "BatchResult", "RangeReader", "RawMessage"]
 
@@ -115,8 +121,12 @@ class BatchProcessor:
         self._clock = clock_ms
         self._writers: dict[int, AvroSchema] = {}
         self._source_history = history_schema(source.schema.field_types)
-        self._history = {p.feature_set.qualified_name: history_schema(p.history_types) for p in self.plans}
-        self._numeric = [f for f, t in source.schema.field_types.items() if t in ("float", "double")]
+        self._history = {
+            p.feature_set.qualified_name: history_schema(p.history_types) for p in self.plans
+        }
+        self._numeric = [
+            f for f, t in source.schema.field_types.items() if t in ("float", "double")
+        ]
         self._positions: dict[str, dict[int, int]] = {}
         self._newest: dict[str, int] = {}
         # Entity states as last written, so a batch needs no read round trip for entities
@@ -171,12 +181,20 @@ class BatchProcessor:
         for plan in self.plans:
             behind = self._position(plan, partition)
             if behind < end - 1:
-                done[plan.feature_set.qualified_name] = self._catch_up(plan, partition, behind + 1, end)
+                done[plan.feature_set.qualified_name] = self._catch_up(
+                    plan, partition, behind + 1, end
+                )
         return done
 
     def _catch_up(self, plan: FeatureSetPlan, partition: int, start: int, end: int) -> int:
-        assert self._read_range is not None  # noqa: S101 - checked by the caller
-        log.info("%s: catching up partition %d from offset %d to %d", plan.feature_set.qualified_name, partition, start, end)
+        assert self._read_range is not None
+        log.info(
+            "%s: catching up partition %d from offset %d to %d",
+            plan.feature_set.qualified_name,
+            partition,
+            start,
+            end,
+        )
         count = 0
         scratch = BatchResult()
         for batch in self._read_range(partition, start, end):
@@ -186,7 +204,12 @@ class BatchProcessor:
         return count
 
     def _process(
-        self, plans: Sequence[FeatureSetPlan], messages: Sequence[RawMessage], result: BatchResult, *, dead_letter: bool
+        self,
+        plans: Sequence[FeatureSetPlan],
+        messages: Sequence[RawMessage],
+        result: BatchResult,
+        *,
+        dead_letter: bool,
     ) -> None:
         events: list[_Event] = []
         for msg in messages:
@@ -213,7 +236,9 @@ class BatchProcessor:
             if dead_letter and rows.num_rows:
                 name = plan.feature_set.qualified_name
                 EVENTS_APPLIED.labels(name).inc(rows.num_rows)
-                newest = max(pc.max(rows.column("event_time_ms")).as_py(), self._newest.get(name, 0))
+                newest = max(
+                    pc.max(rows.column("event_time_ms")).as_py(), self._newest.get(name, 0)
+                )
                 self._newest[name] = newest
                 NEWEST_EVENT_TIME.labels(name).set(newest / 1000)
 
@@ -243,11 +268,17 @@ class BatchProcessor:
         for name in self._numeric:
             value = record.get(name)
             if value is not None and not math.isfinite(value):
-                raise EventError(f"field {name!r}: {value} is not a finite number", field=name, reason="non_finite")
+                raise EventError(
+                    f"field {name!r}: {value} is not a finite number",
+                    field=name,
+                    reason="non_finite",
+                )
         for keys in self._keys.values():
             for key in keys:
                 if record.get(key) is None:
-                    raise EventError(f"entity key field {key!r} is missing", field=key, reason="missing_key")
+                    raise EventError(
+                        f"entity key field {key!r} is missing", field=key, reason="missing_key"
+                    )
         return _Event(record, e, msg)
 
     def _dead_letter(self, msg: RawMessage, exc: EventError, result: BatchResult) -> None:
@@ -261,7 +292,9 @@ class BatchProcessor:
             "hw.offset": str(msg.offset).encode(),
         }
         if self._dlq is not None:
-            self._dlq.produce(self.source.dlq_topic, msg.value or b"", msg.key, headers, msg.timestamp_ms)
+            self._dlq.produce(
+                self.source.dlq_topic, msg.value or b"", msg.key, headers, msg.timestamp_ms
+            )
         result.dead_lettered[exc.reason] = result.dead_lettered.get(exc.reason, 0) + 1
 
     def _arrow(self, events: Sequence[_Event]) -> pa.Table:
@@ -285,12 +318,17 @@ class BatchProcessor:
         if not advanced:
             return  # a replay of what this version already has
         if rows.num_rows:
-            done = pa.array([positions[p] for p in rows.column("_partition").to_pylist()], pa.int64())
+            done = pa.array(
+                [positions[p] for p in rows.column("_partition").to_pylist()], pa.int64()
+            )
             rows = rows.filter(pc.greater(rows.column("_offset"), done))
         schema = self._history[fs.qualified_name]
         buffer = self._buffers.setdefault(fs.qualified_name, _OfflineBuffer(plan))
         # A batch with no valid event has no transform columns; its offsets still advance.
-        buffer.add(rows.select(schema.names).cast(schema) if rows.num_rows else schema.empty_table(), advanced)
+        buffer.add(
+            rows.select(schema.names).cast(schema) if rows.num_rows else schema.empty_table(),
+            advanced,
+        )
         # The in-memory position moves now; the durable one (Delta) when the buffer is
         # committed. A crash in between leaves Delta behind Kafka's committed offsets, and the
         # restarted worker's catch-up re-reads exactly that gap.
@@ -312,7 +350,11 @@ class BatchProcessor:
         # Committed even when no row passed the filter: the app transaction is the version's
         # position, and an empty commit still moves it.
         fs = buffer.plan.feature_set
-        table = pa.concat_tables(buffer.tables) if buffer.tables else self._history[fs.qualified_name].empty_table()
+        table = (
+            pa.concat_tables(buffer.tables)
+            if buffer.tables
+            else self._history[fs.qualified_name].empty_table()
+        )
         self._offline.append(fs, table, self._writer_id, buffer.positions)
         buffer.clear()
 

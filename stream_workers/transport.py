@@ -1,0 +1,99 @@
+"""A faust transport whose consumer hands whole fetches of the raw topics to the agents.
+
+faust delivers messages one at a time: a task per message in the fetch loop, the conductor,
+a queue put, the stream's bookkeeping, about 50 µs each on this machine, which caps any faust
+agent near 20k events/s whatever it does (``bench/faust_baseline.py``). Headwater's agents
+work on micro-batches anyway, so for the topics registered in ``batch_channels`` the fetch
+loop puts each fetch, as one list, into the agent's channel.
+
+faust still owns everything else: group membership, partition assignment, the offsets to
+commit. Every message is tracked before delivery, exactly as faust's streams do, and the
+agent acknowledges each one after both stores were written, so faust commits only offsets
+whose events are in Redis and Delta. Messages of any other topic take faust's normal path.
+
+Selected with the ``hwkafka://`` broker URL scheme (``create_app`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any, cast
+
+from faust.transport.drivers import TRANSPORTS
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import ChannelT, Message
+from mode import Service
+
+__all__ = ["SCHEME", "BatchConsumer", "Transport", "batch_channels"]
+
+SCHEME = "hwkafka"
+
+
+def batch_channels(app: Any) -> dict[str, ChannelT[Any]]:
+    """topic name -> the channel that receives that topic's fetches as lists of messages."""
+    channels: dict[str, ChannelT[Any]] | None = getattr(app, "_headwater_batch_channels", None)
+    if channels is None:
+        channels = {}
+        app._headwater_batch_channels = channels
+    return channels
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """faust's aiokafka consumer with a fetch loop that delivers batch topics whole."""
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
+        callback = self.callback
+        channels = batch_channels(self.app)
+        consumer_should_stop = cast(Service, self)._stopped.is_set
+        fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        track = self.track_message
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                await self.sleep(0)
+                if self.should_stop:
+                    break
+                batches: dict[str, list[Message]] = defaultdict(list)
+                async for tp, message in self.getmany(timeout=1.0):
+                    offset = message.offset
+                    read = get_read_offset(tp)
+                    if read is not None and offset < read:
+                        continue  # already delivered (faust drops these the same way)
+                    if read and offset - read > 1 and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, read + 1, offset)
+                    if self._commit_every is not None and self._n_acked >= self._commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    channel = channels.get(tp.topic)
+                    if channel is None:
+                        await self.wait_first(callback(message), self.suspend_flow.wait())
+                    else:
+                        track(message)
+                        batches[tp.topic].append(message)
+                    set_read_offset(tp, offset)
+                for topic, messages in batches.items():
+                    # Waits while the agent is busy: the channel's bound is the backpressure.
+                    await channels[topic].put(messages)  # type: ignore[arg-type]  # a value, not an event
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+    def forget_messages(self, messages: list[Message]) -> None:
+        """Stop tracking messages that will not be processed here (their partition moved)."""
+        for message in messages:
+            self._unacked_messages.discard(message)
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer = BatchConsumer
+
+
+TRANSPORTS.aliases[SCHEME] = f"{__name__}:Transport"
