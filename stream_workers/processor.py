@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from connectors.base import BaseOfflineStore, BaseOnlineStore, EntityKey
 from connectors.errors import OnlineStoreError
 from connectors.kafka import EventProducer, RawMessage
-from connectors.offline_delta import history_schema
+from connectors.offline_delta import META_COLUMNS, history_schema
 from schemas.avro import AvroSchema, decode_body, event_time_ms, split_wire
 from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Entity, FeatureSet, Source
@@ -299,17 +299,17 @@ class BatchProcessor:
 
     def _arrow(self, events: Sequence[_Event]) -> pa.Table:
         """The valid events as one Arrow table: source fields plus the metadata columns."""
-        rows = []
-        for ev in events:
-            m = ev.message
-            row = dict(ev.record)
-            row["event_time_ms"] = ev.e
-            row["_event_date"] = datetime.fromtimestamp(ev.e // 1000, UTC).strftime("%Y-%m-%d")
-            row["_partition"] = m.partition
-            row["_offset"] = m.offset
-            row["_arrival_ms"] = m.timestamp_ms
-            rows.append(row)
-        return pa.Table.from_pylist(rows, schema=self._source_history)
+        fields = self._source_history.names[: -len(META_COLUMNS)]
+        columns = {name: [ev.record.get(name) for ev in events] for name in fields}
+        times = pa.array([ev.e for ev in events], pa.int64())
+        # The partition column, as a date string, computed for the whole batch at once.
+        days = pc.strftime(pc.cast(times, pa.timestamp("ms", tz="UTC")), format="%Y-%m-%d")
+        columns["event_time_ms"] = times
+        columns["_event_date"] = days
+        columns["_partition"] = [ev.message.partition for ev in events]
+        columns["_offset"] = [ev.message.offset for ev in events]
+        columns["_arrival_ms"] = [ev.message.timestamp_ms for ev in events]
+        return pa.Table.from_pydict(columns, schema=self._source_history)
 
     def _append_offline(self, plan: FeatureSetPlan, rows: pa.Table, last: dict[int, int]) -> None:
         fs = plan.feature_set

@@ -50,7 +50,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
         acks_enabled_for = self.app.topics.acks_enabled_for
-        track = self.track_message
+        # What track_message does, minus faust's per-message sensors (Headwater counts in
+        # its own metrics): the message must be acknowledged before its offset is committed.
+        track = self._unacked_messages.add
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
