@@ -72,7 +72,7 @@ class WorkerSettings(_Section):
     """Kafka consumer group of the stream workers; one per deployment."""
     batch_max_events: int = Field(default=5000, ge=1)
     """Events per micro-batch written to Redis and Delta."""
-    batch_max_seconds: float = Field(default=0.5, gt=0)
+    batch_max_seconds: float = Field(default=0.1, gt=0)
     """Longest a partial micro-batch waits before it is written."""
     offline_flush_rows: int = Field(default=100_000, ge=0)
     """Delta commits wait for this many rows (or ``offline_flush_seconds``); Redis is

@@ -31,7 +31,7 @@ from schemas.serialize import definitions_to_dict
 from schemas.settings import Settings
 from stream_workers.metrics import CONSUMER_LAG, serve_metrics
 from stream_workers.processor import BatchProcessor
-from stream_workers.transport import SCHEME, batch_channels
+from stream_workers.transport import SCHEME, batch_routing
 
 __all__ = ["create_app", "reload_requested"]
 
@@ -63,6 +63,8 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=max(0.5, settings.worker.session_timeout_seconds / 6),
     )
     serve_metrics(settings.worker.metrics_port)
+    batch_routing(app).max_events = settings.worker.batch_max_events
+    batch_routing(app).linger_s = settings.worker.batch_max_seconds
     online = RedisOnlineStore(settings.redis.url)
     offline = DeltaOfflineStore(settings.offline_root)
     dlq = EventProducer(settings.kafka)
@@ -104,8 +106,8 @@ def create_app(settings: Settings) -> faust.App:
         # arrive whole, as lists of messages, on the agent's channel (a small bound is the
         # backpressure).
         app.topics.add(topic)
-        channel = app.channel(maxsize=2)
-        batch_channels(app)[source.topic] = channel
+        channel = app.channel(maxsize=1)
+        batch_routing(app).channels[source.topic] = channel
         lock = asyncio.Lock()
         app.agent(channel, name=f"headwater.{source.name}", concurrency=1)(
             _agent(app, processor, lock)

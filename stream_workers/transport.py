@@ -4,7 +4,8 @@ faust delivers messages one at a time: a task per message in the fetch loop, the
 a queue put, the stream's bookkeeping, about 50 µs each on this machine, which caps any faust
 agent near 20k events/s whatever it does (``bench/faust_baseline.py``). Headwater's agents
 work on micro-batches anyway, so for the topics registered in ``batch_channels`` the fetch
-loop puts each fetch, as one list, into the agent's channel.
+loop gathers fetches into batches (up to ``worker.batch_max_events`` events or
+``worker.batch_max_seconds``) and puts each, as one list, into the agent's channel.
 
 faust still owns everything else: group membership, partition assignment, the offsets to
 commit. Every message is tracked before delivery, exactly as faust's streams do, and the
@@ -17,7 +18,9 @@ Selected with the ``hwkafka://`` broker URL scheme (``create_app`` does).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from faust.transport.drivers import TRANSPORTS
@@ -25,18 +28,28 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ChannelT, Message
 from mode import Service
 
-__all__ = ["SCHEME", "BatchConsumer", "Transport", "batch_channels"]
+__all__ = ["SCHEME", "BatchConsumer", "BatchRouting", "Transport", "batch_routing"]
 
 SCHEME = "hwkafka"
 
 
-def batch_channels(app: Any) -> dict[str, ChannelT[Any]]:
-    """topic name -> the channel that receives that topic's fetches as lists of messages."""
-    channels: dict[str, ChannelT[Any]] | None = getattr(app, "_headwater_batch_channels", None)
-    if channels is None:
-        channels = {}
-        app._headwater_batch_channels = channels
-    return channels
+@dataclass
+class BatchRouting:
+    """Which topics go to which agent channel, and how fetches are gathered into batches:
+    until ``max_events`` or until the oldest waited ``linger_s`` (fetches alone are tiny
+    under a steady stream, and every batch costs a few milliseconds of fixed work)."""
+
+    channels: dict[str, ChannelT[Any]] = field(default_factory=dict)
+    max_events: int = 5000
+    linger_s: float = 0.1
+
+
+def batch_routing(app: Any) -> BatchRouting:
+    routing: BatchRouting | None = getattr(app, "_headwater_batch_routing", None)
+    if routing is None:
+        routing = BatchRouting()
+        app._headwater_batch_routing = routing
+    return routing
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -44,7 +57,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
         callback = self.callback
-        channels = batch_channels(self.app)
+        routing = batch_routing(self.app)
+        channels = routing.channels
         consumer_should_stop = cast(Service, self)._stopped.is_set
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
         get_read_offset = self._read_offset.__getitem__
@@ -53,13 +67,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
         # What track_message does, minus faust's per-message sensors (Headwater counts in
         # its own metrics): the message must be acknowledged before its offset is committed.
         track = self._unacked_messages.add
+        batches: dict[str, list[Message]] = defaultdict(list)
+        gathered = 0
+        since = 0.0
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
                 if self.should_stop:
                     break
-                batches: dict[str, list[Message]] = defaultdict(list)
-                async for tp, message in self.getmany(timeout=1.0):
+                wait = (
+                    1.0 if not gathered else max(0.0, routing.linger_s - (time.monotonic() - since))
+                )
+                async for tp, message in self.getmany(timeout=wait):
                     offset = message.offset
                     read = get_read_offset(tp)
                     if read is not None and offset < read:
@@ -74,11 +93,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     else:
                         track(message)
+                        if not gathered:
+                            since = time.monotonic()
                         batches[tp.topic].append(message)
+                        gathered += 1
                     set_read_offset(tp, offset)
-                for topic, messages in batches.items():
-                    # Waits while the agent is busy: the channel's bound is the backpressure.
-                    await channels[topic].put(messages)  # type: ignore[arg-type]  # a value, not an event
+                if gathered and (
+                    gathered >= routing.max_events or time.monotonic() - since >= routing.linger_s
+                ):
+                    for topic, messages in batches.items():
+                        # Waits while the agent is busy: the channel's bound is the backpressure.
+                        await channels[topic].put(messages)  # type: ignore[arg-type]  # a value, not an event
+                    batches = defaultdict(list)
+                    gathered = 0
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
