@@ -223,12 +223,9 @@ def _flush_timer(processor: BatchProcessor, lock: asyncio.Lock, flush_seconds: f
 def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock) -> Any:
     async def process(stream: faust.StreamT[list[Message]]) -> None:
         async for fetched in stream:
-            # A fetch from before a rebalance may hold partitions that moved: leave those to
-            # their new owner (untracked, never acknowledged), as faust's streams do.
-            generation = app.consumer_generation_id
-            messages = [m for m in fetched if m.generation_id == generation]
-            if len(messages) < len(fetched):
-                app.consumer.forget_messages([m for m in fetched if m.generation_id != generation])  # type: ignore[attr-defined]
+            # A fetch from before a rebalance may hold partitions that moved: those are left
+            # to their new owner; the rest are tracked until acknowledged below.
+            messages = app.consumer.take_batch(fetched)  # type: ignore[attr-defined]
             if not messages:
                 continue
             raw = [

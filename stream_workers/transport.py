@@ -8,9 +8,9 @@ loop gathers fetches into batches (up to ``worker.batch_max_events`` events or
 ``worker.batch_max_seconds``) and puts each, as one list, into the agent's channel.
 
 faust still owns everything else: group membership, partition assignment, the offsets to
-commit. Every message is tracked before delivery, exactly as faust's streams do, and the
-agent acknowledges each one after both stores were written, so faust commits only offsets
-whose events are in Redis and Delta. Messages of any other topic take faust's normal path.
+commit. The agent takes each batch as faust's streams take an event (dropping messages of
+an earlier generation, tracking the rest) and acknowledges every message after both stores
+were written, so faust commits only offsets whose events are in Redis and Delta. Messages of any other topic take faust's normal path.
 
 Selected with the ``hwkafka://`` broker URL scheme (``create_app`` does).
 """
@@ -64,9 +64,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
         get_read_offset = self._read_offset.__getitem__
         set_read_offset = self._read_offset.__setitem__
         acks_enabled_for = self.app.topics.acks_enabled_for
-        # What track_message does, minus faust's per-message sensors (Headwater counts in
-        # its own metrics): the message must be acknowledged before its offset is committed.
-        track = self._unacked_messages.add
         batches: dict[str, list[Message]] = defaultdict(list)
         gathered = 0
         since = 0.0
@@ -92,7 +89,6 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if channel is None:
                         await self.wait_first(callback(message), self.suspend_flow.wait())
                     else:
-                        track(message)
                         if not gathered:
                             since = time.monotonic()
                         batches[tp.topic].append(message)
@@ -115,10 +111,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 return
             raise
 
-    def forget_messages(self, messages: list[Message]) -> None:
-        """Stop tracking messages that will not be processed here (their partition moved)."""
-        for message in messages:
-            self._unacked_messages.discard(message)
+    def take_batch(self, fetched: list[Message]) -> list[Message]:
+        """The messages of a fetched batch to process now, tracked as in flight.
+
+        As faust's streams do when they take an event: a message fetched before a rebalance
+        (another generation, or while the flow is suspended) is left to whoever owns its
+        partition now; one taken is tracked, so faust commits past it only once it is
+        acknowledged. Gathered or queued batches are not tracked, so a rebalance never waits
+        for them.
+        """
+        if not self.app.flow_control.is_active():
+            return []
+        generation = self.app.consumer_generation_id
+        taken = [m for m in fetched if m.generation_id == generation]
+        # What track_message does, minus faust's per-message sensors (Headwater counts in
+        # its own metrics).
+        self._unacked_messages |= set(taken)
+        return taken
 
 
 class Transport(faust_aiokafka.Transport):
