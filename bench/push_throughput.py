@@ -54,13 +54,20 @@ def bare_server(port: int) -> None:
     @app.post("/v1/push/{source}", status_code=202)
     async def push(source: str, request: Request) -> Response:
         events = orjson.loads(await request.body())["events"]
-        return Response(orjson.dumps({"accepted": len(events)}), status_code=202, media_type="application/json")
+        return Response(
+            orjson.dumps({"accepted": len(events)}), status_code=202, media_type="application/json"
+        )
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 async def load(
-    url: str, bodies: list[bytes], per_request: int, clients: int, seconds: float, client_lib: str = "aiohttp"
+    url: str,
+    bodies: list[bytes],
+    per_request: int,
+    clients: int,
+    seconds: float,
+    client_lib: str = "aiohttp",
 ) -> dict[str, float]:
     """Post ``bodies`` round-robin from ``clients`` concurrent clients for ``seconds``."""
     latencies: list[float] = []
@@ -68,7 +75,8 @@ async def load(
     headers = {"content-type": "application/json"}
     if client_lib == "httpx":
         session: Any = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=clients, max_keepalive_connections=clients), timeout=60
+            limits=httpx.Limits(max_connections=clients, max_keepalive_connections=clients),
+            timeout=60,
         )
 
         async def post(body: bytes) -> tuple[int, str]:
@@ -120,7 +128,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument(
-        "--client", choices=("aiohttp", "httpx"), default="aiohttp",
+        "--client",
+        choices=("aiohttp", "httpx"),
+        default="aiohttp",
         help="load generator; httpx's async client tops out near 700 req/s here, below either server",
     )
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
@@ -156,7 +166,9 @@ def main() -> None:
     source = f"transactions_{suffix}"
 
     now_ms = time.time_ns() // 1_000_000
-    rows = generate_transactions(end_ms=now_ms, users=2000, days=1, events_per_user_day=10, seed=1).to_pylist()
+    rows = generate_transactions(
+        end_ms=now_ms, users=2000, days=1, events_per_user_day=10, seed=1
+    ).to_pylist()
     single = [orjson.dumps({"events": [r]}) for r in rows[:5000]]
     batches = [orjson.dumps({"events": rows[i : i + 1000]}) for i in range(0, 10_000, 1000)]
 
@@ -174,19 +186,43 @@ def main() -> None:
                 time.sleep(0.2)
         for name, url in (("headwater", f"http://127.0.0.1:{port}"), ("bare FastAPI", bare_url)):
             results[name] = {}
-            for label, bodies, n in (("1 event/request", single, 1), ("1000 events/request", batches, 1000)):
-                r = asyncio.run(load(f"{url}/v1/push/{source}", bodies, n, args.clients, args.seconds, args.client))
+            for label, bodies, n in (
+                ("1 event/request", single, 1),
+                ("1000 events/request", batches, 1000),
+            ):
+                r = asyncio.run(
+                    load(
+                        f"{url}/v1/push/{source}",
+                        bodies,
+                        n,
+                        args.clients,
+                        args.seconds,
+                        args.client,
+                    )
+                )
                 results[name][label] = r
-                console.print(f"{name:12} {label:20} {r['requests_s']:9,.0f} req/s {r['events_s']:11,.0f} events/s "
-                              f"p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms failures {r['failures']:.0f}")
+                console.print(
+                    f"{name:12} {label:20} {r['requests_s']:9,.0f} req/s {r['events_s']:11,.0f} events/s "
+                    f"p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms failures {r['failures']:.0f}"
+                )
     finally:
         api.stop()
         bare.terminate()
         bare.wait(timeout=30)
         delete_topics(settings.kafka, [f"raw.{source}", f"dlq.{source}"])
 
-    table = Table(title=f"HTTP push, {args.clients} {args.client} clients x {args.seconds:g} s, {platform.node()}, {os.cpu_count()} CPUs")
-    for col in ("load", "headwater req/s", "headwater events/s", "p50 / p99 ms", "bare req/s", "bare events/s", "headwater / bare"):
+    table = Table(
+        title=f"HTTP push, {args.clients} {args.client} clients x {args.seconds:g} s, {platform.node()}, {os.cpu_count()} CPUs"
+    )
+    for col in (
+        "load",
+        "headwater req/s",
+        "headwater events/s",
+        "p50 / p99 ms",
+        "bare req/s",
+        "bare events/s",
+        "headwater / bare",
+    ):
         table.add_column(col, justify="right")
     for label in results["headwater"]:
         h, b = results["headwater"][label], results["bare FastAPI"][label]
@@ -200,8 +236,10 @@ def main() -> None:
             f"{h['events_s'] / b['events_s']:.2f}",
         )
     console.print(table)
-    console.print(f"Headwater 202s are acknowledged by Kafka (acks=all); failures: "
-                  f"{sum(r['failures'] for r in results['headwater'].values()):.0f}")
+    console.print(
+        f"Headwater 202s are acknowledged by Kafka (acks=all); failures: "
+        f"{sum(r['failures'] for r in results['headwater'].values()):.0f}"
+    )
 
 
 if __name__ == "__main__":

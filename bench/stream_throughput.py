@@ -50,7 +50,13 @@ from schemas.settings import load_settings
 def raw_consume(bootstrap: str, topic: str, expected: int, schema: dict) -> float:
     """Events/s of a bare confluent-kafka consumer decoding every message with fastavro."""
     parsed = fastavro.parse_schema(schema)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"raw-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
     metadata = consumer.list_topics(topic, timeout=10).topics[topic]
     consumer.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
     seen = 0
@@ -65,13 +71,18 @@ def raw_consume(bootstrap: str, topic: str, expected: int, schema: dict) -> floa
     return seen / elapsed
 
 
-def faust_consume(topic: str, expected: int) -> float:
-    """Events/s of a faust agent that only consumes (bench/faust_baseline.py)."""
+def faust_consume(topic: str, expected: int, *, batched: bool = False) -> float:
+    """Events/s of a faust agent that only consumes (bench/faust_baseline.py); ``batched``:
+    through Headwater's batch transport, as the worker consumes."""
     import subprocess
 
     script = Path(__file__).resolve().parent / "faust_baseline.py"
     out = subprocess.run(  # noqa: S603 - our own script
-        [sys.executable, str(script), topic, str(expected)], capture_output=True, text=True, timeout=1800, check=False
+        [sys.executable, str(script), topic, str(expected), *(["batch"] if batched else [])],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
     rates = [line.split()[-1] for line in (out.stdout + out.stderr).splitlines() if "RATE" in line]
     if not rates:
@@ -92,9 +103,20 @@ def freshness(settings, source, schema_id, fs, seconds: float, rate: int) -> lis
         start = time.perf_counter()
         while not stop.is_set():
             now = time.time_ns() // 1_000_000
-            record = {"transaction_id": f"l{i}", "user_id": f"u{i % 5000:05d}", "merchant_id": "m1",
-                      "amount": 1.0, "currency": "EUR", "status": "approved", "event_time": now}
-            producer.produce(source.topic, encode_wire(source.schema, schema_id, record), record["user_id"].encode())
+            record = {
+                "transaction_id": f"l{i}",
+                "user_id": f"u{i % 5000:05d}",
+                "merchant_id": "m1",
+                "amount": 1.0,
+                "currency": "EUR",
+                "status": "approved",
+                "event_time": now,
+            }
+            producer.produce(
+                source.topic,
+                encode_wire(source.schema, schema_id, record),
+                record["user_id"].encode(),
+            )
             i += 1
             ahead = i / rate - (time.perf_counter() - start)
             if ahead > 0:
@@ -106,8 +128,15 @@ def freshness(settings, source, schema_id, fs, seconds: float, rate: int) -> lis
     n = 0
     while time.perf_counter() < deadline:
         user = f"probe-{uuid.uuid4().hex[:8]}"
-        record = {"transaction_id": f"p{n}", "user_id": user, "merchant_id": "m1", "amount": 1.0,
-                  "currency": "EUR", "status": "approved", "event_time": time.time_ns() // 1_000_000}
+        record = {
+            "transaction_id": f"p{n}",
+            "user_id": user,
+            "merchant_id": "m1",
+            "amount": 1.0,
+            "currency": "EUR",
+            "status": "approved",
+            "event_time": time.time_ns() // 1_000_000,
+        }
         sent = time.perf_counter()
         producer.produce(source.topic, encode_wire(source.schema, schema_id, record), user.encode())
         while store.read(fs, [(user,)])[0] is None:
@@ -128,7 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--freshness-seconds", type=float, default=20.0)
-    parser.add_argument("--rates", default="10000,2000", help="freshness load(s), events/s, comma-separated")
+    parser.add_argument(
+        "--rates", default="10000,2000", help="freshness load(s), events/s, comma-separated"
+    )
     args = parser.parse_args()
     console = Console()
     base = load_settings()
@@ -150,11 +181,15 @@ def main() -> None:
     defs = Catalog(settings.catalog_url).definitions()
     source = defs.source(f"transactions_{suffix}")
     fs = defs.feature_set(f"user_spend_{suffix}")
-    schema_id = Catalog(settings.catalog_url).register_schema(f"{source.topic}-value", source.schema)
+    schema_id = Catalog(settings.catalog_url).register_schema(
+        f"{source.topic}-value", source.schema
+    )
 
     days = 30
     users = max(1, round(args.events / (days * 3.3)))
-    data = generate_transactions(end_ms=time.time_ns() // 1_000_000, users=users, days=days).slice(0, args.events)
+    data = generate_transactions(end_ms=time.time_ns() // 1_000_000, users=users, days=days).slice(
+        0, args.events
+    )
     path = work / "events.parquet"
     pq.write_table(data, path)
     t0 = time.perf_counter()
@@ -162,10 +197,14 @@ def main() -> None:
     produce_s = time.perf_counter() - t0
     console.print(f"preloaded {produced:,} events in {produce_s:.1f} s")
 
-    raw_rate = raw_consume(settings.kafka.bootstrap_servers, source.topic, produced, dict(source.schema.definition))
+    raw_rate = raw_consume(
+        settings.kafka.bootstrap_servers, source.topic, produced, dict(source.schema.definition)
+    )
     console.print(f"raw consume + decode: {raw_rate:,.0f} events/s")
     faust_rate = faust_consume(source.topic, produced)
     console.print(f"bare faust agent: {faust_rate:,.0f} events/s")
+    batch_rate = faust_consume(source.topic, produced, batched=True)
+    console.print(f"bare faust agent, batch transport: {batch_rate:,.0f} events/s")
 
     worker = HeadwaterProcess(["worker"], env=env, log_file=work / "worker.log")
     t0 = time.perf_counter()
@@ -184,24 +223,51 @@ def main() -> None:
         rates = [int(r) for r in args.rates.split(",")]
         measured = {}
         for rate in rates:
-            measured[rate] = freshness(settings, source, schema_id, fs, args.freshness_seconds, rate)
+            measured[rate] = freshness(
+                settings, source, schema_id, fs, args.freshness_seconds, rate
+            )
             # Let the worker drain what the load left behind before the next rate.
-            wait_caught_up(settings.kafka, settings.worker.group_id, source.topic, worker, timeout_s=600)
+            wait_caught_up(
+                settings.kafka, settings.worker.group_id, source.topic, worker, timeout_s=600
+            )
     finally:
         worker.stop()
     steady_s = total_s - first_batch if first_batch is not None else total_s
     hw_rate = produced / total_s
     steady_rate = produced / steady_s
-    table = Table(title=f"stream throughput, {produced:,} events ({platform.node()}, {os.cpu_count()} cores)")
+    table = Table(
+        title=f"stream throughput, {produced:,} events ({platform.node()}, {os.cpu_count()} cores)"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_column("vs raw", justify="right")
     table.add_row("producer (headwater ingest), events/s", f"{produced / produce_s:,.0f}", "")
     table.add_row("raw confluent consume + fastavro decode, events/s", f"{raw_rate:,.0f}", "1.00")
-    table.add_row("bare faust agent (take_events, no work), events/s", f"{faust_rate:,.0f}", f"{faust_rate / raw_rate:.2f}")
-    table.add_row("headwater worker end to end (incl. start-up), events/s", f"{hw_rate:,.0f}", f"{hw_rate / raw_rate:.2f}")
-    table.add_row("headwater worker from first batch, events/s", f"{steady_rate:,.0f}", f"{steady_rate / raw_rate:.2f}")
-    table.add_row("headwater worker from first batch vs bare faust", "", f"{steady_rate / faust_rate:.2f} of faust")
+    table.add_row(
+        "bare faust agent (take_events, no work), events/s",
+        f"{faust_rate:,.0f}",
+        f"{faust_rate / raw_rate:.2f}",
+    )
+    table.add_row(
+        "bare faust agent on Headwater's batch transport (no work), events/s",
+        f"{batch_rate:,.0f}",
+        f"{batch_rate / raw_rate:.2f}",
+    )
+    table.add_row(
+        "headwater worker end to end (incl. start-up), events/s",
+        f"{hw_rate:,.0f}",
+        f"{hw_rate / raw_rate:.2f}",
+    )
+    table.add_row(
+        "headwater worker from first batch, events/s",
+        f"{steady_rate:,.0f}",
+        f"{steady_rate / raw_rate:.2f}",
+    )
+    table.add_row(
+        "headwater worker from first batch vs bare faust",
+        "",
+        f"{steady_rate / faust_rate:.2f} of faust",
+    )
     for rate, latencies in measured.items():
         q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
         table.add_row(
@@ -228,7 +294,9 @@ def _first_batch_seconds(log: Path, t0: float) -> float | None:
     if started is None or first is None:
         return None
     parse = lambda s: dt.datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f")  # noqa: E731
-    return (parse(first) - parse(started)).total_seconds() + 1.0  # + interpreter start before the first log line
+    return (
+        parse(first) - parse(started)
+    ).total_seconds() + 1.0  # + interpreter start before the first log line
 
 
 if __name__ == "__main__":
