@@ -156,6 +156,12 @@ def freshness(settings, source, schema_id, fs, seconds: float, rate: int) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes in the one consumer group (scale-out)",
+    )
     parser.add_argument("--freshness-seconds", type=float, default=20.0)
     parser.add_argument(
         "--rates", default="10000,2000", help="freshness load(s), events/s, comma-separated"
@@ -206,7 +212,11 @@ def main() -> None:
     batch_rate = faust_consume(source.topic, produced, batched=True)
     console.print(f"bare faust agent, batch transport: {batch_rate:,.0f} events/s")
 
-    worker = HeadwaterProcess(["worker"], env=env, log_file=work / "worker.log")
+    workers = [
+        HeadwaterProcess(["worker"], env=env, log_file=work / f"worker{'' if i == 0 else i}.log")
+        for i in range(args.workers)
+    ]
+    worker = workers[0]
     t0 = time.perf_counter()
     try:
         wait_caught_up(
@@ -231,7 +241,8 @@ def main() -> None:
                 settings.kafka, settings.worker.group_id, source.topic, worker, timeout_s=600
             )
     finally:
-        worker.stop()
+        for process in workers:
+            process.stop()
     steady_s = total_s - first_batch if first_batch is not None else total_s
     hw_rate = produced / total_s
     steady_rate = produced / steady_s

@@ -52,6 +52,25 @@ def batch_routing(app: Any) -> BatchRouting:
     return routing
 
 
+async def _deliver(channel: ChannelT[Any], messages: list[Message]) -> None:
+    """Put a batch on the agent's channel, waiting while the agent is busy (the channel's
+    bound is the backpressure).
+
+    On a rebalance faust clears the channels, which cancels a waiting put: the batch is
+    dropped (it was never tracked, so its offsets are not committed and whoever owns the
+    partitions next reads it again), and the fetch loop goes on, as faust's own per-message
+    delivery does. Only a cancel of the fetch loop itself propagates.
+    """
+    put = asyncio.ensure_future(channel.put(messages))  # type: ignore[arg-type]  # a value, not an event
+    try:
+        await asyncio.wait([put])
+    except asyncio.CancelledError:
+        put.cancel()
+        raise
+    if not put.cancelled() and put.exception() is not None:
+        raise put.exception()  # type: ignore[misc]
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer with a fetch loop that delivers batch topics whole."""
 
@@ -98,8 +117,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     gathered >= routing.max_events or time.monotonic() - since >= routing.linger_s
                 ):
                     for topic, messages in batches.items():
-                        # Waits while the agent is busy: the channel's bound is the backpressure.
-                        await channels[topic].put(messages)  # type: ignore[arg-type]  # a value, not an event
+                        await _deliver(channels[topic], messages)
                     batches = defaultdict(list)
                     gathered = 0
         except self.consumer_stopped_errors:
