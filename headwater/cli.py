@@ -248,9 +248,23 @@ def catalog_lineage(name: Annotated[str, typer.Argument(help="Feature set name")
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=1,
+            help="Worker processes to run in the one consumer group (e.g. one per core)",
+        ),
+    ] = 1,
+) -> None:
     """Run the stream workers (faust) for every applied feature set."""
     import os
+
+    if processes > 1:
+        from headwater.processes import supervise_workers
+
+        raise typer.Exit(supervise_workers(processes))
 
     import mode.loop
 

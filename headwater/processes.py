@@ -28,7 +28,9 @@ class HeadwaterProcess:
         env: ``HEADWATER_*`` overrides on top of this process's environment.
     """
 
-    def __init__(self, args: list[str], *, env: Mapping[str, str], log_file: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: list[str], *, env: Mapping[str, str], log_file: Path, cwd: Path | None = None
+    ) -> None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = log_file
         self._log = log_file.open("ab")
@@ -126,6 +128,57 @@ def wait_caught_up(
         store, sets = offline
         committed = {p: o for p, o in committed_offsets(kafka, group_id, topic).items() if o > 0}
         for fs in sets:
-            while store.committed_offsets(fs, group_id, committed) != {p: o - 1 for p, o in committed.items()}:
+            while store.committed_offsets(fs, group_id, committed) != {
+                p: o - 1 for p, o in committed.items()
+            }:
                 check()
     return time.monotonic() - start
+
+
+def supervise_workers(count: int) -> int:
+    """Run ``count`` worker processes in one consumer group until stopped; returns the exit code.
+
+    One Python process uses one core (the GIL); this is the one-command way to use more.
+    SIGTERM or SIGINT stops them all gracefully. If one exits on its own (a crash: workers
+    only exit when stopped, and a catalog reload keeps the process), the others are stopped
+    too and its exit code is returned, so a supervisor above (systemd, Kubernetes) sees the
+    failure instead of a deployment quietly running short of processes.
+    """
+    import logging
+
+    log = logging.getLogger("headwater.worker")
+    children = [
+        subprocess.Popen([sys.executable, "-m", "headwater", "worker"])  # noqa: S603 - our own CLI
+        for _ in range(count)
+    ]
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed: int | None = None
+    while any(child.poll() is None for child in children):
+        if not stopping:
+            exited = [c for c in children if c.poll() is not None]
+            if exited:
+                code = exited[0].returncode
+                failed = (
+                    128 - code if code < 0 else code or 1
+                )  # killed by a signal: 128 + its number
+                log.critical(
+                    "worker process %d exited with code %s; stopping the other %d",
+                    exited[0].pid,
+                    exited[0].returncode,
+                    count - len(exited),
+                )
+                stop()
+        time.sleep(0.2)
+    if failed is None and not stopping:
+        failed = next((c.returncode for c in children if c.returncode), 1)
+    return failed or 0

@@ -13,13 +13,16 @@ crashed worker's partitions move on within seconds.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from connectors.kafka import consumer_lag
 from headwater.ingest import ingest_files
@@ -242,3 +245,55 @@ def test_partitions_handed_over_while_rows_wait_for_delta_are_written_once(
     final = exactly_once.start_worker(deployment, deployment.env, "worker_final")
     deployment.wait_caught_up(final)
     exactly_once.assert_offline_exactly_once(deployment, data)
+
+
+def test_one_command_runs_several_worker_processes_in_the_group(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """`headwater worker --processes 2`: both join the group and split the partitions, the
+    result equals brute force, a crashed child takes the command down loudly, and stopping
+    the command stops every child."""
+    now = time.time_ns() // 1_000_000
+    data = generate_transactions(
+        end_ms=now // MINUTE * MINUTE, users=30, days=2, events_per_user_day=15, seed=17
+    )
+    pq.write_table(data, tmp_path / "d.parquet")
+    pool = HeadwaterProcess(
+        ["worker", "--processes", "2"], env=deployment.env, log_file=tmp_path / "pool.log"
+    )
+    deployment.processes.append(pool)
+    admin = AdminClient({"bootstrap.servers": deployment.settings.kafka.bootstrap_servers})
+    group = deployment.settings.worker.group_id
+    deadline = time.monotonic() + 90
+    members: list = []
+    while time.monotonic() < deadline:
+        described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        members = [m for m in described.members if m.assignment.topic_partitions]
+        if len(members) == 2:
+            break
+        time.sleep(0.5)
+    # Both processes are in the group and split the 4 partitions.
+    assert sorted(len(m.assignment.topic_partitions) for m in members) == [2, 2], members
+    ingest_files(
+        deployment.settings, deployment.source, [tmp_path / "d.parquet"], show_progress=False
+    )
+    deployment.wait_caught_up(pool)
+    url = deployment.start_api()
+    exactly_once.assert_online_equals_brute_force(deployment, url, data)
+    exactly_once.assert_offline_exactly_once(deployment, data)
+
+    children = [
+        int(p) for p in Path(f"/proc/{pool.pid}/task/{pool.pid}/children").read_text().split()
+    ]
+    assert len(children) == 2
+    os.kill(children[0], signal.SIGKILL)  # a crash of one child ...
+    deadline = time.monotonic() + 30
+    while pool.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not pool.alive()  # ... takes the command down, with the others stopped
+    assert pool.proc.returncode not in (0, None)
+    assert "exited with code" in (tmp_path / "pool.log").read_text(errors="replace")
+    assert (
+        not Path(f"/proc/{children[1]}").exists()
+        or "zombie" in Path(f"/proc/{children[1]}/status").read_text()
+    )
