@@ -20,7 +20,7 @@ import uuid
 import mode.loop
 
 mode.loop.use("uvloop")  # as `headwater worker` does
-import faust  # noqa: E402 - after choosing the loop
+import faust
 
 
 def main() -> None:

@@ -538,9 +538,12 @@ def main() -> None:
             # written since their last read cost Headwater a second round trip and a decode.
             live_worker = HeadwaterProcess(["worker"], env=env, log_file=work / "worker-live.log")
             stop = threading.Event()
+            from live_load import produce_at_rate
+
+            rng = random.Random(7)
             producer_thread = threading.Thread(
-                target=_produce_live,
-                args=(settings, source, users, args.live_rate, stop),
+                target=produce_at_rate,
+                args=(settings, source, args.live_rate, stop, lambda _: rng.choice(users), "live"),
                 daemon=True,
             )
             producer_thread.start()
@@ -641,39 +644,6 @@ def main() -> None:
         console.print(f"{'[green]met[/]' if ok else '[red]NOT met[/]'}  {text}: {value:.2f}")
     failures = sum(r["failures"] for server in results.values() for r in server.values())
     console.print(f"failures (non-200 answers): {failures:.0f}; logs in {work}")
-
-
-def _produce_live(
-    settings: Any, source: Any, users: list[str], rate: int, stop: threading.Event
-) -> None:
-    """``rate`` events/s for random users, dated now, through the source's topic."""
-    from connectors.kafka import EventProducer
-    from schemas.avro import encode_wire
-    from schemas.catalog import Catalog
-
-    schema_id = Catalog(settings.catalog_url).register_schema(
-        f"{source.topic}-value", source.schema
-    )
-    producer = EventProducer(settings.kafka, linger_ms=5)
-    rng = random.Random(7)
-    sent, started = 0, time.perf_counter()
-    while not stop.is_set():
-        user = rng.choice(users)
-        record = {
-            "transaction_id": f"live{sent}",
-            "user_id": user,
-            "merchant_id": "m1",
-            "amount": 1.0,
-            "currency": "EUR",
-            "status": "approved",
-            "event_time": time.time_ns() // 1_000_000,
-        }
-        producer.produce(source.topic, encode_wire(source.schema, schema_id, record), user.encode())
-        sent += 1
-        ahead = sent / rate - (time.perf_counter() - started)
-        if ahead > 0:
-            time.sleep(ahead)
-    producer.flush()
 
 
 def _batched(iterable: Any, n: int) -> Any:

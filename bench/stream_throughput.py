@@ -30,6 +30,7 @@ from pathlib import Path
 import fastavro
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, TopicPartition
+from live_load import produce_at_rate, sample_event
 from rich.console import Console
 from rich.table import Table
 
@@ -77,7 +78,7 @@ def faust_consume(topic: str, expected: int, *, batched: bool = False) -> float:
     import subprocess
 
     script = Path(__file__).resolve().parent / "faust_baseline.py"
-    out = subprocess.run(  # noqa: S603 - our own script
+    out = subprocess.run(
         [sys.executable, str(script), topic, str(expected), *(["batch"] if batched else [])],
         capture_output=True,
         text=True,
@@ -98,45 +99,17 @@ def freshness(settings, source, schema_id, fs, seconds: float, rate: int) -> lis
     latencies: list[float] = []
     stop = threading.Event()
 
-    def load() -> None:
-        i = 0
-        start = time.perf_counter()
-        while not stop.is_set():
-            now = time.time_ns() // 1_000_000
-            record = {
-                "transaction_id": f"l{i}",
-                "user_id": f"u{i % 5000:05d}",
-                "merchant_id": "m1",
-                "amount": 1.0,
-                "currency": "EUR",
-                "status": "approved",
-                "event_time": now,
-            }
-            producer.produce(
-                source.topic,
-                encode_wire(source.schema, schema_id, record),
-                record["user_id"].encode(),
-            )
-            i += 1
-            ahead = i / rate - (time.perf_counter() - start)
-            if ahead > 0:
-                time.sleep(ahead)
-
-    thread = threading.Thread(target=load, daemon=True)
+    thread = threading.Thread(
+        target=produce_at_rate,
+        args=(settings, source, rate, stop, lambda i: f"u{i % 5000:05d}"),
+        daemon=True,
+    )
     thread.start()
     deadline = time.perf_counter() + seconds
     n = 0
     while time.perf_counter() < deadline:
         user = f"probe-{uuid.uuid4().hex[:8]}"
-        record = {
-            "transaction_id": f"p{n}",
-            "user_id": user,
-            "merchant_id": "m1",
-            "amount": 1.0,
-            "currency": "EUR",
-            "status": "approved",
-            "event_time": time.time_ns() // 1_000_000,
-        }
+        record = sample_event(f"p{n}", user)
         sent = time.perf_counter()
         producer.produce(source.topic, encode_wire(source.schema, schema_id, record), user.encode())
         while store.read(fs, [(user,)])[0] is None:
@@ -304,7 +277,7 @@ def _first_batch_seconds(log: Path, t0: float) -> float | None:
             break
     if started is None or first is None:
         return None
-    parse = lambda s: dt.datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f")  # noqa: E731
+    parse = lambda s: dt.datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f")
     return (
         parse(first) - parse(started)
     ).total_seconds() + 1.0  # + interpreter start before the first log line

@@ -568,22 +568,15 @@ def consistency(
 
     Logging is on when serving.log_sample_rate > 0 (HEADWATER_SERVING__LOG_SAMPLE_RATE).
     """
-    from datetime import datetime
-
     from rich.table import Table
 
     from connectors.offline_delta import DeltaOfflineStore
+    from schemas.avro import event_time_ms
     from schemas.catalog import Catalog
-    from schemas.errors import ConfigError
     from serving.consistency import check_consistency
 
     try:
-        since_ms = None
-        if since is not None:
-            moment = datetime.fromisoformat(since)
-            if moment.tzinfo is None:
-                raise ConfigError(f"--since {since!r}: give a zone, e.g. 2026-11-26T10:00:00Z")
-            since_ms = round(moment.timestamp() * 1000)
+        since_ms = None if since is None else event_time_ms(since, "--since")
         settings = load_settings()
         report = check_consistency(
             DeltaOfflineStore(settings.offline_root),

@@ -14,7 +14,9 @@ import pyarrow as pa
 
 from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
+from schemas.avro import event_time_ms
 from schemas.catalog import Catalog
+from schemas.errors import EventError
 from schemas.settings import Settings, load_settings
 from serving.errors import BadRequestError
 from serving.features import resolve_features
@@ -158,9 +160,9 @@ class FeatureStore:
             entity_table = labels_from_history(
                 self.offline,
                 resolved,
-                start_ms=_epoch_ms(start),
-                end_ms=_epoch_ms(end),
-                at_ms=_epoch_ms(at),
+                start_ms=_epoch_ms(start, "start"),
+                end_ms=_epoch_ms(end, "end"),
+                at_ms=_epoch_ms(at, "at"),
                 timestamp_column=timestamp_column,
             )
         elif start is not None or end is not None or at is not None:
@@ -186,13 +188,11 @@ class FeatureStore:
         return _convert(rebuild(self.offline, self.catalog, name), output)
 
 
-def _epoch_ms(value: datetime | int | None) -> int | None:
-    if value is None or isinstance(value, int):
-        return value
-    if value.tzinfo is None:
-        msg = f"{value!r} has no time zone; pass a tz-aware datetime or epoch milliseconds"
-        raise BadRequestError(msg)
-    return round(value.timestamp() * 1000)
+def _epoch_ms(value: datetime | int | None, name: str) -> int | None:
+    try:
+        return None if value is None else event_time_ms(value, name)
+    except EventError as exc:
+        raise BadRequestError(str(exc)) from exc
 
 
 def _convert(table: pa.Table, output: str) -> Any:

@@ -146,41 +146,11 @@ def _adder(kind: str, n: int) -> Any:
     return lambda state, value, e, seq: _add(kind, state, value, e, seq, n)
 
 
-def _merge(kind: str, a: Any, b: Any, n: int = 0) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if kind in ("n", "nn", "isum"):
-        return a + b
-    if kind == "fsum":
-        merged = list(a)
-        for x in b:
-            _grow(merged, x)
-        return merged
-    if kind == "min":
-        return min(a, b)
-    if kind == "max":
-        return max(a, b)
-    if kind == "last":
-        return a if (a[0], a[1]) >= (b[0], b[1]) else b
-    if kind == "first":
-        return a if (a[0], a[1]) <= (b[0], b[1]) else b
-    if kind == "qsum":
-        return _from_fraction(_to_fraction(a) + _to_fraction(b))
-    if kind == "distinct":
-        return sorted({*a, *b})
-    if kind == "lastn":
-        return _newest([*a, *b], n)
-    msg = f"unknown partial kind {kind!r}"
-    raise AssertionError(msg)
-
-
 def _merger(kind: str, n: int) -> Any:
     """A function ``(a, b) -> merged`` for two present states of one partial kind.
 
     Specialised per kind because lookups merge every tile of every window: the hot loop of
-    serving. Each must agree with ``_merge``.
+    serving. Merging is associative and commutative.
     """
     if kind in ("n", "nn", "isum", "fsum"):
         # For fsum, a + b concatenates the exact partials: finalize's math.fsum rounds the
@@ -194,7 +164,14 @@ def _merger(kind: str, n: int) -> Any:
         return lambda a, b: a if (a[0], a[1]) >= (b[0], b[1]) else b
     if kind == "first":
         return lambda a, b: a if (a[0], a[1]) <= (b[0], b[1]) else b
-    return lambda a, b: _merge(kind, a, b, n)
+    if kind == "qsum":
+        return lambda a, b: _from_fraction(_to_fraction(a) + _to_fraction(b))
+    if kind == "distinct":
+        return lambda a, b: sorted({*a, *b})
+    if kind == "lastn":
+        return lambda a, b: _newest([*a, *b], n)
+    msg = f"unknown partial kind {kind!r}"
+    raise AssertionError(msg)
 
 
 def _sample_stddev(n: int, total: Any, squares: list[str] | None) -> float | None:

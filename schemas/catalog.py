@@ -445,6 +445,13 @@ class Catalog:
                 )
             )
 
+    def has_training_set(self, name: str) -> bool:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(_training_sets.c.name).where(_training_sets.c.name == name)
+            ).first()
+        return row is not None
+
     def training_set(self, name: str) -> TrainingSetRecord:
         """Raises ``CatalogError`` naming the unknown training set."""
         with self._engine.connect() as conn:

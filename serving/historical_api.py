@@ -6,7 +6,6 @@ go through the SDK or ``headwater retrieve``, which have no row limit.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -15,7 +14,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.offline_delta import DeltaOfflineStore
+from schemas.avro import event_time_ms
 from schemas.catalog import Catalog
+from schemas.errors import EventError
 from serving.errors import BadRequestError
 from serving.features import resolve_features
 from serving.historical import column_names, get_historical_features
@@ -37,23 +38,10 @@ class HistoricalFeaturesRequest(BaseModel):
 
 
 def _epoch_ms(values: list[Any], column: str) -> list[int]:
-    out = []
-    for i, value in enumerate(values):
-        if isinstance(value, bool) or value is None:
-            msg = f"entities.{column}[{i}]: {value!r} is not a time; give epoch ms or ISO-8601 with a zone"
-            raise BadRequestError(msg)
-        if isinstance(value, int):
-            out.append(value)
-            continue
-        try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            moment = None
-        if moment is None or moment.tzinfo is None:
-            msg = f"entities.{column}[{i}]: {value!r} is not ISO-8601 with a zone (2026-11-26T10:00:00Z) nor epoch ms"
-            raise BadRequestError(msg)
-        out.append(round(moment.timestamp() * 1000))
-    return out
+    try:
+        return [event_time_ms(v, f"entities.{column}[{i}]") for i, v in enumerate(values)]
+    except EventError as exc:
+        raise BadRequestError(str(exc)) from exc
 
 
 def historical_router(catalog: Catalog, offline: DeltaOfflineStore, *, max_rows: int) -> APIRouter:

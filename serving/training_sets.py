@@ -122,7 +122,7 @@ def retrieve(
         if not _NAME.match(save_as):
             msg = f"training set name {save_as!r}: use letters, digits, '_', '.', '-' (at most 128)"
             raise TrainingSetError(msg)
-        if save_as in {t.name for t in catalog.training_sets()}:
+        if catalog.has_training_set(save_as):
             msg = f"a training set named {save_as!r} exists; choose another name (names are never reused)"
             raise TrainingSetError(msg)
     versions = _pin_versions(offline, resolved, as_of)

@@ -141,13 +141,11 @@ def sort_history(
 class WindowRanges:
     """Per label row: ``hi`` (one past the last event at or before ``t``) and, per window
     length (``None`` = lifetime), ``lo``. Rows whose entity has no event at or before ``t``,
-    or whose newest one is older than the TTL, have empty ranges and ``status`` set."""
+    or whose newest one is older than the TTL, have empty ranges: every aggregation then
+    gives its empty-window value."""
 
     hi: np.ndarray
     lo: dict[int | None, np.ndarray]
-    found: np.ndarray
-    """bool per row: the entity had an event at or before ``t``."""
-    expired: np.ndarray
 
 
 def window_ranges(
@@ -163,18 +161,10 @@ def window_ranges(
     first = np.searchsorted(history.key, safe_codes * history.span - 1, side="right")
     hi = np.searchsorted(history.key, history.encode(safe_codes, times, upper=True), side="right")
     hi = np.where(unknown, first, hi)
-    found = hi > first
-    newest = (
-        history.event_time[np.maximum(hi - 1, 0)]
-        if len(history.event_time)
-        else np.zeros_like(times)
-    )
     ttl = plan.feature_set.ttl_ms
-    expired = (
-        found & (newest < times - ttl) if ttl is not None else np.zeros(len(times), dtype=bool)
-    )
-    empty = ~found | expired
-    hi = np.where(empty, first, hi)
+    if ttl is not None and len(history.event_time):
+        newest = history.event_time[np.maximum(hi - 1, 0)]
+        hi = np.where((hi > first) & (newest < times - ttl), first, hi)  # expired: empty
     r = plan.resolution_ms
     lo: dict[int | None, np.ndarray] = {}
     for window in {f.window_ms for f in plan.feature_set.features}:
@@ -185,5 +175,5 @@ def window_ranges(
         low = np.searchsorted(
             history.key, history.encode(safe_codes, start, upper=False), side="left"
         )
-        lo[window] = np.where(empty, first, np.minimum(low, hi))
-    return WindowRanges(hi=hi, lo=lo, found=found, expired=expired)
+        lo[window] = np.minimum(low, hi)  # low >= first, so an empty row stays empty
+    return WindowRanges(hi=hi, lo=lo)

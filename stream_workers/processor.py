@@ -228,7 +228,8 @@ class BatchProcessor:
         batch = self._arrow(events)
         for plan in plans:
             rows = batch
-            if batch.num_rows and (plan.transforms or plan.filter is not None):
+            # Also on an empty batch (all events bad), so its rows have the transform columns.
+            if plan.transforms or plan.filter is not None:
                 rows = apply_filter_and_transforms(batch, plan.filter, plan.transforms)
             self._append_offline(plan, rows, last)
             self._update_online(plan, rows)
@@ -323,11 +324,7 @@ class BatchProcessor:
             rows = rows.filter(pc.greater(rows.column("_offset"), done))
         schema = self._history[fs.qualified_name]
         buffer = self._buffers.setdefault(fs.qualified_name, _OfflineBuffer(plan))
-        # A batch with no valid event has no transform columns; its offsets still advance.
-        buffer.add(
-            rows.select(schema.names).cast(schema) if rows.num_rows else schema.empty_table(),
-            advanced,
-        )
+        buffer.add(rows.select(schema.names).cast(schema), advanced)
         # The in-memory position moves now; the durable one (Delta) when the buffer is
         # committed. A crash in between leaves Delta behind Kafka's committed offsets, and the
         # restarted worker's catch-up re-reads exactly that gap.
