@@ -9,6 +9,9 @@ data on the shared broker and Redis.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +28,6 @@ from schemas.definitions import Definitions
 from schemas.settings import Settings, load_settings
 
 __all__ = ["EXAMPLES", "Deployment", "deployment"]
-
 
 
 @dataclass
@@ -55,7 +57,9 @@ class Deployment:
 
     def start_worker(self) -> HeadwaterProcess:
         n = sum(1 for p in self.processes if "worker" in p.log_file.name)
-        worker = HeadwaterProcess(["worker"], env=self.env, log_file=self.settings.home / f"worker{n}.log")
+        worker = HeadwaterProcess(
+            ["worker"], env=self.env, log_file=self.settings.home / f"worker{n}.log"
+        )
         self.processes.append(worker)
         return worker
 
@@ -66,12 +70,28 @@ class Deployment:
         wait_http_ok(f"{url}/healthz", api)
         return url
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``headwater ARGS`` as a user runs it in this deployment (output kept on wide lines)."""
+        return subprocess.run(
+            [sys.executable, "-m", "headwater", *args],
+            env={**os.environ, **self.env, "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
     def wait_caught_up(self, worker: HeadwaterProcess, timeout_s: float = 120) -> None:
         """Until every event on the topic is in Redis and in every active version's Delta table."""
         sets = [fs for fs in self.definitions().feature_sets if fs.source == self.source]
         offline = DeltaOfflineStore(self.settings.offline_root)
         wait_caught_up(
-            self.settings.kafka, self.settings.worker.group_id, self.topic, worker, timeout_s, offline=(offline, sets)
+            self.settings.kafka,
+            self.settings.worker.group_id,
+            self.topic,
+            worker,
+            timeout_s,
+            offline=(offline, sets),
         )
 
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def _cli(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own interpreter and module
+    return subprocess.run(
         [sys.executable, "-m", "headwater", *args],
         env={**os.environ, **deployment.env, "COLUMNS": "200"},
         capture_output=True,
@@ -42,15 +42,21 @@ def test_catalog_over_http(deployment: Deployment) -> None:
 
     one = httpx.get(f"{url}/v1/feature-sets/{name}", timeout=10).json()
     assert one["versions"] == [{"version": 1, "status": "active"}]
-    assert {"name": "spend_1h", "function": "sum", "field": "amount", "window": "1h"} in one["features"]
+    assert {"name": "spend_1h", "function": "sum", "field": "amount", "window": "1h"} in one[
+        "features"
+    ]
     missing = httpx.get(f"{url}/v1/feature-sets/nosuch", timeout=10)
     assert missing.status_code == 404 and "nosuch" in missing.json()["detail"]
 
     hits = httpx.get(f"{url}/v1/features", params={"q": "payments spend_1"}, timeout=10).json()
     assert sorted(h["feature"] for h in hits) == ["spend_1d", "spend_1h"]
     assert hits[0]["reference"].startswith(f"{name}@v1:")
-    assert httpx.get(f"{url}/v1/features", params={"q": "gold"}, timeout=10).json()  # labels are searched
-    assert httpx.get(f"{url}/v1/features", params={"q": "nothing-like-this"}, timeout=10).json() == []
+    assert httpx.get(
+        f"{url}/v1/features", params={"q": "gold"}, timeout=10
+    ).json()  # labels are searched
+    assert (
+        httpx.get(f"{url}/v1/features", params={"q": "nothing-like-this"}, timeout=10).json() == []
+    )
 
     lineage = httpx.get(f"{url}/v1/lineage/{name}", timeout=10).json()
     assert lineage["source"]["topic"] == deployment.topic
@@ -118,7 +124,10 @@ def test_standard_confluent_producer_feeds_a_source(deployment: Deployment) -> N
     name = deployment.feature_set
     body = httpx.post(
         f"{url}/v1/online-features",
-        json={"features": [f"{name}:txn_count_1h", f"{name}:spend_1h", f"{name}:last_merchant"], "entities": {"user_id": ["confluent-user"]}},
+        json={
+            "features": [f"{name}:txn_count_1h", f"{name}:spend_1h", f"{name}:last_merchant"],
+            "entities": {"user_id": ["confluent-user"]},
+        },
         timeout=10,
     ).json()
     assert body["results"][0]["values"] == [3, 49.75, "m2"]

@@ -3,9 +3,6 @@ offline at their served_at; a quiet stream gives 0 mismatches, late events show 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,17 +17,6 @@ from serving.response_log import read_response_log
 from tests.integration.pipeline import Deployment
 
 pytestmark = pytest.mark.integration
-
-
-def _consistency(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "headwater", "consistency", *args],
-        env={**os.environ, **deployment.env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_logged_responses_match_offline_until_late_events_arrive(
@@ -76,7 +62,7 @@ def test_logged_responses_match_offline_until_late_events_arrive(
         f'"{fs.name}@v{fs.version}:{fs.features[0].name}"' in logged.column("features")[0].as_py()
     )
 
-    quiet = _consistency(deployment, "--fail-above", "0")
+    quiet = deployment.cli("consistency", "--fail-above", "0")
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     for ref in refs:
         pinned = ref.replace(":", f"@v{fs.version}:", 1)
@@ -99,7 +85,7 @@ def test_logged_responses_match_offline_until_late_events_arrive(
         deployment.settings, deployment.source, [tmp_path / "late.parquet"], show_progress=False
     )
     deployment.wait_caught_up(worker)
-    late = _consistency(deployment, "--fail-above", "0")
+    late = deployment.cli("consistency", "--fail-above", "0")
     assert late.returncode == 4, late.stdout + late.stderr
     count_ref = next(r for r in refs if "count" in r).replace(":", f"@v{fs.version}:", 1)
     line = next(l for l in late.stdout.splitlines() if count_ref in l)

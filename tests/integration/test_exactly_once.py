@@ -87,7 +87,9 @@ class SlowProducer(threading.Thread):
         self, deployment: Deployment, table: pa.Table, *, chunk: int, pause_s: float
     ) -> None:
         super().__init__(name="slow-producer", daemon=True)
-        self._ingestor = Ingestor.for_source(deployment.settings, deployment.source, show_progress=False)
+        self._ingestor = Ingestor.for_source(
+            deployment.settings, deployment.source, show_progress=False
+        )
         self._table, self._chunk, self._pause = table, chunk, pause_s
         self._hurry = threading.Event()
         self.produced = 0

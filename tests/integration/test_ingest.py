@@ -38,15 +38,27 @@ FIELDS = ["transaction_id", "user_id", "merchant_id", "amount", "currency", "sta
 
 
 def _rows(prefix: str, n: int = 60, seed: int = 5) -> list[dict[str, Any]]:
-    table = generate_transactions(end_ms=1_764_000_000_000, users=6, days=1, events_per_user_day=10, seed=seed)
+    table = generate_transactions(
+        end_ms=1_764_000_000_000, users=6, days=1, events_per_user_day=10, seed=seed
+    )
     rows = table.slice(0, n).to_pylist()
-    return [{**{k: r[k] for k in FIELDS}, "transaction_id": f"{prefix}-{i}"} for i, r in enumerate(rows)]
+    return [
+        {**{k: r[k] for k in FIELDS}, "transaction_id": f"{prefix}-{i}"} for i, r in enumerate(rows)
+    ]
 
 
-def _consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
+def _consume(
+    bootstrap: str, topic: str, expected: int, timeout_s: float = 60
+) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
     """(raw value, headers) of every message, in partition order, once ``expected`` arrived."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ingest-check-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"ingest-check-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     found: list[tuple[Any, dict[str, bytes]]] = []
     deadline = time.monotonic() + timeout_s
@@ -63,7 +75,9 @@ def _consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -
     return found
 
 
-def _by_prefix_and_user(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+def _by_prefix_and_user(
+    records: list[dict[str, Any]],
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         grouped[(r["transaction_id"].split("-")[0], r["user_id"])].append(r)
@@ -77,7 +91,10 @@ def _write_files(d: Path, schema: Any) -> list[Path]:
         writer = csv.DictWriter(fh, FIELDS)
         writer.writeheader()
         # ISO-8601 event times in the CSV, epoch ms elsewhere.
-        writer.writerows({**r, "event_time": datetime.fromtimestamp(r["event_time"] / 1000, UTC).isoformat()} for r in rows)
+        writer.writerows(
+            {**r, "event_time": datetime.fromtimestamp(r["event_time"] / 1000, UTC).isoformat()}
+            for r in rows
+        )
     (d / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows("jsonl")))
     pq.write_table(pa.Table.from_pylist(_rows("parquet")), d / "c.parquet")
     with (d / "d.avro").open("wb") as fh:
@@ -89,20 +106,26 @@ def _fill_table(url: str, table_name: str, rows: list[dict[str, Any]], *, tz_tim
     meta = sa.MetaData()
     time_type: Any = sa.DateTime(timezone=True) if tz_times else sa.BigInteger()
     table = sa.Table(
-        table_name, meta, sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        table_name,
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         *(sa.Column(name, sa.Float if name == "amount" else sa.Text) for name in FIELDS[:-1]),
         sa.Column("event_time", time_type),
     )
     engine = sa.create_engine(url)
     meta.create_all(engine)
     if tz_times:
-        rows = [{**r, "event_time": datetime.fromtimestamp(r["event_time"] / 1000, UTC)} for r in rows]
+        rows = [
+            {**r, "event_time": datetime.fromtimestamp(r["event_time"] / 1000, UTC)} for r in rows
+        ]
     with engine.begin() as conn:
         conn.execute(table.insert(), rows)
     engine.dispose()
 
 
-def test_every_format_and_database_is_produced_in_order(deployment: Deployment, tmp_path: Path, postgres_url: str) -> None:
+def test_every_format_and_database_is_produced_in_order(
+    deployment: Deployment, tmp_path: Path, postgres_url: str
+) -> None:
     settings = deployment.settings
     source = deployment.definitions().source(deployment.source)
     files = _write_files(tmp_path / "in", source.schema)
@@ -132,16 +155,31 @@ def test_every_format_and_database_is_produced_in_order(deployment: Deployment, 
     assert len(set(ids)) == len(ids) and all(len(i) == 64 for i in ids)
 
 
-def test_scheduled_cli_picks_up_a_file_added_between_runs_exactly_once(deployment: Deployment, tmp_path: Path) -> None:
+def test_scheduled_cli_picks_up_a_file_added_between_runs_exactly_once(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     source = deployment.definitions().source(deployment.source)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     first, second = _rows("first", 30), _rows("second", 40, seed=9)
     (inbox / "1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in first))
     env = {**os.environ, **deployment.env, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "headwater", "ingest", str(inbox), "--source", deployment.source,
-               "--schedule", "6s", "--max-runs", "2"]
-    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "headwater",
+        "ingest",
+        str(inbox),
+        "--source",
+        deployment.source,
+        "--schedule",
+        "6s",
+        "--max-runs",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         assert process.stdout is not None
         first_line = ""
@@ -158,9 +196,17 @@ def test_scheduled_cli_picks_up_a_file_added_between_runs_exactly_once(deploymen
     assert "run 2: ingested 40 events" in rest and "skipped 1 file(s)" in rest
 
     # A plain rerun skips both files; the ledger lives under the deployment's home.
-    rerun = subprocess.run(command[:7], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
-    assert rerun.returncode == 0 and "ingested 0 events" in rerun.stdout and "skipped 2 file(s)" in rerun.stdout
-    ledger = json.loads((deployment.settings.home / "ingest" / f"{deployment.source}.json").read_text())
+    rerun = subprocess.run(
+        command[:7], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (
+        rerun.returncode == 0
+        and "ingested 0 events" in rerun.stdout
+        and "skipped 2 file(s)" in rerun.stdout
+    )
+    ledger = json.loads(
+        (deployment.settings.home / "ingest" / f"{deployment.source}.json").read_text()
+    )
     assert sorted(Path(p).name for p in ledger["files"]) == ["1.jsonl", "2.jsonl"]
 
     messages = _consume(deployment.settings.kafka.bootstrap_servers, deployment.topic, 70)

@@ -41,7 +41,9 @@ def _add_definitions(deployment: Deployment, tag: str) -> str:
     directory = write_example_definitions(deployment.defs_dir / tag, suffix)
     path = directory / "features.yaml"
     text = path.read_text().replace("- name: user\n", f"- name: user_{suffix}\n")
-    text = text.replace("entity: user\n", f"entity: user_{suffix}\n").replace("fraud_model", f"fraud_model_{suffix}")
+    text = text.replace("entity: user\n", f"entity: user_{suffix}\n").replace(
+        "fraud_model", f"fraud_model_{suffix}"
+    )
     path.write_text(text)
     return suffix
 
@@ -55,13 +57,18 @@ def _wait(deployment: Deployment, worker, suffix: str) -> None:  # type: ignore[
         f"raw.transactions_{suffix}",
         worker,
         120,
-        offline=(DeltaOfflineStore(settings.offline_root), [defs.feature_set(f"user_spend_{suffix}")]),
+        offline=(
+            DeltaOfflineStore(settings.offline_root),
+            [defs.feature_set(f"user_spend_{suffix}")],
+        ),
     )
 
 
 def _features(store: FeatureStore, suffix: str, users: list[str]) -> tuple[list[list], int]:
     fs = store.catalog.definitions().feature_set(f"user_spend_{suffix}")
-    result = store.get_online_features({"user_id": users}, [f"{fs.name}:{f.name}" for f in fs.features])
+    result = store.get_online_features(
+        {"user_id": users}, [f"{fs.name}:{f.name}" for f in fs.features]
+    )
     return result.values, result.served_at_ms
 
 
@@ -72,31 +79,52 @@ def _history(store: FeatureStore, suffix: str) -> list[tuple]:
     return sorted(tuple(row[c] for c in columns) for row in table.select(columns).to_pylist())
 
 
-def test_every_ingestion_path_gives_identical_features(deployment: Deployment, tmp_path: Path) -> None:
+def test_every_ingestion_path_gives_identical_features(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     suffixes = {path: _add_definitions(deployment, path) for path in PATHS}
     settings = deployment.settings
     apply_definitions(settings, deployment.defs_dir)
     now = time.time_ns() // 1_000_000
-    data = generate_transactions(end_ms=now // 60_000 * 60_000, users=20, days=2, events_per_user_day=8, seed=17)
+    data = generate_transactions(
+        end_ms=now // 60_000 * 60_000, users=20, days=2, events_per_user_day=8, seed=17
+    )
     rows = data.to_pylist()
     url = deployment.start_api()
     worker = deployment.start_worker()
 
     # HTTP push, in request order.
     for start in range(0, len(rows), 100):
-        response = httpx.post(f"{url}/v1/push/transactions_{suffixes['push']}", json={"events": rows[start : start + 100]}, timeout=60)
+        response = httpx.post(
+            f"{url}/v1/push/transactions_{suffixes['push']}",
+            json={"events": rows[start : start + 100]},
+            timeout=60,
+        )
         assert response.status_code == 202, response.text
     # A standard Confluent producer with no Headwater code, through the registry API.
     topic = f"raw.transactions_{suffixes['producer']}"
     with SchemaRegistryClient({"url": f"{url}/registry"}) as registry:
-        serialize = AvroSerializer(registry, (deployment.defs_dir / "producer" / "transactions.avsc").read_text())
-        producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "enable.idempotence": True})
+        serialize = AvroSerializer(
+            registry, (deployment.defs_dir / "producer" / "transactions.avsc").read_text()
+        )
+        producer = Producer(
+            {"bootstrap.servers": settings.kafka.bootstrap_servers, "enable.idempotence": True}
+        )
         for row in rows:
-            producer.produce(topic, key=row["user_id"].encode(), value=serialize(row, SerializationContext(topic, MessageField.VALUE)))
+            producer.produce(
+                topic,
+                key=row["user_id"].encode(),
+                value=serialize(row, SerializationContext(topic, MessageField.VALUE)),
+            )
         assert producer.flush(30) == 0
     # File replay.
     pq.write_table(data, tmp_path / "events.parquet")
-    ingest_files(settings, f"transactions_{suffixes['file']}", [tmp_path / "events.parquet"], show_progress=False)
+    ingest_files(
+        settings,
+        f"transactions_{suffixes['file']}",
+        [tmp_path / "events.parquet"],
+        show_progress=False,
+    )
     # SQL replay from SQLite.
     db = f"sqlite:///{tmp_path / 'events.db'}"
     engine = sa.create_engine(db)
@@ -106,7 +134,9 @@ def test_every_ingestion_path_gives_identical_features(deployment: Deployment, t
     assert sql.ingest_sql(db, "SELECT * FROM events ORDER BY rowid").produced == len(rows)
     # Notebook ingestion of a pandas frame.
     with FeatureStore(settings) as store:
-        assert store.ingest(data.to_pandas(), source=f"transactions_{suffixes['notebook']}") == len(rows)
+        assert store.ingest(data.to_pandas(), source=f"transactions_{suffixes['notebook']}") == len(
+            rows
+        )
 
     for suffix in suffixes.values():
         _wait(deployment, worker, suffix)
@@ -120,20 +150,32 @@ def test_every_ingestion_path_gives_identical_features(deployment: Deployment, t
         assert histories[path] == histories["push"], path
     # And they are the defined values, not just equal to each other.
     events = _events_by_user(data)
-    types = {**dict(reference_types := store.catalog.definitions().source(f"transactions_{suffixes['file']}").schema.field_types), "amount_cents": "long", "is_large": "long"}
+    types = {
+        **dict(
+            reference_types := store.catalog.definitions()
+            .source(f"transactions_{suffixes['file']}")
+            .schema.field_types
+        ),
+        "amount_cents": "long",
+        "is_large": "long",
+    }
     del reference_types
     values_file, served_at = values["file"]
     for user, got in zip(users, values_file, strict=True):
         assert got == brute_force(reference, types, events.get(user, []), served_at)[0], user
 
 
-def test_backfill_after_live_ingestion_equals_ingesting_everything_at_once(deployment: Deployment, tmp_path: Path) -> None:
+def test_backfill_after_live_ingestion_equals_ingesting_everything_at_once(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     live_then_backfill = _add_definitions(deployment, "backfill")
     all_at_once = _add_definitions(deployment, "once")
     settings = deployment.settings
     apply_definitions(settings, deployment.defs_dir)
     now = time.time_ns() // 1_000_000
-    data = generate_transactions(end_ms=now // 60_000 * 60_000, users=20, days=10, events_per_user_day=6, seed=29)
+    data = generate_transactions(
+        end_ms=now // 60_000 * 60_000, users=20, days=10, events_per_user_day=6, seed=29
+    )
     cut = now - 2 * 86_400_000
     times = data.column("event_time").to_pylist()
     recent = data.filter(pa.array([t >= cut for t in times]))
@@ -145,12 +187,32 @@ def test_backfill_after_live_ingestion_equals_ingesting_everything_at_once(deplo
 
     # Live first (the last two days), then the older history as a backfill; the other set gets
     # everything at once in time order.
-    ingest_files(settings, f"transactions_{live_then_backfill}", [tmp_path / "recent.parquet"], show_progress=False)
+    ingest_files(
+        settings,
+        f"transactions_{live_then_backfill}",
+        [tmp_path / "recent.parquet"],
+        show_progress=False,
+    )
     _wait(deployment, worker, live_then_backfill)
-    ingest_files(settings, f"transactions_{live_then_backfill}", [tmp_path / "old.parquet"], show_progress=False)
+    ingest_files(
+        settings,
+        f"transactions_{live_then_backfill}",
+        [tmp_path / "old.parquet"],
+        show_progress=False,
+    )
     # A rerun of the same backfill (as after a crash) produces nothing again.
-    assert ingest_files(settings, f"transactions_{live_then_backfill}", [tmp_path / "old.parquet"], show_progress=False) == 0
-    ingest_files(settings, f"transactions_{all_at_once}", [tmp_path / "all.parquet"], show_progress=False)
+    assert (
+        ingest_files(
+            settings,
+            f"transactions_{live_then_backfill}",
+            [tmp_path / "old.parquet"],
+            show_progress=False,
+        )
+        == 0
+    )
+    ingest_files(
+        settings, f"transactions_{all_at_once}", [tmp_path / "all.parquet"], show_progress=False
+    )
     _wait(deployment, worker, live_then_backfill)
     _wait(deployment, worker, all_at_once)
 
@@ -165,7 +227,9 @@ def test_backfill_after_live_ingestion_equals_ingesting_everything_at_once(deplo
     last = [f.name for f in fs.features].index("last_merchant")
     newest = {}
     for row in recent.to_pylist():
-        if row["status"] == "approved" and (row["user_id"] not in newest or row["event_time"] >= newest[row["user_id"]][0]):
+        if row["status"] == "approved" and (
+            row["user_id"] not in newest or row["event_time"] >= newest[row["user_id"]][0]
+        ):
             newest[row["user_id"]] = (row["event_time"], row["merchant_id"])
     for user, values in zip(users, backfilled, strict=True):
         if user in newest:

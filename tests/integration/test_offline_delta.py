@@ -41,13 +41,19 @@ def _rows(schema: pa.Schema, start: int, count: int, partition: int) -> pa.Table
 def test_positions_survive_and_compaction_keeps_rows(tmp_path: Path) -> None:
     defs = load_definitions(EXAMPLES)
     fs = defs.feature_set("user_spend")
-    types = {**defs.source("transactions").schema.field_types, "amount_cents": "long", "is_large": "long"}
+    types = {
+        **defs.source("transactions").schema.field_types,
+        "amount_cents": "long",
+        "is_large": "long",
+    }
     store = DeltaOfflineStore(tmp_path)
     assert store.create(fs, types)
     assert not store.create(fs, types)  # idempotent
     schema = history_schema(types)
     for batch in range(12):
-        store.append(fs, _rows(schema, batch * 10, 10, batch % 2), "group-a", {batch % 2: batch * 10 + 9})
+        store.append(
+            fs, _rows(schema, batch * 10, 10, batch % 2), "group-a", {batch % 2: batch * 10 + 9}
+        )
     # An empty commit still moves a position (a batch whose rows the filter dropped).
     store.append(fs, schema.empty_table(), "group-a", {3: 41})
     assert store.committed_offsets(fs, "group-a", [0, 1, 2, 3]) == {0: 109, 1: 119, 3: 41}

@@ -35,18 +35,44 @@ MINUTE = 60_000
 
 def _dataset(now_ms: int) -> tuple[pa.Table, pa.Table]:
     """(valid events in arrival order, one event dated too far in the future)."""
-    base = generate_transactions(end_ms=now_ms // MINUTE * MINUTE, users=40, days=2, events_per_user_day=15, seed=11)
+    base = generate_transactions(
+        end_ms=now_ms // MINUTE * MINUTE, users=40, days=2, events_per_user_day=15, seed=11
+    )
     rows = base.to_pylist()
     # Same-millisecond ties, late arrivals and events slightly in the future (within the skew).
     rows.append({**rows[-1], "transaction_id": "tie", "merchant_id": "m_tie", "status": "approved"})
-    rows.append({**rows[5], "transaction_id": "late", "status": "approved", "event_time": now_ms - 2 * 86_400_000 + 7, "merchant_id": "m_late"})
-    rows.append({**rows[10], "transaction_id": "future", "status": "approved", "event_time": now_ms + 120_000, "merchant_id": "m_future"})
+    rows.append(
+        {
+            **rows[5],
+            "transaction_id": "late",
+            "status": "approved",
+            "event_time": now_ms - 2 * 86_400_000 + 7,
+            "merchant_id": "m_late",
+        }
+    )
+    rows.append(
+        {
+            **rows[10],
+            "transaction_id": "future",
+            "status": "approved",
+            "event_time": now_ms + 120_000,
+            "merchant_id": "m_future",
+        }
+    )
     bad = {**rows[0], "transaction_id": "too_far", "event_time": now_ms + 3_600_000}
-    return pa.Table.from_pylist(rows, schema=base.schema), pa.Table.from_pylist([bad], schema=base.schema)
+    return pa.Table.from_pylist(rows, schema=base.schema), pa.Table.from_pylist(
+        [bad], schema=base.schema
+    )
 
 
 def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[str, str]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"dlq-check-{topic}", "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"dlq-check-{topic}",
+            "auto.offset.reset": "earliest",
+        }
+    )
     consumer.subscribe([topic])
     found: list[dict[str, str]] = []
     deadline = time.monotonic() + 30
@@ -61,11 +87,17 @@ def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[str, s
     return found
 
 
-def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: Deployment, tmp_path: Path) -> None:
+def test_events_flow_to_online_and_offline_with_brute_force_values(
+    deployment: Deployment, tmp_path: Path
+) -> None:
     settings = deployment.settings
     defs = deployment.definitions()
     fs = defs.feature_set(deployment.feature_set)
-    field_types = {**defs.source(deployment.source).schema.field_types, "amount_cents": "long", "is_large": "long"}
+    field_types = {
+        **defs.source(deployment.source).schema.field_types,
+        "amount_cents": "long",
+        "is_large": "long",
+    }
 
     metrics_port = free_port()
     deployment.env["HEADWATER_WORKER__METRICS_PORT"] = str(metrics_port)
@@ -81,21 +113,31 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     garbage.flush()
     deployment.wait_caught_up(worker)
     assert worker.alive()
-    assert ingest_files(settings, deployment.source, [tmp_path / "valid.parquet"], show_progress=False) == valid.num_rows
+    assert (
+        ingest_files(settings, deployment.source, [tmp_path / "valid.parquet"], show_progress=False)
+        == valid.num_rows
+    )
     deployment.wait_caught_up(worker)
 
     # Bad events went to the dead-letter topic with their reasons, and did not stop the worker.
     letters = _dead_letters(settings.kafka.bootstrap_servers, f"dlq.{deployment.source}", 2)
     assert sorted(h["hw.reason"] for h in letters) == ["future", "undecodable"]
-    assert all(h["hw.source_topic"] == deployment.topic and h["hw.offset"].isdigit() for h in letters)
+    assert all(
+        h["hw.source_topic"] == deployment.topic and h["hw.offset"].isdigit() for h in letters
+    )
     assert worker.alive()
 
     # The worker's Prometheus endpoint counts what happened.
     metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     source = deployment.source
     assert f'headwater_events_in_total{{source="{source}"}} {float(valid.num_rows + 2)}' in metrics
-    assert f'headwater_events_dead_lettered_total{{reason="future",source="{source}"}} 1.0' in metrics
-    assert f'headwater_events_dead_lettered_total{{reason="undecodable",source="{source}"}} 1.0' in metrics
+    assert (
+        f'headwater_events_dead_lettered_total{{reason="future",source="{source}"}} 1.0' in metrics
+    )
+    assert (
+        f'headwater_events_dead_lettered_total{{reason="undecodable",source="{source}"}} 1.0'
+        in metrics
+    )
     assert f'headwater_batch_seconds_count{{source="{source}"}}' in metrics
 
     # Online: every user's served values equal brute force at served_at.
@@ -104,7 +146,9 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     users = sorted(by_user) + ["nobody"]
     refs = [f"{fs.name}:{f.name}" for f in fs.features]
     response = httpx.post(
-        f"{url}/v1/online-features", json={"features": refs, "entities": {"user_id": users}}, timeout=30
+        f"{url}/v1/online-features",
+        json={"features": refs, "entities": {"user_id": users}},
+        timeout=30,
     ).json()
     served_at = datetime.fromisoformat(response["served_at"].replace("Z", "+00:00"))
     t = (served_at.timestamp() * 1000).__round__()
@@ -126,9 +170,25 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
     history = offline.history(fs)
     approved = [row for rows in by_user.values() for row, _, _ in rows]
     assert history.num_rows == len(approved) < valid.num_rows
-    assert sorted(history.column("transaction_id").to_pylist()) == sorted(r["transaction_id"] for r in approved)
-    assert len(set(zip(history.column("_partition").to_pylist(), history.column("_offset").to_pylist(), strict=True))) == len(approved)
-    cents = dict(zip(history.column("transaction_id").to_pylist(), history.column("amount_cents").to_pylist(), strict=True))
+    assert sorted(history.column("transaction_id").to_pylist()) == sorted(
+        r["transaction_id"] for r in approved
+    )
+    assert len(
+        set(
+            zip(
+                history.column("_partition").to_pylist(),
+                history.column("_offset").to_pylist(),
+                strict=True,
+            )
+        )
+    ) == len(approved)
+    cents = dict(
+        zip(
+            history.column("transaction_id").to_pylist(),
+            history.column("amount_cents").to_pylist(),
+            strict=True,
+        )
+    )
     assert cents == {r["transaction_id"]: r["amount_cents"] for r in approved}
 
     # Point-in-time retrieval at random label times equals brute force, no row dropped.
@@ -144,11 +204,18 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(deployment: D
         want, _ = brute_force(fs, field_types, by_user.get(label_users[i], []), label_times[i])
         assert [row[f.name] for f in fs.features] == want, (i, label_users[i], label_times[i])
     # Offline at served_at gives what was served online.
-    at_served = get_historical_features(offline, resolved, pa.table({"user_id": users, "event_timestamp": [t] * len(users)}))
-    assert [[row[f.name] for f in fs.features] for row in at_served.to_pylist()] == [r["values"] for r in response["results"]]
+    at_served = get_historical_features(
+        offline, resolved, pa.table({"user_id": users, "event_timestamp": [t] * len(users)})
+    )
+    assert [[row[f.name] for f in fs.features] for row in at_served.to_pylist()] == [
+        r["values"] for r in response["results"]
+    ]
     applied = sum(len(v) for v in by_user.values())
-    assert f'headwater_events_applied_total{{feature_set="{fs.qualified_name}"}} {float(applied)}' in httpx.get(
-        f"http://127.0.0.1:{metrics_port}/metrics", timeout=10
-    ).text
+    assert (
+        f'headwater_events_applied_total{{feature_set="{fs.qualified_name}"}} {float(applied)}'
+        in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    )
     api_metrics = httpx.get(f"{url}/metrics/", timeout=10).text
-    assert 'headwater_http_requests_total{route="/v1/online-features",status="200"} 1.0' in api_metrics
+    assert (
+        'headwater_http_requests_total{route="/v1/online-features",status="200"} 1.0' in api_metrics
+    )

@@ -24,16 +24,22 @@ MINUTE = 60_000
 
 def _high_watermark(bootstrap: str, topic: str) -> int:
     """Messages ever written to ``topic`` (sum of the partitions' high watermarks)."""
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "push-test-probe", "enable.auto.commit": False})
+    probe = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "push-test-probe", "enable.auto.commit": False}
+    )
     try:
         partitions = probe.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+        return sum(
+            probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        )
     finally:
         probe.close()
 
 
 def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    )
 
 
 def test_push_is_all_or_nothing_and_served_like_brute_force(deployment: Deployment) -> None:
@@ -44,29 +50,55 @@ def test_push_is_all_or_nothing_and_served_like_brute_force(deployment: Deployme
     push = f"{url}/v1/push/{deployment.source}"
     now_ms = time.time_ns() // 1_000_000
 
-    rows = generate_transactions(end_ms=now_ms // MINUTE * MINUTE, users=25, days=1, events_per_user_day=12, seed=3).to_pylist()
+    rows = generate_transactions(
+        end_ms=now_ms // MINUTE * MINUTE, users=25, days=1, events_per_user_day=12, seed=3
+    ).to_pylist()
     # Ties in event time (arrival order decides `last`), a late event and one slightly ahead.
     rows.append({**rows[-1], "transaction_id": "tie", "merchant_id": "m_tie", "status": "approved"})
-    rows.append({**rows[3], "transaction_id": "late", "status": "approved", "event_time": now_ms - 86_400_000 + 7})
-    rows.append({**rows[9], "transaction_id": "ahead", "status": "approved", "event_time": now_ms + 60_000})
+    rows.append(
+        {
+            **rows[3],
+            "transaction_id": "late",
+            "status": "approved",
+            "event_time": now_ms - 86_400_000 + 7,
+        }
+    )
+    rows.append(
+        {**rows[9], "transaction_id": "ahead", "status": "approved", "event_time": now_ms + 60_000}
+    )
     assert 200 <= len(rows) <= 1000
     # Every third event gives its time as ISO-8601 with a zone; the topic holds epoch ms either way.
-    wire = [{**r, "event_time": _iso(r["event_time"])} if i % 3 == 0 else r for i, r in enumerate(rows)]
+    wire = [
+        {**r, "event_time": _iso(r["event_time"])} if i % 3 == 0 else r for i, r in enumerate(rows)
+    ]
 
     with httpx.Client(timeout=30) as client:
         # One bad event among good ones: the whole request is refused and nothing is produced.
         before = _high_watermark(bootstrap, topic)
-        bad = [*wire[:5], {**wire[5], "amount": "12.5"}, {**wire[6], "event_time": "2026-11-26T10:00:00"}, *wire[7:10]]
+        bad = [
+            *wire[:5],
+            {**wire[5], "amount": "12.5"},
+            {**wire[6], "event_time": "2026-11-26T10:00:00"},
+            *wire[7:10],
+        ]
         response = client.post(push, json={"events": bad})
         assert response.status_code == 422, response.text
         body = response.json()
         assert "2 of 10" in body["detail"]
-        assert [(e["index"], e["field"]) for e in body["errors"]] == [(5, "amount"), (6, "event_time")]
+        assert [(e["index"], e["field"]) for e in body["errors"]] == [
+            (5, "amount"),
+            (6, "event_time"),
+        ]
         assert "expected a number" in body["errors"][0]["reason"]
         assert "no time zone" in body["errors"][1]["reason"]
         far = client.post(push, json={"events": [{**rows[0], "event_time": now_ms + 3_600_000}]})
         assert far.status_code == 422 and far.json()["errors"][0]["field"] == "event_time"
-        assert client.post(push, json={"events": [{**rows[0], "colour": "red"}]}).json()["errors"][0]["field"] == "colour"
+        assert (
+            client.post(push, json={"events": [{**rows[0], "colour": "red"}]}).json()["errors"][0][
+                "field"
+            ]
+            == "colour"
+        )
 
         # Limits: too many events, too large a body (declared or streamed without a length).
         many = client.post(push, json={"events": [rows[0]] * 10_001})
@@ -74,7 +106,9 @@ def test_push_is_all_or_nothing_and_served_like_brute_force(deployment: Deployme
         huge = b'{"events": [' + b" " * (10 * 1024 * 1024) + b"]}"
         big = client.post(push, content=huge, headers={"content-type": "application/json"})
         assert big.status_code == 413 and str(10 * 1024 * 1024) in big.json()["detail"]
-        streamed = client.post(push, content=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)]))
+        streamed = client.post(
+            push, content=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)])
+        )
         assert streamed.status_code == 413
 
         # Unknown source: 404 naming the known ones.
@@ -99,11 +133,19 @@ def test_push_is_all_or_nothing_and_served_like_brute_force(deployment: Deployme
 
     defs = deployment.definitions()
     fs = defs.feature_set(deployment.feature_set)
-    field_types = {**defs.source(deployment.source).schema.field_types, "amount_cents": "long", "is_large": "long"}
+    field_types = {
+        **defs.source(deployment.source).schema.field_types,
+        "amount_cents": "long",
+        "is_large": "long",
+    }
     by_user = _events_by_user(pa.Table.from_pylist(rows))
     users = sorted(by_user) + ["nobody"]
     refs = [f"{fs.name}:{f.name}" for f in fs.features]
-    response = httpx.post(f"{url}/v1/online-features", json={"features": refs, "entities": {"user_id": users}}, timeout=30).json()
+    response = httpx.post(
+        f"{url}/v1/online-features",
+        json={"features": refs, "entities": {"user_id": users}},
+        timeout=30,
+    ).json()
     served_at = datetime.fromisoformat(response["served_at"])
     t = round(served_at.timestamp() * 1000)
     for result in response["results"]:
@@ -120,16 +162,25 @@ def test_push_answers_503_with_retry_after_when_kafka_is_down(deployment: Deploy
         "HEADWATER_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "HEADWATER_SERVING__PORT": str(port),
     }
-    api = HeadwaterProcess(["serve"], env=env, log_file=deployment.settings.home / "api-nokafka.log")
+    api = HeadwaterProcess(
+        ["serve"], env=env, log_file=deployment.settings.home / "api-nokafka.log"
+    )
     deployment.processes.append(api)
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/healthz", api)
     event: dict[str, Any] = {
-        "transaction_id": "t1", "user_id": "u1", "merchant_id": "m1", "amount": 3.0,
-        "currency": "EUR", "status": "approved", "event_time": time.time_ns() // 1_000_000,
+        "transaction_id": "t1",
+        "user_id": "u1",
+        "merchant_id": "m1",
+        "amount": 3.0,
+        "currency": "EUR",
+        "status": "approved",
+        "event_time": time.time_ns() // 1_000_000,
     }
     start = time.monotonic()
-    response = httpx.post(f"{url}/v1/push/{deployment.source}", json={"events": [event]}, timeout=60)
+    response = httpx.post(
+        f"{url}/v1/push/{deployment.source}", json={"events": [event]}, timeout=60
+    )
     assert response.status_code == 503, response.text
     assert int(response.headers["retry-after"]) > 0
     assert "Kafka" in response.json()["detail"]

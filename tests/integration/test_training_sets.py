@@ -5,9 +5,7 @@ deployment; a saved training set rebuilds byte for byte after more data arrived,
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,18 +24,6 @@ from tests.reference import brute_force
 from tests.reference import example_events_by_user as _events_by_user
 
 pytestmark = pytest.mark.integration
-
-
-def _cli(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **deployment.env}
-    return subprocess.run(
-        [sys.executable, "-m", "headwater", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def _sha(path: Path) -> str:
@@ -74,18 +60,20 @@ def test_saved_training_set_rebuilds_byte_identical(deployment: Deployment, tmp_
     )
     pq.write_table(labels, tmp_path / "labels.parquet")
 
-    saved = _cli(
-        deployment,
-        "retrieve",
-        "--entities",
-        str(tmp_path / "labels.parquet"),
-        "--features",
-        ",".join(refs),
-        "--out",
-        str(tmp_path / "a.parquet"),
-        "--save",
-        "fraud_train_1",
-    )
+    def retrieve(features: str, out: str, *more: str) -> subprocess.CompletedProcess[str]:
+        entities = str(tmp_path / "labels.parquet")
+        return deployment.cli(
+            "retrieve",
+            "--entities",
+            entities,
+            "--features",
+            features,
+            "--out",
+            str(tmp_path / out),
+            *more,
+        )
+
+    saved = retrieve(",".join(refs), "a.parquet", "--save", "fraud_train_1")
     assert saved.returncode == 0, saved.stderr
     assert "saved as 'fraud_train_1'" in saved.stdout
     a = pq.read_table(tmp_path / "a.parquet")
@@ -110,16 +98,7 @@ def test_saved_training_set_rebuilds_byte_identical(deployment: Deployment, tmp_
     )
     deployment.wait_caught_up(worker)
     assert offline.version_at(fs) > version_then
-    fresh = _cli(
-        deployment,
-        "retrieve",
-        "--entities",
-        str(tmp_path / "labels.parquet"),
-        "--features",
-        ",".join(refs),
-        "--out",
-        str(tmp_path / "fresh.parquet"),
-    )
+    fresh = retrieve(",".join(refs), "fresh.parquet")
     assert fresh.returncode == 0, fresh.stderr
     assert _sha(tmp_path / "fresh.parquet") != _sha(tmp_path / "a.parquet")
     everything = _events_by_user(data)
@@ -127,8 +106,8 @@ def test_saved_training_set_rebuilds_byte_identical(deployment: Deployment, tmp_
         want, _ = brute_force(fs, types, everything.get(label_users[i], []), label_times[i])
         assert [row[f.name] for f in fs.features] == want, i
 
-    rebuilt = _cli(
-        deployment, "retrieve", "--rebuild", "fraud_train_1", "--out", str(tmp_path / "b.parquet")
+    rebuilt = deployment.cli(
+        "retrieve", "--rebuild", "fraud_train_1", "--out", str(tmp_path / "b.parquet")
     )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert _sha(tmp_path / "b.parquet") == _sha(tmp_path / "a.parquet")
@@ -136,57 +115,23 @@ def test_saved_training_set_rebuilds_byte_identical(deployment: Deployment, tmp_
     # --as-of a version or a time reads the table as it was.
     for pin in ([f"{fs.name}={version_then}"], [between]):
         args = [a for p in pin for a in ("--as-of", p)]
-        pinned = _cli(
-            deployment,
-            "retrieve",
-            "--entities",
-            str(tmp_path / "labels.parquet"),
-            "--features",
-            ",".join(refs),
-            "--out",
-            str(tmp_path / "pinned.parquet"),
-            *args,
-        )
+        pinned = retrieve(",".join(refs), "pinned.parquet", *args)
         assert pinned.returncode == 0, pinned.stderr
         assert pq.read_table(tmp_path / "pinned.parquet").equals(a), pin
 
     # Names are never reused; bad input is one line naming the fix.
-    again = _cli(
-        deployment,
-        "retrieve",
-        "--entities",
-        str(tmp_path / "labels.parquet"),
-        "--features",
-        refs[0],
-        "--out",
-        str(tmp_path / "c.parquet"),
-        "--save",
-        "fraud_train_1",
-    )
+    again = retrieve(refs[0], "c.parquet", "--save", "fraud_train_1")
     assert again.returncode == 1
     assert "choose another name" in again.stderr
-    bad_time = _cli(
-        deployment,
-        "retrieve",
-        "--entities",
-        str(tmp_path / "labels.parquet"),
-        "--features",
-        refs[0],
-        "--out",
-        str(tmp_path / "c.parquet"),
-        "--as-of",
-        "yesterday",
-    )
+    bad_time = retrieve(refs[0], "c.parquet", "--as-of", "yesterday")
     assert bad_time.returncode == 1
     assert "ISO-8601" in bad_time.stderr
-    unknown = _cli(
-        deployment, "retrieve", "--rebuild", "nope", "--out", str(tmp_path / "c.parquet")
-    )
+    unknown = deployment.cli("retrieve", "--rebuild", "nope", "--out", str(tmp_path / "c.parquet"))
     assert unknown.returncode == 1
     assert "fraud_train_1" in unknown.stderr
 
     # The catalog's lineage links the feature set to the training set.
-    lineage = _cli(deployment, "catalog", "lineage", fs.name)
+    lineage = deployment.cli("catalog", "lineage", fs.name)
     assert '"fraud_train_1"' in lineage.stdout
 
 
