@@ -65,10 +65,9 @@ def main() -> None:
 
         async def consume_batches(stream: faust.StreamT[list]) -> None:
             async for fetched in stream:
-                messages = app.consumer.take_batch(fetched)  # type: ignore[attr-defined]
-                for m in messages:
-                    app.consumer.ack(m)
-                count(len(messages))
+                records = app.consumer.take_batch(fetched)  # type: ignore[attr-defined]
+                app.consumer.ack_batch(fetched)  # type: ignore[attr-defined]
+                count(len(records))
 
         app.agent(channel, concurrency=1)(consume_batches)
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # public API, not re-exported in the stubs
@@ -18,6 +18,7 @@ from schemas.settings import KafkaSettings
 
 __all__ = [
     "EventProducer",
+    "KafkaRecord",
     "RawMessage",
     "committed_offsets",
     "consumer_lag",
@@ -224,15 +225,33 @@ def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float 
         time.sleep(0.2)
 
 
+class KafkaRecord(Protocol):
+    """What a worker reads of a Kafka message; aiokafka's ``ConsumerRecord`` is one, so the
+    worker's batches need no conversion per message."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def timestamp(self) -> int:
+        """The message's Kafka timestamp (its arrival), epoch ms."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class RawMessage:
-    """A Kafka message as a worker received it."""
+    """A Kafka message read outside the worker's consumer (catch-up, tests)."""
 
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    timestamp_ms: int
+    timestamp: int
 
 
 def read_range(

@@ -20,9 +20,8 @@ from functools import partial
 from typing import Any
 
 import faust
-from faust.types import Message
 
-from connectors.kafka import EventProducer, RawMessage, committed_offsets, consumer_lag, read_range
+from connectors.kafka import EventProducer, committed_offsets, consumer_lag, read_range
 from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
 from schemas.catalog import Catalog
@@ -31,7 +30,7 @@ from schemas.serialize import definitions_to_dict
 from schemas.settings import Settings
 from stream_workers.metrics import CONSUMER_LAG, serve_metrics
 from stream_workers.processor import BatchProcessor
-from stream_workers.transport import SCHEME, batch_routing
+from stream_workers.transport import SCHEME, Fetched, batch_routing
 
 __all__ = ["create_app", "reload_requested"]
 
@@ -221,26 +220,16 @@ def _flush_timer(processor: BatchProcessor, lock: asyncio.Lock, flush_seconds: f
 
 
 def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock) -> Any:
-    async def process(stream: faust.StreamT[list[Message]]) -> None:
+    async def process(stream: faust.StreamT[Fetched]) -> None:
         async for fetched in stream:
-            # A fetch from before a rebalance may hold partitions that moved: those are left
-            # to their new owner; the rest are tracked until acknowledged below.
-            messages = app.consumer.take_batch(fetched)  # type: ignore[attr-defined]
-            if not messages:
+            # A batch fetched before a rebalance may hold partitions that moved: it is left
+            # to their new owner; one taken is tracked until acknowledged below.
+            records = app.consumer.take_batch(fetched)  # type: ignore[attr-defined]
+            if not records:
                 continue
-            raw = [
-                RawMessage(
-                    partition=m.partition,
-                    offset=m.offset,
-                    key=m.key,
-                    value=m.value,
-                    timestamp_ms=round(m.timestamp * 1000),
-                )
-                for m in messages
-            ]
             try:
                 async with lock:
-                    result = await asyncio.to_thread(processor.process, raw)
+                    result = await asyncio.to_thread(processor.process, records)
             except Exception as exc:
                 # A bad event never gets here (it goes to the DLQ); this is a broken store or
                 # a bug. Die loudly: an agent that stops quietly while the process lives on
@@ -248,7 +237,7 @@ def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock) -> Any
                 # replays the batch and the idempotent sinks absorb what was written.
                 log.critical(
                     "headwater worker: a batch of %d events failed (%s: %s); exiting",
-                    len(raw),
+                    len(records),
                     type(exc).__name__,
                     exc,
                     exc_info=True,
@@ -256,9 +245,7 @@ def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock) -> Any
                 logging.shutdown()
                 os._exit(70)
             # Both stores have the batch: now faust may commit these offsets.
-            ack = app.consumer.ack
-            for m in messages:
-                ack(m)
+            app.consumer.ack_batch(fetched)  # type: ignore[attr-defined]
             log.info(
                 "%s: %d events applied, %s dead-lettered",
                 processor.source.name,

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from connectors.base import BaseOfflineStore, BaseOnlineStore, EntityKey
 from connectors.errors import OnlineStoreError
-from connectors.kafka import EventProducer, RawMessage
+from connectors.kafka import EventProducer, KafkaRecord, RawMessage
 from connectors.offline_delta import META_COLUMNS, history_schema
 from schemas.avro import AvroSchema, decode_body, event_time_ms, split_wire
 from schemas.catalog import Catalog, CatalogError
@@ -47,13 +47,13 @@ from stream_workers.metrics import (
     NEWEST_EVENT_TIME,
 )
 
-__all__ = ["BatchProcessor", "BatchResult", "RangeReader", "RawMessage"]
+__all__ = ["BatchProcessor", "BatchResult", "KafkaRecord", "RangeReader", "RawMessage"]
 
 log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
 
-RangeReader = Callable[[int, int, int], Iterator[list[RawMessage]]]
+RangeReader = Callable[[int, int, int], Iterator[Sequence[KafkaRecord]]]
 """(partition, start, end) -> batches of the messages with start <= offset < end."""
 
 
@@ -68,7 +68,7 @@ class BatchResult:
 class _Event:
     record: dict[str, Any]
     e: int
-    message: RawMessage
+    message: KafkaRecord
 
 
 class BatchProcessor:
@@ -151,7 +151,7 @@ class BatchProcessor:
             cached[partition] = found.get(partition, -1)
         return cached[partition]
 
-    def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+    def process(self, messages: Sequence[KafkaRecord]) -> BatchResult:
         """Write one batch to the DLQ, Delta and Redis; returns what happened to it."""
         result = BatchResult()
         if not messages:
@@ -205,7 +205,7 @@ class BatchProcessor:
     def _process(
         self,
         plans: Sequence[FeatureSetPlan],
-        messages: Sequence[RawMessage],
+        messages: Sequence[KafkaRecord],
         result: BatchResult,
         *,
         dead_letter: bool,
@@ -252,17 +252,17 @@ class BatchProcessor:
             self._writers[schema_id] = schema
         return schema
 
-    def _validate(self, msg: RawMessage) -> _Event:
+    def _validate(self, msg: KafkaRecord) -> _Event:
         if msg.value is None:
             raise EventError("message has no value (tombstone)", reason="undecodable")
         schema_id, body = split_wire(msg.value)
         record = decode_body(body, self._writer_schema(schema_id), self.source.schema)
         ts_field = self.source.timestamp
         e = event_time_ms(record.get(ts_field), ts_field)
-        if e - msg.timestamp_ms > self._skew:
+        if e - msg.timestamp > self._skew:
             text = (
-                f"field {ts_field!r}: event time {e} is {e - msg.timestamp_ms} ms after its "
-                f"arrival {msg.timestamp_ms}; at most {self._skew} ms is accepted"
+                f"field {ts_field!r}: event time {e} is {e - msg.timestamp} ms after its "
+                f"arrival {msg.timestamp}; at most {self._skew} ms is accepted"
             )
             raise EventError(text, field=ts_field, reason="future")
         for name in self._numeric:
@@ -281,7 +281,7 @@ class BatchProcessor:
                     )
         return _Event(record, e, msg)
 
-    def _dead_letter(self, msg: RawMessage, exc: EventError, result: BatchResult) -> None:
+    def _dead_letter(self, msg: KafkaRecord, exc: EventError, result: BatchResult) -> None:
         headers = {
             "hw.reason": exc.reason.encode(),
             "hw.error": str(exc).encode()[:4000],
@@ -293,7 +293,7 @@ class BatchProcessor:
         }
         if self._dlq is not None:
             self._dlq.produce(
-                self.source.dlq_topic, msg.value or b"", msg.key, headers, msg.timestamp_ms
+                self.source.dlq_topic, msg.value or b"", msg.key, headers, msg.timestamp
             )
         result.dead_lettered[exc.reason] = result.dead_lettered.get(exc.reason, 0) + 1
 
@@ -308,7 +308,7 @@ class BatchProcessor:
         columns["_event_date"] = days
         columns["_partition"] = [ev.message.partition for ev in events]
         columns["_offset"] = [ev.message.offset for ev in events]
-        columns["_arrival_ms"] = [ev.message.timestamp_ms for ev in events]
+        columns["_arrival_ms"] = [ev.message.timestamp for ev in events]
         return pa.Table.from_pydict(columns, schema=self._source_history)
 
     def _append_offline(self, plan: FeatureSetPlan, rows: pa.Table, last: dict[int, int]) -> None:

@@ -1,16 +1,21 @@
 """A faust transport whose consumer hands whole fetches of the raw topics to the agents.
 
-faust delivers messages one at a time: a task per message in the fetch loop, the conductor,
-a queue put, the stream's bookkeeping, about 50 µs each on this machine, which caps any faust
+faust delivers messages one at a time: a ``Message`` object, a task, the conductor, a queue
+put and the stream's bookkeeping for each, about 50 µs on this machine, which caps any faust
 agent near 20k events/s whatever it does (``bench/faust_baseline.py``). Headwater's agents
 work on micro-batches anyway, so for the topics registered in ``batch_channels`` the fetch
-loop gathers fetches into batches (up to ``worker.batch_max_events`` events or
-``worker.batch_max_seconds``) and puts each, as one list, into the agent's channel.
+loop takes aiokafka's records per partition as they come, gathers them into a ``Fetched``
+batch (up to ``worker.batch_max_events`` events or ``worker.batch_max_seconds``) and puts it,
+as one value, into the agent's channel. Nothing in between is done per message.
 
-faust still owns everything else: group membership, partition assignment, the offsets to
-commit. The agent takes each batch as faust's streams take an event (dropping messages of
-an earlier generation, tracking the rest) and acknowledges every message after both stores
-were written, so faust commits only offsets whose events are in Redis and Delta. Messages of any other topic take faust's normal path.
+faust still owns everything else: group membership, partition assignment, committing. The
+agent takes each batch as faust's streams take an event (a batch of an earlier generation is
+dropped, one taken is tracked as in flight) and acknowledges it after both stores were
+written. A batch is acknowledged by its last offset per partition: the agent handles batches
+one at a time in fetch order, so everything before that offset is handled too, and after a
+rebalance faust seeks back to the committed offsets, so nothing dropped is skipped. faust
+then commits exactly the offsets whose events are in Redis and Delta. Messages of any other
+topic take faust's normal path.
 
 Selected with the ``hwkafka://`` broker URL scheme (``create_app`` does).
 """
@@ -19,16 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import ChannelT, Message
+from faust.types import TP, ChannelT
+from faust.types.tuples import ack_lock
 from mode import Service
+from mode.utils.futures import notify
 
-__all__ = ["SCHEME", "BatchConsumer", "BatchRouting", "Transport", "batch_routing"]
+__all__ = ["SCHEME", "BatchConsumer", "BatchRouting", "Fetched", "Transport", "batch_routing"]
 
 SCHEME = "hwkafka"
 
@@ -52,7 +58,24 @@ def batch_routing(app: Any) -> BatchRouting:
     return routing
 
 
-async def _deliver(channel: ChannelT[Any], messages: list[Message]) -> None:
+@dataclass(eq=False)
+class Fetched:
+    """Records of one topic fetched in one consumer generation, in fetch order per partition.
+
+    ``records`` are aiokafka ``ConsumerRecord``s (``partition``, ``offset``, ``key``,
+    ``value``, ``timestamp`` in ms); ``ends`` the last offset per partition. While the agent
+    works on it, the batch stands in faust's set of unacknowledged messages, so a rebalance
+    waits for it (``acked`` and ``refcount`` are what faust reads there).
+    """
+
+    generation: int
+    records: list[Any] = field(default_factory=list)
+    ends: dict[TP, int] = field(default_factory=dict)
+    acked: bool = False
+    refcount: int = 1
+
+
+async def _deliver(channel: ChannelT[Any], batch: Fetched) -> None:
     """Put a batch on the agent's channel, waiting while the agent is busy (the channel's
     bound is the backpressure).
 
@@ -61,7 +84,7 @@ async def _deliver(channel: ChannelT[Any], messages: list[Message]) -> None:
     partitions next reads it again), and the fetch loop goes on, as faust's own per-message
     delivery does. Only a cancel of the fetch loop itself propagates.
     """
-    put = asyncio.ensure_future(channel.put(messages))  # type: ignore[arg-type]  # a value, not an event
+    put = asyncio.ensure_future(channel.put(batch))  # type: ignore[arg-type]  # a value, not an event
     try:
         await asyncio.wait([put])
     except asyncio.CancelledError:
@@ -75,15 +98,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
     """faust's aiokafka consumer with a fetch loop that delivers batch topics whole."""
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
-        callback = self.callback
         routing = batch_routing(self.app)
-        channels = routing.channels
         consumer_should_stop = cast(Service, self)._stopped.is_set
         fetcher_should_stop = cast(Service, fetcher)._stopped.is_set
-        get_read_offset = self._read_offset.__getitem__
-        set_read_offset = self._read_offset.__setitem__
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        batches: dict[str, list[Message]] = defaultdict(list)
+        pending: dict[str, Fetched] = {}
         gathered = 0
         since = 0.0
         try:
@@ -94,31 +112,28 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 wait = (
                     1.0 if not gathered else max(0.0, routing.linger_s - (time.monotonic() - since))
                 )
-                async for tp, message in self.getmany(timeout=wait):
-                    offset = message.offset
-                    read = get_read_offset(tp)
-                    if read is not None and offset < read:
-                        continue  # already delivered (faust drops these the same way)
-                    if read and offset - read > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, read + 1, offset)
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    channel = channels.get(tp.topic)
-                    if channel is None:
-                        await self.wait_first(callback(message), self.suspend_flow.wait())
-                    else:
-                        if not gathered:
-                            since = time.monotonic()
-                        batches[tp.topic].append(message)
-                        gathered += 1
-                    set_read_offset(tp, offset)
+                records, active = await self._wait_next_records(wait)
+                if records and not self.should_stop:
+                    if not self.flow_active:
+                        # As faust's getmany: records fetched while the flow is suspended are
+                        # dropped, and the partitions go back to their committed offsets.
+                        try:
+                            await self.perform_seek()
+                        except Exception as exc:
+                            self.log.warning("seek while the flow is suspended failed: %r", exc)
+                        continue
+                    if not gathered:
+                        since = time.monotonic()
+                    gathered += await self._gather(records, active, pending)
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
                 if gathered and (
                     gathered >= routing.max_events or time.monotonic() - since >= routing.linger_s
                 ):
-                    for topic, messages in batches.items():
-                        await _deliver(channels[topic], messages)
-                    batches = defaultdict(list)
+                    for topic, batch in pending.items():
+                        await _deliver(routing.channels[topic], batch)
+                    pending = {}
                     gathered = 0
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -129,23 +144,92 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 return
             raise
 
-    def take_batch(self, fetched: list[Message]) -> list[Message]:
-        """The messages of a fetched batch to process now, tracked as in flight.
+    async def _gather(
+        self, records: Any, active: set[TP] | None, pending: dict[str, Fetched]
+    ) -> int:
+        """Add one fetch to the pending batches; returns how many records were added."""
+        channels = batch_routing(self.app).channels
+        generation = self.app.consumer_generation_id
+        read_offset = self._read_offset
+        added = 0
+        for tp, tp_records in records.items():
+            if active is not None and tp not in active and tp not in self._buffered_partitions:
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            channel = channels.get(tp.topic)
+            if channel is None:
+                await self._deliver_one_by_one(tp, tp_records)
+                continue
+            read = read_offset[tp]
+            if read is not None and tp_records[0].offset < read:
+                tp_records = [r for r in tp_records if r.offset >= read]  # already delivered
+                if not tp_records:
+                    continue
+            batch = pending.get(tp.topic)
+            if batch is not None and batch.generation != generation:
+                await _deliver(channel, pending.pop(tp.topic))
+                batch = None
+            if batch is None:
+                batch = pending[tp.topic] = Fetched(generation)
+            batch.records += tp_records
+            batch.ends[tp] = tp_records[-1].offset
+            read_offset[tp] = tp_records[-1].offset
+            added += len(tp_records)
+        return added
 
-        As faust's streams do when they take an event: a message fetched before a rebalance
+    async def _deliver_one_by_one(self, tp: TP, tp_records: list[Any]) -> None:
+        """faust's own path, for topics that are not batch topics."""
+        for record in tp_records:
+            read = self._read_offset[tp]
+            if read is not None and record.offset < read:
+                continue
+            if read and record.offset - read > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                await self._add_gap(tp, read + 1, record.offset)
+            await self.wait_first(
+                self.callback(self._to_message(tp, record)), self.suspend_flow.wait()
+            )
+            self._read_offset[tp] = record.offset
+
+    def take_batch(self, fetched: Fetched) -> list[Any]:
+        """The records of a fetched batch to process now, tracked as in flight.
+
+        As faust's streams do when they take an event: a batch fetched before a rebalance
         (another generation, or while the flow is suspended) is left to whoever owns its
-        partition now; one taken is tracked, so faust commits past it only once it is
-        acknowledged. Gathered or queued batches are not tracked, so a rebalance never waits
-        for them.
+        partitions now. Gathered or queued batches are not tracked, so a rebalance never
+        waits for them.
         """
         if not self.app.flow_control.is_active():
             return []
-        generation = self.app.consumer_generation_id
-        taken = [m for m in fetched if m.generation_id == generation]
-        # What track_message does, minus faust's per-message sensors (Headwater counts in
-        # its own metrics).
-        self._unacked_messages |= set(taken)
-        return taken
+        if fetched.generation != self.app.consumer_generation_id:
+            return []
+        self._unacked_messages.add(fetched)  # type: ignore[arg-type]
+        return fetched.records
+
+    def ack_batch(self, fetched: Fetched) -> None:
+        """Acknowledge a taken batch: faust may now commit past its last offsets."""
+        with ack_lock:
+            if fetched.acked:
+                return
+            fetched.acked = True
+            for tp, end in fetched.ends.items():
+                committed = self._committed_offset[tp]
+                if committed is None or end >= committed:
+                    self._acked[tp].append(end)
+            self._n_acked += len(fetched.records)
+            self._unacked_messages.discard(fetched)  # type: ignore[arg-type]
+            notify(self._waiting_for_ack)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """For batch topics, the offset after the last acknowledged batch end (see the
+        module docstring); faust's per-offset accounting for the others."""
+        if tp.topic not in batch_routing(self.app).channels:
+            return super()._new_offset(tp)
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        end = max(acked)
+        acked.clear()
+        return end + 1
 
 
 class Transport(faust_aiokafka.Transport):
