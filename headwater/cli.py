@@ -281,6 +281,14 @@ def worker(
     except FeatureStoreError as exc:
         _fail(exc)
         return
+    import gc
+
+    # A batch allocates about a hundred thousand short-lived objects next to a large cache
+    # of entity states; with the default thresholds the collector runs hundreds of times per
+    # batch and its full passes walk the cache: a quarter of a worker's time (34k vs 26k
+    # events/s for the processor alone). Rarer young collections keep cycles collected.
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     try:
         faust.Worker(
             faust_app, loglevel="INFO", quiet=True, override_logging=True

@@ -272,6 +272,16 @@ class Aggregator:
                 state[key] = add(get(key), value, e, seq)
         return state
 
+    def add_both(
+        self, first: State, second: State, row: Mapping[str, Any], e: int, seq: int
+    ) -> None:
+        """``add`` into two states (an event's tile and the lifetime) in one pass."""
+        for key, field, add in self._adders:
+            value = row if field is None else row.get(field)
+            if value is not None:
+                first[key] = add(first.get(key), value, e, seq)
+                second[key] = add(second.get(key), value, e, seq)
+
     def merge(self, into: State, other: Mapping[str, Any]) -> State:
         """Merge ``other`` into ``into`` in place; merging is associative and commutative."""
         for key, merge in self._mergers:

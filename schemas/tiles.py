@@ -40,15 +40,12 @@ class Status(StrEnum):
 
 
 _OFFSET_BITS = 40
+_OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 
 
 def arrival_seq(partition: int, offset: int) -> int:
     """One integer ordering events by partition, then offset; the tie-breaker of ``last``."""
     return (partition << _OFFSET_BITS) | offset
-
-
-def _split_seq(seq: int) -> tuple[int, int]:
-    return seq >> _OFFSET_BITS, seq & ((1 << _OFFSET_BITS) - 1)
 
 
 def tile_of(e_ms: int, resolution_ms: int) -> int:
@@ -68,6 +65,9 @@ class EntityState:
     stored: Any = field(default=None, compare=False, repr=False)
     """The store's encoding of this state as last read or written (``None``: unknown).
     Lets a writer diff against what is stored without encoding the old state again."""
+    changed: set[int] = field(default_factory=set, compare=False, repr=False)
+    """Tiles folded into or dropped since ``stored``: all that a writer updating this state
+    in place has to send of its tiles (an entity keeps up to a week of them)."""
 
 
 class FeatureSetPlan:
@@ -109,10 +109,12 @@ class FeatureSetPlan:
 
         ``keep_from`` is the oldest tile still kept (``None`` keeps every tile).
         """
-        self.aggregator.add(state.lifetime, row, e, seq)
         k = tile_of(e, self.resolution_ms)
         if keep_from is None or k >= keep_from:
-            self.aggregator.add(state.tiles.setdefault(k, {}), row, e, seq)
+            self.aggregator.add_both(state.tiles.setdefault(k, {}), state.lifetime, row, e, seq)
+            state.changed.add(k)
+        else:
+            self.aggregator.add(state.lifetime, row, e, seq)
         if state.newest is None or e > state.newest:
             state.newest = e
 
@@ -125,12 +127,13 @@ class FeatureSetPlan:
         """
         keep_from = tile_of(now, self.resolution_ms) - self.retention_tiles + 1
         changed = False
+        offsets = state.offsets
         for row, e, seq in events:
-            partition, offset = _split_seq(seq)
-            if offset <= state.offsets.get(partition, -1):
+            partition, offset = seq >> _OFFSET_BITS, seq & _OFFSET_MASK
+            if offset <= offsets.get(partition, -1):
                 continue
             changed = True
-            state.offsets[partition] = offset
+            offsets[partition] = offset
             if e > now:
                 state.pending.append([e, seq, {f: row.get(f) for f in self.fields}])
             else:
@@ -144,6 +147,7 @@ class FeatureSetPlan:
         stale = [k for k in state.tiles if k < keep_from]
         for k in stale:
             del state.tiles[k]
+        state.changed.update(stale)
         return changed or bool(stale)
 
     def evaluate(self, state: EntityState | None, t: int) -> tuple[list[Any], Status]:

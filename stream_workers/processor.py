@@ -52,6 +52,7 @@ __all__ = ["BatchProcessor", "BatchResult", "KafkaRecord", "RangeReader", "RawMe
 log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
+_SEQ_SHIFT = arrival_seq(1, 0).bit_length() - 1  # arrival_seq, vectorised per batch
 
 RangeReader = Callable[[int, int, int], Iterator[Sequence[KafkaRecord]]]
 """(partition, start, end) -> batches of the messages with start <= offset < end."""
@@ -354,21 +355,40 @@ class BatchProcessor:
         self._offline.append(fs, table, self._writer_id, buffer.positions)
         buffer.clear()
 
+    def _group_by_entity(
+        self, plan: FeatureSetPlan, rows: pa.Table
+    ) -> dict[EntityKey, list[tuple[dict[str, Any], int, int]]]:
+        """The rows as ``(values, event time, arrival seq)`` per entity, in arrival order."""
+        keys = self._keys[plan.feature_set.qualified_name]
+        # Keys are text, as str() gives them (what serving looks up).
+        key_columns = [
+            column.to_pylist() if pa.types.is_string(column.type) else list(map(str, column.to_pylist()))
+            for column in (rows.column(k) for k in keys)
+        ]
+        entities = (
+            [(k,) for k in key_columns[0]] if len(keys) == 1 else list(zip(*key_columns, strict=True))
+        )
+        fields = list(plan.fields)
+        if fields:
+            columns = [rows.column(f).to_pylist() for f in fields]
+            values = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
+        else:
+            values = [{}] * rows.num_rows
+        seqs = pc.bit_wise_or(
+            pc.shift_left(pc.cast(rows.column("_partition"), pa.int64()), _SEQ_SHIFT),
+            rows.column("_offset"),
+        ).to_pylist()
+        times = rows.column("event_time_ms").to_pylist()
+        grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]] = defaultdict(list)
+        for key, row, e, seq in zip(entities, values, times, seqs, strict=True):
+            grouped[key].append((row, e, seq))
+        return grouped
+
     def _update_online(self, plan: FeatureSetPlan, rows: pa.Table) -> None:
         fs = plan.feature_set
         if rows.num_rows == 0:
             return
-        keys = self._keys[fs.qualified_name]
-        key_columns = [rows.column(k).to_pylist() for k in keys]
-        values = rows.select(list(plan.fields)).to_pylist() if plan.fields else [{}] * rows.num_rows
-        times = rows.column("event_time_ms").to_pylist()
-        offsets = rows.column("_offset").to_pylist()
-        partitions = rows.column("_partition").to_pylist()
-        grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]] = defaultdict(list)
-        for i, row in enumerate(values):
-            grouped[tuple(str(col[i]) for col in key_columns)].append(
-                (row, times[i], arrival_seq(partitions[i], offsets[i]))
-            )
+        grouped = self._group_by_entity(plan, rows)
         pending_keys = list(grouped)
         cache = self._states.setdefault(fs.qualified_name, OrderedDict())
         use_cache = True
