@@ -65,13 +65,6 @@ class BatchResult:
     caught_up: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class _Event:
-    record: dict[str, Any]
-    e: int
-    message: KafkaRecord
-
-
 class BatchProcessor:
     """Processes batches of one source for all of its feature-set versions.
 
@@ -111,6 +104,7 @@ class BatchProcessor:
         self.plans = [FeatureSetPlan(fs, source) for fs in feature_sets]
         by_name = {e.name: e for e in entities}
         self._keys = {fs.qualified_name: by_name[fs.entity].keys for fs in feature_sets}
+        self._required = tuple(dict.fromkeys(k for keys in self._keys.values() for k in keys))
         self._catalog = catalog
         self._online = online
         self._offline = offline
@@ -211,22 +205,29 @@ class BatchProcessor:
         *,
         dead_letter: bool,
     ) -> None:
-        events: list[_Event] = []
+        records: list[dict[str, Any]] = []
+        times: list[int] = []
+        accepted: list[KafkaRecord] = []
+        last: dict[int, int] = {}
         for msg in messages:
+            partition = msg.partition
+            if msg.offset > last.get(partition, -1):
+                last[partition] = msg.offset
             try:
-                events.append(self._validate(msg))
+                record, e = self._validate(msg)
             except EventError as exc:
                 if dead_letter:
                     self._dead_letter(msg, exc, result)
+                continue
+            records.append(record)
+            times.append(e)
+            accepted.append(msg)
         if result.dead_lettered and self._dlq is not None and dead_letter:
             self._dlq.flush()
             log.warning("%s: dead-lettered %s", self.source.name, result.dead_lettered)
         if dead_letter:
-            result.accepted += len(events)
-        last: dict[int, int] = {}
-        for m in messages:
-            last[m.partition] = max(last.get(m.partition, -1), m.offset)
-        batch = self._arrow(events)
+            result.accepted += len(records)
+        batch = self._arrow(records, times, accepted)
         for plan in plans:
             rows = batch
             # Also on an empty batch (all events bad), so its rows have the transform columns.
@@ -253,7 +254,8 @@ class BatchProcessor:
             self._writers[schema_id] = schema
         return schema
 
-    def _validate(self, msg: KafkaRecord) -> _Event:
+    def _validate(self, msg: KafkaRecord) -> tuple[dict[str, Any], int]:
+        """The decoded record and its event time, or ``EventError`` saying why not."""
         if msg.value is None:
             raise EventError("message has no value (tombstone)", reason="undecodable")
         schema_id, body = split_wire(msg.value)
@@ -274,13 +276,12 @@ class BatchProcessor:
                     field=name,
                     reason="non_finite",
                 )
-        for keys in self._keys.values():
-            for key in keys:
-                if record.get(key) is None:
-                    raise EventError(
-                        f"entity key field {key!r} is missing", field=key, reason="missing_key"
-                    )
-        return _Event(record, e, msg)
+        for key in self._required:
+            if record.get(key) is None:
+                raise EventError(
+                    f"entity key field {key!r} is missing", field=key, reason="missing_key"
+                )
+        return record, e
 
     def _dead_letter(self, msg: KafkaRecord, exc: EventError, result: BatchResult) -> None:
         headers = {
@@ -298,18 +299,23 @@ class BatchProcessor:
             )
         result.dead_lettered[exc.reason] = result.dead_lettered.get(exc.reason, 0) + 1
 
-    def _arrow(self, events: Sequence[_Event]) -> pa.Table:
+    def _arrow(
+        self,
+        records: Sequence[dict[str, Any]],
+        times: Sequence[int],
+        messages: Sequence[KafkaRecord],
+    ) -> pa.Table:
         """The valid events as one Arrow table: source fields plus the metadata columns."""
         fields = self._source_history.names[: -len(META_COLUMNS)]
-        columns = {name: [ev.record.get(name) for ev in events] for name in fields}
-        times = pa.array([ev.e for ev in events], pa.int64())
+        columns: dict[str, Any] = {name: [r.get(name) for r in records] for name in fields}
+        event_times = pa.array(times, pa.int64())
         # The partition column, as a date string, computed for the whole batch at once.
-        days = pc.strftime(pc.cast(times, pa.timestamp("ms", tz="UTC")), format="%Y-%m-%d")
-        columns["event_time_ms"] = times
+        days = pc.strftime(pc.cast(event_times, pa.timestamp("ms", tz="UTC")), format="%Y-%m-%d")
+        columns["event_time_ms"] = event_times
         columns["_event_date"] = days
-        columns["_partition"] = [ev.message.partition for ev in events]
-        columns["_offset"] = [ev.message.offset for ev in events]
-        columns["_arrival_ms"] = [ev.message.timestamp for ev in events]
+        columns["_partition"] = [m.partition for m in messages]
+        columns["_offset"] = [m.offset for m in messages]
+        columns["_arrival_ms"] = [m.timestamp for m in messages]
         return pa.Table.from_pydict(columns, schema=self._source_history)
 
     def _append_offline(self, plan: FeatureSetPlan, rows: pa.Table, last: dict[int, int]) -> None:

@@ -119,7 +119,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         # dropped, and the partitions go back to their committed offsets.
                         try:
                             await self.perform_seek()
-                        except Exception as exc:
+                        except Exception as exc:  # noqa: BLE001 - as faust: the next rebalance seeks again
                             self.log.warning("seek while the flow is suspended failed: %r", exc)
                         continue
                     if not gathered:
