@@ -65,10 +65,16 @@ def entity_redis_key(feature_set: FeatureSet, key: EntityKey) -> str:
 
 def _encode_head(state: EntityState) -> dict[bytes, bytes]:
     """The fields other than tiles: small, and changed by nearly every write."""
+    offsets = state.offsets
+    if len(offsets) == 1:  # the usual case, spelled as orjson would
+        ((partition, offset),) = offsets.items()
+        o = b'{"%d":%d}' % (partition, offset)
+    else:
+        o = orjson.dumps(offsets, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS)
     fields = {
-        b"o": orjson.dumps(state.offsets, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS),
+        b"o": o,
         b"L": orjson.dumps(state.lifetime),
-        b"P": orjson.dumps(state.pending),
+        b"P": orjson.dumps(state.pending) if state.pending else b"[]",
     }
     if state.newest is not None:
         fields[b"N"] = str(state.newest).encode()
