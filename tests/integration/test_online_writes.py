@@ -19,7 +19,7 @@ R = FS.resolution_ms
 START = 1_790_000_000_000
 
 
-def _fields(client: redis.Redis, key: str) -> set[bytes]:
+def _fields(client: redis.Redis, key: str) -> set[bytes | str]:
     return {f for f in client.hkeys(key) if f != b"v"}
 
 
