@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 import faust
+from faust.tables import TableManager
 
 from connectors.kafka import EventProducer, committed_offsets, consumer_lag, read_range
 from connectors.offline_delta import DeltaOfflineStore
@@ -35,6 +36,17 @@ from stream_workers.transport import SCHEME, Fetched, batch_routing
 __all__ = ["create_app", "reload_requested"]
 
 log = logging.getLogger(__name__)
+
+
+class TablelessManager(TableManager):
+    """faust's table manager without the 1 s it waits at start for tables to be declared:
+    Headwater's agents keep no faust tables, and every worker start (restarts included) paid
+    that second."""
+
+    async def on_start(self) -> None:
+        if not self.should_stop:
+            await self._update_channels()
+            await self.recovery.start()
 
 
 def _broker_url(bootstrap_servers: str) -> str:
@@ -60,6 +72,7 @@ def create_app(settings: Settings) -> faust.App:
         # A crashed worker's partitions move after this long (faust's default is 60 s).
         broker_session_timeout=settings.worker.session_timeout_seconds,
         broker_heartbeat_interval=max(0.5, settings.worker.session_timeout_seconds / 6),
+        TableManager=TablelessManager,
     )
     serve_metrics(settings.worker.metrics_port)
     batch_routing(app).max_events = settings.worker.batch_max_events
