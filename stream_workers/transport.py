@@ -46,7 +46,7 @@ class BatchRouting:
     under a steady stream, and every batch costs a few milliseconds of fixed work)."""
 
     channels: dict[str, ChannelT[Any]] = field(default_factory=dict)
-    max_events: int = 50_000
+    max_events: int = 100_000
     linger_s: float = 0.1
 
 
