@@ -29,6 +29,7 @@ from pathlib import Path
 
 import fastavro
 import pyarrow.parquet as pq
+import redis
 from confluent_kafka import Consumer, TopicPartition
 from live_load import produce_at_rate, sample_event
 from rich.console import Console
@@ -261,6 +262,17 @@ def main() -> None:
         )
     console.print(table)
     delete_topics(settings.kafka, [source.topic, source.dlq_topic])
+    _delete_online_state(settings.redis.url, fs.name)
+
+
+def _delete_online_state(url: str, feature_set: str) -> None:
+    """Remove the run's entity states, so repeated runs do not fill Redis."""
+    client = redis.Redis.from_url(url)
+    pipe = client.pipeline(transaction=False)
+    for key in client.scan_iter(match=f"hw:{feature_set}:*", count=10_000):
+        pipe.unlink(key)
+    pipe.execute()
+    client.close()
 
 
 def _first_batch_seconds(log: Path, t0: float) -> float | None:
