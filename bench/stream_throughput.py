@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import fastavro
 import pyarrow.parquet as pq
@@ -49,7 +50,7 @@ from schemas.catalog import Catalog
 from schemas.settings import load_settings
 
 
-def raw_consume(bootstrap: str, topic: str, expected: int, schema: dict) -> float:
+def raw_consume(bootstrap: str, topic: str, expected: int, schema: dict[str, Any]) -> float:
     """Events/s of a bare confluent-kafka consumer decoding every message with fastavro."""
     parsed = fastavro.parse_schema(schema)
     consumer = Consumer(
@@ -66,7 +67,7 @@ def raw_consume(bootstrap: str, topic: str, expected: int, schema: dict) -> floa
     while seen < expected:
         for m in consumer.consume(10_000, timeout=5):
             if m.error() is None:
-                fastavro.schemaless_reader(io.BytesIO(m.value()[5:]), parsed)
+                fastavro.schemaless_reader(io.BytesIO((m.value() or b"")[5:]), parsed)
                 seen += 1
     elapsed = time.perf_counter() - start
     consumer.close()
@@ -289,11 +290,10 @@ def _first_batch_seconds(log: Path, t0: float) -> float | None:
             break
     if started is None or first is None:
         return None
-    parse = lambda s: dt.datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f")
-    return (
-        parse(first) - parse(started)
-    ).total_seconds() + 1.0  # + interpreter start before the first log line
+    stamp = "%Y-%m-%d %H:%M:%S,%f"
+    elapsed = dt.datetime.strptime(first, stamp) - dt.datetime.strptime(started, stamp)
+    return elapsed.total_seconds() + 1.0  # + interpreter start before the first log line
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
