@@ -109,8 +109,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 await self.sleep(0)
                 if self.should_stop:
                     break
+                # While batches wait for a busy agent, fetch in short slices so they are
+                # delivered as soon as it is free.
                 wait = (
-                    1.0 if not gathered else max(0.0, routing.linger_s - (time.monotonic() - since))
+                    1.0
+                    if not gathered
+                    else max(0.005, routing.linger_s - (time.monotonic() - since))
                 )
                 records, active = await self._wait_next_records(wait)
                 if records and not self.should_stop:
@@ -128,13 +132,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
-                if gathered and (
-                    gathered >= routing.max_events or time.monotonic() - since >= routing.linger_s
-                ):
-                    for topic, batch in pending.items():
-                        await _deliver(routing.channels[topic], batch)
-                    pending = {}
-                    gathered = 0
+                if gathered:
+                    gathered -= await self._deliver_ready(pending, gathered, since)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -143,6 +142,28 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _deliver_ready(self, pending: dict[str, Fetched], gathered: int, since: float) -> int:
+        """Deliver the batches that are due; returns how many records went out.
+
+        A batch is due at ``max_events`` records (then it waits for its agent: that is the
+        backpressure), or after ``linger_s`` if its agent's channel has room. Under a backlog
+        the agent is busy when the linger ends, so the batch keeps growing towards
+        ``max_events`` instead of waiting in the channel at whatever size it had: larger
+        batches write each entity once for more of its events.
+        """
+        routing = batch_routing(self.app)
+        full = gathered >= routing.max_events
+        if not full and time.monotonic() - since < routing.linger_s:
+            return 0
+        delivered = 0
+        for topic in list(pending):
+            channel = routing.channels[topic]
+            if full or not channel.queue.full():
+                batch = pending.pop(topic)
+                await _deliver(channel, batch)
+                delivered += len(batch.records)
+        return delivered
 
     async def _gather(
         self, records: Any, active: set[TP] | None, pending: dict[str, Fetched]
