@@ -69,6 +69,7 @@ class Fetched:
     """
 
     generation: int
+    topic: str = ""
     records: list[Any] = field(default_factory=list)
     ends: dict[TP, int] = field(default_factory=dict)
     acked: bool = False
@@ -147,10 +148,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         """Deliver the batches that are due; returns how many records went out.
 
         A batch is due at ``max_events`` records (then it waits for its agent: that is the
-        backpressure), or after ``linger_s`` if its agent's channel has room. Under a backlog
-        the agent is busy when the linger ends, so the batch keeps growing towards
-        ``max_events`` instead of waiting in the channel at whatever size it had: larger
-        batches write each entity once for more of its events.
+        backpressure), or after ``linger_s`` if its agent is idle. Under a backlog the agent
+        is busy when the linger ends, so the batch keeps growing towards ``max_events``
+        instead of waiting in the channel at whatever size it had: larger batches write each
+        entity once for more of its events.
         """
         routing = batch_routing(self.app)
         full = gathered >= routing.max_events
@@ -159,11 +160,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
         delivered = 0
         for topic in list(pending):
             channel = routing.channels[topic]
-            if full or not channel.queue.full():
+            if full or (channel.queue.empty() and not self._in_flight(topic)):
                 batch = pending.pop(topic)
                 await _deliver(channel, batch)
                 delivered += len(batch.records)
         return delivered
+
+    def _in_flight(self, topic: str) -> bool:
+        """Whether the agent of ``topic`` is working on a batch (taken, not acknowledged)."""
+        return any(
+            isinstance(m, Fetched) and m.topic == topic and not m.acked
+            for m in list(self._unacked_messages)
+        )
 
     async def _gather(
         self, records: Any, active: set[TP] | None, pending: dict[str, Fetched]
@@ -191,7 +199,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 await _deliver(channel, pending.pop(tp.topic))
                 batch = None
             if batch is None:
-                batch = pending[tp.topic] = Fetched(generation)
+                batch = pending[tp.topic] = Fetched(generation, tp.topic)
             batch.records += tp_records
             batch.ends[tp] = tp_records[-1].offset
             read_offset[tp] = tp_records[-1].offset

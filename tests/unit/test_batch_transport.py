@@ -49,7 +49,7 @@ def _in_flight(consumer: BatchConsumer) -> set[Any]:
 
 
 def _batch(consumer: BatchConsumer, ends: dict[int, tuple[int, int]]) -> Fetched:
-    batch = Fetched(consumer.app.consumer_generation_id)
+    batch = Fetched(consumer.app.consumer_generation_id, TOPIC)
     for partition, (start, end) in ends.items():
         batch.records += [_Record(partition, o) for o in range(start, end + 1)]
         batch.ends[TP(TOPIC, partition)] = end
@@ -61,10 +61,12 @@ def test_a_batch_is_committable_up_to_its_last_offset_per_partition(consumer: Ba
     first = _batch(consumer, {0: (0, 9), 1: (5, 7)})
     assert len(consumer.take_batch(first)) == 13
     assert first in _in_flight(consumer)  # a rebalance waits for it
+    assert consumer._in_flight(TOPIC)  # the next batch keeps growing meanwhile
     assert consumer._new_offset(p0) is None  # nothing acknowledged yet
 
     consumer.ack_batch(first)
     assert first not in _in_flight(consumer)
+    assert not consumer._in_flight(TOPIC)
     second = _batch(consumer, {0: (10, 19)})
     consumer.take_batch(second)
     consumer.ack_batch(second)
