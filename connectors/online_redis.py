@@ -263,9 +263,8 @@ class RedisOnlineStore(BaseOnlineStore):
             if ok:
                 state = states[key]
                 old = before.get(key)
-                stored = dict(old.stored) if old is not None and old is not state else state.stored
-                if stored is None:
-                    stored = {}
+                base = {} if old is None else old.stored
+                stored = base if old is state else dict(base)  # in place, or a new record
                 stored.update(changed)
                 for name in gone:
                     stored.pop(name, None)

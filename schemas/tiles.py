@@ -26,11 +26,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from schemas.aggregations import Aggregator, State
 from schemas.definitions import FeatureSet, Source
 from schemas.expressions import Expression, compile_expression
 
-__all__ = ["EntityState", "FeatureSetPlan", "Status", "arrival_seq", "tile_of"]
+__all__ = ["EntityState", "FeatureSetPlan", "Status", "arrival_seq", "arrival_seqs", "tile_of"]
 
 
 class Status(StrEnum):
@@ -46,6 +49,13 @@ _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 def arrival_seq(partition: int, offset: int) -> int:
     """One integer ordering events by partition, then offset; the tie-breaker of ``last``."""
     return (partition << _OFFSET_BITS) | offset
+
+
+def arrival_seqs(partitions: pa.ChunkedArray, offsets: pa.ChunkedArray) -> list[int]:
+    """``arrival_seq`` of a whole batch at once."""
+    shifted = pc.shift_left(pc.cast(partitions, pa.int64()), _OFFSET_BITS)
+    seqs: list[int] = pc.bit_wise_or(shifted, offsets).to_pylist()
+    return seqs
 
 
 def tile_of(e_ms: int, resolution_ms: int) -> int:

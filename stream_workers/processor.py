@@ -38,7 +38,7 @@ from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
 from schemas.expressions import apply_filter_and_transforms
-from schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
+from schemas.tiles import EntityState, FeatureSetPlan, arrival_seqs
 from stream_workers.metrics import (
     BATCH_SECONDS,
     DEAD_LETTERED,
@@ -52,7 +52,6 @@ __all__ = ["BatchProcessor", "BatchResult", "KafkaRecord", "RangeReader", "RawMe
 log = logging.getLogger(__name__)
 
 _WRITE_ATTEMPTS = 5
-_SEQ_SHIFT = arrival_seq(1, 0).bit_length() - 1  # arrival_seq, vectorised per batch
 
 RangeReader = Callable[[int, int, int], Iterator[Sequence[KafkaRecord]]]
 """(partition, start, end) -> batches of the messages with start <= offset < end."""
@@ -309,9 +308,10 @@ class BatchProcessor:
         fields = self._source_history.names[: -len(META_COLUMNS)]
         columns: dict[str, Any] = {name: [r.get(name) for r in records] for name in fields}
         event_times = pa.array(times, pa.int64())
-        # The partition column, as a date string, computed for the whole batch at once.
-        # (A cast through date32 gives the same ISO text as strftime, 15x faster.)
-        days = pc.cast(pc.cast(pc.cast(event_times, pa.timestamp("ms", tz="UTC")), pa.date32()), pa.string())
+        # The partition column, as a date string, computed for the whole batch at once (a
+        # cast through date32 gives the same ISO text as strftime, 15x faster).
+        dates = pc.cast(pc.cast(event_times, pa.timestamp("ms", tz="UTC")), pa.date32())
+        days = pc.cast(dates, pa.string())
         columns["event_time_ms"] = event_times
         columns["_event_date"] = days
         columns["_partition"] = [m.partition for m in messages]
@@ -368,23 +368,22 @@ class BatchProcessor:
         """The rows as ``(values, event time, arrival seq)`` per entity, in arrival order."""
         keys = self._keys[plan.feature_set.qualified_name]
         # Keys are text, as str() gives them (what serving looks up).
+        key_columns = [rows.column(k).to_pylist() for k in keys]
         key_columns = [
-            column.to_pylist() if pa.types.is_string(column.type) else list(map(str, column.to_pylist()))
-            for column in (rows.column(k) for k in keys)
+            column if pa.types.is_string(rows.schema.field(k).type) else list(map(str, column))
+            for k, column in zip(keys, key_columns, strict=True)
         ]
-        entities = (
-            [(k,) for k in key_columns[0]] if len(keys) == 1 else list(zip(*key_columns, strict=True))
-        )
+        if len(keys) == 1:
+            entities = [(k,) for k in key_columns[0]]
+        else:
+            entities = list(zip(*key_columns, strict=True))
         fields = list(plan.fields)
         if fields:
             columns = [rows.column(f).to_pylist() for f in fields]
             values = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
         else:
             values = [{}] * rows.num_rows
-        seqs = pc.bit_wise_or(
-            pc.shift_left(pc.cast(rows.column("_partition"), pa.int64()), _SEQ_SHIFT),
-            rows.column("_offset"),
-        ).to_pylist()
+        seqs = arrival_seqs(rows.column("_partition"), rows.column("_offset"))
         times = rows.column("event_time_ms").to_pylist()
         grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]] = defaultdict(list)
         for key, row, e, seq in zip(entities, values, times, seqs, strict=True):

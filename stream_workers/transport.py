@@ -69,7 +69,7 @@ class Fetched:
     """
 
     generation: int
-    topic: str = ""
+    topic: str
     records: list[Any] = field(default_factory=list)
     ends: dict[TP, int] = field(default_factory=dict)
     acked: bool = False

@@ -108,7 +108,7 @@ class _Channel:
 def test_a_put_cancelled_by_a_rebalance_drops_the_batch_and_delivery_goes_on() -> None:
     async def scenario() -> None:
         channel = _Channel()
-        delivering = asyncio.ensure_future(_deliver(channel, Fetched(1)))  # type: ignore[arg-type]
+        delivering = asyncio.ensure_future(_deliver(channel, Fetched(1, TOPIC)))  # type: ignore[arg-type]
         while channel.put_task is None:
             await asyncio.sleep(0)
         channel.put_task.cancel()  # what faust's clearing of the channels does
@@ -116,7 +116,7 @@ def test_a_put_cancelled_by_a_rebalance_drops_the_batch_and_delivery_goes_on() -
         assert channel.items == []
 
         channel = _Channel()
-        delivering = asyncio.ensure_future(_deliver(channel, Fetched(1)))  # type: ignore[arg-type]
+        delivering = asyncio.ensure_future(_deliver(channel, Fetched(1, TOPIC)))  # type: ignore[arg-type]
         while channel.put_task is None:
             await asyncio.sleep(0)
         delivering.cancel()  # the fetch loop itself stopping

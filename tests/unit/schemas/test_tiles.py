@@ -225,3 +225,14 @@ def test_events_of_one_entity_on_two_partitions_apply_once_each() -> None:
     assert values[names.index("sum_life")] == 3.0
     assert values[names.index("last_life")] == "b"  # same event time: partition 1 sorts after 0
     assert state.offsets == {0: 7, 1: 3}
+
+
+def test_arrival_seqs_of_a_batch_equal_arrival_seq() -> None:
+    import pyarrow as pa
+
+    from schemas.tiles import arrival_seqs
+
+    pairs = [(0, 0), (3, 17), (1, (1 << 40) - 1), (255, 123_456_789)]
+    partitions = pa.chunked_array([[p for p, _ in pairs]], pa.int32())
+    offsets = pa.chunked_array([[o for _, o in pairs]], pa.int64())
+    assert arrival_seqs(partitions, offsets) == [arrival_seq(p, o) for p, o in pairs]
