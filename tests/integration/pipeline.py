@@ -17,15 +17,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from connectors.offline_delta import DeltaOfflineStore
 from headwater.apply import apply_definitions
 from headwater.examples import EXAMPLES, write_example_definitions
+from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
 from schemas.catalog import Catalog
 from schemas.definitions import Definitions
 from schemas.settings import Settings, load_settings
+from schemas.tiles import FeatureSetPlan
 
 __all__ = ["EXAMPLES", "Deployment", "deployment"]
 
@@ -80,6 +84,20 @@ class Deployment:
             timeout=120,
             check=False,
         )
+
+    def history_types(self) -> dict[str, str]:
+        """Field types of the feature set's history (source fields and transform outputs)."""
+        defs = self.definitions()
+        fs = defs.feature_set(self.feature_set)
+        return FeatureSetPlan(fs, defs.source(fs.source)).history_types
+
+    def ingest(self, data: pa.Table, worker: HeadwaterProcess) -> None:
+        """``data`` through ``headwater ingest`` into the source topic, until ``worker`` has it
+        all in Redis and Delta."""
+        path = self.settings.home / f"ingest-{uuid.uuid4().hex[:8]}.parquet"
+        pq.write_table(data, path)
+        ingest_files(self.settings, self.source, [path], show_progress=False)
+        self.wait_caught_up(worker)
 
     def wait_caught_up(self, worker: HeadwaterProcess, timeout_s: float = 120) -> None:
         """Until every event on the topic is in Redis and in every active version's Delta table."""

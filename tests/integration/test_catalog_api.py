@@ -4,9 +4,6 @@ through Headwater's registry API with no Headwater code on the producer side."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import httpx
@@ -19,17 +16,6 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from tests.integration.pipeline import EXAMPLES, Deployment
 
 pytestmark = pytest.mark.integration
-
-
-def _cli(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "headwater", *args],
-        env={**os.environ, **deployment.env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_catalog_over_http(deployment: Deployment) -> None:
@@ -71,29 +57,29 @@ def test_catalog_over_http(deployment: Deployment) -> None:
 
 def test_catalog_cli_and_dry_run(deployment: Deployment) -> None:
     name = deployment.feature_set
-    listed = _cli(deployment, "catalog", "list")
+    listed = deployment.cli("catalog", "list")
     assert listed.returncode == 0, listed.stderr
     assert f"{name}@v1" in listed.stdout and "risk-team" in listed.stdout
 
-    found = _cli(deployment, "catalog", "search", "fraud", "avg")
+    found = deployment.cli("catalog", "search", "fraud", "avg")
     assert found.returncode == 0
     assert f"{name}@v1:avg_amount_7d" in found.stdout
 
-    shown = json.loads(_cli(deployment, "catalog", "show", name).stdout)
+    shown = json.loads(deployment.cli("catalog", "show", name).stdout)
     assert shown["name"] == name and shown["ttl"] == "7d"
-    graph = json.loads(_cli(deployment, "catalog", "lineage", name).stdout)
+    graph = json.loads(deployment.cli("catalog", "lineage", name).stdout)
     assert graph["source"]["topic"] == deployment.topic
 
-    unknown = _cli(deployment, "catalog", "show", "nosuch")
+    unknown = deployment.cli("catalog", "show", "nosuch")
     assert unknown.returncode == 1
     assert "unknown feature set 'nosuch'" in unknown.stderr
 
-    plan = _cli(deployment, "apply", str(deployment.defs_dir), "--dry-run")
+    plan = deployment.cli("apply", str(deployment.defs_dir), "--dry-run")
     assert plan.returncode == 0, plan.stderr
     assert "dry run" in plan.stdout
     assert f"unchanged    feature_set      {name}@v1" in plan.stdout
 
-    bad = _cli(deployment, "retire", f"{name}@v1")
+    bad = deployment.cli("retire", f"{name}@v1")
     assert bad.returncode == 1
     assert "only active version" in bad.stderr
 

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from headwater.ingest import ingest_files
 from headwater.sample_data import generate_transactions
 from serving.response_log import read_response_log
 from tests.integration.pipeline import Deployment
@@ -26,12 +24,8 @@ def test_logged_responses_match_offline_until_late_events_arrive(
     data = generate_transactions(
         end_ms=now // 60_000 * 60_000, users=10, days=1, events_per_user_day=20, seed=4
     )
-    pq.write_table(data, tmp_path / "d.parquet")
     worker = deployment.start_worker()
-    ingest_files(
-        deployment.settings, deployment.source, [tmp_path / "d.parquet"], show_progress=False
-    )
-    deployment.wait_caught_up(worker)
+    deployment.ingest(data, worker)
     deployment.env["HEADWATER_SERVING__LOG_SAMPLE_RATE"] = "1"
     deployment.env["HEADWATER_SERVING__LOG_FLUSH_SECONDS"] = "0.2"
     url = deployment.start_api()
@@ -80,11 +74,7 @@ def test_logged_responses_match_offline_until_late_events_arrive(
         "event_time": now - 600_000,
         "amount": 12.5,
     }
-    pq.write_table(pa.Table.from_pylist([row], schema=data.schema), tmp_path / "late.parquet")
-    ingest_files(
-        deployment.settings, deployment.source, [tmp_path / "late.parquet"], show_progress=False
-    )
-    deployment.wait_caught_up(worker)
+    deployment.ingest(pa.Table.from_pylist([row], schema=data.schema), worker)
     late = deployment.cli("consistency", "--fail-above", "0")
     assert late.returncode == 4, late.stdout + late.stderr
     count_ref = next(r for r in refs if "count" in r).replace(":", f"@v{fs.version}:", 1)

@@ -114,16 +114,6 @@ class SlowProducer(threading.Thread):
         return self.produced
 
 
-def field_types(deployment: Deployment) -> dict[str, str]:
-    """Types of the history's fields: the source's plus the example's transforms."""
-    defs = deployment.definitions()
-    return {
-        **defs.source(deployment.source).schema.field_types,
-        "amount_cents": "long",
-        "is_large": "long",
-    }
-
-
 def assert_offline_exactly_once(deployment: Deployment, data: pa.Table) -> pa.Table:
     """Delta holds every approved event of ``data`` exactly once, at unique Kafka positions."""
     fs = deployment.definitions().feature_set(deployment.feature_set)
@@ -160,7 +150,7 @@ def assert_online_equals_brute_force(deployment: Deployment, url: str, data: pa.
     """Every user's served values (and a never-seen user's) equal brute force at ``served_at``;
     returns ``served_at`` in epoch ms."""
     fs = deployment.definitions().feature_set(deployment.feature_set)
-    types = field_types(deployment)
+    types = deployment.history_types()
     by_user = _events_by_user(data)
     users = sorted(set(data.column("user_id").to_pylist())) + ["nobody"]
     refs = [f"{fs.name}:{f.name}" for f in fs.features]
@@ -191,7 +181,7 @@ def assert_point_in_time_equals_brute_force(
     """Point-in-time retrieval for every user (and a never-seen one) at each label time."""
     defs = deployment.definitions()
     fs = defs.feature_set(deployment.feature_set)
-    types = field_types(deployment)
+    types = deployment.history_types()
     by_user = _events_by_user(data)
     users = sorted(set(data.column("user_id").to_pylist())) + ["nobody"]
     label_users = [u for _ in label_times for u in users]

@@ -93,11 +93,7 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(
     settings = deployment.settings
     defs = deployment.definitions()
     fs = defs.feature_set(deployment.feature_set)
-    field_types = {
-        **defs.source(deployment.source).schema.field_types,
-        "amount_cents": "long",
-        "is_large": "long",
-    }
+    field_types = deployment.history_types()
 
     metrics_port = free_port()
     deployment.env["HEADWATER_WORKER__METRICS_PORT"] = str(metrics_port)

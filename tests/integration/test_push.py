@@ -133,11 +133,7 @@ def test_push_is_all_or_nothing_and_served_like_brute_force(deployment: Deployme
 
     defs = deployment.definitions()
     fs = defs.feature_set(deployment.feature_set)
-    field_types = {
-        **defs.source(deployment.source).schema.field_types,
-        "amount_cents": "long",
-        "is_large": "long",
-    }
+    field_types = deployment.history_types()
     by_user = _events_by_user(pa.Table.from_pylist(rows))
     users = sorted(by_user) + ["nobody"]
     refs = [f"{fs.name}:{f.name}" for f in fs.features]

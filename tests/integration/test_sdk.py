@@ -47,11 +47,7 @@ def test_sdk_online_and_historical(deployment: Deployment, tmp_path: Path) -> No
     with FeatureStore(deployment.settings) as store:
         defs = store.catalog.definitions()
         fs = defs.feature_set(deployment.feature_set)
-        types = {
-            **defs.source(deployment.source).schema.field_types,
-            "amount_cents": "long",
-            "is_large": "long",
-        }
+        types = deployment.history_types()
         refs = [f"{fs.name}:{f.name}" for f in fs.features]
         users = sorted(events) + ["ghost"]
 
@@ -102,21 +98,13 @@ def test_feature_history_and_snapshot_without_an_entity_frame(
     data = generate_transactions(
         end_ms=now // 60_000 * 60_000, users=5, days=1, events_per_user_day=10, seed=31
     )
-    pq.write_table(data, tmp_path / "d.parquet")
     worker = deployment.start_worker()
-    ingest_files(
-        deployment.settings, deployment.source, [tmp_path / "d.parquet"], show_progress=False
-    )
-    deployment.wait_caught_up(worker)
+    deployment.ingest(data, worker)
     events = _events_by_user(data)
     with FeatureStore(deployment.settings) as store:
         defs = store.catalog.definitions()
         fs = defs.feature_set(deployment.feature_set)
-        types = {
-            **defs.source(deployment.source).schema.field_types,
-            "amount_cents": "long",
-            "is_large": "long",
-        }
+        types = deployment.history_types()
         refs = [f"{fs.name}:{f.name}" for f in fs.features]
         start, end = now - 12 * 3_600_000, now - 3_600_000
 

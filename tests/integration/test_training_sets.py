@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.offline_delta import DeltaOfflineStore
-from headwater.ingest import ingest_files
 from headwater.sample_data import generate_transactions
 from schemas.catalog import Catalog
 from tests.integration.pipeline import Deployment
@@ -36,21 +35,12 @@ def test_saved_training_set_rebuilds_byte_identical(deployment: Deployment, tmp_
         end_ms=now // 60_000 * 60_000, users=15, days=2, events_per_user_day=12, seed=8
     )
     first, second = data.slice(0, data.num_rows // 2), data.slice(data.num_rows // 2)
-    pq.write_table(first, tmp_path / "first.parquet")
-    pq.write_table(second, tmp_path / "second.parquet")
     worker = deployment.start_worker()
-    ingest_files(
-        deployment.settings, deployment.source, [tmp_path / "first.parquet"], show_progress=False
-    )
-    deployment.wait_caught_up(worker)
+    deployment.ingest(first, worker)
 
     defs = deployment.definitions()
     fs = defs.feature_set(deployment.feature_set)
-    types = {
-        **defs.source(deployment.source).schema.field_types,
-        "amount_cents": "long",
-        "is_large": "long",
-    }
+    types = deployment.history_types()
     refs = [f"{fs.name}:{f.name}" for f in fs.features]
     users = sorted({u for u in data.column("user_id").to_pylist()}) + ["ghost"]
     label_users = [users[i % len(users)] for i in range(90)]
@@ -93,10 +83,7 @@ def test_saved_training_set_rebuilds_byte_identical(deployment: Deployment, tmp_
     time.sleep(1.1)
 
     # More data arrives, changing features at the same label times.
-    ingest_files(
-        deployment.settings, deployment.source, [tmp_path / "second.parquet"], show_progress=False
-    )
-    deployment.wait_caught_up(worker)
+    deployment.ingest(second, worker)
     assert offline.version_at(fs) > version_then
     fresh = retrieve(",".join(refs), "fresh.parquet")
     assert fresh.returncode == 0, fresh.stderr
@@ -140,21 +127,13 @@ def test_historical_features_over_http(deployment: Deployment, tmp_path: Path) -
     data = generate_transactions(
         end_ms=now // 60_000 * 60_000, users=6, days=1, events_per_user_day=20, seed=3
     )
-    pq.write_table(data, tmp_path / "d.parquet")
     worker = deployment.start_worker()
-    ingest_files(
-        deployment.settings, deployment.source, [tmp_path / "d.parquet"], show_progress=False
-    )
-    deployment.wait_caught_up(worker)
+    deployment.ingest(data, worker)
     deployment.env["HEADWATER_SERVING__HISTORICAL_MAX_ROWS"] = "5"
     url = deployment.start_api()
     defs = deployment.definitions()
     fs = defs.feature_set(deployment.feature_set)
-    types = {
-        **defs.source(deployment.source).schema.field_types,
-        "amount_cents": "long",
-        "is_large": "long",
-    }
+    types = deployment.history_types()
     refs = [f"{fs.name}:{f.name}" for f in fs.features]
     users = ["u00001", "u00002", "ghost", "u00001"]
     times: list[int | str] = [now, now - 3_600_000, now, "2020-01-01T00:00:00Z"]

@@ -125,11 +125,7 @@ def test_breaking_change_serves_both_versions_and_v2_has_the_whole_history(
     url = deployment.start_api()
     users = sorted(set(data.column("user_id").to_pylist()))
     events = _events_by_user(data)
-    types = {
-        **Catalog(settings.catalog_url).definitions().source(deployment.source).schema.field_types,
-        "amount_cents": "long",
-        "is_large": "long",
-    }
+    types = deployment.history_types()
     for ref_set, version in ((f"{name}@v1", v1), (f"{name}@v2", v2), (name, v2)):
         refs = [f"{ref_set}:{f.name}" for f in version.features]
         body = httpx.post(
