@@ -108,7 +108,8 @@ def wait_caught_up(
 ) -> float:
     """Wait until the worker group committed every message of ``topic`` (so every event is
     in Redis) and, with ``offline``, until those feature sets' Delta tables hold them too
-    (Delta commits are batched and may trail Redis by ``worker.offline_flush_seconds``).
+    (Delta commits are batched: they trail Redis by up to ``worker.offline_flush_seconds``
+    under a steady stream, ``worker.offline_idle_flush_seconds`` after the last event).
     Returns the seconds waited.
     """
     start = time.monotonic()

@@ -84,6 +84,10 @@ class WorkerSettings(_Section):
     written every batch regardless, so serving is not delayed."""
     offline_flush_seconds: float = Field(default=5.0, ge=0)
     """Longest rows wait for their Delta commit."""
+    offline_idle_flush_seconds: float = Field(default=1.0, ge=0)
+    """When no batch came for this long (a backfill or burst ended, a quiet topic), buffered
+    rows are committed now instead of waiting out ``offline_flush_seconds``: the history of
+    the last events should not lag Redis by seconds when nothing is left to batch with."""
     session_timeout_seconds: float = Field(default=10.0, ge=6.0)
     """How long before the group moves a silent (crashed) worker's partitions to the others;
     the broker refuses less than 6 s."""

@@ -98,6 +98,7 @@ def create_app(settings: Settings) -> faust.App:
             max_future_skew_ms=settings.max_future_skew_ms,
             offline_flush_rows=settings.worker.offline_flush_rows,
             offline_flush_seconds=settings.worker.offline_flush_seconds,
+            offline_idle_flush_seconds=settings.worker.offline_idle_flush_seconds,
             read_range=partial(
                 read_range,
                 settings.kafka,
@@ -127,7 +128,10 @@ def create_app(settings: Settings) -> faust.App:
         app.timer(interval=settings.worker.reload_check_seconds)(
             _idle_catch_up(app, settings, processor, lock)
         )
-        app.timer(interval=max(0.2, settings.worker.offline_flush_seconds / 2))(
+        flush_every = min(
+            settings.worker.offline_flush_seconds, settings.worker.offline_idle_flush_seconds
+        )
+        app.timer(interval=max(0.2, flush_every / 2))(
             _flush_timer(processor, lock, settings.worker.offline_flush_seconds)
         )
         locks.append(lock)

@@ -74,7 +74,8 @@ class BatchProcessor:
         read_range: re-reads part of a partition so a version that is behind can catch up;
             ``None`` disables catching up.
         offline_flush_rows, offline_flush_seconds: Delta commits wait for this many rows or
-            this long (0 and 0: every batch is committed at once).
+            this long (0 and 0: every batch is committed at once); ``flush`` also commits
+            them once no batch came for ``offline_idle_flush_seconds``.
         state_cache_entities: how many entity states (per version) to keep in memory
             between batches; a cached state is trusted only while the store accepts the
             compare-and-set of its offsets, so a stale one costs a retry, never a wrong value.
@@ -97,6 +98,7 @@ class BatchProcessor:
         state_cache_entities: int = 100_000,
         offline_flush_rows: int = 0,
         offline_flush_seconds: float = 0.0,
+        offline_idle_flush_seconds: float = math.inf,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.source = source
@@ -129,6 +131,8 @@ class BatchProcessor:
         self._buffers: dict[str, _OfflineBuffer] = {}
         self._flush_rows = offline_flush_rows
         self._flush_seconds = offline_flush_seconds
+        self._idle_flush_seconds = offline_idle_flush_seconds
+        self._last_batch = time.monotonic()
 
     def forget_positions(self) -> None:
         """Commit buffered rows, then drop cached positions and states; call when partitions
@@ -161,6 +165,7 @@ class BatchProcessor:
         EVENTS_IN.labels(self.source.name).inc(len(messages))
         for reason, count in result.dead_lettered.items():
             DEAD_LETTERED.labels(self.source.name, reason).inc(count)
+        self._last_batch = time.monotonic()
         return result
 
     def catch_up(self, partition: int, end: int) -> dict[str, int]:
@@ -341,8 +346,11 @@ class BatchProcessor:
             self._commit(buffer)
 
     def flush(self, *, older_than_s: float = 0.0) -> int:
-        """Commit buffered offline rows (those buffered at least ``older_than_s`` ago);
-        returns the rows committed. Called on a timer and when the worker stops."""
+        """Commit buffered offline rows (those buffered at least ``older_than_s`` ago, or all
+        once no batch came for ``offline_idle_flush_seconds``); returns the rows committed.
+        Called on a timer and when the worker stops."""
+        if time.monotonic() - self._last_batch >= self._idle_flush_seconds:
+            older_than_s = 0.0
         committed = 0
         for buffer in self._buffers.values():
             if buffer.positions and buffer.age_s() >= older_than_s:

@@ -319,7 +319,11 @@ def test_kill_9_at_random_points_loses_nothing_and_counts_nothing_twice(
             # while Kafka offsets are committed every second: the next worker must catch
             # Delta up from Kafka (the others leave at most 0.3 s of rows unwritten).
             flush_s = rng.choice(["0.3", "30"])
-            life_env = {**env, "HEADWATER_WORKER__OFFLINE_FLUSH_SECONDS": flush_s}
+            life_env = {
+                **env,
+                "HEADWATER_WORKER__OFFLINE_FLUSH_SECONDS": flush_s,
+                "HEADWATER_WORKER__OFFLINE_IDLE_FLUSH_SECONDS": flush_s,
+            }
             worker = start_worker(deployment, life_env, f"worker{i}")
             # Kill soon after the worker starts applying batches: a random moment within its
             # first 1.2 s of work, which spans many batches and at most one offset commit.

@@ -215,3 +215,26 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(
     assert (
         'headwater_http_requests_total{route="/v1/online-features",status="200"} 1.0' in api_metrics
     )
+
+
+def test_history_of_a_burst_reaches_delta_once_the_stream_goes_quiet(
+    deployment: Deployment,
+) -> None:
+    """Rows wait for ``offline_flush_seconds`` (10 minutes here) only while batches keep
+    coming; once none came for ``offline_idle_flush_seconds`` they are committed."""
+    deployment.env["HEADWATER_WORKER__OFFLINE_FLUSH_SECONDS"] = "600"
+    deployment.env["HEADWATER_WORKER__OFFLINE_IDLE_FLUSH_SECONDS"] = "0.5"
+    worker = deployment.start_worker()
+    data = generate_transactions(
+        end_ms=time.time_ns() // 1_000_000, users=30, days=1, events_per_user_day=10, seed=3
+    )
+    path = deployment.settings.home / "burst.parquet"
+    pq.write_table(data, path)
+    ingest_files(deployment.settings, deployment.source, [path], show_progress=False)
+    # Far less than the 600 s flush interval (and than its 300 s timer tick).
+    deployment.wait_caught_up(worker, timeout_s=30)
+
+    fs = deployment.definitions().feature_set(deployment.feature_set)
+    history = DeltaOfflineStore(deployment.settings.offline_root).history(fs)
+    approved = [r["transaction_id"] for r in data.to_pylist() if r["status"] == "approved"]
+    assert sorted(history.column("transaction_id").to_pylist()) == sorted(approved)

@@ -190,6 +190,7 @@ def test_partitions_handed_over_while_rows_wait_for_delta_are_written_once(
         **deployment.env,
         **exactly_once.FAST_FAILOVER,
         "HEADWATER_WORKER__OFFLINE_FLUSH_SECONDS": "30",
+        "HEADWATER_WORKER__OFFLINE_IDLE_FLUSH_SECONDS": "30",
         "HEADWATER_WORKER__BATCH_MAX_EVENTS": "5000",
     }
     quick = {
