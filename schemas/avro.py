@@ -20,6 +20,7 @@ from fastavro.types import Schema as _FastavroSchema
 from schemas.errors import EventError
 
 __all__ = [
+    "WIRE_HEADER_SIZE",
     "WIRE_MAGIC",
     "AvroSchema",
     "decode_body",
@@ -27,10 +28,12 @@ __all__ = [
     "encode_wire",
     "event_time_ms",
     "split_wire",
+    "wire_schema_id",
 ]
 
 WIRE_MAGIC = 0
 _HEADER = struct.Struct(">bI")
+WIRE_HEADER_SIZE = _HEADER.size
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -121,20 +124,29 @@ def encode_wire(schema: AvroSchema, schema_id: int, record: Mapping[str, Any]) -
     return buf.getvalue()
 
 
-def split_wire(payload: bytes) -> tuple[int, memoryview]:
-    """The schema id and Avro body of a wire-format message.
+def wire_schema_id(payload: bytes) -> int:
+    """The schema id of a wire-format message.
 
     Raises:
         EventError: the bytes are not in the Confluent wire format.
     """
-    if len(payload) < _HEADER.size or payload[0] != WIRE_MAGIC:
+    if len(payload) < WIRE_HEADER_SIZE or payload[0] != WIRE_MAGIC:
         msg = (
             f"message is not in the Confluent wire format (magic byte 0 + 4-byte schema id); "
             f"got {len(payload)} bytes starting {bytes(payload[:5])!r}"
         )
         raise EventError(msg, reason="undecodable")
     _, schema_id = _HEADER.unpack_from(payload)
-    return schema_id, memoryview(payload)[_HEADER.size :]
+    return int(schema_id)
+
+
+def split_wire(payload: bytes) -> tuple[int, memoryview]:
+    """The schema id and Avro body of a wire-format message.
+
+    Raises:
+        EventError: the bytes are not in the Confluent wire format.
+    """
+    return wire_schema_id(payload), memoryview(payload)[WIRE_HEADER_SIZE:]
 
 
 def decode_wire(
@@ -143,23 +155,30 @@ def decode_wire(
     """Decode a wire-format message written with ``writer`` into the ``reader`` schema.
 
     Raises:
-        EventError: the body cannot be decoded with the writer schema.
+        EventError: not the wire format, or the body cannot be decoded with the writer schema.
     """
-    _, body = split_wire(payload)
-    return decode_body(body, writer, reader)
+    wire_schema_id(payload)
+    return decode_body(payload, writer, reader, offset=WIRE_HEADER_SIZE)
 
 
 def decode_body(
-    body: memoryview | bytes, writer: AvroSchema, reader: AvroSchema | None = None
+    payload: bytes, writer: AvroSchema, reader: AvroSchema | None = None, *, offset: int = 0
 ) -> dict[str, Any]:
-    """Decode an Avro body (the wire format minus its header); see ``decode_wire``.
+    """Decode the Avro body that starts at ``offset`` of ``payload``; see ``decode_wire``.
+
+    Takes the whole message and an offset rather than a slice: a ``BytesIO`` of ``bytes``
+    shares them, while one of a slice or memoryview copies them (a fifth of the decoding time
+    of a small event).
 
     Raises:
         EventError: the body cannot be decoded with the writer schema.
     """
+    stream = io.BytesIO(payload)
+    if offset:
+        stream.seek(offset)
     try:
         record = fastavro.schemaless_reader(
-            io.BytesIO(body), writer.parsed, reader.parsed if reader is not None else None
+            stream, writer.parsed, reader.parsed if reader is not None else None
         )
     except (EOFError, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError) as exc:
         msg = f"cannot decode Avro body with schema {writer.name!r}: {exc!r}"

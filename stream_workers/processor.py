@@ -33,7 +33,13 @@ from connectors.base import BaseOfflineStore, BaseOnlineStore, EntityKey
 from connectors.errors import OnlineStoreError
 from connectors.kafka import EventProducer, KafkaRecord, RawMessage
 from connectors.offline_delta import META_COLUMNS, history_schema
-from schemas.avro import AvroSchema, decode_body, event_time_ms, split_wire
+from schemas.avro import (
+    WIRE_HEADER_SIZE,
+    AvroSchema,
+    decode_body,
+    event_time_ms,
+    wire_schema_id,
+)
 from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
@@ -262,8 +268,8 @@ class BatchProcessor:
         """The decoded record and its event time, or ``EventError`` saying why not."""
         if msg.value is None:
             raise EventError("message has no value (tombstone)", reason="undecodable")
-        schema_id, body = split_wire(msg.value)
-        record = decode_body(body, self._writer_schema(schema_id), self.source.schema)
+        writer = self._writer_schema(wire_schema_id(msg.value))
+        record = decode_body(msg.value, writer, self.source.schema, offset=WIRE_HEADER_SIZE)
         ts_field = self.source.timestamp
         e = event_time_ms(record.get(ts_field), ts_field)
         if e - msg.timestamp > self._skew:

@@ -146,7 +146,7 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(
         json={"features": refs, "entities": {"user_id": users}},
         timeout=30,
     ).json()
-    served_at = datetime.fromisoformat(response["served_at"].replace("Z", "+00:00"))
+    served_at = datetime.fromisoformat(response["served_at"])
     t = (served_at.timestamp() * 1000).__round__()
     assert response["features"] == refs
     assert [r["entity"]["user_id"] for r in response["results"]] == users
