@@ -26,6 +26,7 @@ import zlib
 from pathlib import Path
 
 import fastavro
+from live_load import delete_online_state
 from rich.console import Console
 from rich.table import Table
 
@@ -103,6 +104,7 @@ def main() -> None:
         processor.process(messages[i : i + args.batch])
     processor.flush()
     process_rate = len(messages) / (time.perf_counter() - started)
+    delete_online_state(settings.redis.url, f"user_spend_{suffix}")
 
     table = Table(
         title=f"batch processor, {len(messages):,} events in batches of {args.batch:,} "

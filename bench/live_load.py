@@ -1,4 +1,5 @@
-"""Events of the sample schema produced live, for the benchmarks that measure under load."""
+"""Events of the sample schema produced live, for the benchmarks that measure under load, and
+the clean-up of what a benchmark wrote to Redis."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from connectors.kafka import EventProducer
 from schemas.avro import encode_wire
 from schemas.catalog import Catalog
 
-__all__ = ["produce_at_rate", "sample_event"]
+__all__ = ["delete_online_state", "produce_at_rate", "sample_event"]
 
 
 def sample_event(transaction_id: str, user: str) -> dict[str, Any]:
@@ -50,3 +53,14 @@ def produce_at_rate(
         if ahead > 0:
             time.sleep(ahead)
     producer.flush()
+
+
+def delete_online_state(url: str, feature_set: str) -> None:
+    """Remove a benchmark run's entity states, so repeated runs do not fill Redis (and its
+    append-only file)."""
+    client = redis.Redis.from_url(url)
+    pipe = client.pipeline(transaction=False)
+    for key in client.scan_iter(match=f"hw:{feature_set}:*", count=10_000):
+        pipe.unlink(key)
+    pipe.execute()
+    client.close()

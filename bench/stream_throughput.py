@@ -32,9 +32,8 @@ from typing import Any
 
 import fastavro
 import pyarrow.parquet as pq
-import redis
 from confluent_kafka import Consumer, TopicPartition
-from live_load import produce_at_rate, sample_event
+from live_load import delete_online_state, produce_at_rate, sample_event
 from rich.console import Console
 from rich.table import Table
 
@@ -278,17 +277,7 @@ def main() -> None:
         )
     console.print(table)
     delete_topics(settings.kafka, [source.topic, source.dlq_topic])
-    _delete_online_state(settings.redis.url, fs.name)
-
-
-def _delete_online_state(url: str, feature_set: str) -> None:
-    """Remove the run's entity states, so repeated runs do not fill Redis."""
-    client = redis.Redis.from_url(url)
-    pipe = client.pipeline(transaction=False)
-    for key in client.scan_iter(match=f"hw:{feature_set}:*", count=10_000):
-        pipe.unlink(key)
-    pipe.execute()
-    client.close()
+    delete_online_state(settings.redis.url, fs.name)
 
 
 def _first_batch(log: Path) -> tuple[float, int] | None:

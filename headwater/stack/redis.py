@@ -1,7 +1,11 @@
 """A local redis-server for the online store, or the one that already answers at ``redis.url``.
 
-The server we start keeps nothing on disk (``--save '' --appendonly no``): the online store is
-rebuilt from Kafka and Delta, so persistence would only slow tests and leave files behind.
+The server we start keeps an append-only file fsynced on every write (``DURABILITY_ARGS``;
+docker-compose.yml runs Redis the same way). The worker acknowledges Kafka offsets once an
+entity's state is in Redis, and nothing replays events into a state that Redis lost, so a
+Redis that restarted empty (no persistence) or without its last second (``everysec``) would
+serve windows short of events, silently. With ``always``, a restart of Redis, even a kill -9,
+loses nothing the worker was told was written.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from headwater.stack.status import ServiceState, ServiceStatus
 from schemas.settings import Settings
 
 __all__ = [
+    "DURABILITY_ARGS",
     "RedisPaths",
     "find_redis_server",
     "parse_redis_url",
@@ -39,6 +44,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+DURABILITY_ARGS = ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+"""How our redis-server keeps the online store: the append-only file only (no RDB snapshots),
+fsynced before each reply."""
 
 _SYSTEM_BINARY = Path("/usr/bin/redis-server")
 _APT_TIMEOUT_S = 900.0
@@ -206,7 +215,7 @@ def _launch(settings: Settings, paths: RedisPaths, binary: str) -> int:
     # redis-server binds addresses, not names.
     bind = "127.0.0.1" if host == "localhost" else host
     argv = [binary, "--bind", bind, "--port", str(port), "--daemonize", "no"]
-    argv += ["--save", "", "--appendonly", "no"]
+    argv += list(DURABILITY_ARGS)
     argv += ["--dir", str(paths.root), "--pidfile", str(paths.server_pid_file)]
     if password is not None:
         argv += ["--requirepass", password]

@@ -1,7 +1,9 @@
 """Exactly-once under crashes: a worker killed with SIGKILL at random points, over and over,
 and restarted each time, loses no event and counts none twice, online or offline (DESIGN §8).
 
-Also: a broken store is not a silent failure. A worker that cannot reach Redis dies loudly
+Also: a Redis killed with SIGKILL and restarted keeps every state the worker wrote (it runs
+as ``headwater up`` starts it, with an append-only file fsynced on every write), and a
+broken store is not a silent failure. A worker that cannot reach Redis dies loudly
 (non-zero exit, a CRITICAL log line) instead of living on without consuming, and the batch
 it could not finish is replayed by the next worker without loss or duplication.
 
@@ -17,8 +19,10 @@ resumes, not what it does.
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -39,6 +43,9 @@ from connectors.online_redis import RedisOnlineStore
 from headwater.ingest import Ingestor, ingest_files
 from headwater.processes import HeadwaterProcess, free_port
 from headwater.sample_data import generate_transactions
+from headwater.stack import process
+from headwater.stack.redis import start_redis, stop_redis
+from schemas.settings import load_settings
 from serving.features import resolve_features
 from serving.historical import get_historical_features
 from tests.integration.pipeline import Deployment
@@ -427,3 +434,45 @@ def test_worker_that_cannot_reach_redis_exits_loudly_and_a_restart_loses_nothing
     assert_offline_exactly_once(deployment, data)
     url = deployment.start_api()
     assert_online_equals_brute_force(deployment, url, data)
+
+
+def test_redis_killed_and_restarted_keeps_every_state_the_worker_wrote(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The worker commits Kafka offsets once states are in Redis, and nothing replays events
+    into a state Redis lost: an online store that came back empty, or without its last
+    writes, would serve short windows with no error anywhere."""
+    # A private redis-server, started as `headwater up` starts one: the shared one stays up.
+    own = load_settings(
+        home=tmp_path / "redis", redis={"url": f"redis://127.0.0.1:{free_port()}/0"}
+    )
+    first = start_redis(own)
+    assert first.state == "started" and first.pid is not None
+    deployment.env["HEADWATER_REDIS__URL"] = own.redis.url
+    try:
+        data = generate_transactions(
+            end_ms=time.time_ns() // 1_000_000 // MINUTE * MINUTE,
+            users=12,
+            days=2,
+            events_per_user_day=20,
+            seed=7,
+        )
+        half = data.num_rows // 2
+        worker = start_worker(deployment, {**deployment.env, **FAST_FAILOVER}, "worker0")
+        deployment.ingest(data.slice(0, half), worker)  # all of it in Redis, offsets committed
+
+        os.kill(first.pid, signal.SIGKILL)
+        assert process.wait_until(lambda: not process.pid_alive(first.pid), 10.0)
+        again = start_redis(own)
+        assert again.state == "started" and again.pid != first.pid
+
+        # A worker that wrote to the dead server exits loudly; a supervisor restarts it.
+        if not worker.alive():
+            assert worker.proc.returncode != 0
+            worker = start_worker(deployment, {**deployment.env, **FAST_FAILOVER}, "worker1")
+        deployment.ingest(data.slice(half), worker)
+        url = deployment.start_api()
+        assert_online_equals_brute_force(deployment, url, data)
+        assert_offline_exactly_once(deployment, data)
+    finally:
+        stop_redis(own)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from headwater.stack.redis import DURABILITY_ARGS
 from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,13 +139,14 @@ def test_advertised_listener_is_the_bootstrap_address(services: dict[str, Any]) 
         assert listeners[listener].rpartition(":")[2] == bootstrap.rpartition(":")[2]
 
 
-def test_redis_is_ephemeral_and_checked(services: dict[str, Any]) -> None:
+def test_redis_is_durable_like_the_local_one_and_checked(services: dict[str, Any]) -> None:
     redis = services["redis"]
     assert redis["image"] == "redis:7"
     command = redis["command"]
     command = command if isinstance(command, list) else command.split()
-    assert command[command.index("--save") + 1] in ("", "''")
-    assert command[command.index("--appendonly") + 1] == "no"
+    assert command[0] == "redis-server"
+    assert tuple(command[1:]) == DURABILITY_ARGS
+    assert "redis-data:/data" in redis["volumes"]  # the official image's working directory
     assert redis["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
 
 
