@@ -162,6 +162,29 @@ class RedisOnlineStore(BaseOnlineStore):
     def close(self) -> None:
         self._client.close()
 
+    def durability_problem(self) -> str | None:
+        """Why this Redis would lose acknowledged states when it restarts, or ``None``.
+
+        Workers acknowledge Kafka offsets once states are in Redis and never replay events
+        into a state Redis lost, so a Redis without an append-only file fsynced on every
+        write (``appendonly yes``, ``appendfsync always``) serves short windows after a
+        restart, silently. ``None`` too when the server refuses ``CONFIG GET`` (managed
+        services): then its operator answers for durability.
+        """
+        try:
+            config = self._client.config_get("append*")
+        except redis.ResponseError:
+            return None
+        appendonly, appendfsync = config.get("appendonly"), config.get("appendfsync")
+        if appendonly == "yes" and appendfsync == "always":
+            return None
+        return (
+            f"Redis at {self.url} runs with appendonly={appendonly} appendfsync={appendfsync}: "
+            "a restart of it loses online state the workers already acknowledged, and features "
+            "come back short; run it with --appendonly yes --appendfsync always "
+            "(as `headwater up` and docker-compose.yml do)"
+        )
+
     def read(self, feature_set: FeatureSet, keys: Sequence[EntityKey]) -> list[EntityState | None]:
         return self.read_many([(feature_set, keys)])[0]
 

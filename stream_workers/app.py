@@ -78,6 +78,9 @@ def create_app(settings: Settings) -> faust.App:
     batch_routing(app).max_events = settings.worker.batch_max_events
     batch_routing(app).linger_s = settings.worker.batch_max_seconds
     online = RedisOnlineStore(settings.redis.url)
+    problem = online.durability_problem()
+    if problem is not None:
+        log.warning("%s", problem)
     offline = DeltaOfflineStore(settings.offline_root)
     dlq = EventProducer(settings.kafka)
     processors: list[BatchProcessor] = []

@@ -35,6 +35,7 @@ import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import redis
 from deltalake import DeltaTable
 
 from connectors.kafka import committed_offsets, consumer_lag
@@ -458,6 +459,7 @@ def test_redis_killed_and_restarted_keeps_every_state_the_worker_wrote(
             seed=7,
         )
         half = data.num_rows // 2
+        assert RedisOnlineStore(own.redis.url).durability_problem() is None
         worker = start_worker(deployment, {**deployment.env, **FAST_FAILOVER}, "worker0")
         deployment.ingest(data.slice(0, half), worker)  # all of it in Redis, offsets committed
 
@@ -475,4 +477,25 @@ def test_redis_killed_and_restarted_keeps_every_state_the_worker_wrote(
         assert_online_equals_brute_force(deployment, url, data)
         assert_offline_exactly_once(deployment, data)
     finally:
+        stop_redis(own)
+
+
+def test_a_redis_that_would_lose_acknowledged_states_is_named(tmp_path: Path) -> None:
+    own = load_settings(
+        home=tmp_path / "redis", redis={"url": f"redis://127.0.0.1:{free_port()}/0"}
+    )
+    start_redis(own)
+    store = RedisOnlineStore(own.redis.url)
+    try:
+        assert store.durability_problem() is None  # as `headwater up` starts it
+        client = redis.Redis.from_url(own.redis.url)
+        client.config_set("appendfsync", "everysec")
+        problem = store.durability_problem()
+        assert problem is not None
+        assert "appendfsync=everysec" in problem and "--appendfsync always" in problem
+        client.config_set("appendonly", "no")
+        assert "appendonly=no" in (store.durability_problem() or "")
+        client.close()
+    finally:
+        store.close()
         stop_redis(own)
