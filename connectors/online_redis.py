@@ -168,12 +168,13 @@ class RedisOnlineStore(BaseOnlineStore):
         Workers acknowledge Kafka offsets once states are in Redis and never replay events
         into a state Redis lost, so a Redis without an append-only file fsynced on every
         write (``appendonly yes``, ``appendfsync always``) serves short windows after a
-        restart, silently. ``None`` too when the server refuses ``CONFIG GET`` (managed
-        services): then its operator answers for durability.
+        restart, silently. ``None`` too when this cannot be told: the server refuses
+        ``CONFIG GET`` (managed services, whose operator answers for durability) or does not
+        answer (the first write will fail loudly).
         """
         try:
             config = self._client.config_get("append*")
-        except redis.ResponseError:
+        except redis.RedisError:
             return None
         appendonly, appendfsync = config.get("appendonly"), config.get("appendfsync")
         if appendonly == "yes" and appendfsync == "always":
