@@ -179,7 +179,7 @@ def run_demo(console: Console | None = None) -> None:
 def _parse_served_at(text: str) -> int:
     from datetime import datetime
 
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
 def _fmt(value: object) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import Any, Literal, Self, overload
 
 import pyarrow as pa
 
@@ -69,7 +69,7 @@ class FeatureStore:
             self._online.close()
         self.catalog.close()
 
-    def __enter__(self) -> FeatureStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -89,11 +89,11 @@ def _round_half_away(x: float) -> int:
     return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
-def example_events_by_user(table: Any) -> dict[str, list[tuple[dict, int, int]]]:
+def example_events_by_user(table: Any) -> dict[str, list[tuple[dict[str, Any], int, int]]]:
     """Rows of the example dataset (a pyarrow table) per user, as ``RefEvent``s, after the
     example feature set's filter and transforms, written out by hand in Python (not through
     the expression engine), with the row index as arrival order."""
-    by_user: dict[str, list[tuple[dict, int, int]]] = {}
+    by_user: dict[str, list[tuple[dict[str, Any], int, int]]] = {}
     for seq, row in enumerate(table.to_pylist()):
         if row["status"] != "approved":
             continue

@@ -463,8 +463,9 @@ def test_redis_killed_and_restarted_keeps_every_state_the_worker_wrote(
         worker = start_worker(deployment, {**deployment.env, **FAST_FAILOVER}, "worker0")
         deployment.ingest(data.slice(0, half), worker)  # all of it in Redis, offsets committed
 
-        os.kill(first.pid, signal.SIGKILL)
-        assert process.wait_until(lambda: not process.pid_alive(first.pid), 10.0)
+        pid = first.pid
+        os.kill(pid, signal.SIGKILL)
+        assert process.wait_until(lambda: not process.pid_alive(pid), 10.0)
         again = start_redis(own)
         assert again.state == "started" and again.pid != first.pid
 
