@@ -57,13 +57,13 @@ def main() -> None:
             os._exit(0)
 
     if batched:
-        from stream_workers.transport import batch_routing
+        from stream_workers.transport import Fetched, batch_routing
 
         app.topics.add(topic)
         channel = app.channel(maxsize=1)
         batch_routing(app).channels[topic_name] = channel
 
-        async def consume_batches(stream: faust.StreamT[list]) -> None:
+        async def consume_batches(stream: faust.StreamT[Fetched]) -> None:
             async for fetched in stream:
                 records = app.consumer.take_batch(fetched)  # type: ignore[attr-defined]
                 app.consumer.ack_batch(fetched)  # type: ignore[attr-defined]

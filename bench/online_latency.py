@@ -37,9 +37,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -47,6 +47,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from rich.console import Console
 from rich.table import Table
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -222,7 +224,8 @@ async def load(
     }
 
 
-def run_loop(coro_fn: Callable[[], Any]) -> Any:
+# Called without arguments; ``...`` admits the lambdas that bind loop variables as defaults.
+def run_loop(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> T:
     try:
         import uvloop
 
@@ -283,7 +286,7 @@ def _read_raw(path: Path) -> tuple[Counter[str], Counter[str], int]:
 
 
 def profile(
-    pid: int, out: Path, seconds: float, run_load: Callable[[float], Any], console: Console
+    pid: int, out: Path, seconds: float, run_load: Callable[..., Any], console: Console
 ) -> None:
     """Two py-spy recordings of ``pid`` while ``run_load`` runs, raw collapsed stacks to
     ``out``-wall.txt and ``out``-gil.txt; prints the stages of the lookup path and top frames.
@@ -603,6 +606,9 @@ def main() -> None:
         "p50 hw / bare",
     ):
         table.add_column(col, justify="right")
+    # ``h`` and ``b`` are one load's results here and every load's results below.
+    h: dict[str, Any]
+    b: dict[str, Any]
     for key, h in results["headwater"].items():
         b = results["bare"][key]
         table.add_row(

@@ -17,7 +17,7 @@ import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import pyarrow as pa
@@ -49,7 +49,7 @@ def _rows(prefix: str, n: int = 60, seed: int = 5) -> list[dict[str, Any]]:
 
 def _consume(
     bootstrap: str, topic: str, expected: int, timeout_s: float = 60
-) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
+) -> list[tuple[bytes, dict[str, bytes]]]:
     """(raw value, headers) of every message, in partition order, once ``expected`` arrived."""
     consumer = Consumer(
         {
@@ -60,14 +60,16 @@ def _consume(
         }
     )
     consumer.subscribe([topic])
-    found: list[tuple[Any, dict[str, bytes]]] = []
+    found: list[tuple[bytes, dict[str, bytes]]] = []
     deadline = time.monotonic() + timeout_s
     try:
         while len(found) < expected and time.monotonic() < deadline:
             msg = consumer.poll(1.0)
             if msg is None or msg.error():
                 continue
-            found.append((msg.value(), dict(msg.headers() or [])))
+            # The producer writes a wire-format value and bytes-valued headers to every event.
+            headers = cast(list[tuple[str, bytes]], msg.headers() or [])
+            found.append((cast(bytes, msg.value()), dict(headers)))
         extra = consumer.poll(2.0)  # nothing more than expected
         assert extra is None or extra.error(), "more messages than expected"
     finally:

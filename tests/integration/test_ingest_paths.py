@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow as pa
@@ -64,7 +65,7 @@ def _wait(deployment: Deployment, worker, suffix: str) -> None:  # type: ignore[
     )
 
 
-def _features(store: FeatureStore, suffix: str, users: list[str]) -> tuple[list[list], int]:
+def _features(store: FeatureStore, suffix: str, users: list[str]) -> tuple[list[list[Any]], int]:
     fs = store.catalog.definitions().feature_set(f"user_spend_{suffix}")
     result = store.get_online_features(
         {"user_id": users}, [f"{fs.name}:{f.name}" for f in fs.features]
@@ -72,7 +73,7 @@ def _features(store: FeatureStore, suffix: str, users: list[str]) -> tuple[list[
     return result.values, result.served_at_ms
 
 
-def _history(store: FeatureStore, suffix: str) -> list[tuple]:
+def _history(store: FeatureStore, suffix: str) -> list[tuple[Any, ...]]:
     fs = store.catalog.definitions().feature_set(f"user_spend_{suffix}")
     table = store.offline.history(fs)
     columns = [c for c in table.column_names if c not in META]
@@ -225,7 +226,7 @@ def test_backfill_after_live_ingestion_equals_ingesting_everything_at_once(
         fs = store.catalog.definitions().feature_set(f"user_spend_{live_then_backfill}")
     # The backfilled old events did not replace the newer `last` values.
     last = [f.name for f in fs.features].index("last_merchant")
-    newest = {}
+    newest: dict[str, tuple[int, str]] = {}
     for row in recent.to_pylist():
         if row["status"] == "approved" and (
             row["user_id"] not in newest or row["event_time"] >= newest[row["user_id"]][0]

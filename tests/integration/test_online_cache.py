@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 import redis
 
@@ -39,7 +41,7 @@ def _write(
 
 def _sum_life(state: EntityState | None) -> float:
     values, _ = PLAN.evaluate(state, NOW)
-    return values[[f.name for f in FS.features].index("sum_life")]
+    return cast(float, values[[f.name for f in FS.features].index("sum_life")])
 
 
 def test_cached_states_are_reused_only_while_unchanged(redis_url: str) -> None:

@@ -10,6 +10,7 @@ import random
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pyarrow as pa
@@ -81,7 +82,9 @@ def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[dict[str, s
             msg = consumer.poll(1.0)
             if msg is None or msg.error():
                 continue
-            found.append({k: v.decode() for k, v in msg.headers() or []})
+            # Dead-letter headers arrive as a list of (name, bytes value) pairs.
+            headers = cast(list[tuple[str, bytes]], msg.headers() or [])
+            found.append({k: v.decode() for k, v in headers})
     finally:
         consumer.close()
     return found

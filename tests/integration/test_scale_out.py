@@ -18,6 +18,7 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -266,7 +267,7 @@ def test_one_command_runs_several_worker_processes_in_the_group(
     admin = AdminClient({"bootstrap.servers": deployment.settings.kafka.bootstrap_servers})
     group = deployment.settings.worker.group_id
     deadline = time.monotonic() + 90
-    members: list = []
+    members: list[Any] = []
     while time.monotonic() < deadline:
         described = admin.describe_consumer_groups([group])[group].result(timeout=10)
         members = [m for m in described.members if m.assignment.topic_partitions]

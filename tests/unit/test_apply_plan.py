@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -25,8 +27,8 @@ def applied(tmp_path: Path) -> tuple[Catalog, Path]:
     return catalog, defs_dir
 
 
-def _schema(defs_dir: Path) -> dict:
-    return json.loads((defs_dir / "transactions.avsc").read_text())
+def _schema(defs_dir: Path) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads((defs_dir / "transactions.avsc").read_text()))
 
 
 def test_compatible_schema_change_is_accepted(applied: tuple[Catalog, Path]) -> None:
@@ -47,7 +49,7 @@ def test_compatible_schema_change_is_accepted(applied: tuple[Catalog, Path]) -> 
     ],
 )
 def test_incompatible_schema_change_is_refused_naming_the_field(
-    applied: tuple[Catalog, Path], change, fragment: str  # type: ignore[no-untyped-def]
+    applied: tuple[Catalog, Path], change: Callable[[dict[str, Any]], None], fragment: str
 ) -> None:
     catalog, defs_dir = applied
     schema = _schema(defs_dir)

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import pyarrow as pa
@@ -126,7 +126,8 @@ def test_csv_text_is_coerced_to_the_schema_types(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("id,n,x,ok,note,opt,ts\n7,42,2.5,TRUE,,,2026-11-26T15:04:05.123+01:00\n8,-1,3,no,hi,5,1764000000000\n")
     text, rows = iter_file_rows(path)
-    decoded = [decode_wire(validator.encode(str(path), n, r, text)[1], schema) for n, r in rows]
+    # Every row of this well-formed file is a dict, never a BadRow.
+    decoded = [decode_wire(validator.encode(str(path), n, cast(dict[str, Any], r), text)[1], schema) for n, r in rows]
     assert decoded == [
         {"id": "7", "n": 42, "x": 2.5, "ok": True, "note": None, "opt": None, "ts": 1_795_701_845_123},
         {"id": "8", "n": -1, "x": 3.0, "ok": False, "note": "hi", "opt": 5, "ts": 1_764_000_000_000},

@@ -10,7 +10,7 @@ import copy
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -70,7 +70,7 @@ def base() -> dict[str, Any]:
 
 
 def fs0(doc: dict[str, Any]) -> dict[str, Any]:
-    return doc["feature_sets"][0]
+    return cast(dict[str, Any], doc["feature_sets"][0])
 
 
 # ---------------------------------------------------------------------------- loading values

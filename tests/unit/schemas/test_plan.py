@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from schemas.definitions import Definitions, Feature, FeatureSet
 from schemas.loader import load_definitions
-from schemas.plan import make_plan
+from schemas.plan import Plan, PlanItem, make_plan
 from schemas.tiles import FeatureSetPlan
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -21,12 +22,12 @@ def _keys(fs: FeatureSet) -> frozenset[str]:
     return FeatureSetPlan(fs, DEFS.source(fs.source)).aggregator.partial_keys
 
 
-def _plan(new_set: FeatureSet, current: Definitions | None = DEFS, versions: dict[str, int] | None = None):  # type: ignore[no-untyped-def]
+def _plan(new_set: FeatureSet, current: Definitions | None = DEFS, versions: dict[str, int] | None = None) -> Plan:
     new = replace(DEFS, feature_sets=(replace(new_set, version=1),))
     return make_plan(new, current, all_versions=versions or {"user_spend": 1}, partial_keys=_keys)
 
 
-def _set_item(plan):  # type: ignore[no-untyped-def]
+def _set_item(plan: Plan) -> PlanItem:
     (item,) = [i for i in plan.items if i.kind == "feature_set"]
     return item
 
@@ -59,7 +60,7 @@ def test_same_definitions_are_unchanged() -> None:
         ({"relations": {"merchant": "merchant_id"}}, "relations:"),
     ],
 )
-def test_metadata_changes_update_in_place(change: dict, fragment: str) -> None:
+def test_metadata_changes_update_in_place(change: dict[str, Any], fragment: str) -> None:
     item = _set_item(_plan(replace(SET, **change)))
     assert (item.action, item.version) == ("update", 1)
     assert any(c.startswith(fragment) for c in item.changes)
@@ -88,7 +89,7 @@ def test_new_feature_needing_new_state_is_a_new_version() -> None:
         ({"entity": "merchant"}, "entity: 'user' -> 'merchant'"),
     ],
 )
-def test_breaking_set_changes_make_a_new_version(change: dict, fragment: str) -> None:
+def test_breaking_set_changes_make_a_new_version(change: dict[str, Any], fragment: str) -> None:
     item = _set_item(_plan(replace(SET, **change)))
     assert (item.action, item.version) == ("new_version", 2)
     assert any(c.startswith(fragment) for c in item.changes), item.changes

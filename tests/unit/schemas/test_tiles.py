@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -77,14 +78,16 @@ events_strategy = st.lists(
 )
 
 
-def _rows(raw: list[tuple[int, float | None, int, str | None]]) -> list[tuple[dict, int, int]]:
+def _rows(
+    raw: list[tuple[int, float | None, int, str | None]],
+) -> list[tuple[dict[str, Any], int, int]]:
     return [
         ({"amount": a, "qty": q, "merchant": m}, e, seq)
         for seq, (e, a, q, m) in enumerate(raw)
     ]
 
 
-def _same(a: list, b: list) -> bool:
+def _same(a: list[Any], b: list[Any]) -> bool:
     return all(
         (x is None and y is None) or x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
         for x, y in zip(a, b, strict=True)
@@ -93,7 +96,9 @@ def _same(a: list, b: list) -> bool:
 
 @settings(max_examples=300, deadline=None)
 @given(raw=events_strategy, t=st.integers(min_value=0, max_value=4 * 3_600_000))
-def test_offline_style_state_equals_brute_force(raw: list, t: int) -> None:
+def test_offline_style_state_equals_brute_force(
+    raw: list[tuple[int, float | None, int, str | None]], t: int
+) -> None:
     """A state built from the events with e <= t, in arrival order, gives the defined values."""
     events = _rows(raw)
     state = EntityState()
@@ -114,7 +119,7 @@ def test_offline_style_state_equals_brute_force(raw: list, t: int) -> None:
     split=st.integers(min_value=0, max_value=60),
 )
 def test_online_state_with_pending_and_eviction_equals_brute_force(
-    raw: list, writer_now: int, later: int, split: int
+    raw: list[tuple[int, float | None, int, str | None]], writer_now: int, later: int, split: int
 ) -> None:
     """The worker's state (future events pending, old tiles evicted, redelivery) reads right.
 

@@ -7,6 +7,8 @@ times before every event; every aggregation over several windows and the lifetim
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings
@@ -18,6 +20,9 @@ from tests.reference import brute_force
 from tests.unit.schemas.test_tiles import FS, SCHEMA, SOURCE, _feature_set, _same, amounts
 
 USERS = ["u0", "u1", "u2"]
+
+# (user, event time, amount, qty, merchant, partition)
+RawEvent = tuple[str, int, float | None, int, str | None, int]
 
 events = st.lists(
     st.tuples(
@@ -39,7 +44,7 @@ labels = st.lists(
 )
 
 
-def _history(raw: list[tuple]) -> pa.Table:
+def _history(raw: Sequence[RawEvent]) -> pa.Table:
     return pa.table(
         {
             "user_id": [r[0] for r in raw],
@@ -54,7 +59,7 @@ def _history(raw: list[tuple]) -> pa.Table:
 
 
 def _check(
-    plan: FeatureSetPlan, raw: list[tuple], rows: list[tuple[str, int]], shift: int = 0
+    plan: FeatureSetPlan, raw: list[RawEvent], rows: list[tuple[str, int]], shift: int = 0
 ) -> None:
     raw = [(u, e + shift, a, q, m, p) for u, e, a, q, m, p in raw]
     rows = [(u, t + shift) for u, t in rows]
@@ -78,19 +83,25 @@ PLAN_TTL = FeatureSetPlan(_feature_set(ttl_ms=30 * 60_000), SOURCE)
 
 @settings(max_examples=150, deadline=None)
 @given(raw=events, rows=labels)
-def test_every_aggregation_equals_brute_force(raw: list, rows: list) -> None:
+def test_every_aggregation_equals_brute_force(
+    raw: list[RawEvent], rows: list[tuple[str, int]]
+) -> None:
     _check(PLAN, raw, rows)
 
 
 @settings(max_examples=75, deadline=None)
 @given(raw=events, rows=labels)
-def test_ttl_gives_empty_values_like_brute_force(raw: list, rows: list) -> None:
+def test_ttl_gives_empty_values_like_brute_force(
+    raw: list[RawEvent], rows: list[tuple[str, int]]
+) -> None:
     _check(PLAN_TTL, raw, rows)
 
 
 @settings(max_examples=40, deadline=None)
 @given(raw=events, rows=labels, far=st.integers(min_value=2**61, max_value=2**62))
-def test_times_spread_beyond_the_packed_key_are_ranked(raw: list, rows: list, far: int) -> None:
+def test_times_spread_beyond_the_packed_key_are_ranked(
+    raw: list[RawEvent], rows: list[tuple[str, int]], far: int
+) -> None:
     """A history spanning more than an int64 key can pack next to the entity code."""
     raw = [*raw, ("u0", far, 1.0, 1, "a", 0), ("u1", -far, 2.0, 2, "b", 1)]
     rows = [*rows, ("u0", far), ("u1", -far + 1), ("u2", far)]
