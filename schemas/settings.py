@@ -8,7 +8,7 @@ Nested sections use ``__`` in variable names: ``HEADWATER_KAFKA__BOOTSTRAP_SERVE
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
@@ -93,6 +93,12 @@ class WorkerSettings(_Section):
     the broker refuses less than 6 s."""
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     """Port of the worker's Prometheus endpoint; 0 disables it."""
+    on_processing_error: Literal["dead_letter", "stop"] = "dead_letter"
+    """What a worker does with an event that fails in a way nobody foresaw (not a bad event,
+    which always goes to the DLQ, nor a store outage, which is retried): ``dead_letter``
+    isolates it, sends it to ``dlq.<source>`` with reason ``processing_error`` and the
+    exception, and carries on; ``stop`` stops that source's processing at it (the process
+    stays up, logs CRITICAL and sets ``headwater_source_paused``) for someone to look."""
     reload_check_seconds: float = Field(default=5.0, gt=0)
     """How often a worker checks the catalog for changed definitions (then restarts itself)."""
 

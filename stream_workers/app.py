@@ -22,6 +22,7 @@ from typing import Any
 import faust
 from faust.tables import TableManager
 
+from connectors.errors import StoreFaultError, store_faults
 from connectors.kafka import EventProducer, committed_offsets, consumer_lag, read_range
 from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
@@ -29,7 +30,14 @@ from schemas.catalog import Catalog
 from schemas.definitions import Definitions
 from schemas.serialize import definitions_to_dict
 from schemas.settings import Settings
-from stream_workers.metrics import CONSUMER_LAG, serve_metrics
+from stream_workers.errors import EventProcessingError
+from stream_workers.metrics import (
+    CONSUMER_LAG,
+    SOURCE_PAUSED,
+    STORE_FAULTS,
+    STORE_UP,
+    serve_metrics,
+)
 from stream_workers.processor import BatchProcessor
 from stream_workers.transport import SCHEME, Fetched, batch_routing
 
@@ -85,6 +93,7 @@ def create_app(settings: Settings) -> faust.App:
     dlq = EventProducer(settings.kafka)
     processors: list[BatchProcessor] = []
     locks: list[asyncio.Lock] = []
+    faults = _Faults()
     for source in defs.sources:
         sets = defs.feature_sets_of(source.name)
         if not sets:
@@ -102,6 +111,7 @@ def create_app(settings: Settings) -> faust.App:
             offline_flush_rows=settings.worker.offline_flush_rows,
             offline_flush_seconds=settings.worker.offline_flush_seconds,
             offline_idle_flush_seconds=settings.worker.offline_idle_flush_seconds,
+            stop_on_processing_error=settings.worker.on_processing_error == "stop",
             read_range=partial(
                 read_range,
                 settings.kafka,
@@ -126,21 +136,22 @@ def create_app(settings: Settings) -> faust.App:
         batch_routing(app).channels[source.topic] = channel
         lock = asyncio.Lock()
         app.agent(channel, name=f"headwater.{source.name}", concurrency=1)(
-            _agent(app, processor, lock)
+            _agent(app, processor, lock, faults)
         )
         app.timer(interval=settings.worker.reload_check_seconds)(
-            _idle_catch_up(app, settings, processor, lock)
+            _idle_catch_up(app, settings, processor, lock, faults)
         )
         flush_every = min(
             settings.worker.offline_flush_seconds, settings.worker.offline_idle_flush_seconds
         )
         app.timer(interval=max(0.2, flush_every / 2))(
-            _flush_timer(processor, lock, settings.worker.offline_flush_seconds)
+            _flush_timer(processor, lock, settings.worker.offline_flush_seconds, faults)
         )
         locks.append(lock)
 
     async def _on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # Another worker may have appended to Delta while it held these partitions.
+        # (forget_positions drops what it cannot commit; catch-up re-reads it.)
         for processor, lock in zip(processors, locks, strict=True):
             async with lock:
                 await asyncio.to_thread(processor.forget_positions)
@@ -151,7 +162,11 @@ def create_app(settings: Settings) -> faust.App:
         # (Committing later, on assignment, let a new owner append the same offsets again.)
         for processor, lock in zip(processors, locks, strict=True):
             async with lock:
-                await asyncio.to_thread(processor.flush)
+                try:
+                    await asyncio.to_thread(processor.flush)
+                except StoreFaultError as exc:
+                    # Kept buffered; dropped on assignment if still failing (then re-read).
+                    faults.failed(exc, f"{processor.source.name}: committing history on revoke")
 
     # mode types receivers as sync-or-awaitable with a positional-only sender; ours fit at
     # runtime (mode calls receiver(sender, partitions, signal=...)), the stub is narrower.
@@ -163,7 +178,10 @@ def create_app(settings: Settings) -> faust.App:
         # (had this failed, the next start's catch-up would re-read them).
         for processor, lock in zip(processors, locks, strict=True):
             async with lock:
-                await asyncio.to_thread(processor.flush)
+                try:
+                    await asyncio.to_thread(processor.flush)
+                except StoreFaultError as exc:
+                    faults.failed(exc, f"{processor.source.name}: committing history at shutdown")
 
     app.on_before_shutdown.connect(_flush_on_shutdown)  # type: ignore[arg-type]  # see above
 
@@ -173,7 +191,12 @@ def create_app(settings: Settings) -> faust.App:
         # A new feature-set version (or a retired one) changes what the agents compute.
         # Restarting is the simple, safe way to pick it up: SIGTERM makes faust commit what
         # was processed and stop cleanly, then the CLI re-executes the worker.
-        current = await asyncio.to_thread(catalog.definitions)
+        try:
+            with store_faults("catalog", "reading the definitions"):
+                current = await asyncio.to_thread(catalog.definitions)
+        except StoreFaultError as exc:
+            faults.failed(exc, "watching the definitions")
+            return
         if _fingerprint(current) != started_with:
             log.warning("definitions changed in the catalog; restarting the worker to apply them")
             _RELOAD.set()
@@ -197,7 +220,11 @@ def _fingerprint(defs: Definitions) -> str:
 
 
 def _idle_catch_up(
-    app: faust.App, settings: Settings, processor: BatchProcessor, lock: asyncio.Lock
+    app: faust.App,
+    settings: Settings,
+    processor: BatchProcessor,
+    lock: asyncio.Lock,
+    faults: _Faults,
 ) -> Any:
     """A timer that catches up lagging versions even when no new event arrives.
 
@@ -211,35 +238,79 @@ def _idle_catch_up(
         assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == topic)
         if not assigned:
             return
-        committed = await asyncio.to_thread(
-            committed_offsets, settings.kafka, settings.worker.group_id, topic
-        )
-        lag = await asyncio.to_thread(
-            consumer_lag, settings.kafka, settings.worker.group_id, topic, committed
-        )
-        CONSUMER_LAG.labels(processor.source.name).set(lag)
-        async with lock:
-            for partition in assigned:
-                end = committed.get(partition, -1)
-                if end > 0:
-                    done = await asyncio.to_thread(processor.catch_up, partition, end)
-                    if done:
-                        log.info("%s[%d]: caught up %s", topic, partition, done)
+        try:
+            with store_faults("kafka", f"reading the group's offsets of {topic}"):
+                committed = await asyncio.to_thread(
+                    committed_offsets, settings.kafka, settings.worker.group_id, topic
+                )
+                lag = await asyncio.to_thread(
+                    consumer_lag, settings.kafka, settings.worker.group_id, topic, committed
+                )
+            CONSUMER_LAG.labels(processor.source.name).set(lag)
+            async with lock:
+                for partition in assigned:
+                    end = committed.get(partition, -1)
+                    if end > 0:
+                        done = await asyncio.to_thread(processor.catch_up, partition, end)
+                        if done:
+                            log.info("%s[%d]: caught up %s", topic, partition, done)
+        except StoreFaultError as exc:
+            faults.failed(exc, f"{processor.source.name}: catching up")
+        except Exception:
+            log.exception("%s: catching up failed; the next tick tries again", topic)
 
     return tick
 
 
-def _flush_timer(processor: BatchProcessor, lock: asyncio.Lock, flush_seconds: float) -> Any:
+def _flush_timer(
+    processor: BatchProcessor, lock: asyncio.Lock, flush_seconds: float, faults: _Faults
+) -> Any:
     """Commits offline rows that waited ``flush_seconds``, also when no new batch arrives."""
 
     async def tick() -> None:
         async with lock:
-            await asyncio.to_thread(processor.flush, older_than_s=flush_seconds)
+            try:
+                await asyncio.to_thread(processor.flush, older_than_s=flush_seconds)
+            except StoreFaultError as exc:
+                # The rows stay buffered; the agent's next batch (or this timer) retries.
+                faults.failed(exc, f"{processor.source.name}: committing history")
 
     return tick
 
 
-def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock) -> Any:
+class _Faults:
+    """Store-fault bookkeeping of one worker: backoff, metrics, and one log line per fault
+    episode rather than one per retry."""
+
+    def __init__(self) -> None:
+        self.failing: dict[str, str] = {}
+
+    def failed(self, exc: StoreFaultError, what: str) -> None:
+        STORE_FAULTS.labels(exc.store).inc()
+        STORE_UP.labels(exc.store).set(0)
+        if self.failing.get(exc.store) != str(exc):
+            log.error(
+                "%s: %s is failing (%s); retrying with backoff, nothing is lost or dead-lettered",
+                what,
+                exc.store,
+                exc,
+            )
+        self.failing[exc.store] = str(exc)
+
+    def recovered(self) -> None:
+        for store in list(self.failing):
+            log.warning("%s is back; carrying on", store)
+            STORE_UP.labels(store).set(1)
+            del self.failing[store]
+
+
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_MAX_S = 30.0
+
+
+def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock, faults: _Faults) -> Any:
+    source = processor.source.name
+
     async def process(stream: faust.StreamT[Fetched]) -> None:
         async for fetched in stream:
             # A batch fetched before a rebalance may hold partitions that moved: it is left
@@ -247,30 +318,48 @@ def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock) -> Any
             records = app.consumer.take_batch(fetched)  # type: ignore[attr-defined]
             if not records:
                 continue
-            try:
-                async with lock:
-                    result = await asyncio.to_thread(processor.process, records)
-            except Exception as exc:
-                # A bad event never gets here (it goes to the DLQ); this is a broken store or
-                # a bug. Die loudly: an agent that stops quietly while the process lives on
-                # is the classic faust failure. Nothing was acknowledged, so a restart
-                # replays the batch and the idempotent sinks absorb what was written.
-                log.critical(
-                    "headwater worker: a batch of %d events failed (%s: %s); exiting",
-                    len(records),
-                    type(exc).__name__,
-                    exc,
-                    exc_info=True,
+            backoff = _BACKOFF_FIRST_S
+            while True:
+                try:
+                    async with lock:
+                        result = await asyncio.to_thread(processor.process, records)
+                except StoreFaultError as exc:
+                    # A store is down or slow: nothing of the batch is lost (nothing was
+                    # acknowledged) and retrying it is exact, so wait and retry, however long
+                    # the outage lasts.
+                    faults.failed(exc, f"{source}: a batch of {len(records)} events")
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
+                    if not app.consumer.still_owned(fetched):  # type: ignore[attr-defined]
+                        # Rebalanced meanwhile: the partitions' new owner reads it again.
+                        app.consumer.drop_batch(fetched)  # type: ignore[attr-defined]
+                        break
+                    continue
+                except Exception as exc:
+                    # A processing error with worker.on_processing_error = stop, or a fault in
+                    # Headwater itself. Exiting would replay the same batch on every restart
+                    # (a crash loop), so this source stops here, loudly, while the process
+                    # stays up; nothing past the batch is acknowledged.
+                    SOURCE_PAUSED.labels(source).set(1)
+                    log.critical(
+                        "headwater worker: source %s stopped at a batch of %d events: %s: %s",
+                        source,
+                        len(records),
+                        type(exc).__name__,
+                        exc,
+                        exc_info=not isinstance(exc, EventProcessingError),
+                    )
+                    await asyncio.Event().wait()  # until the worker is stopped
+                    return
+                faults.recovered()
+                # Both stores have the batch: now faust may commit these offsets.
+                app.consumer.ack_batch(fetched)  # type: ignore[attr-defined]
+                log.info(
+                    "%s: %d events applied, %s dead-lettered",
+                    source,
+                    result.accepted,
+                    result.dead_lettered or 0,
                 )
-                logging.shutdown()
-                os._exit(70)
-            # Both stores have the batch: now faust may commit these offsets.
-            app.consumer.ack_batch(fetched)  # type: ignore[attr-defined]
-            log.info(
-                "%s: %d events applied, %s dead-lettered",
-                processor.source.name,
-                result.accepted,
-                result.dead_lettered or 0,
-            )
+                break
 
     return process

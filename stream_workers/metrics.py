@@ -16,6 +16,11 @@ __all__ = [
     "EVENTS_APPLIED",
     "EVENTS_IN",
     "NEWEST_EVENT_TIME",
+    "PROCESSING_ERRORS",
+    "SOURCE_PAUSED",
+    "STORE_FAULTS",
+    "STORE_UP",
+    "TOPIC_EPOCHS",
     "serve_metrics",
 ]
 
@@ -49,6 +54,33 @@ NEWEST_EVENT_TIME = Gauge(
     "headwater_newest_event_time_seconds",
     "Newest event time applied, per feature-set version",
     ["feature_set"],
+)
+
+PROCESSING_ERRORS = Counter(
+    "headwater_processing_errors_total",
+    "Events that failed in a way nobody foresaw (isolated, then dead-lettered or stopped on)",
+    ["source"],
+)
+STORE_FAULTS = Counter(
+    "headwater_store_faults_total",
+    "Batches that failed because a store (redis, delta, kafka, catalog) failed; retried",
+    ["store"],
+)
+STORE_UP = Gauge(
+    "headwater_store_up",
+    "Whether the worker's last use of a store succeeded (0 while it retries a fault)",
+    ["store"],
+)
+SOURCE_PAUSED = Gauge(
+    "headwater_source_paused",
+    "1 while a source's agent has stopped on purpose (processing error set to stop, or a "
+    "truncated topic); see the worker's CRITICAL log line for the fix",
+    ["source"],
+)
+TOPIC_EPOCHS = Counter(
+    "headwater_topic_epochs_total",
+    "Times a source topic was found recreated (a new topic id) and started a new epoch",
+    ["source"],
 )
 
 

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.base import BaseOfflineStore, BaseOnlineStore, EntityKey
-from connectors.errors import OnlineStoreError
+from connectors.errors import OnlineStoreError, StoreFaultError, store_faults
 from connectors.kafka import EventProducer, KafkaRecord, RawMessage
 from connectors.offline_delta import META_COLUMNS, history_schema
 from schemas.avro import (
@@ -45,12 +45,14 @@ from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
 from schemas.expressions import apply_filter_and_transforms
 from schemas.tiles import EntityState, FeatureSetPlan, arrival_seqs
+from stream_workers.errors import EventProcessingError
 from stream_workers.metrics import (
     BATCH_SECONDS,
     DEAD_LETTERED,
     EVENTS_APPLIED,
     EVENTS_IN,
     NEWEST_EVENT_TIME,
+    PROCESSING_ERRORS,
 )
 
 __all__ = ["BatchProcessor", "BatchResult", "KafkaRecord", "RangeReader", "RawMessage"]
@@ -86,6 +88,8 @@ class BatchProcessor:
             between batches; a cached state is trusted only while the store accepts the
             compare-and-set of its offsets, so a stale one costs a retry, never a wrong value.
         clock_ms: the writer's clock; events dated after it wait as ``pending`` online.
+        stop_on_processing_error: an event that fails in a way nobody foresaw raises
+            ``EventProcessingError`` instead of going to the DLQ (``processing_error``).
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class BatchProcessor:
         offline_flush_seconds: float = 0.0,
         offline_idle_flush_seconds: float = math.inf,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        stop_on_processing_error: bool = False,
     ) -> None:
         self.source = source
         self.plans = [FeatureSetPlan(fs, source) for fs in feature_sets]
@@ -139,11 +144,21 @@ class BatchProcessor:
         self._flush_seconds = offline_flush_seconds
         self._idle_flush_seconds = offline_idle_flush_seconds
         self._last_batch = time.monotonic()
+        self._stop_on_error = stop_on_processing_error
 
     def forget_positions(self) -> None:
         """Commit buffered rows, then drop cached positions and states; call when partitions
-        are reassigned (another worker may write to them from now on)."""
-        self.flush()
+        are reassigned (another worker may write to them from now on).
+
+        Rows that cannot be committed now (Delta is down) are dropped rather than kept: the
+        positions go with them, so whoever owns the partitions next re-reads that gap from
+        Kafka (the catch-up), and nothing is lost.
+        """
+        try:
+            self.flush()
+        except StoreFaultError as exc:
+            log.warning("%s: buffered history rows dropped, to be re-read from Kafka: %s", self.source.name, exc)
+            self._buffers.clear()
         self._positions.clear()
         self._states.clear()
 
@@ -151,12 +166,21 @@ class BatchProcessor:
         """Offset of the last event of ``partition`` this version has consumed (-1: none)."""
         cached = self._positions.setdefault(plan.feature_set.qualified_name, {})
         if partition not in cached:
-            found = self._offline.committed_offsets(plan.feature_set, self._writer_id, [partition])
+            fs = plan.feature_set
+            with store_faults("delta", f"reading the position of {fs.qualified_name}"):
+                found = self._offline.committed_offsets(fs, self._writer_id, [partition])
             cached[partition] = found.get(partition, -1)
         return cached[partition]
 
     def process(self, messages: Sequence[KafkaRecord]) -> BatchResult:
-        """Write one batch to the DLQ, Delta and Redis; returns what happened to it."""
+        """Write one batch to the DLQ, Delta and Redis; returns what happened to it.
+
+        Raises:
+            StoreFaultError: a store failed; nothing of the batch was lost, and calling
+                ``process`` again with the same batch (after a backoff) is exact.
+            EventProcessingError: an event failed in an unforeseen way and
+                ``on_processing_error`` is ``"stop"``.
+        """
         result = BatchResult()
         if not messages:
             return result
@@ -167,7 +191,7 @@ class BatchProcessor:
             for name, count in self.catch_up(partition, offset).items():
                 result.caught_up[name] = result.caught_up.get(name, 0) + count
         with BATCH_SECONDS.labels(self.source.name).time():
-            self._process(self.plans, messages, result, dead_letter=True)
+            self._process_isolating(self.plans, messages, result, dead_letter=True)
         EVENTS_IN.labels(self.source.name).inc(len(messages))
         for reason, count in result.dead_lettered.items():
             DEAD_LETTERED.labels(self.source.name, reason).inc(count)
@@ -201,11 +225,82 @@ class BatchProcessor:
         )
         count = 0
         scratch = BatchResult()
-        for batch in self._read_range(partition, start, end):
-            # These events went through the DLQ when the worker first consumed them.
-            self._process([plan], batch, scratch, dead_letter=False)
+        for batch in _kafka_faults(self._read_range(partition, start, end), self.source.topic):
+            # These events went through the DLQ when the worker first consumed them; one
+            # that fails only for this version is isolated and dead-lettered all the same.
+            self._process_isolating([plan], batch, scratch, dead_letter=False)
             count += len(batch)
         return count
+
+    def _process_isolating(
+        self,
+        plans: Sequence[FeatureSetPlan],
+        messages: Sequence[KafkaRecord],
+        result: BatchResult,
+        *,
+        dead_letter: bool,
+    ) -> None:
+        """``_process``, isolating an event that fails in a way nobody foresaw.
+
+        A store fault propagates: the caller retries the whole batch after a backoff. Any
+        other exception is a fault of some event (or of our code on it): the batch is split
+        in halves until that one event is found, which goes to the DLQ with reason
+        ``processing_error`` and the exception, and every other event is processed as
+        usual. ``_process`` writes nothing before all of its computing has succeeded, so a
+        failed attempt leaves only the entity states it folded in memory, which are dropped.
+        """
+        try:
+            self._process(plans, messages, result, dead_letter=dead_letter)
+            return
+        except StoreFaultError:
+            self._drop_states()
+            raise
+        except Exception as exc:  # noqa: BLE001 - isolated below, never swallowed
+            self._drop_states()
+            if len(messages) == 1:
+                self._poison(plans, messages[0], exc, result)
+                return
+        middle = len(messages) // 2
+        # Each half keeps its partitions' offsets in order: a prefix of the batch holds a
+        # prefix of every partition's messages.
+        self._process_isolating(plans, messages[:middle], result, dead_letter=dead_letter)
+        self._process_isolating(plans, messages[middle:], result, dead_letter=dead_letter)
+
+    def _poison(
+        self,
+        plans: Sequence[FeatureSetPlan],
+        msg: KafkaRecord,
+        exc: Exception,
+        result: BatchResult,
+    ) -> None:
+        """Dead-letter the one event ``exc`` came from (or stop, if so configured)."""
+        where = f"{self.source.topic}[{msg.partition}]@{msg.offset}"
+        versions = ", ".join(p.feature_set.qualified_name for p in plans)
+        PROCESSING_ERRORS.labels(self.source.name).inc()
+        if self._stop_on_error:
+            msg_text = (
+                f"event {where} failed for {versions}: {type(exc).__name__}: {exc}; "
+                "worker.on_processing_error is 'stop', so this source stops here; set it to "
+                "'dead_letter' to send such events to the DLQ and carry on"
+            )
+            raise EventProcessingError(msg_text) from exc
+        log.error(
+            "event %s failed for %s (%s: %s); it goes to %s with reason processing_error",
+            where,
+            versions,
+            type(exc).__name__,
+            exc,
+            self.source.dlq_topic,
+            exc_info=exc,
+        )
+        if isinstance(exc, EventError):
+            error = exc
+        else:
+            text = f"processing failed for {versions}: {type(exc).__name__}: {exc}"
+            error = EventError(text, reason="processing_error")
+        self._process(
+            plans, [msg], result, dead_letter=True, poison={(msg.partition, msg.offset): error}
+        )
 
     def _process(
         self,
@@ -214,37 +309,52 @@ class BatchProcessor:
         result: BatchResult,
         *,
         dead_letter: bool,
+        poison: Mapping[tuple[int, int], EventError] | None = None,
     ) -> None:
+        """Validate, compute, then write one batch for ``plans``.
+
+        Everything that can fail because of the data (decoding, Arrow conversion, filters,
+        transforms, folding into entity states) happens before the first write, so an
+        exception before the writes leaves both stores and the offline buffers untouched.
+        """
         records: list[dict[str, Any]] = []
         times: list[int] = []
         accepted: list[KafkaRecord] = []
+        bad: list[tuple[KafkaRecord, EventError]] = []
         last: dict[int, int] = {}
         for msg in messages:
             partition = msg.partition
             if msg.offset > last.get(partition, -1):
                 last[partition] = msg.offset
-            try:
-                record, e = self._validate(msg)
-            except EventError as exc:
-                if dead_letter:
-                    self._dead_letter(msg, exc, result)
-                continue
-            records.append(record)
-            times.append(e)
-            accepted.append(msg)
-        if result.dead_lettered and self._dlq is not None and dead_letter:
-            self._dlq.flush()
-            log.warning("%s: dead-lettered %s", self.source.name, result.dead_lettered)
-        if dead_letter:
-            result.accepted += len(records)
+            error = poison.get((partition, msg.offset)) if poison else None
+            if error is None:
+                try:
+                    record, e = self._validate(msg)
+                except EventError as exc:
+                    error = exc
+                else:
+                    records.append(record)
+                    times.append(e)
+                    accepted.append(msg)
+                    continue
+            bad.append((msg, error))
         batch = self._arrow(records, times, accepted)
+        work: list[tuple[FeatureSetPlan, pa.Table, _OfflineRows | None, _OnlineWrite | None]] = []
         for plan in plans:
             rows = batch
             # Also on an empty batch (all events bad), so its rows have the transform columns.
             if plan.transforms or plan.filter is not None:
                 rows = apply_filter_and_transforms(batch, plan.filter, plan.transforms)
-            self._append_offline(plan, rows, last)
-            self._update_online(plan, rows)
+            work.append((plan, rows, self._offline_rows(plan, rows, last), self._fold_online(plan, rows)))
+        # Writes from here on: the DLQ first, so a bad event is reported before any offset
+        # past it can be committed.
+        if bad and dead_letter:
+            self._dead_letter_all(plans, bad, result)
+        for plan, rows, offline, online in work:
+            if offline is not None:
+                self._buffer_offline(plan, offline)
+            if online is not None:
+                self._write_online(plan, online)
             if dead_letter and rows.num_rows:
                 name = plan.feature_set.qualified_name
                 EVENTS_APPLIED.labels(name).inc(rows.num_rows)
@@ -253,12 +363,38 @@ class BatchProcessor:
                 )
                 self._newest[name] = newest
                 NEWEST_EVENT_TIME.labels(name).set(newest / 1000)
+        self._commit_due(plans)
+        if dead_letter:
+            result.accepted += len(records)
+
+    def _dead_letter_all(
+        self,
+        plans: Sequence[FeatureSetPlan],
+        bad: Sequence[tuple[KafkaRecord, EventError]],
+        result: BatchResult,
+    ) -> None:
+        """Send bad events to the DLQ, except those every version already handled (a retry
+        or a replay after a crash: their letters went out the first time)."""
+        handled = {
+            p: min(self._position(plan, p) for plan in plans) for p in {m.partition for m, _ in bad}
+        }
+        sent: dict[str, int] = {}
+        for msg, error in bad:
+            if msg.offset > handled[msg.partition]:
+                self._dead_letter(msg, error, sent)
+        if sent and self._dlq is not None:
+            with store_faults("kafka", f"sending dead letters to {self.source.dlq_topic}"):
+                self._dlq.flush()
+            log.warning("%s: dead-lettered %s", self.source.name, sent)
+        for reason, count in sent.items():
+            result.dead_lettered[reason] = result.dead_lettered.get(reason, 0) + count
 
     def _writer_schema(self, schema_id: int) -> AvroSchema:
         schema = self._writers.get(schema_id)
         if schema is None:
             try:
-                schema = self._catalog.schema_by_id(schema_id)
+                with store_faults("catalog", f"looking up schema id {schema_id}", CatalogError):
+                    schema = self._catalog.schema_by_id(schema_id)
             except CatalogError as exc:
                 raise EventError(str(exc), reason="unknown_schema") from exc
             self._writers[schema_id] = schema
@@ -293,7 +429,7 @@ class BatchProcessor:
                 )
         return record, e
 
-    def _dead_letter(self, msg: KafkaRecord, exc: EventError, result: BatchResult) -> None:
+    def _dead_letter(self, msg: KafkaRecord, exc: EventError, sent: dict[str, int]) -> None:
         headers = {
             "hw.reason": exc.reason.encode(),
             "hw.error": str(exc).encode()[:4000],
@@ -304,10 +440,11 @@ class BatchProcessor:
             "hw.offset": str(msg.offset).encode(),
         }
         if self._dlq is not None:
-            self._dlq.produce(
-                self.source.dlq_topic, msg.value or b"", msg.key, headers, msg.timestamp
-            )
-        result.dead_lettered[exc.reason] = result.dead_lettered.get(exc.reason, 0) + 1
+            with store_faults("kafka", f"sending a dead letter to {self.source.dlq_topic}"):
+                self._dlq.produce(
+                    self.source.dlq_topic, msg.value or b"", msg.key, headers, msg.timestamp
+                )
+        sent[exc.reason] = sent.get(exc.reason, 0) + 1
 
     def _arrow(
         self,
@@ -330,26 +467,40 @@ class BatchProcessor:
         columns["_arrival_ms"] = [m.timestamp for m in messages]
         return pa.Table.from_pydict(columns, schema=self._source_history)
 
-    def _append_offline(self, plan: FeatureSetPlan, rows: pa.Table, last: dict[int, int]) -> None:
+    def _offline_rows(
+        self, plan: FeatureSetPlan, rows: pa.Table, last: dict[int, int]
+    ) -> _OfflineRows | None:
+        """The rows of a batch this version has not stored yet, in its history schema, and
+        the positions they bring it to; ``None`` for a replay of what it already has."""
         fs = plan.feature_set
         positions = {p: self._position(plan, p) for p in last}
         advanced = {p: o for p, o in last.items() if o > positions[p]}
         if not advanced:
-            return  # a replay of what this version already has
+            return None
         if rows.num_rows:
             done = pa.array(
                 [positions[p] for p in rows.column("_partition").to_pylist()], pa.int64()
             )
             rows = rows.filter(pc.greater(rows.column("_offset"), done))
         schema = self._history[fs.qualified_name]
+        return _OfflineRows(rows.select(schema.names).cast(schema), advanced)
+
+    def _buffer_offline(self, plan: FeatureSetPlan, offline: _OfflineRows) -> None:
+        fs = plan.feature_set
         buffer = self._buffers.setdefault(fs.qualified_name, _OfflineBuffer(plan))
-        buffer.add(rows.select(schema.names).cast(schema), advanced)
+        buffer.add(offline.table, offline.advanced)
         # The in-memory position moves now; the durable one (Delta) when the buffer is
         # committed. A crash in between leaves Delta behind Kafka's committed offsets, and the
         # restarted worker's catch-up re-reads exactly that gap.
-        self._positions[fs.qualified_name].update(advanced)
-        if buffer.rows >= self._flush_rows or buffer.age_s() >= self._flush_seconds:
-            self._commit(buffer)
+        self._positions[fs.qualified_name].update(offline.advanced)
+
+    def _commit_due(self, plans: Sequence[FeatureSetPlan]) -> None:
+        for plan in plans:
+            buffer = self._buffers.get(plan.feature_set.qualified_name)
+            if buffer is not None and buffer.positions and (
+                buffer.rows >= self._flush_rows or buffer.age_s() >= self._flush_seconds
+            ):
+                self._commit(buffer)
 
     def flush(self, *, older_than_s: float = 0.0) -> int:
         """Commit buffered offline rows (those buffered at least ``older_than_s`` ago, or all
@@ -373,7 +524,8 @@ class BatchProcessor:
             if buffer.tables
             else self._history[fs.qualified_name].empty_table()
         )
-        self._offline.append(fs, table, self._writer_id, buffer.positions)
+        with store_faults("delta", f"appending to the history of {fs.qualified_name}"):
+            self._offline.append(fs, table, self._writer_id, buffer.positions)
         buffer.clear()
 
     def _group_by_entity(
@@ -404,38 +556,59 @@ class BatchProcessor:
             grouped[key].append((row, e, seq))
         return grouped
 
-    def _update_online(self, plan: FeatureSetPlan, rows: pa.Table) -> None:
-        fs = plan.feature_set
+    def _fold_online(self, plan: FeatureSetPlan, rows: pa.Table) -> _OnlineWrite | None:
+        """Fold the rows into their entities' states (read from the cache or Redis); nothing
+        is written yet."""
         if rows.num_rows == 0:
-            return
+            return None
         grouped = self._group_by_entity(plan, rows)
-        pending_keys = list(grouped)
+        return self._fold(plan, grouped, list(grouped), use_cache=True)
+
+    def _fold(
+        self,
+        plan: FeatureSetPlan,
+        grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]],
+        keys: list[EntityKey],
+        *,
+        use_cache: bool,
+    ) -> _OnlineWrite:
+        fs = plan.feature_set
         cache = self._states.setdefault(fs.qualified_name, OrderedDict())
-        use_cache = True
-        for _attempt in range(_WRITE_ATTEMPTS):
+        before: dict[EntityKey, EntityState | None] = {}
+        missing = []
+        for key in keys:
+            if use_cache and key in cache:
+                before[key] = cache[key]
+            else:
+                missing.append(key)
+        with store_faults("redis", f"reading {len(missing)} states of {fs.qualified_name}"):
+            before.update(zip(missing, self._online.read(fs, missing), strict=True))
+        now = self._clock()
+        after: dict[EntityKey, EntityState] = {}
+        for key in keys:
+            # Updated in place: ``before`` only serves the diff through its ``stored``
+            # encoding, and after a conflict the entity is read again, not reused. A failure
+            # before the write drops the whole cache (``_drop_states``).
+            old = before[key]
+            state = EntityState() if old is None else old
+            if plan.apply(state, grouped[key], now):
+                after[key] = state
+        return _OnlineWrite(grouped, keys, before, after)
+
+    def _write_online(self, plan: FeatureSetPlan, work: _OnlineWrite) -> None:
+        fs = plan.feature_set
+        cache = self._states.setdefault(fs.qualified_name, OrderedDict())
+        conflicts: list[EntityKey] = []
+        for attempt in range(_WRITE_ATTEMPTS):
             # Optimistic concurrency: an entity another writer changed since our read (only
             # possible when its events span partitions owned by two workers) is re-read and
             # re-applied; the per-partition offsets make the re-application exact.
-            before: dict[EntityKey, EntityState | None] = {}
-            missing = []
-            for key in pending_keys:
-                if use_cache and key in cache:
-                    before[key] = cache[key]
-                else:
-                    missing.append(key)
-            before.update(zip(missing, self._online.read(fs, missing), strict=True))
-            now = self._clock()
-            after: dict[EntityKey, EntityState] = {}
-            for key in pending_keys:
-                # Updated in place: ``before`` only serves the diff through its ``stored``
-                # encoding, and after a conflict the entity is read again, not reused.
-                old = before[key]
-                state = EntityState() if old is None else old
-                if plan.apply(state, grouped[key], now):
-                    after[key] = state
-            conflicts = self._online.write(fs, after, before)
-            for key in pending_keys:
-                current = after.get(key, before[key])
+            if attempt:
+                work = self._fold(plan, work.grouped, conflicts, use_cache=False)
+            with store_faults("redis", f"writing {len(work.after)} states of {fs.qualified_name}"):
+                conflicts = self._online.write(fs, work.after, work.before)
+            for key in work.keys:
+                current = work.after.get(key, work.before[key])
                 if key in conflicts or current is None:
                     cache.pop(key, None)
                 else:
@@ -443,15 +616,43 @@ class BatchProcessor:
                     cache.move_to_end(key)
             while len(cache) > self._cache_size:
                 cache.popitem(last=False)
-            pending_keys, use_cache = conflicts, False
-            if not pending_keys:
+            if not conflicts:
                 return
         msg = (
-            f"{len(pending_keys)} entities of {fs.qualified_name} (e.g. {pending_keys[0]!r}) kept changing "
+            f"{len(conflicts)} entities of {fs.qualified_name} (e.g. {conflicts[0]!r}) kept changing "
             f"under {_WRITE_ATTEMPTS} attempts to write them; is another deployment writing with the "
             "same consumer group?"
         )
         raise OnlineStoreError(msg)
+
+    def _drop_states(self) -> None:
+        """Forget every cached entity state: after a failed attempt some may hold events
+        folded in memory but never written."""
+        self._states.clear()
+
+
+@dataclass
+class _OfflineRows:
+    table: pa.Table
+    advanced: dict[int, int]
+
+
+@dataclass
+class _OnlineWrite:
+    grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]]
+    keys: list[EntityKey]
+    before: dict[EntityKey, EntityState | None]
+    after: dict[EntityKey, EntityState]
+
+
+def _kafka_faults(batches: Iterator[Sequence[KafkaRecord]], topic: str) -> Iterator[Sequence[KafkaRecord]]:
+    """``batches``, with any failure of reading them turned into a Kafka store fault."""
+    while True:
+        with store_faults("kafka", f"re-reading {topic}"):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        yield batch
 
 
 class _OfflineBuffer:

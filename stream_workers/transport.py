@@ -234,6 +234,18 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._unacked_messages.add(fetched)  # type: ignore[arg-type]
         return fetched.records
 
+    def still_owned(self, fetched: Fetched) -> bool:
+        """Whether a taken batch still belongs to this worker (no rebalance since it was
+        fetched), e.g. after waiting out a store fault."""
+        return fetched.generation == self.app.consumer_generation_id
+
+    def drop_batch(self, fetched: Fetched) -> None:
+        """Stop tracking a taken batch without acknowledging it: its partitions moved, and
+        their new owner reads it from the committed offsets."""
+        with ack_lock:
+            self._unacked_messages.discard(fetched)  # type: ignore[arg-type]
+            notify(self._waiting_for_ack)
+
     def ack_batch(self, fetched: Fetched) -> None:
         """Acknowledge a taken batch: faust may now commit past its last offsets."""
         with ack_lock:

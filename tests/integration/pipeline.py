@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from schemas.definitions import Definitions
 from schemas.settings import Settings, load_settings
 from schemas.tiles import FeatureSetPlan
 
-__all__ = ["EXAMPLES", "Deployment", "deployment"]
+__all__ = ["EXAMPLES", "Deployment", "deployment", "make_deployment"]
 
 
 @dataclass
@@ -113,8 +114,9 @@ class Deployment:
         )
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator[Deployment]:
+@contextmanager
+def make_deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator[Deployment]:
+    """A deployment on the given Kafka and Redis; removes its topics and keys at the end."""
     suffix = uuid.uuid4().hex[:8]
     port = free_port()
     env = {
@@ -159,6 +161,12 @@ def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator[Deployment]:
+    with make_deployment(tmp_path, kafka_bootstrap, redis_url) as dep:
+        yield dep
 
 
 def dump(obj: object) -> str:
