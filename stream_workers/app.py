@@ -288,7 +288,7 @@ class _Faults:
     def failed(self, exc: StoreFaultError, what: str) -> None:
         STORE_FAULTS.labels(exc.store).inc()
         STORE_UP.labels(exc.store).set(0)
-        if self.failing.get(exc.store) != str(exc):
+        if exc.store not in self.failing:
             log.error(
                 "%s: %s is failing (%s); retrying with backoff, nothing is lost or dead-lettered",
                 what,
