@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pytest
@@ -82,7 +82,7 @@ def _letters(deployment: Deployment) -> list[dict[str, str]]:
         {"bootstrap.servers": deployment.settings.kafka.bootstrap_servers, "group.id": "probe"}
     )
     try:
-        letters = []
+        letters: list[dict[str, str]] = []
         for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high == low:
@@ -90,7 +90,8 @@ def _letters(deployment: Deployment) -> list[dict[str, str]]:
             consumer.assign([TopicPartition(topic, p, low)])
             while len(letters) < high - low:
                 for m in consumer.consume(100, timeout=10):
-                    letters.append({k: v.decode() for k, v in m.headers() or []})
+                    headers = cast(list[tuple[str, bytes]], m.headers() or [])
+                    letters.append({k: v.decode() for k, v in headers})
         return letters
     finally:
         consumer.close()
@@ -132,7 +133,7 @@ def _plant_bug(processor: BatchProcessor, poison: RawMessage) -> None:
             raise RuntimeError("a bug that only this event hits")
         original(tile, lifetime, row, e, seq)
 
-    aggregator.add_both = add_both  # type: ignore[method-assign]
+    aggregator.add_both = add_both  # type: ignore[method-assign,assignment]  # the planted bug
 
 
 def test_an_event_that_fails_unforeseen_is_isolated_and_dead_lettered(
