@@ -24,8 +24,10 @@ __all__ = [
     "consumer_lag",
     "delete_topics",
     "ensure_topics",
+    "log_ends",
     "producer_config",
     "read_range",
+    "topic_id",
     "wait_for_kafka",
 ]
 
@@ -223,6 +225,44 @@ def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float 
             msg = f"topics {existing} still exist {timeout_s:g} s after deletion"
             raise KafkaUnavailableError(msg)
         time.sleep(0.2)
+
+
+def topic_id(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> str:
+    """The topic's id (KIP-516). A topic deleted and created again under the same name (or a
+    cluster rebuilt without its data) has a new id, where offsets alone cannot tell.
+
+    Raises:
+        KafkaUnavailableError: the broker did not answer, or the topic does not exist.
+    """
+    from confluent_kafka import TopicCollection
+
+    admin = AdminClient(_base_config(kafka))
+    futures = admin.describe_topics(TopicCollection([topic]))
+    try:
+        description = futures[topic].result(timeout=timeout_s)
+    except KafkaException as exc:
+        msg = f"could not describe topic {topic!r}: {exc.args[0].str()}"
+        raise KafkaUnavailableError(msg) from exc
+    return str(description.topic_id)
+
+
+def log_ends(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> dict[int, int]:
+    """The offset the next message of each partition of ``topic`` will get (high watermarks)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    probe = Consumer({**_base_config(kafka), "group.id": "headwater.log-ends", "enable.auto.commit": False})
+    try:
+        metadata = probe.list_topics(topic, timeout=timeout_s).topics[topic]
+        ends = {}
+        for partition in metadata.partitions:
+            _, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            ends[partition] = high
+        return ends
+    except KafkaException as exc:
+        msg = f"could not read the log ends of {topic!r}: {exc.args[0].str()}"
+        raise KafkaUnavailableError(msg) from exc
+    finally:
+        probe.close()
 
 
 class KafkaRecord(Protocol):

@@ -1,7 +1,8 @@
 """Redis online store: one hash per entity and feature-set version.
 
 Key ``hw:<set>:v<version>:{<entity key>}``; the braces are a Redis Cluster hash tag so all of
-an entity's data lives in one slot. Fields: ``o`` last applied offset per partition, ``N`` newest event
+an entity's data lives in one slot. Fields: ``o`` the topic epoch and last applied offset per
+partition (``<epoch>|{"<partition>": <offset>}``), ``N`` newest event
 time, ``L`` lifetime partials, ``P`` events dated in the writer's future, ``t:<k>`` partials
 of tile ``k``, ``v`` a random token that every write replaces. Values are JSON. Each entity is
 written by one Lua compare-and-set, so a reader never sees a tile without the offset that
@@ -71,6 +72,8 @@ def _encode_head(state: EntityState) -> dict[bytes, bytes]:
         o = b'{"%d":%d}' % (partition, offset)
     else:
         o = orjson.dumps(offsets, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS)
+    if state.epoch is not None:
+        o = state.epoch.encode() + b"|" + o
     fields = {
         b"o": o,
         b"L": orjson.dumps(state.lifetime),
@@ -122,13 +125,15 @@ def _decode(raw: Mapping[bytes, bytes]) -> EntityState | None:
         # One parse for all tiles: orjson's per-call overhead dominates small documents.
         states = orjson.loads(b"[" + b",".join([raw[f] for f in names]) + b"]")
         tiles = {int(f[2:]): state for f, state in zip(names, states, strict=True)}
+        epoch, _, offsets = raw[b"o"].rpartition(b"|")
         return EntityState(
             stored={f: value for f, value in raw.items() if f != _VERSION},
             tiles=tiles,
             lifetime=orjson.loads(raw[b"L"]),
             newest=int(raw[b"N"]) if b"N" in raw else None,
             pending=orjson.loads(raw[b"P"]),
-            offsets={int(p): o for p, o in orjson.loads(raw[b"o"]).items()},
+            offsets={int(p): o for p, o in orjson.loads(offsets).items()},
+            epoch=epoch.decode() if epoch else None,
         )
     except (KeyError, ValueError, orjson.JSONDecodeError) as exc:
         msg = f"unreadable online state (fields {sorted(raw)}): {exc}"

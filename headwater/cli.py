@@ -136,6 +136,31 @@ def compact(
         _fail(exc)
 
 
+@app.command("reset-epoch")
+def reset_epoch_command(
+    source: Annotated[str, typer.Argument(help="Source whose topic lost the end of its log")],
+) -> None:
+    """Start a new epoch of a source's topic at the current end of its log.
+
+    For a topic whose log lost events under the same topic id (the worker stops on it with a
+    CRITICAL line): the events in the log now count as applied, every later one as new.
+    Stop producers to that topic first; see README "Topic identity".
+    """
+    from connectors.topic_epochs import reset_epoch
+    from schemas.catalog import Catalog
+
+    try:
+        settings = load_settings()
+        catalog = Catalog(settings.catalog_url)
+        topic = catalog.definitions().source(source).topic
+        epoch = reset_epoch(settings.kafka, catalog, topic)
+    except (FeatureStoreError, KeyError) as exc:
+        _fail(exc)
+        return
+    starts = ", ".join(f"partition {p} after offset {o}" for p, o in sorted(epoch.start.items()))
+    Console().print(f"{topic}: new epoch {epoch.name}; events are new from {starts}")
+
+
 catalog_app = typer.Typer(no_args_is_help=True, help="Browse the feature catalog.")
 app.add_typer(catalog_app, name="catalog")
 

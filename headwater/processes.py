@@ -15,6 +15,8 @@ import httpx
 
 from connectors.base import BaseOfflineStore
 from connectors.kafka import committed_offsets, consumer_lag
+from connectors.topic_epochs import current_epoch, positions_prefix
+from schemas.catalog import Catalog
 from schemas.definitions import FeatureSet
 from schemas.settings import KafkaSettings
 
@@ -105,11 +107,13 @@ def wait_caught_up(
     timeout_s: float = 300.0,
     *,
     offline: tuple[BaseOfflineStore, Sequence[FeatureSet]] | None = None,
+    catalog: Catalog | None = None,
 ) -> float:
     """Wait until the worker group committed every message of ``topic`` (so every event is
     in Redis) and, with ``offline``, until those feature sets' Delta tables hold them too
     (Delta commits are batched: they trail Redis by up to ``worker.offline_flush_seconds``
     under a steady stream, ``worker.offline_idle_flush_seconds`` after the last event).
+    ``catalog`` is where epoch resets of the topic are recorded (positions are per epoch).
     Returns the seconds waited.
     """
     start = time.monotonic()
@@ -128,8 +132,9 @@ def wait_caught_up(
     if offline is not None:
         store, sets = offline
         committed = {p: o for p, o in committed_offsets(kafka, group_id, topic).items() if o > 0}
+        prefix = positions_prefix(group_id, current_epoch(kafka, catalog, topic))
         for fs in sets:
-            while store.committed_offsets(fs, group_id, committed) != {
+            while store.committed_offsets(fs, prefix, committed) != {
                 p: o - 1 for p, o in committed.items()
             }:
                 check()

@@ -73,6 +73,15 @@ _audit = sa.Table(
     sa.Column("detail", sa.Text, nullable=False),
 )
 
+_topic_epochs = sa.Table(
+    "hw_topic_epochs",
+    _meta,
+    sa.Column("topic", sa.String(255), primary_key=True),
+    sa.Column("topic_id", sa.String(64), nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("start", sa.Text, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+)
 _training_sets = sa.Table(
     "hw_training_sets",
     _meta,
@@ -412,6 +421,41 @@ class Catalog:
                 )
             )
         return match[0]
+
+    def topic_epoch(self, topic: str) -> tuple[str, int, dict[int, int]] | None:
+        """The last epoch reset of a topic: ``(topic id, generation, start)``, where ``start``
+        maps partitions to the offset of the last event treated as applied."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(_topic_epochs.c.topic_id, _topic_epochs.c.generation, _topic_epochs.c.start)
+                .where(_topic_epochs.c.topic == topic)
+            ).first()
+        if row is None:
+            return None
+        return str(row[0]), int(row[1]), {int(p): int(o) for p, o in json.loads(row[2]).items()}
+
+    def reset_topic_epoch(self, topic: str, topic_id: str, start: dict[int, int]) -> int:
+        """Start a new epoch of a topic at ``start``; returns its generation."""
+        previous = self.topic_epoch(topic)
+        generation = previous[1] + 1 if previous is not None and previous[0] == topic_id else 1
+        with self._tx() as conn:
+            conn.execute(sa.delete(_topic_epochs).where(_topic_epochs.c.topic == topic))
+            conn.execute(
+                sa.insert(_topic_epochs).values(
+                    topic=topic,
+                    topic_id=topic_id,
+                    generation=generation,
+                    start=json.dumps({str(p): o for p, o in sorted(start.items())}),
+                    created_at_ms=_now_ms(),
+                )
+            )
+            detail = {"topic_id": topic_id, "generation": generation, "start": start}
+            conn.execute(
+                sa.insert(_audit).values(
+                    at_ms=_now_ms(), action="reset_topic_epoch", target=topic, detail=json.dumps(detail)
+                )
+            )
+        return generation
 
     def audit(self) -> list[AuditEntry]:
         with self._engine.connect() as conn:

@@ -15,6 +15,11 @@ Invariants of ``EntityState`` (the stream worker keeps them, serving relies on t
     folded in; an event at or below it was already applied, which makes re-delivery
     harmless. An entity's events normally share one partition (the entity is the message
     key); per-partition offsets keep it exact when a producer keyed them otherwise.
+  * ``offsets`` belong to ``epoch``, the identity of the topic they are positions in (its
+    Kafka topic id, plus a generation after ``headwater reset-epoch``). Offsets of another
+    epoch mean nothing: a recreated topic numbers its events from 0 again, so a state of an
+    older epoch starts the new one at the epoch's start offsets (-1 for a new topic) and
+    every event of the new topic is applied. Its older events stay counted.
   * ``seq``, the tie-breaker between events of equal event time, is ``arrival_seq(partition,
     offset)``: arrival order within a partition, then partition number.
 """
@@ -33,7 +38,15 @@ from schemas.aggregations import Aggregator, State
 from schemas.definitions import FeatureSet, Source
 from schemas.expressions import Expression, compile_expression
 
-__all__ = ["EntityState", "FeatureSetPlan", "Status", "arrival_seq", "arrival_seqs", "tile_of"]
+__all__ = [
+    "EntityState",
+    "FeatureSetPlan",
+    "Status",
+    "TopicEpoch",
+    "arrival_seq",
+    "arrival_seqs",
+    "tile_of",
+]
 
 
 class Status(StrEnum):
@@ -63,6 +76,19 @@ def tile_of(e_ms: int, resolution_ms: int) -> int:
     return e_ms // resolution_ms
 
 
+@dataclass(frozen=True)
+class TopicEpoch:
+    """The identity of a source topic that stored positions refer to.
+
+    ``name`` is the Kafka topic id, with ``~<generation>`` after a ``headwater reset-epoch``;
+    ``start`` maps partitions to the offset of the last event treated as already applied
+    when the epoch began (absent: -1, every event of the partition is new).
+    """
+
+    name: str
+    start: Mapping[int, int] = field(default_factory=dict)
+
+
 @dataclass
 class EntityState:
     """Everything kept about one entity of one feature set (see the module invariants)."""
@@ -72,6 +98,8 @@ class EntityState:
     newest: int | None = None
     pending: list[list[Any]] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)
+    epoch: str | None = None
+    """The topic epoch ``offsets`` are positions in (``None``: written before epochs were kept)."""
     stored: Any = field(default=None, compare=False, repr=False)
     """The store's encoding of this state as last read or written (``None``: unknown).
     Lets a writer diff against what is stored without encoding the old state again."""
@@ -128,15 +156,28 @@ class FeatureSetPlan:
         if state.newest is None or e > state.newest:
             state.newest = e
 
-    def apply(self, state: EntityState, events: Iterable[tuple[Mapping[str, Any], int, int]], now: int) -> bool:
+    def apply(
+        self,
+        state: EntityState,
+        events: Iterable[tuple[Mapping[str, Any], int, int]],
+        now: int,
+        epoch: TopicEpoch | None = None,
+    ) -> bool:
         """Apply ``(row, e, seq)`` events in arrival order as of the writer's clock ``now``.
 
-        ``seq`` is ``arrival_seq(partition, offset)``. Events at or below the state's offset of
-        their partition are skipped (already applied). Returns whether the
-        state changed.
+        ``seq`` is ``arrival_seq(partition, offset)`` in the topic ``epoch``. Events at or
+        below the state's offset of their partition are skipped (already applied). Returns
+        whether the state changed.
         """
         keep_from = tile_of(now, self.resolution_ms) - self.retention_tiles + 1
         changed = False
+        if epoch is not None and state.epoch != epoch.name:
+            # A state of another epoch (or a new one) starts this epoch at its start; a state
+            # written before epochs were kept keeps its offsets (the topic is the same one).
+            if state.epoch is not None or not state.offsets:
+                state.offsets = dict(epoch.start)
+            state.epoch = epoch.name
+            changed = True
         offsets = state.offsets
         for row, e, seq in events:
             partition, offset = seq >> _OFFSET_BITS, seq & _OFFSET_MASK

@@ -23,14 +23,21 @@ import faust
 from faust.tables import TableManager
 
 from connectors.errors import StoreFaultError, store_faults
-from connectors.kafka import EventProducer, committed_offsets, consumer_lag, read_range
+from connectors.kafka import (
+    EventProducer,
+    committed_offsets,
+    consumer_lag,
+    log_ends,
+    read_range,
+)
 from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
+from connectors.topic_epochs import current_epoch
 from schemas.catalog import Catalog
 from schemas.definitions import Definitions
 from schemas.serialize import definitions_to_dict
 from schemas.settings import Settings
-from stream_workers.errors import EventProcessingError
+from stream_workers.errors import EventProcessingError, TopicTruncatedError
 from stream_workers.metrics import (
     CONSUMER_LAG,
     SOURCE_PAUSED,
@@ -112,6 +119,8 @@ def create_app(settings: Settings) -> faust.App:
             offline_flush_seconds=settings.worker.offline_flush_seconds,
             offline_idle_flush_seconds=settings.worker.offline_idle_flush_seconds,
             stop_on_processing_error=settings.worker.on_processing_error == "stop",
+            topic_epoch=partial(current_epoch, settings.kafka, catalog, source.topic),
+            log_ends=partial(log_ends, settings.kafka, source.topic),
             read_range=partial(
                 read_range,
                 settings.kafka,
@@ -248,6 +257,9 @@ def _idle_catch_up(
                 )
             CONSUMER_LAG.labels(processor.source.name).set(lag)
             async with lock:
+                # A topic replaced while the worker is idle is a new epoch before the next
+                # batch arrives (its first offsets could otherwise look like a continuation).
+                await asyncio.to_thread(processor.verify_topic, assigned)
                 for partition in assigned:
                     end = committed.get(partition, -1)
                     if end > 0:
@@ -256,6 +268,8 @@ def _idle_catch_up(
                             log.info("%s[%d]: caught up %s", topic, partition, done)
         except StoreFaultError as exc:
             faults.failed(exc, f"{processor.source.name}: catching up")
+        except TopicTruncatedError as exc:
+            faults.truncated(processor.source.name, exc)
         except Exception:
             log.exception("%s: catching up failed; the next tick tries again", topic)
 
@@ -284,6 +298,7 @@ class _Faults:
 
     def __init__(self) -> None:
         self.failing: dict[str, str] = {}
+        self.paused: set[str] = set()
 
     def failed(self, exc: StoreFaultError, what: str) -> None:
         STORE_FAULTS.labels(exc.store).inc()
@@ -297,6 +312,17 @@ class _Faults:
             )
         self.failing[exc.store] = str(exc)
 
+    def truncated(self, source: str, exc: TopicTruncatedError) -> None:
+        """A source stopped on a log that lost its end: one CRITICAL line, then quiet."""
+        if source not in self.paused:
+            log.critical("headwater worker: %s", exc)
+            self.paused.add(source)
+        SOURCE_PAUSED.labels(source).set(1)
+
+    def resumed(self, source: str) -> None:
+        self.paused.discard(source)
+        SOURCE_PAUSED.labels(source).set(0)
+
     def recovered(self) -> None:
         for store in list(self.failing):
             log.warning("%s is back; carrying on", store)
@@ -306,6 +332,7 @@ class _Faults:
 
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 30.0
+_TRUNCATED_RETRY_S = 5.0
 
 
 def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock, faults: _Faults) -> Any:
@@ -335,6 +362,16 @@ def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock, faults
                         app.consumer.drop_batch(fetched)  # type: ignore[attr-defined]
                         break
                     continue
+                except TopicTruncatedError as exc:
+                    # Positions past the end of the log: skipping would lose the new events
+                    # silently. Stop here, loudly, once; try again now and then, so that a
+                    # `headwater reset-epoch` (or a recreated topic) lets it go on.
+                    faults.truncated(source, exc)
+                    await asyncio.sleep(_TRUNCATED_RETRY_S)
+                    if not app.consumer.still_owned(fetched):  # type: ignore[attr-defined]
+                        app.consumer.drop_batch(fetched)  # type: ignore[attr-defined]
+                        break
+                    continue
                 except Exception as exc:
                     # A processing error with worker.on_processing_error = stop, or a fault in
                     # Headwater itself. Exiting would replay the same batch on every restart
@@ -352,6 +389,7 @@ def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock, faults
                     await asyncio.Event().wait()  # until the worker is stopped
                     return
                 faults.recovered()
+                faults.resumed(source)
                 # Both stores have the batch: now faust may commit these offsets.
                 app.consumer.ack_batch(fetched)  # type: ignore[attr-defined]
                 log.info(

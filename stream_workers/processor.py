@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from connectors.base import BaseOfflineStore, BaseOnlineStore, EntityKey
 from connectors.errors import OnlineStoreError, StoreFaultError, store_faults
 from connectors.kafka import EventProducer, KafkaRecord, RawMessage
 from connectors.offline_delta import META_COLUMNS, history_schema
+from connectors.topic_epochs import positions_prefix
 from schemas.avro import (
     WIRE_HEADER_SIZE,
     AvroSchema,
@@ -44,8 +45,8 @@ from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
 from schemas.expressions import apply_filter_and_transforms
-from schemas.tiles import EntityState, FeatureSetPlan, arrival_seqs
-from stream_workers.errors import EventProcessingError
+from schemas.tiles import EntityState, FeatureSetPlan, TopicEpoch, arrival_seqs
+from stream_workers.errors import EventProcessingError, TopicTruncatedError
 from stream_workers.metrics import (
     BATCH_SECONDS,
     DEAD_LETTERED,
@@ -53,6 +54,7 @@ from stream_workers.metrics import (
     EVENTS_IN,
     NEWEST_EVENT_TIME,
     PROCESSING_ERRORS,
+    TOPIC_EPOCHS,
 )
 
 __all__ = ["BatchProcessor", "BatchResult", "KafkaRecord", "RangeReader", "RawMessage"]
@@ -90,6 +92,11 @@ class BatchProcessor:
         clock_ms: the writer's clock; events dated after it wait as ``pending`` online.
         stop_on_processing_error: an event that fails in a way nobody foresaw raises
             ``EventProcessingError`` instead of going to the DLQ (``processing_error``).
+        topic_epoch: the source topic's current epoch (``connectors.topic_epochs``); every
+            stored position is kept per epoch. ``None``: one nameless epoch (tests, benches).
+        log_ends: the next offset of each partition of the topic; with it, positions stored
+            past a partition's end (a log that lost events) stop processing
+            (``TopicTruncatedError``) instead of skipping new events silently.
     """
 
     def __init__(
@@ -111,6 +118,8 @@ class BatchProcessor:
         offline_idle_flush_seconds: float = math.inf,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         stop_on_processing_error: bool = False,
+        topic_epoch: Callable[[], TopicEpoch] | None = None,
+        log_ends: Callable[[], dict[int, int]] | None = None,
     ) -> None:
         self.source = source
         self.plans = [FeatureSetPlan(fs, source) for fs in feature_sets]
@@ -145,6 +154,9 @@ class BatchProcessor:
         self._idle_flush_seconds = offline_idle_flush_seconds
         self._last_batch = time.monotonic()
         self._stop_on_error = stop_on_processing_error
+        self._epoch_of = topic_epoch
+        self._log_ends = log_ends
+        self._epoch: TopicEpoch | None = None
 
     def forget_positions(self) -> None:
         """Commit buffered rows, then drop cached positions and states; call when partitions
@@ -161,16 +173,85 @@ class BatchProcessor:
             self._buffers.clear()
         self._positions.clear()
         self._states.clear()
+        self._epoch = None  # read again: the topic may have been replaced meanwhile
 
     def _position(self, plan: FeatureSetPlan, partition: int) -> int:
-        """Offset of the last event of ``partition`` this version has consumed (-1: none)."""
+        """Offset of the last event of ``partition`` this version has consumed in the topic's
+        current epoch (its start, -1 for a new topic, when it consumed none)."""
         cached = self._positions.setdefault(plan.feature_set.qualified_name, {})
         if partition not in cached:
             fs = plan.feature_set
+            epoch = self._current_epoch()
             with store_faults("delta", f"reading the position of {fs.qualified_name}"):
-                found = self._offline.committed_offsets(fs, self._writer_id, [partition])
-            cached[partition] = found.get(partition, -1)
+                found = self._offline.committed_offsets(fs, self._prefix(), [partition])
+            start = epoch.start.get(partition, -1) if epoch is not None else -1
+            cached[partition] = found.get(partition, start)
         return cached[partition]
+
+    def _current_epoch(self) -> TopicEpoch | None:
+        if self._epoch is None and self._epoch_of is not None:
+            with store_faults("kafka", f"reading the identity of {self.source.topic}"):
+                self._epoch = self._epoch_of()
+        return self._epoch
+
+    def _prefix(self) -> str:
+        """The prefix of this writer's Delta app transactions: positions are per epoch."""
+        epoch = self._current_epoch()
+        return self._writer_id if epoch is None else positions_prefix(self._writer_id, epoch)
+
+    def verify_topic(self, partitions: Iterable[int]) -> None:
+        """Check that stored positions still describe the topic: a new topic id starts a new
+        epoch here (with a warning); positions past a partition's end raise.
+
+        Called when a batch replays offsets already handled (after a crash, a rebalance, or
+        because the topic was replaced under the worker) and on the idle timer.
+
+        Raises:
+            TopicTruncatedError: the log ends before a stored position, under the same id.
+        """
+        if self._epoch_of is None:
+            return
+        old = self._current_epoch()
+        with store_faults("kafka", f"reading the identity of {self.source.topic}"):
+            new = self._epoch_of()
+        if old is not None and new.name != old.name:
+            self._switch_epoch(old, new)
+        if self._log_ends is None:
+            return
+        with store_faults("kafka", f"reading the log ends of {self.source.topic}"):
+            ends = self._log_ends()
+        for partition in partitions:
+            end = ends.get(partition)
+            stored = max(self._position(plan, partition) for plan in self.plans)
+            if end is not None and stored >= end:
+                self._epoch = None  # so that a reset of the epoch is seen on the next try
+                self._positions.clear()
+                start = new.start.get(partition, -1)
+                msg = (
+                    f"topic {self.source.topic!r} partition {partition} ends at offset {end}, but "
+                    f"Headwater stored events up to offset {stored} of it (topic id {new.name}, "
+                    f"epoch start {start}): the log lost its end, and new events would reuse "
+                    f"offsets already applied. Nothing more of {self.source.name!r} is processed "
+                    f"until you run `headwater reset-epoch {self.source.name}` (events now in the "
+                    "log count as applied, later ones as new), or recreate the topic"
+                )
+                raise TopicTruncatedError(msg)
+
+    def _switch_epoch(self, old: TopicEpoch, new: TopicEpoch) -> None:
+        """The topic was replaced: commit what is buffered under the old epoch, then forget
+        every cached position and state (positions restart at the new epoch's start)."""
+        self.flush()
+        log.warning(
+            "topic %s was replaced (epoch %s -> %s): a new epoch; positions restart, every "
+            "event of the new topic is applied, and events of the old one stay counted",
+            self.source.topic,
+            old.name,
+            new.name,
+        )
+        TOPIC_EPOCHS.labels(self.source.name).inc()
+        self._epoch = new
+        self._positions.clear()
+        self._states.clear()
 
     def process(self, messages: Sequence[KafkaRecord]) -> BatchResult:
         """Write one batch to the DLQ, Delta and Redis; returns what happened to it.
@@ -187,6 +268,13 @@ class BatchProcessor:
         first: dict[int, int] = {}
         for m in messages:
             first[m.partition] = min(first.get(m.partition, m.offset), m.offset)
+        replayed = [
+            p for p, offset in first.items() if any(offset <= self._position(plan, p) for plan in self.plans)
+        ]
+        if replayed:
+            # Offsets already handled: a retry, a replay after a crash or rebalance, or a
+            # topic replaced under the worker. Only the last must not be skipped.
+            self.verify_topic(replayed)
         for partition, offset in first.items():
             for name, count in self.catch_up(partition, offset).items():
                 result.caught_up[name] = result.caught_up.get(name, 0) + count
@@ -525,7 +613,7 @@ class BatchProcessor:
             else self._history[fs.qualified_name].empty_table()
         )
         with store_faults("delta", f"appending to the history of {fs.qualified_name}"):
-            self._offline.append(fs, table, self._writer_id, buffer.positions)
+            self._offline.append(fs, table, self._prefix(), buffer.positions)
         buffer.clear()
 
     def _group_by_entity(
@@ -591,7 +679,7 @@ class BatchProcessor:
             # before the write drops the whole cache (``_drop_states``).
             old = before[key]
             state = EntityState() if old is None else old
-            if plan.apply(state, grouped[key], now):
+            if plan.apply(state, grouped[key], now, self._current_epoch()):
                 after[key] = state
         return _OnlineWrite(grouped, keys, before, after)
 

@@ -111,6 +111,7 @@ class Deployment:
             worker,
             timeout_s,
             offline=(offline, sets),
+            catalog=Catalog(self.settings.catalog_url),
         )
 
 

@@ -41,6 +41,7 @@ from deltalake import DeltaTable
 from connectors.kafka import committed_offsets, consumer_lag
 from connectors.offline_delta import DeltaOfflineStore
 from connectors.online_redis import RedisOnlineStore
+from connectors.topic_epochs import current_epoch, positions_prefix
 from headwater.ingest import Ingestor, ingest_files
 from headwater.processes import HeadwaterProcess, free_port
 from headwater.sample_data import generate_transactions
@@ -235,7 +236,10 @@ class _CrashState:
     def check(self) -> str:
         settings = self.deployment.settings
         acked = committed_offsets(settings.kafka, settings.worker.group_id, self.deployment.topic)
-        written = self.offline.committed_offsets(self.fs, settings.worker.group_id, sorted(acked))
+        prefix = positions_prefix(
+            settings.worker.group_id, current_epoch(settings.kafka, None, self.deployment.topic)
+        )
+        written = self.offline.committed_offsets(self.fs, prefix, sorted(acked))
         kafka_behind = delta_behind = 0
         for p, next_offset in acked.items():
             gap = written.get(p, -1) - (next_offset - 1 if next_offset >= 0 else -1)
