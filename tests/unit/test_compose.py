@@ -139,6 +139,15 @@ def test_advertised_listener_is_the_bootstrap_address(services: dict[str, Any]) 
         assert listeners[listener].rpartition(":")[2] == bootstrap.rpartition(":")[2]
 
 
+def test_kafka_keeps_its_log_on_a_volume(compose: dict[str, Any], services: dict[str, Any]) -> None:
+    """`docker compose down` must not lose the raw events (the source of truth)."""
+    kafka = services["kafka"]
+    log_dirs = kafka["environment"]["KAFKA_LOG_DIRS"]
+    assert f"kafka-data:{log_dirs}" in kafka["volumes"]
+    assert "kafka-data" in compose["volumes"]
+    assert kafka["environment"]["CLUSTER_ID"]  # the same cluster after a restart
+
+
 def test_redis_is_durable_like_the_local_one_and_checked(services: dict[str, Any]) -> None:
     redis = services["redis"]
     assert redis["image"] == "redis:7"
