@@ -577,6 +577,8 @@ def _collection(form: AvroForm) -> Convert:
         return array
 
     def mapping(v: Any) -> dict[str, Any]:
+        if isinstance(v, list) and all(isinstance(p, tuple) and len(p) == 2 for p in v):
+            v = dict(v)  # Arrow (Parquet) gives a map as its (key, value) pairs
         v = _json_text(v, dict, "an object (a map with text keys)")
         if item is None:
             return {str(k): x for k, x in v.items()}
