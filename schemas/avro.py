@@ -126,9 +126,9 @@ class AvroSchema:
         if self._normalise is not None:
             try:
                 self._normalise(record)
-            except (ValueError, OverflowError, TypeError) as exc:
-                msg = f"event of schema {self.name!r} has a value out of range: {exc}"
-                raise EventError(msg, reason="schema") from exc
+            except AvroValueError as exc:
+                msg = f"event of schema {self.name!r}: {exc}"
+                raise EventError(msg, field=exc.path or None, reason="schema") from exc
         return record
 
     def physical(self, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,5 +293,8 @@ def _record_converter(
                     record[name] = f(record[name])
                 except AvroValueError as exc:
                     raise exc.under(name) from None
+                except (ValueError, OverflowError, TypeError) as exc:  # a normaliser's
+                    reason = f"{record[name]!r} has no value Headwater can keep ({exc})"
+                    raise AvroValueError(reason, name) from exc
 
     return convert

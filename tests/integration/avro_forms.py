@@ -139,6 +139,9 @@ def forms_source(
         yield define
     finally:
         settings = deployment.settings
+        # A running worker would re-create the topics it consumes as they are deleted.
+        for process in deployment.processes:
+            process.stop()
         for forms in made:
             delete_topics(settings.kafka, [forms.topic, f"dlq.{forms.source}"])
             client = redis.Redis.from_url(settings.redis.url)
