@@ -9,19 +9,26 @@ hand-normalised rows must all agree.
 from __future__ import annotations
 
 import base64
+import csv
+import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dt_time
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from connectors.replay import BadRowError
 from headwater import FeatureStore
+from headwater.ingest import ingest_files
 from schemas.avro import encode_wire
 from schemas.tiles import FeatureSetPlan
 from tests.integration.avro_forms import FormsSource
@@ -372,3 +379,163 @@ def test_every_avro_form_from_a_confluent_producer(
     assert dead[0][0]["hw.reason"] == b"schema"
     assert dead[0][0]["hw.field"] == b"birthday"
     assert worker.alive()
+
+
+# --- push and file ingest of the same forms ----------------------------------------------------
+
+PUSH_SCHEMA: dict[str, Any] = {
+    "type": "record",
+    "name": "Purchase",
+    "fields": [
+        {"name": "account_id", "type": "string"},
+        {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "birthday", "type": ["null", {"type": "int", "logicalType": "date"}], "default": None},
+        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+        {"name": "card_hash", "type": {"type": "fixed", "name": "Hash3", "size": 3}},
+        {"name": "address", "type": _ADDRESS},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+    ],
+}
+PUSH_FEATURES: list[dict[str, Any]] = [
+    {"name": "n", "function": "count"},
+    {"name": "spend_1h", "function": "sum", "field": "amount", "window": "1h"},
+    {"name": "birthday_max", "function": "max", "field": "birthday"},
+    {"name": "hash_last", "function": "last", "field": "card_hash"},
+    {"name": "city_last", "function": "last", "field": "address.city"},
+    {"name": "tags_last", "function": "last", "field": "tags"},
+    {"name": "n_tags", "function": "sum", "field": "n_tags", "window": "1h"},
+]
+
+
+def _natural_rows(base: int, count: int) -> list[dict[str, Any]]:
+    """JSON-friendly events: ISO or epoch-ms times, ISO dates, decimal text, base64 bytes."""
+    rows = []
+    for i in range(count):
+        t = base + i * 3 * MINUTE + i
+        rows.append(
+            {
+                "account_id": f"acc{i % 2}",
+                "event_time": t if i % 2 else datetime.fromtimestamp(t / 1000, UTC).isoformat(),
+                "birthday": None if i % 3 == 0 else f"19{70 + i}-0{1 + i % 9}-1{i % 10}",
+                "amount": f"{i}.{i:02d}" if i % 2 else 1.25 * i,
+                "card_hash": base64.b64encode(bytes([i, 1, 2])).decode(),
+                "address": {"city": f"c{i % 3}", "zip": i},
+                "tags": ["x"] * (i % 3),
+            }
+        )
+    return rows
+
+
+def _expected(rows: Sequence[Mapping[str, Any]], base_seq: int = 0) -> dict[str, list[tuple[Mapping[str, Any], int, int]]]:
+    events: dict[str, list[tuple[Mapping[str, Any], int, int]]] = {}
+    for seq, raw in enumerate(rows, base_seq):
+        t = raw["event_time"]
+        t_ms = t if isinstance(t, int) else (datetime.fromisoformat(t) - _EPOCH) // timedelta(milliseconds=1)
+        row = {
+            "account_id": raw["account_id"],
+            "amount": float(Decimal(str(raw["amount"]))),
+            "birthday": raw["birthday"],
+            "card_hash": raw["card_hash"],
+            "address.city": raw["address"]["city"],
+            "tags": raw["tags"],
+            "n_tags": len(raw["tags"]),
+        }
+        events.setdefault(row["account_id"], []).append((row, t_ms, seq))
+    return events
+
+
+def test_push_takes_natural_json_for_every_form_and_refuses_bad_values_by_field(
+    deployment: Deployment, forms_source: Callable[..., FormsSource]
+) -> None:
+    forms = forms_source(PUSH_SCHEMA, PUSH_FEATURES, transforms={"n_tags": "size(tags)"})
+    now = time.time_ns() // 1_000_000
+    base = now // MINUTE * MINUTE - 45 * MINUTE
+    rows = _natural_rows(base, 12)
+    url = deployment.start_api()
+    push = f"{url}/v1/push/{forms.source}"
+    with httpx.Client(timeout=30) as client:
+        bad = [
+            *rows[:2],
+            {**rows[2], "amount": "1.234", "birthday": "26/11/2026"},
+            {**rows[3], "card_hash": "not base64!", "address": {"city": "c", "zip": "nine"}},
+            {**rows[4], "event_time": "2026-11-26T10:00:00"},
+        ]
+        refused = client.post(push, json={"events": bad})
+        assert refused.status_code == 422, refused.text
+        problems = {(e["index"], e["field"]): e["reason"] for e in refused.json()["errors"]}
+        assert set(problems) == {(2, "amount"), (2, "birthday"), (3, "card_hash"), (3, "address"), (4, "event_time")}
+        assert "more than 2 decimal places" in problems[(2, "amount")]
+        assert "'YYYY-MM-DD'" in problems[(2, "birthday")]
+        assert "base64" in problems[(3, "card_hash")]
+        assert "no time zone" in problems[(4, "event_time")]
+        accepted = client.post(push, json={"events": rows})
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json() == {"accepted": len(rows)}
+    worker = deployment.start_worker()
+    forms.wait(worker)
+    with FeatureStore(deployment.settings) as store:
+        defs = store.catalog.definitions()
+        fs = defs.feature_set(forms.feature_set_name)
+        types = FeatureSetPlan(fs, defs.source(fs.source)).history_types
+    _check_online_offline(forms, _expected(rows), types, [base, base + 20 * MINUTE, now])
+
+
+def test_file_ingest_of_csv_text_and_parquet_types_for_the_same_forms(
+    deployment: Deployment, forms_source: Callable[..., FormsSource], tmp_path: Path
+) -> None:
+    forms = forms_source(PUSH_SCHEMA, PUSH_FEATURES, transforms={"n_tags": "size(tags)"})
+    now = time.time_ns() // 1_000_000
+    base = now // MINUTE * MINUTE - 45 * MINUTE
+    rows = _natural_rows(base, 12)
+    # CSV: everything is text; records and arrays as JSON text.
+    csv_path = tmp_path / "first.csv"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(list(rows[0]))
+        for r in rows[:6]:
+            writer.writerow(
+                [json.dumps(v) if isinstance(v, dict | list) else ("" if v is None else v) for v in r.values()]
+            )
+    # Parquet: the native Arrow types of each form.
+    later = rows[6:]
+    parquet_path = tmp_path / "second.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "account_id": [r["account_id"] for r in later],
+                "event_time": pa.array(
+                    [datetime.fromtimestamp(_ms(r["event_time"]) / 1000, UTC) for r in later],
+                    pa.timestamp("us", tz="UTC"),
+                ),
+                "birthday": pa.array(
+                    [None if r["birthday"] is None else date.fromisoformat(r["birthday"]) for r in later],
+                    pa.date32(),
+                ),
+                "amount": pa.array([Decimal(str(r["amount"])) for r in later], pa.decimal128(9, 2)),
+                "card_hash": pa.array([base64.b64decode(r["card_hash"]) for r in later], pa.binary(3)),
+                "address": [r["address"] for r in later],
+                "tags": pa.array([r["tags"] for r in later], pa.list_(pa.string())),
+            }
+        ),
+        parquet_path,
+    )
+    bad_path = tmp_path / "bad.csv"
+    bad_path.write_text(csv_path.read_text().replace(rows[1]["card_hash"], "%%%", 1))
+    with pytest.raises(BadRowError) as info:
+        ingest_files(deployment.settings, forms.source, [bad_path], show_progress=False)
+    assert (info.value.bad.row, info.value.bad.column) == (2, "card_hash")
+    assert "base64" in info.value.bad.reason
+
+    produced = ingest_files(deployment.settings, forms.source, [csv_path, parquet_path], show_progress=False)
+    assert produced == len(rows)
+    worker = deployment.start_worker()
+    forms.wait(worker)
+    with FeatureStore(deployment.settings) as store:
+        defs = store.catalog.definitions()
+        fs = defs.feature_set(forms.feature_set_name)
+        types = FeatureSetPlan(fs, defs.source(fs.source)).history_types
+    _check_online_offline(forms, _expected(rows), types, [base, base + 20 * MINUTE, now])
+
+
+def _ms(value: Any) -> int:
+    return value if isinstance(value, int) else (datetime.fromisoformat(value) - _EPOCH) // timedelta(milliseconds=1)
