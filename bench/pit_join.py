@@ -296,7 +296,7 @@ def main() -> None:
         labels = make_labels(rng, args.labels, entities, args.days)
         offline = DeltaOfflineStore(settings.offline_root)
         for fs in (last_set, window_set):
-            schema = history_schema(FeatureSetPlan(fs, source).history_types)
+            schema = history_schema(FeatureSetPlan(fs, source).history_columns)
             for start in range(0, history.num_rows, APPEND_ROWS):
                 chunk = history.slice(start, APPEND_ROWS).select(schema.names).cast(schema)
                 offline.append(fs, chunk, "bench", {0: start + chunk.num_rows - 1})

@@ -22,35 +22,36 @@ from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from connectors.base import BaseOfflineStore
 from connectors.errors import OfflineStoreError
+from schemas.avro_types import ARROW_TYPES
 from schemas.definitions import FeatureSet
 
 __all__ = ["META_COLUMNS", "DeltaOfflineStore", "history_schema"]
 
 META_COLUMNS = ("event_time_ms", "_event_date", "_partition", "_offset", "_arrival_ms")
-_ARROW_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "long": pa.int64(),
-    "int": pa.int32(),
-    "double": pa.float64(),
-    "float": pa.float32(),
-    "boolean": pa.bool_(),
-    "bytes": pa.binary(),
-    "timestamp": pa.int64(),
-    "enum": pa.string(),
-}
 
 
-def history_schema(field_types: Mapping[str, str]) -> pa.Schema:
-    """Arrow schema of a history table whose event fields have these (Avro) types."""
+def history_schema(field_types: Mapping[str, str | pa.DataType]) -> pa.Schema:
+    """Arrow schema of a history table whose event fields have these types.
+
+    A type is an Arrow type (``AvroSchema.arrow_types``: structs, lists, maps) or a type
+    name (``schemas.avro_types.ARROW_TYPES``). Fields of nested records (``a.b``) live inside
+    their record's struct column and get no column of their own.
+    """
     fields = []
     for name, avro_type in field_types.items():
-        if avro_type not in _ARROW_TYPES:
+        if "." in name:
+            continue
+        if isinstance(avro_type, pa.DataType):
+            fields.append(pa.field(name, avro_type, nullable=True))
+            continue
+        if avro_type not in ARROW_TYPES:
             msg = (
-                f"field {name!r} has type {avro_type!r}, which the offline store cannot hold "
-                f"yet; use one of {sorted(_ARROW_TYPES)}"
+                f"field {name!r} has type {avro_type!r}, which the offline store cannot hold; "
+                f"use one of {sorted(ARROW_TYPES)}, a record, an array or a map "
+                "(a union may only combine null with one other type)"
             )
             raise OfflineStoreError(msg)
-        fields.append(pa.field(name, _ARROW_TYPES[avro_type], nullable=True))
+        fields.append(pa.field(name, ARROW_TYPES[avro_type], nullable=True))
     return pa.schema(
         [
             *fields,
@@ -78,7 +79,7 @@ class DeltaOfflineStore(BaseOfflineStore):
         except TableNotFoundError:
             return None
 
-    def create(self, feature_set: FeatureSet, field_types: Mapping[str, str]) -> bool:
+    def create(self, feature_set: FeatureSet, field_types: Mapping[str, str | pa.DataType]) -> bool:
         """Create the empty table if missing; returns whether it was created."""
         if self._table(feature_set) is not None:
             return False

@@ -205,13 +205,13 @@ def _coerce(value: Any, avro_type: str, text: bool) -> Any:
     raise ValueError(f"{type(value).__name__} value {value!r} is not a {avro_type}")
 
 
-def _event_time(value: Any, column: str) -> int:
+def _event_time(value: Any, column: str, *, naive_is_utc: bool = False) -> int:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, datetime | int | str) or value is None:
-        return event_time_ms(value, column)
+        return event_time_ms(value, column, naive_is_utc=naive_is_utc)
     raise EventError(f"{type(value).__name__} {value!r} is not a time; give epoch ms or ISO-8601 with a zone")
 
 
@@ -222,7 +222,10 @@ class RowValidator:
         self.source, self.schema_id, self.keys = source, schema_id, tuple(keys)
         self.mapping = dict(mapping or {})
         schema = source.schema
-        self._fields = [(name, kind, name in schema.nullable) for name, kind in schema.field_types.items()]
+        # Top-level fields; values of other forms (logical types, records, arrays, bytes as
+        # base64...) are converted by the encoder, which names the field when one is bad.
+        self._fields = [(name, form.kind, form.nullable) for name, form in schema.forms.items()]
+        self._local_time = schema.forms[source.timestamp].local
 
     def encode(self, origin: str, row_no: int, raw: Mapping[str, Any], text: bool) -> tuple[bytes, bytes]:
         """``(key, wire value)`` of one row; raises ``BadRowError``."""
@@ -243,7 +246,7 @@ class RowValidator:
                 raise BadRowError(BadRow(origin, row_no, name, f"missing value for {kind} column"))
             try:
                 if name == self.source.timestamp and kind in ("long", "int", "timestamp"):
-                    record[name] = _event_time(value, name)
+                    record[name] = _event_time(value, name, naive_is_utc=self._local_time)
                 else:
                     record[name] = _coerce(value, kind, text)
             except (EventError, ValueError) as exc:
@@ -251,6 +254,6 @@ class RowValidator:
         try:
             value_bytes = encode_wire(self.source.schema, self.schema_id, record)
         except EventError as exc:
-            raise BadRowError(BadRow(origin, row_no, None, str(exc))) from exc
+            raise BadRowError(BadRow(origin, row_no, exc.field, str(exc))) from exc
         key = "\x1f".join(str(record[k]) for k in self.keys).encode()
         return key, value_bytes

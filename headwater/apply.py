@@ -88,7 +88,7 @@ def apply_definitions(settings: Settings, path: Path, *, dry_run: bool = False) 
             report.schema_ids[source.name] = catalog.register_schema(f"{source.topic}-value", source.schema)
         offline = DeltaOfflineStore(settings.offline_root)
         for fs in plan.new_versions:
-            if offline.create(fs, FeatureSetPlan(fs, defs.source(fs.source)).history_types):
+            if offline.create(fs, FeatureSetPlan(fs, defs.source(fs.source)).history_columns):
                 report.tables_created.append(offline.table_uri(fs))
         catalog.save(defs, plan.to_save, {"plan": [item.describe() for item in plan.items]})
         report.applied = True

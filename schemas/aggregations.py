@@ -45,7 +45,8 @@ AGGREGATION_FUNCTIONS: Final[tuple[str, ...]] = (
     "count_distinct",
     "last_n",
 )
-NUMERIC_TYPES: Final[frozenset[str]] = frozenset({"int", "long", "float", "double"})
+NUMERIC_TYPES: Final[frozenset[str]] = frozenset({"int", "long", "float", "double", "decimal"})
+"""Types ``sum``, ``mean`` and ``stddev`` take; decimals are doubles (``schemas.avro_types``)."""
 _INTEGER_TYPES: Final[frozenset[str]] = frozenset({"int", "long"})
 
 State = dict[str, Any]

@@ -68,6 +68,16 @@ _KEYS: dict[str, set[str]] = {
 }
 _NUMERIC_ONLY = {"sum", "mean", "stddev"}
 _UNORDERED = {"boolean", "bytes", "record", "union", "map", "array"}
+# What a feature may do with a field of these forms: arrays and records are JSON values that
+# last/first/last_n keep as they are, but not hashable for count_distinct; a map reads back
+# from Arrow as key/value pairs, so only its count is the same online and offline.
+_ONLY: dict[str, tuple[str, ...]] = {
+    "map": ("count",),
+    "array": ("count", "last", "first", "last_n"),
+    "record": ("count", "last", "first", "last_n"),
+    "union": ("count",),
+}
+_EVENT_TIME_TYPES = ("long", "timestamp", "string", "int")
 
 
 @dataclass
@@ -289,6 +299,18 @@ def _source(
         c.add(f"{where}.schema", f"{schema_path}: {exc}")
         return None
     timestamp = item.get("timestamp")
+    if isinstance(timestamp, str) and timestamp in schema.field_types and (
+        "." in timestamp or schema.field_types[timestamp] not in _EVENT_TIME_TYPES
+    ):
+        kind = schema.field_types[timestamp]
+        where_found = "a field of a nested record" if "." in timestamp else f"a {kind} field"
+        c.add(
+            f"{where}.timestamp",
+            f"{timestamp!r} is {where_found}; the event time must be a top-level long "
+            "(epoch ms), timestamp-millis/-micros, local-timestamp-millis/-micros or ISO-8601 "
+            "string field",
+        )
+        return None
     if timestamp not in schema.field_types:
         found = (
             "missing"
@@ -562,6 +584,12 @@ def _cross_check(loaded: _Loaded) -> list[str]:
                     f"{at}: feature {f.name!r}: {f.function} needs a numeric field "
                     f"({', '.join(sorted(NUMERIC_TYPES))}), but {f.field!r} is {types[f.field]}; "
                     "use a numeric field or a function such as count, last or first"
+                )
+            elif types[f.field] in _ONLY and f.function not in _ONLY[types[f.field]]:
+                problems.append(
+                    f"{at}: feature {f.name!r}: {f.function} cannot take the {types[f.field]} "
+                    f"{f.field!r}; use {', '.join(_ONLY[types[f.field]])}, or a transform such as "
+                    f"size({f.field})" + (" or one of its fields (a.b)" if types[f.field] == "record" else "")
                 )
             elif f.function in ("min", "max") and types[f.field] in _UNORDERED:
                 problems.append(

@@ -125,6 +125,12 @@ class FeatureSetPlan:
         self.filter = compile_expression(feature_set.filter, types) if feature_set.filter else None
         self.history_types: dict[str, str] = types
         """Field types of the rows this version stores offline: source fields + transforms."""
+        self.history_columns: dict[str, pa.DataType | str] = {
+            **source.schema.arrow_types,
+            **{name: expression.type for name, expression in self.transforms.items()},
+        }
+        """The history's columns: the source fields' Arrow types, then the transform
+        outputs' type names (what ``connectors.offline_delta.history_schema`` takes)."""
         self.aggregator = Aggregator(
             [(f.function, f.field, f.n) for f in feature_set.features], types
         )

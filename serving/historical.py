@@ -17,6 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.base import BaseOfflineStore
+from schemas.avro_types import column as nested_column
+from schemas.avro_types import top_field
 from schemas.tiles import FeatureSetPlan
 from serving.errors import BadRequestError
 from serving.features import ResolvedFeatures
@@ -76,12 +78,14 @@ def plan_features(
     times: np.ndarray,
 ) -> list[pa.Array]:
     """Every feature of ``plan`` for every label row, in the labels' order."""
-    ordered = sort_history(history, key_names, labels, plan.fields)
+    # A field of a nested record (``address.city``) is read from its struct column.
+    stored = list(dict.fromkeys(top_field(f) for f in plan.fields))
+    ordered = sort_history(history, key_names, labels, stored)
     order = np.lexsort((times, ordered.label_key))
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     ranges = window_ranges(plan, ordered, ordered.label_key[order], times[order])
-    columns = {f: RangeColumn(ordered.table.column(f), plan.field_types[f]) for f in plan.fields}
+    columns = {f: RangeColumn(nested_column(ordered.table, f), plan.field_types[f]) for f in plan.fields}
     out = []
     for feature in plan.feature_set.features:
         column = columns[feature.field] if feature.field else None
@@ -116,7 +120,9 @@ def get_historical_features(
             msg = f"entity frame lacks key column(s) {missing} of feature set {plan.feature_set.name!r}"
             raise BadRequestError(msg)
         version = (table_versions or {}).get(plan.feature_set.qualified_name)
-        needed = dict.fromkeys([*key_names, "event_time_ms", "_partition", "_offset", *plan.fields])
+        needed = dict.fromkeys(
+            [*key_names, "event_time_ms", "_partition", "_offset", *map(top_field, plan.fields)]
+        )
         history = offline.history(plan.feature_set, version, columns=list(needed))
         per_plan.append(plan_features(plan, history, key_names, entity_table, times))
     result = entity_table

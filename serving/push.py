@@ -32,6 +32,7 @@ from fastapi.responses import Response
 from connectors.kafka import producer_config
 from headwater.ingest import key_fields
 from schemas.avro import WIRE_MAGIC, event_time_ms
+from schemas.avro_types import AvroValueError, physical_schema, physicaliser
 from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Definitions, Source
 from schemas.errors import EventError
@@ -160,6 +161,9 @@ class _FieldRule:
     check: _Check
     nullable: bool
     default: Any  # _MISSING when the schema gives none
+    convert: Callable[[Any], Any] | None = None
+    """Natural JSON value -> physical Avro value (logical types, bytes, records...); its
+    ``AvroValueError`` names the problem. ``check`` then judges the physical value."""
 
 
 @dataclass(frozen=True)
@@ -176,21 +180,20 @@ class _Plan:
     keys: tuple[str, ...]
     schema_id: int
     header: bytes
+    naive_is_utc: bool = False
+    """The event time is a local-timestamp: a time without a zone is read as UTC."""
 
 
 def _plan(source: Source, keys: Sequence[str], schema_id: int) -> _Plan:
     rules = []
-    scale: int | None = 1
+    forms = source.schema.forms
     for f in source.schema.definition["fields"]:
-        check, nullable = _field_check(f["type"])
-        rules.append(_FieldRule(f["name"], check, nullable, f.get("default", _MISSING)))
-        if f["name"] == source.timestamp:
-            t = f["type"]
-            t = next((x for x in t if x != "null"), t) if isinstance(t, list) else t
-            if isinstance(t, dict) and t.get("logicalType") == "timestamp-micros":
-                scale = 1000
-            elif (t["type"] if isinstance(t, dict) else t) == "string":
-                scale = None
+        check, nullable = _field_check(physical_schema(f["type"]))
+        convert = physicaliser(forms[f["name"]])
+        rules.append(_FieldRule(f["name"], check, nullable, f.get("default", _MISSING), convert))
+    ts_form = forms[source.timestamp]
+    # ms -> the stored unit; a string event time is kept as given.
+    scale = None if ts_form.kind == "string" else ts_form.unit
     return _Plan(
         source=source,
         rules=tuple(rules),
@@ -200,6 +203,7 @@ def _plan(source: Source, keys: Sequence[str], schema_id: int) -> _Plan:
         keys=tuple(keys),
         schema_id=schema_id,
         header=_HEADER.pack(WIRE_MAGIC, schema_id),
+        naive_is_utc=ts_form.local,
     )
 
 
@@ -241,7 +245,9 @@ def _validate(
             value = event.get(name, _MISSING)
             if name == ts_name:
                 try:
-                    ms = event_time_ms(None if value is _MISSING else value, name)
+                    ms = event_time_ms(
+                        None if value is _MISSING else value, name, naive_is_utc=plan.naive_is_utc
+                    )
                 except EventError as exc:
                     errors.append(PushError(i, name, str(exc)))
                     continue
@@ -274,6 +280,13 @@ def _validate(
                         PushError(i, name, "null is not allowed: the field is not nullable")
                     )
                 continue
+            if rule.convert is not None:
+                try:
+                    value = rule.convert(value)
+                except AvroValueError as exc:
+                    path = f"{name}.{exc.path}" if exc.path else name
+                    errors.append(PushError(i, path, exc.reason))
+                    continue
             problem = rule.check(value)
             if problem is not None:
                 errors.append(PushError(i, name, problem))

@@ -41,6 +41,7 @@ from schemas.avro import (
     event_time_ms,
     wire_schema_id,
 )
+from schemas.avro_types import column
 from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
@@ -135,9 +136,9 @@ class BatchProcessor:
         self._read_range = read_range
         self._clock = clock_ms
         self._writers: dict[int, AvroSchema] = {}
-        self._source_history = history_schema(source.schema.field_types)
+        self._source_history = history_schema(source.schema.arrow_types)
         self._history = {
-            p.feature_set.qualified_name: history_schema(p.history_types) for p in self.plans
+            p.feature_set.qualified_name: history_schema(p.history_columns) for p in self.plans
         }
         self._numeric = [
             f for f, t in source.schema.field_types.items() if t in ("float", "double")
@@ -633,7 +634,8 @@ class BatchProcessor:
             entities = list(zip(*key_columns, strict=True))
         fields = list(plan.fields)
         if fields:
-            columns = [rows.column(f).to_pylist() for f in fields]
+            # Fields of nested records (``address.city``) come out of their struct column.
+            columns = [column(rows, f).to_pylist() for f in fields]
             values = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
         else:
             values = [{}] * rows.num_rows

@@ -1,3 +1,4 @@
 """Fixture modules shared by the test suite (see tests/README.md)."""
 
-pytest_plugins = ["tests.integration.services", "tests.integration.pipeline", "tests.integration.postgres"]
+pytest_plugins = ["tests.integration.services", "tests.integration.pipeline", "tests.integration.postgres",
+                  "tests.integration.avro_forms"]

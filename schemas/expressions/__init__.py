@@ -19,14 +19,19 @@ Grammar, loosest binding first (``a < b < c`` is a syntax error: comparisons do 
     product := product ('*' | '/' | '%') unary | unary
     unary   := '-' unary | atom
     atom    := NUMBER | STRING | 'true' | 'false' | 'null'
-             | NAME | `any field name` | NAME '(' [expr {',' expr}] ')' | '(' expr ')'
+             | NAME | NAME '.' NAME ... | `any field name`
+             | NAME '(' [expr {',' expr}] ')' | '(' expr ')'
 
 ``NUMBER`` is ``12`` (long) or ``1.5``, ``.5``, ``1e3`` (double). ``STRING`` is single- or
 double-quoted with the escapes ``\\ \' \" \n \t \r \0 \uXXXX``. Keywords are lower case;
 a field named like a keyword is written in backquotes.
 
 Types are ``boolean``, ``long``, ``double`` and ``string`` (Avro ``int`` reads as long and
-``float`` as double). Semantics, chosen to match SQL where SQL has an answer:
+``float`` as double). Other Avro forms read as their normalised values
+(``schemas.avro_types``): timestamps and times of day as long milliseconds, dates as
+``'YYYY-MM-DD'`` strings, decimals as doubles, enums and uuids as strings. A field of a
+nested record is written ``address.city``; arrays and maps are only usable through
+``size(field)``, their number of items. Semantics, chosen to match SQL where SQL has an answer:
 
 * nulls propagate through operators and functions; ``and``/``or``/``not`` use Kleene
   three-valued logic; ``x == null`` is refused (it is always null): write ``x is null``.
@@ -55,6 +60,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.avro_types import top_field
 from schemas.expressions.compiler import Compiler, Run
 from schemas.expressions.grammar import ExpressionError, parse
 from schemas.expressions.kernels import ARROW_TYPES, Frame
@@ -101,7 +107,7 @@ class Expression:
             ExpressionError: a needed column is missing or has an incompatible Arrow type;
                 this is a caller bug, not bad data.
         """
-        missing = sorted(self.fields - set(table.column_names))
+        missing = sorted(f for f in self.fields if top_field(f) not in table.column_names)
         if missing:
             message = (
                 f"table has no column {', '.join(map(repr, missing))} needed by expression "

@@ -27,6 +27,7 @@ from schemas.expressions.kernels import (
     UNARY,
     Datum,
     Frame,
+    list_size,
     null_of,
     to_double,
 )
@@ -37,7 +38,11 @@ Run = Callable[[Frame], Datum]
 _AVRO_TYPES: Final[Mapping[str, str]] = {
     "boolean": "boolean", "int": "long", "long": "long",
     "float": "double", "double": "double", "string": "string",
+    # Normalised forms (schemas.avro_types): times are epoch / day milliseconds, dates ISO
+    # text, decimals doubles, enum symbols text.
+    "timestamp": "long", "time": "long", "date": "string", "decimal": "double", "enum": "string",
 }
+_SIZED: Final = frozenset({"array", "map"})
 _NUMERIC: Final = frozenset({"long", "double"})
 _INT64_MAX: Final = 2**63 - 1
 _MAX_DEPTH: Final = 200
@@ -193,9 +198,12 @@ class Compiler:
         avro = self.field_types[name]
         type_name = _AVRO_TYPES.get(avro) if isinstance(avro, str) else None
         if type_name is None:
+            hint = f"; hint: size({name}) gives its number of items" if avro in _SIZED else ""
+            if avro == "record":
+                hint = f"; hint: use one of its fields, e.g. {name}.<field>"
             message = (
                 f"field {name!r} at position {position} has Avro type {avro!r}, which "
-                f"expressions cannot use; usable types: {', '.join(sorted(_AVRO_TYPES))}"
+                f"expressions cannot use; usable types: {', '.join(sorted(_AVRO_TYPES))}{hint}"
             )
             raise self.error(message, position)
         self.fields.add(name)
@@ -323,6 +331,8 @@ class Compiler:
             if close:
                 message += f"; did you mean {close[0]!r}?"
             raise self.error(message, position)
+        if name == "size":
+            return self.size(node, position)
         args, (low, high) = self.compile_all(node.children[1]), ARITY[name]
         if len(args) < low or (high is not None and len(args) > high):
             wanted = f"{low} or more" if high is None else " or ".join(sorted({f"{low}", f"{high}"}))
@@ -366,6 +376,34 @@ class Compiler:
         a, b = self.coerce(args[1], target).run, self.coerce(args[2], target).run
         # A null condition picks b, as SQL's CASE WHEN does.
         return _Typed(target, lambda f: pc.if_else(pc.fill_null(condition(f), False), a(f), b(f)))
+
+    def size(self, node: Tree[Token], position: int) -> _Typed:
+        """``size(field)``: the number of items of an array or map field (null stays null).
+
+        Arrays and maps have no type of their own in the language, so the argument must be
+        the field itself; it is read straight from its Arrow column.
+        """
+        arguments = node.children[1]
+        items = getattr(arguments, "children", [])
+        argument = items[0] if len(items) == 1 else None
+        if not isinstance(argument, Tree) or argument.data != "field":
+            message = (
+                f"size() at position {position} takes one array or map field, e.g. size(tags); "
+                f"got {self.text[position:]!r}"
+            )
+            raise self.error(message, position)
+        token = _token(argument, 0)
+        name = token.value[1:-1] if token.type == "QUOTED_NAME" else token.value
+        avro = self.field_types.get(name)
+        if avro not in _SIZED:
+            found = "an unknown field" if avro is None else f"{avro}"
+            message = (
+                f"size() at position {token.start_pos or 0} needs an array or map field; "
+                f"{name!r} is {found}"
+            )
+            raise self.error(message, token.start_pos or 0)
+        self.fields.add(name)
+        return _Typed("long", lambda frame: list_size(frame.nested(name)))
 
     def numeric(self, name: str, args: list[_Typed]) -> _Typed:
         x = self.expect(args[0], _NUMERIC, f"argument of {name}()")

@@ -29,7 +29,7 @@ _GRAMMAR: Final = r"""
 ?product: unary | product MUL_OP unary                      -> arith
 ?unary: atom | MINUS unary                                  -> minus
 ?atom: NUMBER -> number | STRING -> string | (TRUE | FALSE) -> boolean | NULL -> null
-    | (NAME | QUOTED_NAME)                                  -> field
+    | (NAME | QUOTED_NAME | PATH)                           -> field
     | NAME _LPAR [arguments] _RPAR                          -> call
     | _LPAR or_expr _RPAR
 arguments: or_expr (_COMMA or_expr)*
@@ -51,6 +51,7 @@ _COMMA: ","
 NUMBER: /(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?/
 STRING: /'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"/s
 QUOTED_NAME: /`[^`]+`/
+PATH.2: /[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+/
 NAME: /[A-Za-z_][A-Za-z0-9_]*/
 %import common.WS
 %ignore WS
@@ -59,7 +60,9 @@ NAME: /[A-Za-z_][A-Za-z0-9_]*/
 # Built once at import: the grammar is fixed, and parsing is the only thing done per text.
 _PARSER: Final = Lark(_GRAMMAR, parser="lalr", lexer="basic", propagate_positions=True)
 
-_VALUES: Final = frozenset({"NUMBER", "STRING", "TRUE", "FALSE", "NULL", "NAME", "QUOTED_NAME"})
+_VALUES: Final = frozenset(
+    {"NUMBER", "STRING", "TRUE", "FALSE", "NULL", "NAME", "QUOTED_NAME", "PATH"}
+)
 _BINARY: Final = frozenset({"OR", "AND", "COMPARE", "IN", "IS", "PLUS", "MUL_OP"})
 _TERMINAL_NAMES: Final[Mapping[str, str]] = {
     "_RPAR": "')'", "_COMMA": "','", "NOT": "'not'", "NULL": "'null'", "IN": "'in'",

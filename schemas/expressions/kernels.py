@@ -14,6 +14,7 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from schemas.avro_types import column as nested_column
 from schemas.expressions.grammar import ExpressionError
 
 # pyarrow ships no type information: an Arrow datum (scalar, array or chunked array) is Any.
@@ -32,9 +33,13 @@ class Frame:
         self.table, self.text = table, text
         self._columns: dict[str, Datum] = {}
 
+    def nested(self, name: str) -> Datum:
+        """The column ``name`` as stored; ``a.b`` reads field ``b`` of struct column ``a``."""
+        return nested_column(self.table, name)
+
     def column(self, name: str, type_name: str) -> Datum:
         if name not in self._columns:
-            column, target = self.table.column(name), ARROW_TYPES[type_name]
+            column, target = self.nested(name), ARROW_TYPES[type_name]
             if column.type != target:
                 try:
                     column = pc.cast(column, target, safe=not pa.types.is_floating(target))
@@ -46,6 +51,14 @@ class Frame:
                     raise ExpressionError(message, expression=self.text) from exc
             self._columns[name] = column
         return self._columns[name]
+
+
+def list_size(values: Datum) -> Datum:
+    """Items per array or map value, as int64 (a map is a list of key/value entries)."""
+    if pa.types.is_map(values.type):
+        entries = pa.list_(pa.struct([values.type.key_field, values.type.item_field]))
+        values = pc.cast(values, entries)
+    return pc.cast(pc.list_value_length(values), pa.int64())
 
 
 def null_of(type_name: str) -> Datum:
@@ -143,6 +156,7 @@ ARITY: Final[Mapping[str, tuple[int, int | None]]] = {
     **{name: (1, 1) for name in ("abs", "floor", "ceil", *UNARY, *CONVERSIONS)},
     **{name: (2, 2) for name in MATCHERS},
     "round": (1, 2), "substr": (3, 3), "if": (3, 3), "concat": (1, None), "coalesce": (1, None),
+    "size": (1, 1),
 }
 ARITHMETIC: Final[Mapping[str, Callable[[Datum, Datum], Datum]]] = {
     "+": pc.add, "-": pc.subtract, "*": pc.multiply, "/": _divide, "%": _remainder,
