@@ -240,7 +240,7 @@ def catalog_lineage(name: Annotated[str, typer.Argument(help="Feature set name")
 
     try:
         catalog, offline = _catalog()
-        graph = lineage(catalog, offline, name)
+        graph = lineage(catalog, offline, name, key_prefix=load_settings().redis.key_prefix)
     except (FeatureStoreError, KeyError) as exc:
         _fail(exc)
         return
@@ -615,12 +615,17 @@ def consistency(
 
 
 @app.command()
-def demo() -> None:
-    """The main job end to end on the bundled sample data, then stop what it started."""
+def demo(
+    users: Annotated[int, typer.Option(min=1, help="Card holders in the generated sample (~119 events each)")] = 3_000,
+) -> None:
+    """The main job end to end on the bundled sample data, then stop what it started.
+
+    It uses names of its own only (topics headwater-demo.*, Redis keys hw-demo:*, <home>/demo).
+    """
     from headwater.demo import run_demo
 
     try:
-        run_demo()
+        run_demo(card_holders=users)
     except FeatureStoreError as exc:
         _fail(exc)
 
