@@ -371,7 +371,7 @@ def ingest(
     watermark: Annotated[
         str | None,
         typer.Option(
-            "--watermark", help="With --sql: only rows whose COLUMN exceeds the last ingested value"
+            "--watermark", help="With --sql: only rows not ingested before (COLUMN at or above the last value ingested; rows at it are told apart by content)"
         ),
     ] = None,
     skip_bad_rows: Annotated[
