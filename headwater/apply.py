@@ -85,10 +85,10 @@ def apply_definitions(settings: Settings, path: Path, *, dry_run: bool = False) 
             return report
         wait_for_kafka(settings.kafka)
         defs = plan.definitions
-        report.topics_created = ensure_topics(
-            settings.kafka, [s.topic for s in defs.sources], config={"retention.ms": str(settings.kafka.retention_ms)}
-        )
-        report.topics_created += ensure_topics(settings.kafka, [s.dlq_topic for s in defs.sources])
+        # Dead letters are kept as long as events: they wait for a fix and a replay.
+        retention = {"retention.ms": str(settings.kafka.retention_ms)}
+        report.topics_created = ensure_topics(settings.kafka, [s.topic for s in defs.sources], config=retention)
+        report.topics_created += ensure_topics(settings.kafka, [s.dlq_topic for s in defs.sources], config=retention)
         for source in defs.sources:
             report.schema_ids[source.name] = catalog.register_schema(f"{source.topic}-value", source.schema)
         offline = DeltaOfflineStore(settings.offline_root)
