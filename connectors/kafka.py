@@ -135,13 +135,17 @@ class EventProducer:
         key: bytes | None = None,
         headers: Mapping[str, bytes] | None = None,
         timestamp_ms: int | None = None,
+        partition: int | None = None,
     ) -> None:
-        """Queue one message; waits for room when the local queue is full."""
+        """Queue one message (on ``partition``, or the key's); waits for room when the local
+        queue is full."""
         kwargs: dict[str, Any] = {"on_delivery": self._on_delivery}
         if headers:
             kwargs["headers"] = list(headers.items())
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
+        if partition is not None:
+            kwargs["partition"] = partition
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, **kwargs)

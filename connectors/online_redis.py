@@ -1,8 +1,9 @@
 """Redis online store: one hash per entity and feature-set version.
 
-Key ``hw:<set>:v<version>:{<entity key>}``; the braces are a Redis Cluster hash tag so all of
-an entity's data lives in one slot. Fields: ``o`` the topic epoch and last applied offset per
-partition (``<epoch>|{"<partition>": <offset>}``), ``N`` newest event
+Key ``<prefix>:<set>:v<version>:{<entity key>}`` (prefix ``redis.key_prefix``, default
+``hw``); the braces are a Redis Cluster hash tag so all of an entity's data lives in one slot.
+Fields: ``o`` the topic epoch and last applied offset per partition
+(``<epoch>|{"<partition>": <offset>}``), ``N`` newest event
 time, ``L`` lifetime partials, ``P`` events dated in the writer's future, ``t:<k>`` partials
 of tile ``k``, ``v`` a random token that every write replaces. Values are JSON. Each entity is
 written by one Lua compare-and-set, so a reader never sees a tile without the offset that
@@ -60,8 +61,8 @@ return result
 _CHUNK = 500
 
 
-def entity_redis_key(feature_set: FeatureSet, key: EntityKey) -> str:
-    return f"hw:{feature_set.name}:v{feature_set.version}:{{{_SEP.join(key)}}}"
+def entity_redis_key(feature_set: FeatureSet, key: EntityKey, prefix: str = "hw") -> str:
+    return f"{prefix}:{feature_set.name}:v{feature_set.version}:{{{_SEP.join(key)}}}"
 
 
 def _encode_head(state: EntityState) -> dict[bytes, bytes]:
@@ -143,8 +144,9 @@ def _decode(raw: Mapping[bytes, bytes]) -> EntityState | None:
 class RedisOnlineStore(BaseOnlineStore):
     """Online store on a standalone Redis (``redis://host:port/db``)."""
 
-    def __init__(self, url: str, *, cache_entities: int = 0) -> None:
+    def __init__(self, url: str, *, cache_entities: int = 0, key_prefix: str = "hw") -> None:
         self.url = url
+        self.key_prefix = key_prefix
         self._client = redis.Redis.from_url(url, decode_responses=False)
         self._apply = self._client.register_script(_APPLY_LUA)
         self._cache_size = cache_entities
@@ -199,7 +201,7 @@ class RedisOnlineStore(BaseOnlineStore):
     ) -> list[list[EntityState | None]]:
         """Every entity of every feature set, in one pipelined round trip (two when a cache
         is kept and some entity changed since it was cached)."""
-        names = [entity_redis_key(fs, key) for fs, keys in requests for key in keys]
+        names = [entity_redis_key(fs, key, self.key_prefix) for fs, keys in requests for key in keys]
         if self._cache_size:
             states = self._read_cached(names)
         else:
@@ -270,7 +272,7 @@ class RedisOnlineStore(BaseOnlineStore):
             items += [_VERSION, b"%s%x" % (self._writer_token, next(self._writes))]
             written.append(key)
             updates.append((changed, gone))
-            names.append(entity_redis_key(feature_set, key))
+            names.append(entity_redis_key(feature_set, key, self.key_prefix))
             expected = old.stored[b"o"] if old is not None else b""
             args.append([expected, len(items), len(gone), *items, *gone])
         # One script call per chunk of entities of a hash slot: Redis Cluster needs all keys

@@ -1,8 +1,10 @@
 """Rows of a SQL query (SQLite or PostgreSQL through SQLAlchemy), streamed in chunks.
 
 With a watermark column the query is wrapped as
-``SELECT * FROM (<query>) AS hw_src WHERE <column> > :after ORDER BY <column>``, so an
-incremental run reads only rows newer than the last one ingested, in watermark order.
+``SELECT * FROM (<query>) AS hw_src WHERE <column> >= :after ORDER BY <column>`` (``>`` when
+not ``inclusive``), so an incremental run reads only rows at or above the last value
+ingested, in watermark order; ``headwater.watermarks`` drops the rows at that value that
+were ingested before.
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ def query_identity(url: str, query: str, watermark_column: str | None) -> str:
     return f"sql:{safe_url(url)}:{watermark_column or ''}:{query.strip()}"
 
 
-def _wrapped(engine: sa.Engine, query: str, column: str | None, after: Any) -> tuple[str, dict[str, Any]]:
+def _wrapped(
+    engine: sa.Engine, query: str, column: str | None, after: Any, inclusive: bool
+) -> tuple[str, dict[str, Any]]:
     query = query.strip().rstrip(";")
     if column is None:
         return query, {}
     quoted = engine.dialect.identifier_preparer.quote(column)
-    where = f" WHERE hw_src.{quoted} > :hw_after" if after is not None else ""
+    operator = ">=" if inclusive else ">"
+    where = f" WHERE hw_src.{quoted} {operator} :hw_after" if after is not None else ""
     sql = f"SELECT * FROM ({query}) AS hw_src{where} ORDER BY hw_src.{quoted}"
     return sql, ({"hw_after": after} if after is not None else {})
 
@@ -47,9 +52,13 @@ def read_sql_rows(
     *,
     watermark_column: str | None = None,
     after: Any = None,
+    inclusive: bool = False,
     chunk_size: int = 10_000,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(row_number, row)`` of the query's result, 1-based, fetched ``chunk_size`` at a time.
+
+    With ``watermark_column`` and ``after``: only rows above ``after`` (or at it too, when
+    ``inclusive``), in watermark order.
 
     Raises:
         ConfigError: the URL is invalid, the database unreachable or the query fails.
@@ -59,7 +68,7 @@ def read_sql_rows(
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
         msg = f"--db {safe_url(url)!r} is not a usable database URL ({exc}); e.g. sqlite:///events.db"
         raise ConfigError(msg) from exc
-    sql, params = _wrapped(engine, query, watermark_column, after)
+    sql, params = _wrapped(engine, query, watermark_column, after, inclusive)
     n = 0
     try:
         with engine.connect() as conn:

@@ -9,7 +9,7 @@ version then catches up from the start of the source topic by itself (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from connectors.kafka import ensure_topics, wait_for_kafka
@@ -35,13 +35,18 @@ class ApplyReport:
     schema_ids: dict[str, int] = field(default_factory=dict)
 
 
-def plan_definitions(catalog: Catalog, path: Path) -> Plan:
+def plan_definitions(catalog: Catalog, path: Path, *, topic_prefix: str = "") -> Plan:
     """Load ``path`` and compare it with the catalog.
+
+    ``topic_prefix`` (``kafka.topic_prefix``) goes before the default topic names of the
+    sources loaded; the catalog then keeps the full names, so every process agrees on them.
 
     Raises:
         DefinitionError: the files are invalid, or a source changes incompatibly.
     """
     new = load_definitions(path)
+    if topic_prefix:
+        new = replace(new, sources=tuple(s.with_topic_prefix(topic_prefix) for s in new.sources))
     try:
         current: Definitions | None = catalog.definitions()
         everything = catalog.definitions(include_retired=True)
@@ -74,16 +79,16 @@ def apply_definitions(settings: Settings, path: Path, *, dry_run: bool = False) 
     """
     catalog = Catalog(settings.catalog_url)
     try:
-        plan = plan_definitions(catalog, path)
+        plan = plan_definitions(catalog, path, topic_prefix=settings.kafka.topic_prefix)
         report = ApplyReport(plan)
         if dry_run:
             return report
         wait_for_kafka(settings.kafka)
         defs = plan.definitions
-        report.topics_created = ensure_topics(
-            settings.kafka, [s.topic for s in defs.sources], config={"retention.ms": str(settings.kafka.retention_ms)}
-        )
-        report.topics_created += ensure_topics(settings.kafka, [s.dlq_topic for s in defs.sources])
+        # Dead letters are kept as long as events: they wait for a fix and a replay.
+        retention = {"retention.ms": str(settings.kafka.retention_ms)}
+        report.topics_created = ensure_topics(settings.kafka, [s.topic for s in defs.sources], config=retention)
+        report.topics_created += ensure_topics(settings.kafka, [s.dlq_topic for s in defs.sources], config=retention)
         for source in defs.sources:
             report.schema_ids[source.name] = catalog.register_schema(f"{source.topic}-value", source.schema)
         offline = DeltaOfflineStore(settings.offline_root)

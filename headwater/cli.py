@@ -265,7 +265,7 @@ def catalog_lineage(name: Annotated[str, typer.Argument(help="Feature set name")
 
     try:
         catalog, offline = _catalog()
-        graph = lineage(catalog, offline, name)
+        graph = lineage(catalog, offline, name, key_prefix=load_settings().redis.key_prefix)
     except (FeatureStoreError, KeyError) as exc:
         _fail(exc)
         return
@@ -396,7 +396,7 @@ def ingest(
     watermark: Annotated[
         str | None,
         typer.Option(
-            "--watermark", help="With --sql: only rows whose COLUMN exceeds the last ingested value"
+            "--watermark", help="With --sql: only rows not ingested before (COLUMN at or above the last value ingested; rows at it are told apart by content)"
         ),
     ] = None,
     skip_bad_rows: Annotated[
@@ -640,14 +640,74 @@ def consistency(
 
 
 @app.command()
-def demo() -> None:
-    """The main job end to end on the bundled sample data, then stop what it started."""
+def demo(
+    users: Annotated[int, typer.Option(min=1, help="Card holders in the generated sample (~119 events each)")] = 3_000,
+) -> None:
+    """The main job end to end on the bundled sample data, then stop what it started.
+
+    It uses names of its own only (topics headwater-demo.*, Redis keys hw-demo:*, <home>/demo).
+    """
     from headwater.demo import run_demo
 
     try:
-        run_demo()
+        run_demo(card_holders=users)
     except FeatureStoreError as exc:
         _fail(exc)
+
+
+dlq_app = typer.Typer(no_args_is_help=True, help="See dead letters and replay them once fixed.")
+app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list() -> None:
+    """Dead letters per source and reason: how many, how many replayed, how many pending."""
+    from headwater.dlq import count_dead_letters, print_counts
+
+    try:
+        counts = count_dead_letters(load_settings())
+    except FeatureStoreError as exc:
+        _fail(exc)
+        return
+    print_counts(Console(highlight=False), counts)
+
+
+@dlq_app.command("show")
+def dlq_show(
+    source: Annotated[str, typer.Argument(help="Source name")],
+    reason: Annotated[str | None, typer.Option(help="Only letters of this reason")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Letters to show")] = 10,
+) -> None:
+    """A sample of a source's dead letters: position, reason, field, error, event time."""
+    from headwater.dlq import print_sample, sample_dead_letters
+
+    try:
+        views, matching = sample_dead_letters(load_settings(), source, reason=reason, limit=limit)
+    except FeatureStoreError as exc:
+        _fail(exc)
+        return
+    print_sample(Console(highlight=False), source, views, matching)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    source: Annotated[str, typer.Argument(help="Source name")],
+    reason: Annotated[str | None, typer.Option(help="Only letters of this reason")] = None,
+) -> None:
+    """Re-produce a source's dead letters into its topic (after fixing what refused them),
+    exactly once: letters replayed before are skipped."""
+    from headwater.dlq import replay_dead_letters
+
+    try:
+        report = replay_dead_letters(load_settings(), source, reason=reason)
+    except FeatureStoreError as exc:
+        _fail(exc)
+        return
+    which = f" with reason {reason}" if reason else ""
+    Console(highlight=False).print(
+        f"replayed {report.replayed} dead letter(s) of {report.source}{which} into {report.topic}; "
+        f"{report.skipped} replayed before, skipped"
+    )
 
 
 def main() -> None:

@@ -3,9 +3,14 @@
 It starts (or reuses) Kafka and Redis, applies ``examples/features.yaml``, generates the
 sample card transactions ending at the current minute, replays them into Kafka, runs a real
 worker process until every event is in Redis and Delta, serves features over HTTP, builds a
-point-in-time training set, and checks that online and offline agree. It keeps its own state
-apart from yours (``<home>/demo``, Redis database 15, consumer group ``headwater-demo``) and
-resets it on every run, then stops everything it started.
+point-in-time training set, and checks that online and offline agree.
+
+It keeps to names of its own and never deletes or writes anything your definitions could
+own (DESIGN §6): topics start with ``headwater-demo.`` (``kafka.topic_prefix``; a source's
+default topic is ``raw.<name>`` and source names cannot hold ``-``), online keys with
+``hw-demo:`` (``redis.key_prefix``) in Redis database 15, its home is ``<home>/demo`` (marked
+as the demo's by a ``.headwater-demo`` file) and its consumer group ``headwater-demo``. It
+resets exactly those on every run, then stops everything it started.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wai
 from headwater.sample_data import write_transactions
 from headwater.stack import ServiceStatus, start_kafka, start_redis, stop_kafka, stop_redis
 from schemas.catalog import Catalog
+from schemas.errors import ConfigError
+from schemas.loader import load_definitions
 from schemas.settings import Settings, load_settings
 from serving.features import resolve_features
 from serving.historical import get_historical_features
@@ -38,6 +45,10 @@ from serving.historical import get_historical_features
 __all__ = ["EXAMPLES", "run_demo"]
 
 _DEMO_DB = 15
+_TOPIC_PREFIX = "headwater-demo."
+_KEY_PREFIX = "hw-demo"
+_GROUP = "headwater-demo"
+_MARKER = ".headwater-demo"
 _MINUTE = 60_000
 
 
@@ -47,23 +58,73 @@ def _demo_settings(base: Settings, port: int) -> tuple[Settings, dict[str, str]]
     env = {
         "HEADWATER_HOME": str((base.home / "demo").resolve()),
         "HEADWATER_REDIS__URL": redis_url,
-        "HEADWATER_WORKER__GROUP_ID": "headwater-demo",
+        "HEADWATER_REDIS__KEY_PREFIX": _KEY_PREFIX,
+        "HEADWATER_WORKER__GROUP_ID": _GROUP,
         "HEADWATER_KAFKA__BOOTSTRAP_SERVERS": base.kafka.bootstrap_servers,
+        "HEADWATER_KAFKA__TOPIC_PREFIX": _TOPIC_PREFIX,
         "HEADWATER_SERVING__PORT": str(port),
+        # The demo's worker shares the machine with yours: no second metrics port.
+        "HEADWATER_WORKER__METRICS_PORT": "0",
     }
     settings = load_settings(
         home=Path(env["HEADWATER_HOME"]),
-        redis={"url": redis_url},
-        worker={**base.worker.model_dump(), "group_id": "headwater-demo"},
+        kafka={**base.kafka.model_dump(), "topic_prefix": _TOPIC_PREFIX},
+        redis={"url": redis_url, "key_prefix": _KEY_PREFIX},
+        worker={**base.worker.model_dump(), "group_id": _GROUP, "metrics_port": 0},
         serving={"host": "127.0.0.1", "port": port},
     )
     return settings, env
 
 
-def run_demo(console: Console | None = None) -> None:
-    """Run the demo; raises ``FeatureStoreError`` subclasses with a one-line cause."""
+def _reset_own_state(settings: Settings) -> None:
+    """Forget the previous run: the demo's home, topics and online keys, nothing else.
+
+    Raises:
+        ConfigError: ``<home>/demo`` exists but is not the demo's (no marker file in it).
+    """
+    home = settings.home
+    if home.exists():
+        if not (home / _MARKER).is_file():
+            msg = (
+                f"{home} exists and is not the demo's (no {_MARKER} file in it); the demo keeps "
+                "its state there and will not delete yours: move it, or run the demo with another "
+                "HEADWATER_HOME"
+            )
+            raise ConfigError(msg)
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / _MARKER).write_text("state of `headwater demo`; deleted by its next run\n")
+    sources = [s.with_topic_prefix(_TOPIC_PREFIX) for s in load_definitions(EXAMPLES).sources]
+    topics = [t for s in sources for t in (s.topic, s.dlq_topic)]
+    own = [t for t in topics if t.startswith(_TOPIC_PREFIX)]
+    if own != topics:  # the bundled definitions name a topic of their own: never delete it
+        msg = f"the demo's definitions name topics {sorted(set(topics) - set(own))} outside {_TOPIC_PREFIX}*"
+        raise ConfigError(msg)
+    delete_topics(settings.kafka, own)
+    client = redis.Redis.from_url(settings.redis.url)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{_KEY_PREFIX}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    finally:
+        client.close()
+
+
+def run_demo(console: Console | None = None, *, base: Settings | None = None, card_holders: int = 3_000) -> None:
+    """Run the demo; raises ``FeatureStoreError`` subclasses with a one-line cause.
+
+    Args:
+        base: the settings whose Kafka, Redis and home the demo uses (its own names inside
+            them); default: this directory's settings.
+        card_holders: users in the generated sample (about 119 transactions each).
+    """
     console = console or Console(width=max(Console().width, 110))
-    base = load_settings()
+    base = base or load_settings()
     started: list[ServiceStatus] = []
     processes: list[HeadwaterProcess] = []
     t0 = time.monotonic()
@@ -77,15 +138,13 @@ def run_demo(console: Console | None = None) -> None:
         settings, env = _demo_settings(base, free_port())
 
         console.rule("[bold]2. Definitions and sample data")
-        if settings.home.exists():
-            shutil.rmtree(settings.home)
-        delete_topics(settings.kafka, ["raw.transactions", "dlq.transactions"])
-        redis.Redis.from_url(settings.redis.url).flushdb()
+        _reset_own_state(settings)
         report = apply_definitions(settings, EXAMPLES)
         console.print(f"  applied {EXAMPLES / 'features.yaml'}: topics {report.topics_created}")
+        topic = report.plan.definitions.source("transactions").topic
         end_ms = (time.time_ns() // 1_000_000) // _MINUTE * _MINUTE
         sample = settings.home / "sample" / "transactions.parquet"
-        table = write_transactions(sample, end_ms=end_ms)
+        table = write_transactions(sample, end_ms=end_ms, users=card_holders)
         console.print(f"  generated {table.num_rows:,} card transactions over 30 days -> {sample}")
 
         console.rule("[bold]3. Stream worker")
@@ -98,8 +157,8 @@ def run_demo(console: Console | None = None) -> None:
         offline = DeltaOfflineStore(settings.offline_root)
         waited = wait_caught_up(
             settings.kafka,
-            "headwater-demo",
-            "raw.transactions",
+            _GROUP,
+            topic,
             worker,
             offline=(offline, Catalog(settings.catalog_url).definitions().feature_sets),
         )

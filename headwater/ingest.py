@@ -33,6 +33,7 @@ from connectors.replay import (
 )
 from connectors.sources_sql import query_identity, read_sql_rows
 from headwater.schedule import FileIdentity, Ledger
+from headwater.watermarks import WatermarkTracker
 from schemas.catalog import Catalog
 from schemas.definitions import Definitions
 from schemas.errors import ConfigError, DefinitionError
@@ -237,23 +238,27 @@ class Ingestor:
         return result
 
     def ingest_sql(self, db_url: str, query: str, *, watermark: str | None = None, ledger: Ledger | None = None) -> IngestResult:
-        """Ingest a query's rows; with ``watermark``, only rows above the ledger's last value."""
+        """Ingest a query's rows; with ``watermark`` and a ledger, only the rows no earlier run
+        ingested: those above the last maximum, and those at it that are new
+        (``headwater.watermarks``)."""
         result = IngestResult()
         key = query_identity(db_url, query, watermark)
-        after = ledger.watermark(key) if ledger is not None and watermark else None
-        highest: list[Any] = [after]
+        previous = ledger.watermark(key) if ledger is not None and watermark else None
+        tracker = WatermarkTracker(previous)
+        after = tracker.after
 
         def tracked() -> Iterator[tuple[int, dict[str, Any]]]:
-            for row_no, row in read_sql_rows(db_url, query, watermark_column=watermark, after=after):
-                if watermark is not None and row.get(watermark) is not None:
-                    highest[0] = row[watermark] if highest[0] is None else max(highest[0], row[watermark])
-                yield row_no, row
+            rows = read_sql_rows(db_url, query, watermark_column=watermark, after=after, inclusive=tracker.inclusive)
+            for row_no, row in rows:
+                if watermark is None or tracker.admit(row.get(watermark), row):
+                    yield row_no, row
 
         identity = f"{key}:after={after!r}"
         with self._progress() as progress:
             self._unit("query", "query", identity, False, tracked(), result, progress)
-        if ledger is not None and watermark is not None and highest[0] is not None and highest[0] != after:
-            ledger.set_watermark(key, highest[0])
+        state = tracker.state()
+        if ledger is not None and watermark is not None and state is not None and state != previous:
+            ledger.set_watermark(key, state)
             ledger.save()
         return result
 

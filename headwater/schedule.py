@@ -2,7 +2,7 @@
 
 The ledger (``<home>/ingest/<source>.json``) remembers every file ingested (path, size,
 mtime and the sha256 of its first MiB) and, per SQL query, the highest watermark value
-ingested. The caller records an entry only after Kafka acknowledged everything it produced,
+ingested with the fingerprints of the rows at that value (``headwater.watermarks``). The caller records an entry only after Kafka acknowledged everything it produced,
 so a run killed half-way repeats nothing completed and skips nothing that was not: a rerun
 re-produces at most the one file (or query) in flight, and those duplicates carry the same
 ``hw.event_id`` header as the first attempt.
@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from headwater.watermarks import WatermarkState
 from schemas.errors import ConfigError
 
 __all__ = ["FileIdentity", "Ledger", "next_run_after", "parse_schedule", "run_schedule"]
@@ -104,12 +105,18 @@ class Ledger:
         ingested_at = datetime.now(UTC).isoformat()
         self.files[identity.path] = {**asdict(identity), "rows": rows, "ingested_at": ingested_at}
 
-    def watermark(self, key: str) -> Any:
+    def watermark(self, key: str) -> WatermarkState | None:
+        """The SQL query's state after its last recorded run, or ``None`` before the first."""
         stored = self.watermarks.get(key)
-        return None if stored is None else _load_value(stored)
+        if stored is None:
+            return None
+        return WatermarkState(_load_value(stored), stored.get("at_value"))
 
-    def set_watermark(self, key: str, value: Any) -> None:
-        self.watermarks[key] = _dump_value(value)
+    def set_watermark(self, key: str, state: WatermarkState) -> None:
+        entry = _dump_value(state.value)
+        if state.at_value is not None:
+            entry["at_value"] = dict(state.at_value)
+        self.watermarks[key] = entry
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -64,12 +64,25 @@ class Source:
     schema: AvroSchema
     timestamp: str
     topic: str = ""
+    """Default ``raw.<name>``."""
+    dlq_topic: str = ""
+    """Where events of this source that cannot be used go, with the reason; default
+    ``dlq.<name>``."""
     description: str = ""
+    defaulted_topics: frozenset[str] = field(default=frozenset(), init=False, compare=False, repr=False)
+    """Which of ``topic`` and ``dlq_topic`` took their default name (``with_topic_prefix``
+    prefixes only those)."""
 
     def __post_init__(self) -> None:
         _check_name("source", self.name)
+        defaulted = set()
         if not self.topic:
             object.__setattr__(self, "topic", f"raw.{self.name}")
+            defaulted.add("topic")
+        if not self.dlq_topic:
+            object.__setattr__(self, "dlq_topic", f"dlq.{self.name}")
+            defaulted.add("dlq_topic")
+        object.__setattr__(self, "defaulted_topics", frozenset(defaulted))
         if self.timestamp not in self.schema.field_types:
             msg = (
                 f"source {self.name!r}: timestamp field {self.timestamp!r} is not in schema "
@@ -77,10 +90,13 @@ class Source:
             )
             raise ValueError(msg)
 
-    @property
-    def dlq_topic(self) -> str:
-        """Where events of this source that cannot be used go, with the reason."""
-        return f"dlq.{self.name}"
+    def with_topic_prefix(self, prefix: str) -> Source:
+        """This source with ``prefix`` before its default topic names (``kafka.topic_prefix``);
+        names given explicitly stay as written."""
+        if not prefix or not self.defaulted_topics:
+            return self
+        names = {name: prefix + getattr(self, name) for name in self.defaulted_topics}
+        return replace(self, **names)
 
 
 @dataclass(frozen=True, kw_only=True)

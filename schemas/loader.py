@@ -45,7 +45,7 @@ _KIND = {
 }
 _KEYS: dict[str, set[str]] = {
     "entity": {"name", "keys", "description"},
-    "source": {"name", "topic", "schema", "timestamp", "description"},
+    "source": {"name", "topic", "dlq_topic", "schema", "timestamp", "description"},
     "feature_set": {
         "name",
         "entity",
@@ -327,6 +327,7 @@ def _source(
         schema=schema,
         timestamp=str(timestamp),
         topic=str(item.get("topic", "") or ""),
+        dlq_topic=str(item.get("dlq_topic", "") or ""),
         description=str(item.get("description", "")),
     )
 

@@ -215,6 +215,11 @@ def source_change_allowed(old: Source, new: Source, problems_of: Callable[[Mappi
     problems = []
     if old.topic != new.topic:
         problems.append(f"source {new.name!r}: topic {old.topic!r} -> {new.topic!r} cannot change; define a new source")
+    if old.dlq_topic != new.dlq_topic:
+        problems.append(
+            f"source {new.name!r}: dead-letter topic {old.dlq_topic!r} -> {new.dlq_topic!r} cannot change; "
+            "define a new source"
+        )
     if old.timestamp != new.timestamp:
         problems.append(
             f"source {new.name!r}: timestamp field {old.timestamp!r} -> {new.timestamp!r} cannot change; define a new source"

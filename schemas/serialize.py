@@ -33,6 +33,7 @@ def source_to_dict(s: Source) -> dict[str, Any]:
     return {
         "name": s.name,
         "topic": s.topic,
+        "dlq_topic": s.dlq_topic,
         "timestamp": s.timestamp,
         "description": s.description,
         "schema": dict(s.schema.definition),
@@ -104,6 +105,8 @@ def definitions_from_dict(data: Mapping[str, Any]) -> Definitions:
             Source(
                 name=s["name"],
                 topic=s["topic"],
+                # Catalogs written before dead-letter topics were recorded used dlq.<name>.
+                dlq_topic=s.get("dlq_topic", ""),
                 timestamp=s["timestamp"],
                 description=s["description"],
                 schema=AvroSchema.from_dict(s["schema"]),

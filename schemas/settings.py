@@ -46,11 +46,19 @@ class KafkaSettings(_Section):
     retention_ms: int = -1
     """Retention of source topics that ``apply`` creates; -1 keeps every event, so a new
     feature-set version can be computed from the whole history."""
+    topic_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    """Put before the default topic names of sources that name none (``<prefix>raw.<source>``,
+    ``<prefix>dlq.<source>``) when ``apply`` registers them; the catalog keeps the full names.
+    ``headwater demo`` sets its own (``headwater-demo.``) so it never touches a topic that a
+    source of yours could own."""
 
 
 class RedisSettings(_Section):
     url: str = "redis://127.0.0.1:6379/0"
     """Online store, as a standard ``redis://host:port/db`` URL."""
+    key_prefix: str = Field(default="hw", pattern=r"^[A-Za-z0-9._-]+$")
+    """First part of every online key (``<prefix>:<set>:v<version>:{<entity>}``); the demo
+    uses its own (``hw-demo``) so it never writes or deletes a key of yours."""
 
 
 class StackSettings(_Section):

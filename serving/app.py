@@ -59,7 +59,11 @@ class OnlineFeaturesRequest(BaseModel):
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI app; it reads the definitions the last ``headwater apply`` stored."""
     catalog = Catalog(settings.catalog_url)
-    store = RedisOnlineStore(settings.redis.url, cache_entities=settings.serving.online_cache_entities)
+    store = RedisOnlineStore(
+        settings.redis.url,
+        cache_entities=settings.serving.online_cache_entities,
+        key_prefix=settings.redis.key_prefix,
+    )
     response_log = (
         ResponseLog(
             settings.offline_root,
@@ -146,7 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/v1/lineage/{name}")
     def feature_lineage(name: str) -> dict[str, Any]:
-        return lineage(catalog, offline, name)
+        return lineage(catalog, offline, name, key_prefix=settings.redis.key_prefix)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

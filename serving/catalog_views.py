@@ -88,9 +88,9 @@ def search_features(defs: Definitions, query: str) -> list[dict[str, Any]]:
     return hits
 
 
-def lineage(catalog: Catalog, offline: DeltaOfflineStore, name: str) -> dict[str, Any]:
-    """Source topic and schema -> feature set versions -> online keyspace and Delta table
-    -> feature services -> training sets."""
+def lineage(catalog: Catalog, offline: DeltaOfflineStore, name: str, *, key_prefix: str = "hw") -> dict[str, Any]:
+    """Source topic and schema -> feature set versions -> online keyspace (under
+    ``key_prefix``, ``redis.key_prefix``) and Delta table -> feature services -> training sets."""
     defs = catalog.definitions()
     versions = catalog.feature_set_versions(name)
     if not versions:
@@ -120,7 +120,7 @@ def lineage(catalog: Catalog, offline: DeltaOfflineStore, name: str) -> dict[str
                 "version": fs.version,
                 "status": status,
                 "entity": fs.entity,
-                "online_keyspace": entity_redis_key(fs, ("*",)),
+                "online_keyspace": entity_redis_key(fs, ("*",), key_prefix),
                 "offline_table": offline.table_uri(fs),
                 "offline_table_version": offline.version(fs),
             }

@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> faust.App:
     serve_metrics(settings.worker.metrics_port)
     batch_routing(app).max_events = settings.worker.batch_max_events
     batch_routing(app).linger_s = settings.worker.batch_max_seconds
-    online = RedisOnlineStore(settings.redis.url)
+    online = RedisOnlineStore(settings.redis.url, key_prefix=settings.redis.key_prefix)
     problem = online.durability_problem()
     if problem is not None:
         log.warning("%s", problem)

@@ -64,7 +64,7 @@ def test_incompatible_schema_change_is_refused_naming_the_field(
 
 def test_topic_of_a_source_cannot_change(applied: tuple[Catalog, Path]) -> None:
     catalog, defs_dir = applied
-    text = (defs_dir / "features.yaml").read_text().replace("topic: raw.transactions", "topic: raw.other")
+    text = (defs_dir / "features.yaml").read_text().replace("name: transactions\n", "name: transactions\n    topic: raw.other\n")
     (defs_dir / "features.yaml").write_text(text)
     with pytest.raises(DefinitionError, match="topic 'raw.transactions' -> 'raw.other' cannot change"):
         plan_definitions(catalog, defs_dir)
