@@ -122,6 +122,10 @@ class DeltaOfflineStore(BaseOfflineStore):
                     rows,
                     mode="append",
                     partition_by=["_event_date"],
+                    # A source schema may gain fields compatibly (with defaults) while its
+                    # feature-set version stays: the table gains the columns, earlier rows
+                    # read them as null. Without it every append after such a change fails.
+                    schema_mode="merge",
                     commit_properties=CommitProperties(app_transactions=transactions),
                 )
                 return

@@ -68,3 +68,27 @@ def test_positions_survive_and_compaction_keeps_rows(tmp_path: Path) -> None:
     assert store.committed_offsets(fs, "group-a", [0, 1, 3]) == {0: 109, 1: 119, 3: 41}
     # Time travel to before the compaction still reads the same rows.
     assert store.history(fs, version=5).num_rows == 50
+
+
+def test_a_source_field_added_compatibly_reaches_the_table(tmp_path: Path) -> None:
+    """A compatible schema change (a new field with a default) keeps the feature-set version,
+    so its table must take the new column: before, every append failed from then on."""
+    defs = load_definitions(EXAMPLES)
+    fs = defs.feature_set("user_spend")
+    types = {
+        **defs.source("transactions").schema.field_types,
+        "amount_cents": "long",
+        "is_large": "long",
+    }
+    store = DeltaOfflineStore(tmp_path)
+    store.create(fs, types)
+    old = history_schema(types)
+    store.append(fs, _rows(old, 0, 5, 0), "group-a", {0: 4})
+    wider = history_schema({**types, "channel": "string"})
+    rows = _rows(old, 5, 5, 0)
+    rows = rows.append_column("channel", pa.array(["web"] * 5)).select(wider.names).cast(wider)
+    store.append(fs, rows, "group-a", {0: 9})
+    history = store.history(fs).sort_by("_offset")
+    assert history.num_rows == 10
+    assert history.column("channel").to_pylist() == [None] * 5 + ["web"] * 5
+    assert store.committed_offsets(fs, "group-a", [0]) == {0: 9}
