@@ -21,6 +21,7 @@ import fastavro
 import pyarrow as pa
 from fastavro.types import Schema as _FastavroSchema
 
+from schemas.avro_inputs import physicaliser
 from schemas.avro_types import (
     AvroForm,
     AvroValueError,
@@ -28,7 +29,6 @@ from schemas.avro_types import (
     normaliser,
     parse_forms,
     physical_schema,
-    physicaliser,
 )
 from schemas.errors import EventError
 

@@ -32,7 +32,8 @@ from fastapi.responses import Response
 from connectors.kafka import producer_config
 from headwater.ingest import key_fields
 from schemas.avro import WIRE_MAGIC, event_time_ms
-from schemas.avro_types import AvroValueError, physical_schema, physicaliser
+from schemas.avro_inputs import physicaliser
+from schemas.avro_types import AvroValueError, physical_schema
 from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Definitions, Source
 from schemas.errors import EventError
