@@ -37,7 +37,11 @@ _VERSION = b"v"
 # if its stored offsets are still the ones the writer read. Atomic per call. For entity i,
 # ARGV holds: expected offsets ('' = new entity), s (2 x fields to set), d (fields to
 # delete), then the s field/value items and the d field names. Returns 1/0 per entity.
-_APPLY_LUA = """
+# HSET and HDEL take their arguments in slices of _LUA_SLICE: Lua's unpack() fails with "too
+# many results to unpack" beyond about 8,000 values, and one entity of a backfill changes as
+# many tiles as its longest window holds (10,080 for 7 days at 1 minute).
+_LUA_SLICE = 1000  # even: HSET takes field/value pairs
+_APPLY_LUA = f"local slice = {_LUA_SLICE}\n" + """
 local result = {}
 local a = 1
 for i, key in ipairs(KEYS) do
@@ -45,8 +49,12 @@ for i, key in ipairs(KEYS) do
   a = a + 3
   local cur = redis.call('HGET', key, 'o')
   if (cur or '') == expected then
-    if s > 0 then redis.call('HSET', key, unpack(ARGV, a, a + s - 1)) end
-    if d > 0 then redis.call('HDEL', key, unpack(ARGV, a + s, a + s + d - 1)) end
+    for j = a, a + s - 1, slice do
+      redis.call('HSET', key, unpack(ARGV, j, math.min(j + slice, a + s) - 1))
+    end
+    for j = a + s, a + s + d - 1, slice do
+      redis.call('HDEL', key, unpack(ARGV, j, math.min(j + slice, a + s + d) - 1))
+    end
     result[i] = 1
   else
     result[i] = 0
@@ -55,8 +63,29 @@ for i, key in ipairs(KEYS) do
 end
 return result
 """
-# Entities per script call: bounds the time Redis spends in one script (it blocks others).
+# One script call holds up to _CHUNK entities and, past the first, up to _CHUNK_ARGS
+# arguments: it bounds the time Redis spends in one script (it blocks every other client) and
+# the request's size, also when one hot entity of a backfill changes tens of thousands of
+# tiles. An entity larger than that alone gets a call of its own (its changes must be atomic),
+# bounded by its own retention: 2 arguments per tile of the feature set's longest window.
 _CHUNK = 500
+_CHUNK_ARGS = 50_000
+
+
+def _chunks(sizes: Sequence[int]) -> list[list[int]]:
+    """Indexes of the entities of each script call, given each entity's argument count."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if current and (len(current) == _CHUNK or total + size > _CHUNK_ARGS):
+            chunks.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += size
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def entity_redis_key(feature_set: FeatureSet, key: EntityKey) -> str:
@@ -148,10 +177,6 @@ class RedisOnlineStore(BaseOnlineStore):
         # of a worker's time).
         self._writer_token = os.urandom(8).hex().encode() + b"."
         self._writes = itertools.count()
-
-    def _chunks(self, names: list[str]) -> list[list[int]]:
-        indexes = list(range(len(names)))
-        return [indexes[i : i + _CHUNK] for i in range(0, len(indexes), _CHUNK)]
 
     def ping(self) -> bool:
         try:
@@ -271,7 +296,7 @@ class RedisOnlineStore(BaseOnlineStore):
         # One script call per chunk of entities of a hash slot: Redis Cluster needs all keys
         # of a call in one slot; standalone Redis has a single "slot".
         pipe = self._client.pipeline(transaction=False)
-        for chunk in self._chunks(names):
+        for chunk in _chunks([len(a) for a in args]):
             self._apply(
                 keys=[names[i] for i in chunk],
                 args=[x for i in chunk for x in args[i]],
