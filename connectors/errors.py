@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from schemas.errors import FeatureStoreError
+from schemas.errors import ConfigError, FeatureStoreError
 
-__all__ = ["KafkaUnavailableError", "OfflineStoreError", "OnlineStoreError", "ProduceError"]
+__all__ = [
+    "KafkaUnavailableError",
+    "OfflineStoreError",
+    "OnlineStoreError",
+    "OnlineStoreEvictionError",
+    "OnlineStoreFullError",
+    "ProduceError",
+]
 
 
 class KafkaUnavailableError(FeatureStoreError, ConnectionError):
@@ -17,6 +24,16 @@ class ProduceError(FeatureStoreError):
 
 class OnlineStoreError(FeatureStoreError):
     """The online store (Redis) failed or holds unexpected data."""
+
+
+class OnlineStoreFullError(OnlineStoreError):
+    """The online store is out of memory and refuses writes (Redis ``maxmemory`` reached with
+    ``noeviction``): a store fault to retry with backoff once memory is freed or raised."""
+
+
+class OnlineStoreEvictionError(OnlineStoreError, ConfigError):
+    """The online store may evict keys under memory pressure (a ``maxmemory-policy`` other
+    than ``noeviction``), which would drop entity states silently; the message names the fix."""
 
 
 class OfflineStoreError(FeatureStoreError):

@@ -433,7 +433,13 @@ class BatchProcessor:
                 state = EntityState() if old is None else old
                 if plan.apply(state, grouped[key], now):
                     after[key] = state
-            conflicts = self._online.write(fs, after, before)
+            try:
+                conflicts = self._online.write(fs, after, before)
+            except OnlineStoreError:
+                # The cached states were updated in place and some may not be stored (a full
+                # or unreachable Redis): a retry must start again from what Redis holds.
+                cache.clear()
+                raise
             for key in pending_keys:
                 current = after.get(key, before[key])
                 if key in conflicts or current is None:
