@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from schemas.errors import FeatureStoreError
+from schemas.errors import ConfigError, FeatureStoreError
 
 __all__ = [
     "KafkaUnavailableError",
     "OfflineStoreError",
     "OnlineStoreError",
+    "OnlineStoreEvictionError",
+    "OnlineStoreFullError",
     "ProduceError",
     "StoreFaultError",
     "store_faults",
@@ -54,6 +56,16 @@ class OnlineStoreError(StoreFaultError):
     """The online store (Redis) failed or holds unexpected data."""
 
     store = "redis"
+
+
+class OnlineStoreFullError(OnlineStoreError):
+    """The online store is out of memory and refuses writes (Redis ``maxmemory`` reached with
+    ``noeviction``): a store fault to retry with backoff once memory is freed or raised."""
+
+
+class OnlineStoreEvictionError(OnlineStoreError, ConfigError):
+    """The online store may evict keys under memory pressure (a ``maxmemory-policy`` other
+    than ``noeviction``), which would drop entity states silently; the message names the fix."""
 
 
 class OfflineStoreError(StoreFaultError):

@@ -7,7 +7,13 @@ Fields: ``o`` the topic epoch and last applied offset per partition
 time, ``L`` lifetime partials, ``P`` events dated in the writer's future, ``t:<k>`` partials
 of tile ``k``, ``v`` a random token that every write replaces. Values are JSON. Each entity is
 written by one Lua compare-and-set, so a reader never sees a tile without the offset that
-produced it, and a stale writer is refused.
+produced it, and a stale writer is refused. The same call sets the hash's expiry when the
+set's features all have windows (``schemas.tiles.expires_at_ms``): memory follows the
+active entities, not every entity ever seen.
+
+Redis must run with ``maxmemory-policy noeviction`` (``check_no_eviction``): an evicting
+Redis deletes states silently, while a full ``noeviction`` one refuses writes, which
+``write`` reports as ``OnlineStoreFullError``.
 
 A store created with ``cache_entities`` (the API does) keeps decoded states and checks them
 with one ``HGET v`` per entity: a state is reused only while its token is unchanged, i.e.
@@ -26,9 +32,9 @@ import orjson
 import redis
 
 from connectors.base import BaseOnlineStore, EntityKey
-from connectors.errors import OnlineStoreError
+from connectors.errors import OnlineStoreError, OnlineStoreEvictionError, OnlineStoreFullError
 from schemas.definitions import FeatureSet
-from schemas.tiles import EntityState
+from schemas.tiles import EntityState, expires_at_ms
 
 __all__ = ["RedisOnlineStore", "entity_redis_key"]
 
@@ -37,18 +43,29 @@ _VERSION = b"v"
 
 # Compare-and-set of many entities in one call: each entity's field changes are applied only
 # if its stored offsets are still the ones the writer read. Atomic per call. For entity i,
-# ARGV holds: expected offsets ('' = new entity), s (2 x fields to set), d (fields to
-# delete), then the s field/value items and the d field names. Returns 1/0 per entity.
-_APPLY_LUA = """
+# ARGV holds: expected offsets ('' = new entity), the time the hash expires at (epoch ms, ''
+# = never; see schemas.tiles.expires_at_ms), s (2 x fields to set), d (fields to delete),
+# then the s field/value items and the d field names. Returns 1/0 per entity.
+# HSET and HDEL take their arguments in slices of _LUA_SLICE: Lua's unpack() fails with "too
+# many results to unpack" beyond about 8,000 values, and one entity of a backfill changes as
+# many tiles as its longest window holds (10,080 for 7 days at 1 minute).
+_LUA_SLICE = 1000  # even: HSET takes field/value pairs
+_APPLY_LUA = f"local slice = {_LUA_SLICE}\n" + """
 local result = {}
 local a = 1
 for i, key in ipairs(KEYS) do
-  local expected, s, d = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
+  local expected, expire = ARGV[a], ARGV[a + 1]
+  local s, d = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
   local cur = redis.call('HGET', key, 'o')
   if (cur or '') == expected then
-    if s > 0 then redis.call('HSET', key, unpack(ARGV, a, a + s - 1)) end
-    if d > 0 then redis.call('HDEL', key, unpack(ARGV, a + s, a + s + d - 1)) end
+    for j = a, a + s - 1, slice do
+      redis.call('HSET', key, unpack(ARGV, j, math.min(j + slice, a + s) - 1))
+    end
+    for j = a + s, a + s + d - 1, slice do
+      redis.call('HDEL', key, unpack(ARGV, j, math.min(j + slice, a + s + d) - 1))
+    end
+    if expire ~= '' then redis.call('PEXPIREAT', key, expire) end
     result[i] = 1
   else
     result[i] = 0
@@ -57,8 +74,29 @@ for i, key in ipairs(KEYS) do
 end
 return result
 """
-# Entities per script call: bounds the time Redis spends in one script (it blocks others).
+# One script call holds up to _CHUNK entities and, past the first, up to _CHUNK_ARGS
+# arguments: it bounds the time Redis spends in one script (it blocks every other client) and
+# the request's size, also when one hot entity of a backfill changes tens of thousands of
+# tiles. An entity larger than that alone gets a call of its own (its changes must be atomic),
+# bounded by its own retention: 2 arguments per tile of the feature set's longest window.
 _CHUNK = 500
+_CHUNK_ARGS = 50_000
+
+
+def _chunks(sizes: Sequence[int]) -> list[list[int]]:
+    """Indexes of the entities of each script call, given each entity's argument count."""
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i, size in enumerate(sizes):
+        if current and (len(current) == _CHUNK or total + size > _CHUNK_ARGS):
+            chunks.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += size
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def entity_redis_key(feature_set: FeatureSet, key: EntityKey, prefix: str = "hw") -> str:
@@ -156,10 +194,6 @@ class RedisOnlineStore(BaseOnlineStore):
         self._writer_token = os.urandom(8).hex().encode() + b"."
         self._writes = itertools.count()
 
-    def _chunks(self, names: list[str]) -> list[list[int]]:
-        indexes = list(range(len(names)))
-        return [indexes[i : i + _CHUNK] for i in range(0, len(indexes), _CHUNK)]
-
     def ping(self) -> bool:
         try:
             return bool(self._client.ping())
@@ -192,6 +226,41 @@ class RedisOnlineStore(BaseOnlineStore):
             "come back short; run it with --appendonly yes --appendfsync always "
             "(as `headwater up` and docker-compose.yml do)"
         )
+
+    def check_no_eviction(self) -> str | None:
+        """Refuse a Redis that may evict entity states; a warning when that cannot be told.
+
+        Under memory pressure, a Redis whose ``maxmemory-policy`` is anything but
+        ``noeviction`` deletes keys on its own: entities come back short or ``NOT_FOUND``,
+        and the worker, which trusts the offsets stored with each state, never replays what
+        was lost. With ``noeviction`` a full Redis refuses writes instead, loudly
+        (``OnlineStoreFullError``), and nothing stored is lost.
+
+        Returns:
+            ``None`` for ``noeviction``; a warning text when the server refuses ``CONFIG GET``
+            (managed services: check the policy in their console) or does not answer.
+
+        Raises:
+            OnlineStoreEvictionError: any other policy; the message names the fix.
+        """
+        try:
+            policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy")
+        except redis.ResponseError as exc:
+            return (
+                f"cannot check the maxmemory-policy of the Redis at {self.url} ({exc}): make sure "
+                "it is noeviction, or Redis may delete entity states silently when it is full"
+            )
+        except redis.RedisError as exc:
+            return f"Redis at {self.url} did not answer ({exc}); its maxmemory-policy is unchecked"
+        if policy == "noeviction":
+            return None
+        msg = (
+            f"Redis at {self.url} runs with maxmemory-policy {policy}: when it is full it deletes "
+            "entity states silently and features come back wrong; run "
+            "`redis-cli CONFIG SET maxmemory-policy noeviction` and `redis-cli CONFIG REWRITE` "
+            "(or set `maxmemory-policy noeviction` in redis.conf), then start the worker again"
+        )
+        raise OnlineStoreEvictionError(msg)
 
     def read(self, feature_set: FeatureSet, keys: Sequence[EntityKey]) -> list[EntityState | None]:
         return self.read_many([(feature_set, keys)])[0]
@@ -274,11 +343,13 @@ class RedisOnlineStore(BaseOnlineStore):
             updates.append((changed, gone))
             names.append(entity_redis_key(feature_set, key, self.key_prefix))
             expected = old.stored[b"o"] if old is not None else b""
-            args.append([expected, len(items), len(gone), *items, *gone])
+            expire = expires_at_ms(feature_set, state)
+            expire_arg = b"" if expire is None else b"%d" % expire
+            args.append([expected, expire_arg, len(items), len(gone), *items, *gone])
         # One script call per chunk of entities of a hash slot: Redis Cluster needs all keys
         # of a call in one slot; standalone Redis has a single "slot".
         pipe = self._client.pipeline(transaction=False)
-        for chunk in self._chunks(names):
+        for chunk in _chunks([len(a) for a in args]):
             self._apply(
                 keys=[names[i] for i in chunk],
                 args=[x for i in chunk for x in args[i]],
@@ -286,6 +357,17 @@ class RedisOnlineStore(BaseOnlineStore):
             )
         try:
             results = [ok for chunk_result in pipe.execute() for ok in chunk_result]
+        except redis.OutOfMemoryError as exc:
+            # Redis refuses a script's first write when it started over maxmemory and never
+            # stops one half-way, so each entity is stored whole or not at all (script calls
+            # before the refused one may have stored theirs); a retry completes the write.
+            msg = (
+                f"Redis at {self.url} is full (maxmemory reached) and refused to store "
+                f"entities of {feature_set.qualified_name}: raise its maxmemory "
+                "(`redis-cli CONFIG SET maxmemory <bytes>`, or in redis.conf) or give it more "
+                f"memory; no entity is stored half-way, and a retry completes the write ({exc})"
+            )
+            raise OnlineStoreFullError(msg) from exc
         except redis.RedisError as exc:
             msg = f"writing {len(states)} entities of {feature_set.qualified_name} to {self.url} failed: {exc}"
             raise OnlineStoreError(msg) from exc

@@ -39,12 +39,14 @@ from schemas.definitions import FeatureSet, Source
 from schemas.expressions import Expression, compile_expression
 
 __all__ = [
+    "EXPIRY_GRACE_MS",
     "EntityState",
     "FeatureSetPlan",
     "Status",
     "TopicEpoch",
     "arrival_seq",
     "arrival_seqs",
+    "expires_at_ms",
     "tile_of",
 ]
 
@@ -106,6 +108,36 @@ class EntityState:
     changed: set[int] = field(default_factory=set, compare=False, repr=False)
     """Tiles folded into or dropped since ``stored``: all that a writer updating this state
     in place has to send of its tiles (an entity keeps up to a week of them)."""
+
+
+EXPIRY_GRACE_MS = 3_600_000
+"""How much longer than it matters a state is kept: room for the clocks of Redis, workers and
+API servers to disagree (an hour; ``max_future_skew`` allows five minutes)."""
+
+
+def expires_at_ms(feature_set: FeatureSet, state: EntityState) -> int | None:
+    """When (epoch ms) a stored state stops mattering to any lookup, or ``None``: never.
+
+    Once the newest event of an entity (pending ones included) is older than the set's
+    longest window, every windowed feature has its empty-window value at every later ``t``,
+    and a later event rebuilds the very same state from nothing: the writer would drop the
+    old tiles anyway, since online keeps the tiles of the longest window. While a TTL
+    longer than the windows has not passed, the state still decides ``PRESENT`` over
+    ``EXPIRED``, so the later of the two counts, plus ``EXPIRY_GRACE_MS``.
+
+    Lifetime features (no window) need their state forever, and so do the states of their
+    sets: ``None``. After expiry a lookup finds no state: the values are the ones the state
+    would give (empty windows), the status reads ``NOT_FOUND`` instead of ``EXPIRED``.
+    """
+    if any(f.window_ms is None for f in feature_set.features):
+        return None
+    times: list[int] = [int(p[0]) for p in state.pending]
+    if state.newest is not None:
+        times.append(state.newest)
+    if not times:
+        return None
+    useful_ms = max(feature_set.max_window_ms, feature_set.ttl_ms or 0)
+    return max(times) + useful_ms + EXPIRY_GRACE_MS
 
 
 class FeatureSetPlan:

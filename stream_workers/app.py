@@ -93,6 +93,10 @@ def create_app(settings: Settings) -> faust.App:
     batch_routing(app).max_events = settings.worker.batch_max_events
     batch_routing(app).linger_s = settings.worker.batch_max_seconds
     online = RedisOnlineStore(settings.redis.url, key_prefix=settings.redis.key_prefix)
+    # An evicting Redis would delete states silently: refused here (OnlineStoreEvictionError).
+    unchecked = online.check_no_eviction()
+    if unchecked is not None:
+        log.warning("%s", unchecked)
     problem = online.durability_problem()
     if problem is not None:
         log.warning("%s", problem)
