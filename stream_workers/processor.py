@@ -404,7 +404,23 @@ class BatchProcessor:
             grouped[key].append((row, e, seq))
         return grouped
 
-    def _update_online(self, plan: FeatureSetPlan, rows: pa.Table) -> None:
+    def fold_history(self, feature_set: FeatureSet, rows: pa.Table) -> None:
+        """Replace the online states of the entities in ``rows`` by the fold of ``rows``.
+
+        ``rows`` are rows of the version's Delta history (what this processor appended:
+        post-filter and transforms, with ``event_time_ms``, ``_partition`` and ``_offset``),
+        holding every event of their entities, in offset order per partition. They are
+        folded by the code that folds a batch of the stream, into empty states that replace
+        what Redis holds for those entities (each entity atomically). ``rebuild-online``
+        calls it with the worker stopped, so nothing races the replacement.
+        """
+        plans = [p for p in self.plans if p.feature_set == feature_set]
+        if not plans:
+            msg = f"{feature_set.qualified_name} is not one of this processor's feature sets"
+            raise ValueError(msg)
+        self._update_online(plans[0], rows, replace=True)
+
+    def _update_online(self, plan: FeatureSetPlan, rows: pa.Table, *, replace: bool = False) -> None:
         fs = plan.feature_set
         if rows.num_rows == 0:
             return
@@ -430,16 +446,10 @@ class BatchProcessor:
                 # Updated in place: ``before`` only serves the diff through its ``stored``
                 # encoding, and after a conflict the entity is read again, not reused.
                 old = before[key]
-                state = EntityState() if old is None else old
+                state = EntityState() if old is None or replace else old
                 if plan.apply(state, grouped[key], now):
                     after[key] = state
-            try:
-                conflicts = self._online.write(fs, after, before)
-            except OnlineStoreError:
-                # The cached states were updated in place and some may not be stored (a full
-                # or unreachable Redis): a retry must start again from what Redis holds.
-                cache.clear()
-                raise
+            conflicts = self._online.write(fs, after, before)
             for key in pending_keys:
                 current = after.get(key, before[key])
                 if key in conflicts or current is None:
