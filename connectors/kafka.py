@@ -24,6 +24,7 @@ __all__ = [
     "consumer_lag",
     "delete_topics",
     "ensure_topics",
+    "group_members",
     "log_ends",
     "producer_config",
     "read_range",
@@ -188,6 +189,21 @@ def committed_offsets(kafka: KafkaSettings, group_id: str, topic: str) -> dict[i
     partitions = [TopicPartition(topic, p) for p in metadata.partitions]
     future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id, partitions)])
     return {tp.partition: tp.offset for tp in future[group_id].result(timeout=10).topic_partitions}
+
+
+def group_members(kafka: KafkaSettings, group_id: str) -> list[str]:
+    """The members of a consumer group right now, as ``client_id@host`` (empty: none).
+
+    A consumer killed with SIGKILL stays a member until its session times out.
+    """
+    admin = AdminClient(_base_config(kafka))
+    future = admin.describe_consumer_groups([group_id], request_timeout=10)[group_id]
+    try:
+        description = future.result(timeout=15)
+    except KafkaException as exc:
+        msg = f"cannot describe consumer group {group_id!r} at {kafka.bootstrap_servers}: {exc}"
+        raise KafkaUnavailableError(msg) from exc
+    return [f"{m.client_id}@{m.host}" for m in description.members]
 
 
 def consumer_lag(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -261,6 +261,28 @@ class RedisOnlineStore(BaseOnlineStore):
             "(or set `maxmemory-policy noeviction` in redis.conf), then start the worker again"
         )
         raise OnlineStoreEvictionError(msg)
+
+    def stored_keys(self, feature_set: FeatureSet) -> Iterator[str]:
+        """The Redis keys of every entity stored for this feature-set version (SCAN, so
+        other clients are not blocked). Only keys of the ``entity_redis_key`` form match."""
+        pattern = f"hw:{feature_set.name}:v{feature_set.version}:{{*}}"
+        try:
+            for name in self._client.scan_iter(match=pattern, count=1000):
+                yield name.decode()
+        except redis.RedisError as exc:
+            msg = f"listing the keys of {feature_set.qualified_name} in {self.url} failed: {exc}"
+            raise OnlineStoreError(msg) from exc
+
+    def delete_keys(self, names: Sequence[str]) -> int:
+        """Delete these keys (in batches); returns how many existed."""
+        deleted = 0
+        try:
+            for start in range(0, len(names), 1000):
+                deleted += int(self._client.delete(*names[start : start + 1000]))
+        except redis.RedisError as exc:
+            msg = f"deleting {len(names)} keys ({names[0]}, ...) from {self.url} failed: {exc}"
+            raise OnlineStoreError(msg) from exc
+        return deleted
 
     def read(self, feature_set: FeatureSet, keys: Sequence[EntityKey]) -> list[EntityState | None]:
         return self.read_many([(feature_set, keys)])[0]

@@ -639,6 +639,32 @@ def consistency(
         raise typer.Exit(4)
 
 
+@app.command("rebuild-online")
+def rebuild_online(
+    reference: Annotated[
+        str | None,
+        typer.Argument(help="NAME@vN: one feature-set version (default: every active one)"),
+    ] = None,
+) -> None:
+    """Recompute the online states (Redis) from the Delta history: for a Redis that lost data,
+    or a new one. Stop the workers first; a worker started afterwards catches up the rest."""
+    from stream_workers.rebuild import rebuild_online as run
+
+    try:
+        report = run(load_settings(), reference)
+    except FeatureStoreError as exc:
+        _fail(exc)
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    for v in report.versions:
+        console.print(
+            f"{v.feature_set}: {v.entities} entities rebuilt from {v.rows} history rows, "
+            f"{v.removed} keys without history removed ({v.seconds:.1f} s)"
+        )
+
+
 @app.command()
 def demo(
     users: Annotated[int, typer.Option(min=1, help="Card holders in the generated sample (~119 events each)")] = 3_000,

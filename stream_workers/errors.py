@@ -1,10 +1,10 @@
-"""Errors raised by the stream workers."""
+"""Errors raised by the stream workers and their maintenance commands."""
 
 from __future__ import annotations
 
 from schemas.errors import FeatureStoreError
 
-__all__ = ["EventProcessingError", "TopicTruncatedError"]
+__all__ = ["EventProcessingError", "RebuildRefusedError", "TopicTruncatedError"]
 
 
 class EventProcessingError(FeatureStoreError):
@@ -15,3 +15,8 @@ class EventProcessingError(FeatureStoreError):
 class TopicTruncatedError(FeatureStoreError):
     """A source topic ends before positions Headwater already stored: its log lost events
     (or was replaced under the same topic id). The message names the topic and the repair."""
+
+
+class RebuildRefusedError(FeatureStoreError):
+    """``rebuild-online`` cannot run safely now (workers of the deployment are running, or
+    the version named is not active); the message names the fix."""

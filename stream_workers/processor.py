@@ -646,6 +646,26 @@ class BatchProcessor:
             grouped[key].append((row, e, seq))
         return grouped
 
+    def fold_history(self, feature_set: FeatureSet, rows: pa.Table) -> None:
+        """Replace the online states of the entities in ``rows`` by the fold of ``rows``.
+
+        ``rows`` are rows of the version's Delta history (what this processor appended:
+        post-filter and transforms, with ``event_time_ms``, ``_partition`` and ``_offset``),
+        holding every event of their entities, in offset order per partition. They are
+        folded by the code that folds a batch of the stream, into empty states that replace
+        what Redis holds for those entities (each entity atomically). ``rebuild-online``
+        calls it with the worker stopped, so nothing races the replacement.
+        """
+        plans = [p for p in self.plans if p.feature_set == feature_set]
+        if not plans:
+            msg = f"{feature_set.qualified_name} is not one of this processor's feature sets"
+            raise ValueError(msg)
+        if rows.num_rows == 0:
+            return
+        grouped = self._group_by_entity(plans[0], rows)
+        work = self._fold(plans[0], grouped, list(grouped), use_cache=False, replace=True)
+        self._write_online(plans[0], work, replace=True)
+
     def _fold_online(self, plan: FeatureSetPlan, rows: pa.Table) -> _OnlineWrite | None:
         """Fold the rows into their entities' states (read from the cache or Redis); nothing
         is written yet."""
@@ -661,6 +681,7 @@ class BatchProcessor:
         keys: list[EntityKey],
         *,
         use_cache: bool,
+        replace: bool = False,
     ) -> _OnlineWrite:
         fs = plan.feature_set
         cache = self._states.setdefault(fs.qualified_name, OrderedDict())
@@ -680,12 +701,12 @@ class BatchProcessor:
             # encoding, and after a conflict the entity is read again, not reused. A failure
             # before the write drops the whole cache (``_drop_states``).
             old = before[key]
-            state = EntityState() if old is None else old
+            state = EntityState() if old is None or replace else old
             if plan.apply(state, grouped[key], now, self._current_epoch()):
                 after[key] = state
         return _OnlineWrite(grouped, keys, before, after)
 
-    def _write_online(self, plan: FeatureSetPlan, work: _OnlineWrite) -> None:
+    def _write_online(self, plan: FeatureSetPlan, work: _OnlineWrite, *, replace: bool = False) -> None:
         fs = plan.feature_set
         cache = self._states.setdefault(fs.qualified_name, OrderedDict())
         conflicts: list[EntityKey] = []
@@ -694,7 +715,7 @@ class BatchProcessor:
             # possible when its events span partitions owned by two workers) is re-read and
             # re-applied; the per-partition offsets make the re-application exact.
             if attempt:
-                work = self._fold(plan, work.grouped, conflicts, use_cache=False)
+                work = self._fold(plan, work.grouped, conflicts, use_cache=False, replace=replace)
             with store_faults("redis", f"writing {len(work.after)} states of {fs.qualified_name}"):
                 conflicts = self._online.write(fs, work.after, work.before)
             for key in work.keys:
