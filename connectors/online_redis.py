@@ -34,6 +34,7 @@ import redis
 from connectors.base import BaseOnlineStore, EntityKey
 from connectors.errors import OnlineStoreError, OnlineStoreEvictionError, OnlineStoreFullError
 from schemas.definitions import FeatureSet
+from schemas.settings import RedisSettings
 from schemas.tiles import EntityState, expires_at_ms
 
 __all__ = ["RedisOnlineStore", "entity_redis_key"]
@@ -194,6 +195,16 @@ class RedisOnlineStore(BaseOnlineStore):
         self._writer_token = os.urandom(8).hex().encode() + b"."
         self._writes = itertools.count()
 
+    @classmethod
+    def from_settings(cls, redis_settings: RedisSettings, *, cache_entities: int = 0) -> RedisOnlineStore:
+        """The store every process uses: the URL and key prefix of ``redis`` settings, so
+        the worker, the API, the SDK and maintenance commands all see the same keys."""
+        return cls(redis_settings.url, cache_entities=cache_entities, key_prefix=redis_settings.key_prefix)
+
+    def key(self, feature_set: FeatureSet, key: EntityKey) -> str:
+        """The Redis key of one entity of ``feature_set`` in this store."""
+        return entity_redis_key(feature_set, key, self.key_prefix)
+
     def ping(self) -> bool:
         try:
             return bool(self._client.ping())
@@ -265,7 +276,7 @@ class RedisOnlineStore(BaseOnlineStore):
     def stored_keys(self, feature_set: FeatureSet) -> Iterator[str]:
         """The Redis keys of every entity stored for this feature-set version (SCAN, so
         other clients are not blocked). Only keys of the ``entity_redis_key`` form match."""
-        pattern = f"hw:{feature_set.name}:v{feature_set.version}:{{*}}"
+        pattern = f"{self.key_prefix}:{feature_set.name}:v{feature_set.version}:{{*}}"
         try:
             for name in self._client.scan_iter(match=pattern, count=1000):
                 yield name.decode()
@@ -292,7 +303,7 @@ class RedisOnlineStore(BaseOnlineStore):
     ) -> list[list[EntityState | None]]:
         """Every entity of every feature set, in one pipelined round trip (two when a cache
         is kept and some entity changed since it was cached)."""
-        names = [entity_redis_key(fs, key, self.key_prefix) for fs, keys in requests for key in keys]
+        names = [self.key(fs, key) for fs, keys in requests for key in keys]
         if self._cache_size:
             states = self._read_cached(names)
         else:
@@ -363,7 +374,7 @@ class RedisOnlineStore(BaseOnlineStore):
             items += [_VERSION, b"%s%x" % (self._writer_token, next(self._writes))]
             written.append(key)
             updates.append((changed, gone))
-            names.append(entity_redis_key(feature_set, key, self.key_prefix))
+            names.append(self.key(feature_set, key))
             expected = old.stored[b"o"] if old is not None else b""
             expire = expires_at_ms(feature_set, state)
             expire_arg = b"" if expire is None else b"%d" % expire

@@ -61,7 +61,7 @@ class FeatureStore:
     @property
     def online(self) -> RedisOnlineStore:
         if self._online is None:
-            self._online = RedisOnlineStore(self.settings.redis.url, key_prefix=self.settings.redis.key_prefix)
+            self._online = RedisOnlineStore.from_settings(self.settings.redis)
         return self._online
 
     def close(self) -> None:

@@ -59,10 +59,8 @@ class OnlineFeaturesRequest(BaseModel):
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI app; it reads the definitions the last ``headwater apply`` stored."""
     catalog = Catalog(settings.catalog_url)
-    store = RedisOnlineStore(
-        settings.redis.url,
-        cache_entities=settings.serving.online_cache_entities,
-        key_prefix=settings.redis.key_prefix,
+    store = RedisOnlineStore.from_settings(
+        settings.redis, cache_entities=settings.serving.online_cache_entities
     )
     response_log = (
         ResponseLog(

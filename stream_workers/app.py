@@ -92,7 +92,7 @@ def create_app(settings: Settings) -> faust.App:
     serve_metrics(settings.worker.metrics_port)
     batch_routing(app).max_events = settings.worker.batch_max_events
     batch_routing(app).linger_s = settings.worker.batch_max_seconds
-    online = RedisOnlineStore(settings.redis.url, key_prefix=settings.redis.key_prefix)
+    online = RedisOnlineStore.from_settings(settings.redis)
     # An evicting Redis would delete states silently: refused here (OnlineStoreEvictionError).
     unchecked = online.check_no_eviction()
     if unchecked is not None:

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 
 from connectors.kafka import group_members
 from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import RedisOnlineStore, entity_redis_key
+from connectors.online_redis import RedisOnlineStore
 from schemas.catalog import Catalog
 from schemas.definitions import Definitions, FeatureSet
 from schemas.settings import Settings
@@ -100,7 +100,7 @@ def rebuild_online(
                 f"worker.session_timeout_seconds, {settings.worker.session_timeout_seconds:g} s)"
             )
             raise RebuildRefusedError(msg)
-        online = RedisOnlineStore(settings.redis.url)
+        online = RedisOnlineStore.from_settings(settings.redis)
         report = RebuildReport()
         try:
             unchecked = online.check_no_eviction()
@@ -164,7 +164,7 @@ def _rebuild_version(
     starts = _entity_starts(history, keys)
     for chunk in _chunks(history, starts, chunk_rows):
         processor.fold_history(fs, chunk)
-    rebuilt = {entity_redis_key(fs, key) for key in _entity_keys(history, keys, starts)}
+    rebuilt = {online.key(fs, key) for key in _entity_keys(history, keys, starts)}
     stale = [name for name in online.stored_keys(fs) if name not in rebuilt]
     removed = online.delete_keys(stale) if stale else 0
     return VersionRebuilt(

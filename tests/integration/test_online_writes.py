@@ -68,3 +68,26 @@ def test_in_place_writes_equal_a_fresh_read(redis_url: str, seed: int) -> None:
         client.delete(*names)
         client.close()
         store.close()
+
+
+def test_a_store_from_settings_keeps_to_its_key_prefix(redis_url: str) -> None:
+    """Every process builds its store from the same settings, and a prefix set there (the
+    demo's ``hw-demo``) is what writes, reads and the key listing of maintenance use."""
+    from schemas.settings import RedisSettings
+
+    store = RedisOnlineStore.from_settings(RedisSettings(url=redis_url, key_prefix="hw-prefix-test"))
+    state = EntityState()
+    PLAN.apply(state, [({"amount": 1.0}, START, arrival_seq(0, 0))], START)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert store.write(FS, {("p1",): state}, {("p1",): None}) == []
+        name = store.key(FS, ("p1",))
+        assert name == entity_redis_key(FS, ("p1",), "hw-prefix-test")
+        assert client.exists(name)
+        assert not client.exists(entity_redis_key(FS, ("p1",)))
+        assert list(store.stored_keys(FS)) == [name]
+        assert store.read(FS, [("p1",)])[0] is not None
+    finally:
+        client.delete(name)
+        store.close()
+        client.close()
