@@ -297,11 +297,11 @@ def _flush_timer(
 
 
 class _Faults:
-    """Store-fault bookkeeping of one worker: backoff, metrics, and one log line per fault
-    episode rather than one per retry."""
+    """Fault bookkeeping of one worker: metrics, and one log line per fault episode (a store
+    down, a source stopped) rather than one per retry."""
 
     def __init__(self) -> None:
-        self.failing: dict[str, str] = {}
+        self.failing: set[str] = set()
         self.paused: set[str] = set()
 
     def failed(self, exc: StoreFaultError, what: str) -> None:
@@ -314,7 +314,7 @@ class _Faults:
                 exc.store,
                 exc,
             )
-        self.failing[exc.store] = str(exc)
+        self.failing.add(exc.store)
 
     def truncated(self, source: str, exc: TopicTruncatedError) -> None:
         """A source stopped on a log that lost its end: one CRITICAL line, then quiet."""
@@ -328,15 +328,26 @@ class _Faults:
         SOURCE_PAUSED.labels(source).set(0)
 
     def recovered(self) -> None:
-        for store in list(self.failing):
+        for store in self.failing:
             log.warning("%s is back; carrying on", store)
             STORE_UP.labels(store).set(1)
-            del self.failing[store]
+        self.failing.clear()
 
 
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 30.0
 _TRUNCATED_RETRY_S = 5.0
+
+
+async def _still_ours_after(app: faust.App, fetched: Fetched, delay_s: float) -> bool:
+    """Wait ``delay_s`` before retrying a batch; ``False`` (and the batch dropped, not
+    acknowledged) when a rebalance gave its partitions away meanwhile: their new owner
+    reads it again from the committed offsets."""
+    await asyncio.sleep(delay_s)
+    if app.consumer.still_owned(fetched):  # type: ignore[attr-defined]
+        return True
+    app.consumer.drop_batch(fetched)  # type: ignore[attr-defined]
+    return False
 
 
 def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock, faults: _Faults) -> Any:
@@ -359,23 +370,18 @@ def _agent(app: faust.App, processor: BatchProcessor, lock: asyncio.Lock, faults
                     # acknowledged) and retrying it is exact, so wait and retry, however long
                     # the outage lasts.
                     faults.failed(exc, f"{source}: a batch of {len(records)} events")
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX_S)
-                    if not app.consumer.still_owned(fetched):  # type: ignore[attr-defined]
-                        # Rebalanced meanwhile: the partitions' new owner reads it again.
-                        app.consumer.drop_batch(fetched)  # type: ignore[attr-defined]
-                        break
-                    continue
+                    delay, backoff = backoff, min(backoff * 2, _BACKOFF_MAX_S)
+                    if await _still_ours_after(app, fetched, delay):
+                        continue
+                    break
                 except TopicTruncatedError as exc:
                     # Positions past the end of the log: skipping would lose the new events
                     # silently. Stop here, loudly, once; try again now and then, so that a
                     # `headwater reset-epoch` (or a recreated topic) lets it go on.
                     faults.truncated(source, exc)
-                    await asyncio.sleep(_TRUNCATED_RETRY_S)
-                    if not app.consumer.still_owned(fetched):  # type: ignore[attr-defined]
-                        app.consumer.drop_batch(fetched)  # type: ignore[attr-defined]
-                        break
-                    continue
+                    if await _still_ours_after(app, fetched, _TRUNCATED_RETRY_S):
+                        continue
+                    break
                 except Exception as exc:
                     # A processing error with worker.on_processing_error = stop, or a fault in
                     # Headwater itself. Exiting would replay the same batch on every restart

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,11 +28,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import BaseOfflineStore, BaseOnlineStore, EntityKey
-from connectors.errors import OnlineStoreError, StoreFaultError, store_faults
+from connectors.base import BaseOfflineStore, BaseOnlineStore
+from connectors.errors import StoreFaultError, store_faults
 from connectors.kafka import EventProducer, KafkaRecord, RawMessage
 from connectors.offline_delta import META_COLUMNS, history_schema
-from connectors.topic_epochs import positions_prefix
 from schemas.avro import (
     WIRE_HEADER_SIZE,
     AvroSchema,
@@ -41,13 +39,13 @@ from schemas.avro import (
     event_time_ms,
     wire_schema_id,
 )
-from schemas.avro_types import column
 from schemas.catalog import Catalog, CatalogError
 from schemas.definitions import Entity, FeatureSet, Source
 from schemas.errors import EventError
 from schemas.expressions import apply_filter_and_transforms
-from schemas.tiles import EntityState, FeatureSetPlan, TopicEpoch, arrival_seqs
+from schemas.tiles import FeatureSetPlan, TopicEpoch
 from stream_workers.errors import EventProcessingError, TopicTruncatedError
+from stream_workers.history_writer import HistoryRows, HistoryWriter
 from stream_workers.metrics import (
     BATCH_SECONDS,
     DEAD_LETTERED,
@@ -57,6 +55,7 @@ from stream_workers.metrics import (
     PROCESSING_ERRORS,
     TOPIC_EPOCHS,
 )
+from stream_workers.online_fold import OnlineFolder, OnlineWrite
 
 __all__ = ["BatchProcessor", "BatchResult", "KafkaRecord", "RangeReader", "RawMessage"]
 
@@ -128,32 +127,28 @@ class BatchProcessor:
         self._keys = {fs.qualified_name: by_name[fs.entity].keys for fs in feature_sets}
         self._required = tuple(dict.fromkeys(k for keys in self._keys.values() for k in keys))
         self._catalog = catalog
-        self._online = online
-        self._offline = offline
         self._dlq = dlq
         self._writer_id = writer_id
         self._skew = max_future_skew_ms
         self._read_range = read_range
-        self._clock = clock_ms
         self._writers: dict[int, AvroSchema] = {}
         self._source_history = history_schema(source.schema.arrow_types)
-        self._history = {
-            p.feature_set.qualified_name: history_schema(p.history_columns) for p in self.plans
-        }
         self._numeric = [
             f for f, t in source.schema.field_types.items() if t in ("float", "double")
         ]
-        self._positions: dict[str, dict[int, int]] = {}
         self._newest: dict[str, int] = {}
-        # Entity states as last written, so a batch needs no read round trip for entities
-        # this worker touched recently. Only valid while it owns their partitions.
-        self._states: dict[str, OrderedDict[EntityKey, EntityState]] = {}
-        self._cache_size = state_cache_entities
-        self._buffers: dict[str, _OfflineBuffer] = {}
-        self._flush_rows = offline_flush_rows
-        self._flush_seconds = offline_flush_seconds
-        self._idle_flush_seconds = offline_idle_flush_seconds
-        self._last_batch = time.monotonic()
+        self._folder = OnlineFolder(
+            online, self._keys, state_cache_entities, clock_ms, self._current_epoch
+        )
+        self._offline_history = HistoryWriter(
+            offline,
+            writer_id,
+            {p.feature_set.qualified_name: history_schema(p.history_columns) for p in self.plans},
+            self._current_epoch,
+            flush_rows=offline_flush_rows,
+            flush_seconds=offline_flush_seconds,
+            idle_flush_seconds=offline_idle_flush_seconds,
+        )
         self._stop_on_error = stop_on_processing_error
         self._epoch_of = topic_epoch
         self._log_ends = log_ends
@@ -171,34 +166,19 @@ class BatchProcessor:
             self.flush()
         except StoreFaultError as exc:
             log.warning("%s: buffered history rows dropped, to be re-read from Kafka: %s", self.source.name, exc)
-            self._buffers.clear()
-        self._positions.clear()
-        self._states.clear()
+            self._offline_history.forget(drop_buffers=True)
+        self._offline_history.forget()
+        self._folder.drop_states()
         self._epoch = None  # read again: the topic may have been replaced meanwhile
 
     def _position(self, plan: FeatureSetPlan, partition: int) -> int:
-        """Offset of the last event of ``partition`` this version has consumed in the topic's
-        current epoch (its start, -1 for a new topic, when it consumed none)."""
-        cached = self._positions.setdefault(plan.feature_set.qualified_name, {})
-        if partition not in cached:
-            fs = plan.feature_set
-            epoch = self._current_epoch()
-            with store_faults("delta", f"reading the position of {fs.qualified_name}"):
-                found = self._offline.committed_offsets(fs, self._prefix(), [partition])
-            start = epoch.start.get(partition, -1) if epoch is not None else -1
-            cached[partition] = found.get(partition, start)
-        return cached[partition]
+        return self._offline_history.position(plan, partition)
 
     def _current_epoch(self) -> TopicEpoch | None:
         if self._epoch is None and self._epoch_of is not None:
             with store_faults("kafka", f"reading the identity of {self.source.topic}"):
                 self._epoch = self._epoch_of()
         return self._epoch
-
-    def _prefix(self) -> str:
-        """The prefix of this writer's Delta app transactions: positions are per epoch."""
-        epoch = self._current_epoch()
-        return self._writer_id if epoch is None else positions_prefix(self._writer_id, epoch)
 
     def verify_topic(self, partitions: Iterable[int]) -> None:
         """Check that stored positions still describe the topic: a new topic id starts a new
@@ -226,7 +206,7 @@ class BatchProcessor:
             stored = max(self._position(plan, partition) for plan in self.plans)
             if end is not None and stored >= end:
                 self._epoch = None  # so that a reset of the epoch is seen on the next try
-                self._positions.clear()
+                self._offline_history.forget()
                 start = new.start.get(partition, -1)
                 msg = (
                     f"topic {self.source.topic!r} partition {partition} ends at offset {end}, but "
@@ -251,8 +231,8 @@ class BatchProcessor:
         )
         TOPIC_EPOCHS.labels(self.source.name).inc()
         self._epoch = new
-        self._positions.clear()
-        self._states.clear()
+        self._offline_history.forget()
+        self._folder.drop_states()
 
     def process(self, messages: Sequence[KafkaRecord]) -> BatchResult:
         """Write one batch to the DLQ, Delta and Redis; returns what happened to it.
@@ -284,7 +264,6 @@ class BatchProcessor:
         EVENTS_IN.labels(self.source.name).inc(len(messages))
         for reason, count in result.dead_lettered.items():
             DEAD_LETTERED.labels(self.source.name, reason).inc(count)
-        self._last_batch = time.monotonic()
         return result
 
     def catch_up(self, partition: int, end: int) -> dict[str, int]:
@@ -342,10 +321,10 @@ class BatchProcessor:
             self._process(plans, messages, result, dead_letter=dead_letter)
             return
         except StoreFaultError:
-            self._drop_states()
+            self._folder.drop_states()
             raise
         except Exception as exc:  # noqa: BLE001 - isolated below, never swallowed
-            self._drop_states()
+            self._folder.drop_states()
             if len(messages) == 1:
                 self._poison(plans, messages[0], exc, result)
                 return
@@ -428,22 +407,22 @@ class BatchProcessor:
                     continue
             bad.append((msg, error))
         batch = self._arrow(records, times, accepted)
-        work: list[tuple[FeatureSetPlan, pa.Table, _OfflineRows | None, _OnlineWrite | None]] = []
+        work: list[tuple[FeatureSetPlan, pa.Table, HistoryRows | None, OnlineWrite | None]] = []
         for plan in plans:
             rows = batch
             # Also on an empty batch (all events bad), so its rows have the transform columns.
             if plan.transforms or plan.filter is not None:
                 rows = apply_filter_and_transforms(batch, plan.filter, plan.transforms)
-            work.append((plan, rows, self._offline_rows(plan, rows, last), self._fold_online(plan, rows)))
+            work.append((plan, rows, self._offline_history.rows(plan, rows, last), self._folder.fold(plan, rows)))
         # Writes from here on: the DLQ first, so a bad event is reported before any offset
         # past it can be committed.
         if bad and dead_letter:
             self._dead_letter_all(plans, bad, result)
         for plan, rows, offline, online in work:
             if offline is not None:
-                self._buffer_offline(plan, offline)
+                self._offline_history.buffer(plan, offline)
             if online is not None:
-                self._write_online(plan, online)
+                self._folder.write(plan, online)
             if dead_letter and rows.num_rows:
                 name = plan.feature_set.qualified_name
                 EVENTS_APPLIED.labels(name).inc(rows.num_rows)
@@ -452,7 +431,7 @@ class BatchProcessor:
                 )
                 self._newest[name] = newest
                 NEWEST_EVENT_TIME.labels(name).set(newest / 1000)
-        self._commit_due(plans)
+        self._offline_history.commit_due(plans)
         if dead_letter:
             result.accepted += len(records)
 
@@ -556,95 +535,10 @@ class BatchProcessor:
         columns["_arrival_ms"] = [m.timestamp for m in messages]
         return pa.Table.from_pydict(columns, schema=self._source_history)
 
-    def _offline_rows(
-        self, plan: FeatureSetPlan, rows: pa.Table, last: dict[int, int]
-    ) -> _OfflineRows | None:
-        """The rows of a batch this version has not stored yet, in its history schema, and
-        the positions they bring it to; ``None`` for a replay of what it already has."""
-        fs = plan.feature_set
-        positions = {p: self._position(plan, p) for p in last}
-        advanced = {p: o for p, o in last.items() if o > positions[p]}
-        if not advanced:
-            return None
-        if rows.num_rows:
-            done = pa.array(
-                [positions[p] for p in rows.column("_partition").to_pylist()], pa.int64()
-            )
-            rows = rows.filter(pc.greater(rows.column("_offset"), done))
-        schema = self._history[fs.qualified_name]
-        return _OfflineRows(rows.select(schema.names).cast(schema), advanced)
-
-    def _buffer_offline(self, plan: FeatureSetPlan, offline: _OfflineRows) -> None:
-        fs = plan.feature_set
-        buffer = self._buffers.setdefault(fs.qualified_name, _OfflineBuffer(plan))
-        buffer.add(offline.table, offline.advanced)
-        # The in-memory position moves now; the durable one (Delta) when the buffer is
-        # committed. A crash in between leaves Delta behind Kafka's committed offsets, and the
-        # restarted worker's catch-up re-reads exactly that gap.
-        self._positions[fs.qualified_name].update(offline.advanced)
-
-    def _commit_due(self, plans: Sequence[FeatureSetPlan]) -> None:
-        for plan in plans:
-            buffer = self._buffers.get(plan.feature_set.qualified_name)
-            if buffer is not None and buffer.positions and (
-                buffer.rows >= self._flush_rows or buffer.age_s() >= self._flush_seconds
-            ):
-                self._commit(buffer)
-
     def flush(self, *, older_than_s: float = 0.0) -> int:
-        """Commit buffered offline rows (those buffered at least ``older_than_s`` ago, or all
-        once no batch came for ``offline_idle_flush_seconds``); returns the rows committed.
-        Called on a timer and when the worker stops."""
-        if time.monotonic() - self._last_batch >= self._idle_flush_seconds:
-            older_than_s = 0.0
-        committed = 0
-        for buffer in self._buffers.values():
-            if buffer.positions and buffer.age_s() >= older_than_s:
-                committed += buffer.rows
-                self._commit(buffer)
-        return committed
-
-    def _commit(self, buffer: _OfflineBuffer) -> None:
-        # Committed even when no row passed the filter: the app transaction is the version's
-        # position, and an empty commit still moves it.
-        fs = buffer.plan.feature_set
-        table = (
-            pa.concat_tables(buffer.tables)
-            if buffer.tables
-            else self._history[fs.qualified_name].empty_table()
-        )
-        with store_faults("delta", f"appending to the history of {fs.qualified_name}"):
-            self._offline.append(fs, table, self._prefix(), buffer.positions)
-        buffer.clear()
-
-    def _group_by_entity(
-        self, plan: FeatureSetPlan, rows: pa.Table
-    ) -> dict[EntityKey, list[tuple[dict[str, Any], int, int]]]:
-        """The rows as ``(values, event time, arrival seq)`` per entity, in arrival order."""
-        keys = self._keys[plan.feature_set.qualified_name]
-        # Keys are text, as str() gives them (what serving looks up).
-        key_columns = [rows.column(k).to_pylist() for k in keys]
-        key_columns = [
-            column if pa.types.is_string(rows.schema.field(k).type) else list(map(str, column))
-            for k, column in zip(keys, key_columns, strict=True)
-        ]
-        if len(keys) == 1:
-            entities = [(k,) for k in key_columns[0]]
-        else:
-            entities = list(zip(*key_columns, strict=True))
-        fields = list(plan.fields)
-        if fields:
-            # Fields of nested records (``address.city``) come out of their struct column.
-            columns = [column(rows, f).to_pylist() for f in fields]
-            values = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
-        else:
-            values = [{}] * rows.num_rows
-        seqs = arrival_seqs(rows.column("_partition"), rows.column("_offset"))
-        times = rows.column("event_time_ms").to_pylist()
-        grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]] = defaultdict(list)
-        for key, row, e, seq in zip(entities, values, times, seqs, strict=True):
-            grouped[key].append((row, e, seq))
-        return grouped
+        """Commit buffered history rows (see ``HistoryWriter.flush``); called on a timer,
+        on revocation and when the worker stops."""
+        return self._offline_history.flush(older_than_s=older_than_s)
 
     def fold_history(self, feature_set: FeatureSet, rows: pa.Table) -> None:
         """Replace the online states of the entities in ``rows`` by the fold of ``rows``.
@@ -660,100 +554,7 @@ class BatchProcessor:
         if not plans:
             msg = f"{feature_set.qualified_name} is not one of this processor's feature sets"
             raise ValueError(msg)
-        if rows.num_rows == 0:
-            return
-        grouped = self._group_by_entity(plans[0], rows)
-        work = self._fold(plans[0], grouped, list(grouped), use_cache=False, replace=True)
-        self._write_online(plans[0], work, replace=True)
-
-    def _fold_online(self, plan: FeatureSetPlan, rows: pa.Table) -> _OnlineWrite | None:
-        """Fold the rows into their entities' states (read from the cache or Redis); nothing
-        is written yet."""
-        if rows.num_rows == 0:
-            return None
-        grouped = self._group_by_entity(plan, rows)
-        return self._fold(plan, grouped, list(grouped), use_cache=True)
-
-    def _fold(
-        self,
-        plan: FeatureSetPlan,
-        grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]],
-        keys: list[EntityKey],
-        *,
-        use_cache: bool,
-        replace: bool = False,
-    ) -> _OnlineWrite:
-        fs = plan.feature_set
-        cache = self._states.setdefault(fs.qualified_name, OrderedDict())
-        before: dict[EntityKey, EntityState | None] = {}
-        missing = []
-        for key in keys:
-            if use_cache and key in cache:
-                before[key] = cache[key]
-            else:
-                missing.append(key)
-        with store_faults("redis", f"reading {len(missing)} states of {fs.qualified_name}"):
-            before.update(zip(missing, self._online.read(fs, missing), strict=True))
-        now = self._clock()
-        after: dict[EntityKey, EntityState] = {}
-        for key in keys:
-            # Updated in place: ``before`` only serves the diff through its ``stored``
-            # encoding, and after a conflict the entity is read again, not reused. A failure
-            # before the write drops the whole cache (``_drop_states``).
-            old = before[key]
-            state = EntityState() if old is None or replace else old
-            if plan.apply(state, grouped[key], now, self._current_epoch()):
-                after[key] = state
-        return _OnlineWrite(grouped, keys, before, after)
-
-    def _write_online(self, plan: FeatureSetPlan, work: _OnlineWrite, *, replace: bool = False) -> None:
-        fs = plan.feature_set
-        cache = self._states.setdefault(fs.qualified_name, OrderedDict())
-        conflicts: list[EntityKey] = []
-        for attempt in range(_WRITE_ATTEMPTS):
-            # Optimistic concurrency: an entity another writer changed since our read (only
-            # possible when its events span partitions owned by two workers) is re-read and
-            # re-applied; the per-partition offsets make the re-application exact.
-            if attempt:
-                work = self._fold(plan, work.grouped, conflicts, use_cache=False, replace=replace)
-            with store_faults("redis", f"writing {len(work.after)} states of {fs.qualified_name}"):
-                conflicts = self._online.write(fs, work.after, work.before)
-            for key in work.keys:
-                current = work.after.get(key, work.before[key])
-                if key in conflicts or current is None:
-                    cache.pop(key, None)
-                else:
-                    cache[key] = current
-                    cache.move_to_end(key)
-            while len(cache) > self._cache_size:
-                cache.popitem(last=False)
-            if not conflicts:
-                return
-        msg = (
-            f"{len(conflicts)} entities of {fs.qualified_name} (e.g. {conflicts[0]!r}) kept changing "
-            f"under {_WRITE_ATTEMPTS} attempts to write them; is another deployment writing with the "
-            "same consumer group?"
-        )
-        raise OnlineStoreError(msg)
-
-    def _drop_states(self) -> None:
-        """Forget every cached entity state: after a failed attempt some may hold events
-        folded in memory but never written."""
-        self._states.clear()
-
-
-@dataclass
-class _OfflineRows:
-    table: pa.Table
-    advanced: dict[int, int]
-
-
-@dataclass
-class _OnlineWrite:
-    grouped: dict[EntityKey, list[tuple[dict[str, Any], int, int]]]
-    keys: list[EntityKey]
-    before: dict[EntityKey, EntityState | None]
-    after: dict[EntityKey, EntityState]
+        self._folder.replace(plans[0], rows)
 
 
 def _kafka_faults(batches: Iterator[Sequence[KafkaRecord]], topic: str) -> Iterator[Sequence[KafkaRecord]]:
@@ -764,33 +565,3 @@ def _kafka_faults(batches: Iterator[Sequence[KafkaRecord]], topic: str) -> Itera
         if batch is None:
             return
         yield batch
-
-
-class _OfflineBuffer:
-    """Rows of one version waiting for their Delta commit, with the positions they reach.
-
-    Delta commits are costly (each is a file and a log entry, and readers replay the log), so
-    rows are committed in larger batches than Redis writes: bounded by rows and seconds.
-    """
-
-    def __init__(self, plan: FeatureSetPlan) -> None:
-        self.plan = plan
-        self.tables: list[pa.Table] = []
-        self.positions: dict[int, int] = {}
-        self.rows = 0
-        self.since = 0.0
-
-    def add(self, table: pa.Table, positions: dict[int, int]) -> None:
-        if not self.positions:
-            self.since = time.monotonic()
-        if table.num_rows:
-            self.tables.append(table)
-            self.rows += table.num_rows
-        for p, o in positions.items():
-            self.positions[p] = max(o, self.positions.get(p, -1))
-
-    def age_s(self) -> float:
-        return time.monotonic() - self.since if self.positions else 0.0
-
-    def clear(self) -> None:
-        self.tables, self.positions, self.rows = [], {}, 0

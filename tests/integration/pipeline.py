@@ -152,13 +152,19 @@ def make_deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Ite
     finally:
         for process in dep.processes:
             process.stop()
+        # Every topic and key named with this deployment's random suffix is its own: the
+        # example's, and those of sources, sets and DLQ ledgers a test added beside it.
+        from confluent_kafka.admin import AdminClient
+
         from connectors.kafka import delete_topics
 
-        delete_topics(settings.kafka, [dep.topic, f"dlq.{dep.source}"])
+        admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+        own = [t for t in admin.list_topics(timeout=10).topics if f"_{suffix}" in t]
+        delete_topics(settings.kafka, own)
         import redis
 
         client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=f"hw:{dep.feature_set}:*", count=1000))
+        keys = list(client.scan_iter(match=f"hw:*_{suffix}*", count=1000))
         if keys:
             client.delete(*keys)
         client.close()
