@@ -20,6 +20,8 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from connectors.offline_delta import read_delta
+
 __all__ = ["LOG_SCHEMA", "ResponseLog", "read_response_log", "response_log_uri"]
 
 log = logging.getLogger(__name__)
@@ -115,7 +117,7 @@ def read_response_log(offline_root: Path, *, since_ms: int | None = None) -> pa.
         table = DeltaTable(response_log_uri(offline_root))
     except TableNotFoundError:
         return LOG_SCHEMA.empty_table()
-    rows = table.to_pyarrow_dataset().to_table()
+    rows = read_delta(table)
     if since_ms is not None:
         rows = rows.filter(pa.compute.greater_equal(rows.column("served_at_ms"), since_ms))
     return rows

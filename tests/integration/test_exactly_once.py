@@ -39,7 +39,7 @@ import redis
 from deltalake import DeltaTable
 
 from connectors.kafka import committed_offsets, consumer_lag
-from connectors.offline_delta import DeltaOfflineStore
+from connectors.offline_delta import DeltaOfflineStore, read_delta
 from connectors.online_redis import RedisOnlineStore
 from connectors.topic_epochs import current_epoch, positions_prefix
 from headwater.ingest import Ingestor, ingest_files
@@ -248,11 +248,7 @@ class _CrashState:
         self.kafka_behind_kills += kafka_behind > 0
         self.delta_behind_kills += delta_behind > 0
 
-        table = (
-            DeltaTable(self.offline.table_uri(self.fs))
-            .to_pyarrow_dataset()
-            .to_table(columns=["user_id", "_offset"])
-        )
+        table = read_delta(DeltaTable(self.offline.table_uri(self.fs)), ["user_id", "_offset"])
         in_delta: dict[str, int] = {}
         for user, offset in zip(
             table.column("user_id").to_pylist(), table.column("_offset").to_pylist(), strict=True

@@ -92,3 +92,32 @@ def test_a_source_field_added_compatibly_reaches_the_table(tmp_path: Path) -> No
     assert history.num_rows == 10
     assert history.column("channel").to_pylist() == [None] * 5 + ["web"] * 5
     assert store.committed_offsets(fs, "group-a", [0]) == {0: 9}
+
+
+def test_reading_an_old_version_lets_the_process_exit_cleanly(tmp_path: Path) -> None:
+    """deltalake 1.6 with a threaded scan aborted most short processes at exit ("terminate
+    called without an active exception"): `headwater retrieve --as-of` failed in CI."""
+    import subprocess
+    import sys
+
+    defs = load_definitions(EXAMPLES)
+    fs = defs.feature_set("user_spend")
+    types = {
+        **defs.source("transactions").schema.field_types,
+        "amount_cents": "long",
+        "is_large": "long",
+    }
+    store = DeltaOfflineStore(tmp_path)
+    store.create(fs, types)
+    schema = history_schema(types)
+    for batch in range(3):
+        store.append(fs, _rows(schema, batch * 10, 10, 0), "g", {0: batch * 10 + 9})
+    script = (
+        "import sys; from pathlib import Path; from connectors.offline_delta import DeltaOfflineStore; "
+        "from schemas.loader import load_definitions; "
+        f"fs = load_definitions(Path({str(EXAMPLES)!r})).feature_set('user_spend'); "
+        f"print(DeltaOfflineStore(Path({str(tmp_path)!r})).history(fs, version=2).num_rows)"
+    )
+    for _ in range(5):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+        assert (done.returncode, done.stdout.strip()) == (0, "20"), done.stderr
