@@ -192,10 +192,12 @@ class BatchProcessor:
         """
         if self._epoch_of is None:
             return
-        old = self._current_epoch()
         with store_faults("kafka", f"reading the identity of {self.source.topic}"):
             new = self._epoch_of()
-        if old is not None and new.name != old.name:
+        old = self._epoch
+        if old is None:
+            self._epoch = new
+        elif new.name != old.name:
             self._switch_epoch(old, new)
         if self._log_ends is None:
             return
