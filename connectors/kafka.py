@@ -180,15 +180,48 @@ class EventProducer:
         return self.acknowledged
 
 
-def committed_offsets(kafka: KafkaSettings, group_id: str, topic: str) -> dict[int, int]:
-    """The group's committed offset (next to consume) per partition; -1 where none."""
+_COORDINATOR_BUSY = frozenset(
+    {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+    }
+)
+"""Answers of a group coordinator that is starting or moving: ask again shortly."""
+
+
+def committed_offsets(
+    kafka: KafkaSettings, group_id: str, topic: str, timeout_s: float = 30.0
+) -> dict[int, int]:
+    """The group's committed offset (next to consume) per partition; -1 where none.
+
+    A broker that has just started (or moved the group's coordinator) answers "coordinator
+    load in progress" or "not coordinator" for a while: those retriable answers are retried
+    for up to ``timeout_s``, as Kafka's own clients do.
+
+    Raises:
+        KafkaUnavailableError: no answer, or a retriable one for longer than ``timeout_s``.
+    """
+    import time
+
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
     admin = AdminClient(_base_config(kafka))
     metadata = admin.list_topics(topic, timeout=10).topics[topic]
     partitions = [TopicPartition(topic, p) for p in metadata.partitions]
-    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id, partitions)])
-    return {tp.partition: tp.offset for tp in future[group_id].result(timeout=10).topic_partitions}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id, partitions)])
+        try:
+            result = future[group_id].result(timeout=10)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if (error.retriable() or error.code() in _COORDINATOR_BUSY) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            msg = f"reading the offsets of group {group_id!r} on {topic!r} failed: {error.str()}"
+            raise KafkaUnavailableError(msg) from exc
+        return {tp.partition: tp.offset for tp in result.topic_partitions}
 
 
 def group_members(kafka: KafkaSettings, group_id: str) -> list[str]:
