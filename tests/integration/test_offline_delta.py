@@ -8,11 +8,23 @@ import pyarrow as pa
 import pytest
 
 from connectors.offline_delta import DeltaOfflineStore, history_schema
+from schemas.definitions import FeatureSet
 from schemas.loader import load_definitions
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _example() -> tuple[FeatureSet, dict[str, str]]:
+    """The example feature set and its history's field types (source fields + transforms)."""
+    defs = load_definitions(EXAMPLES)
+    types = {
+        **defs.source("transactions").schema.field_types,
+        "amount_cents": "long",
+        "is_large": "long",
+    }
+    return defs.feature_set("user_spend"), types
 
 
 def _rows(schema: pa.Schema, start: int, count: int, partition: int) -> pa.Table:
@@ -39,13 +51,7 @@ def _rows(schema: pa.Schema, start: int, count: int, partition: int) -> pa.Table
 
 
 def test_positions_survive_and_compaction_keeps_rows(tmp_path: Path) -> None:
-    defs = load_definitions(EXAMPLES)
-    fs = defs.feature_set("user_spend")
-    types = {
-        **defs.source("transactions").schema.field_types,
-        "amount_cents": "long",
-        "is_large": "long",
-    }
+    fs, types = _example()
     store = DeltaOfflineStore(tmp_path)
     assert store.create(fs, types)
     assert not store.create(fs, types)  # idempotent
@@ -73,13 +79,7 @@ def test_positions_survive_and_compaction_keeps_rows(tmp_path: Path) -> None:
 def test_a_source_field_added_compatibly_reaches_the_table(tmp_path: Path) -> None:
     """A compatible schema change (a new field with a default) keeps the feature-set version,
     so its table must take the new column: before, every append failed from then on."""
-    defs = load_definitions(EXAMPLES)
-    fs = defs.feature_set("user_spend")
-    types = {
-        **defs.source("transactions").schema.field_types,
-        "amount_cents": "long",
-        "is_large": "long",
-    }
+    fs, types = _example()
     store = DeltaOfflineStore(tmp_path)
     store.create(fs, types)
     old = history_schema(types)
@@ -100,13 +100,7 @@ def test_reading_an_old_version_lets_the_process_exit_cleanly(tmp_path: Path) ->
     import subprocess
     import sys
 
-    defs = load_definitions(EXAMPLES)
-    fs = defs.feature_set("user_spend")
-    types = {
-        **defs.source("transactions").schema.field_types,
-        "amount_cents": "long",
-        "is_large": "long",
-    }
+    fs, types = _example()
     store = DeltaOfflineStore(tmp_path)
     store.create(fs, types)
     schema = history_schema(types)
