@@ -30,17 +30,17 @@ from live_load import delete_online_state
 from rich.console import Console
 from rich.table import Table
 
-from connectors.kafka import RawMessage
-from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import RedisOnlineStore
 from headwater.apply import apply_definitions
+from headwater.connectors.kafka import RawMessage
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.examples import write_example_definitions
 from headwater.sample_data import generate_transactions
+from headwater.schemas.avro import encode_wire
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.settings import load_settings
 from headwater.stack import start_redis
-from schemas.avro import encode_wire
-from schemas.catalog import Catalog
-from schemas.settings import load_settings
-from stream_workers.processor import BatchProcessor
+from headwater.stream_workers.processor import BatchProcessor
 
 PARTITIONS = 4
 

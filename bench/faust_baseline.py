@@ -29,7 +29,7 @@ def main() -> None:
     bootstrap = os.environ.get("HEADWATER_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     scheme = "kafka"
     if batched:
-        from stream_workers.transport import SCHEME
+        from headwater.stream_workers.transport import SCHEME
 
         scheme = SCHEME
     app = faust.App(
@@ -57,7 +57,7 @@ def main() -> None:
             os._exit(0)
 
     if batched:
-        from stream_workers.transport import Fetched, batch_routing
+        from headwater.stream_workers.transport import Fetched, batch_routing
 
         app.topics.add(topic)
         channel = app.channel(maxsize=1)

@@ -41,14 +41,14 @@ from deltalake import DeltaTable
 from rich.console import Console
 from rich.table import Table
 
-from connectors.kafka import delete_topics
-from connectors.offline_delta import DeltaOfflineStore, history_schema
 from headwater import FeatureStore
 from headwater.apply import apply_definitions
+from headwater.connectors.kafka import delete_topics
+from headwater.connectors.offline_delta import DeltaOfflineStore, history_schema
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.settings import load_settings
+from headwater.schemas.tiles import FeatureSetPlan
 from headwater.stack import start_kafka
-from schemas.catalog import Catalog
-from schemas.settings import load_settings
-from schemas.tiles import FeatureSetPlan
 
 DAY_MS = 86_400_000
 END_MS = int(dt.datetime(2026, 11, 1, tzinfo=dt.UTC).timestamp() * 1000)

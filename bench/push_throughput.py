@@ -139,13 +139,13 @@ def main() -> None:
         bare_server(args.bare_server)
         return
 
-    from connectors.kafka import delete_topics
     from headwater.apply import apply_definitions
+    from headwater.connectors.kafka import delete_topics
     from headwater.examples import write_example_definitions
     from headwater.processes import HeadwaterProcess, free_port, wait_http_ok
     from headwater.sample_data import generate_transactions
+    from headwater.schemas.settings import load_settings
     from headwater.stack import start_kafka, start_redis
-    from schemas.settings import load_settings
 
     console = Console()
     base = load_settings()

@@ -37,19 +37,19 @@ from live_load import delete_online_state, produce_at_rate, sample_event
 from rich.console import Console
 from rich.table import Table
 
-from connectors.kafka import EventProducer, delete_topics
-from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import RedisOnlineStore
 from headwater.apply import apply_definitions
+from headwater.connectors.kafka import EventProducer, delete_topics
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.examples import write_example_definitions
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, wait_caught_up
 from headwater.sample_data import generate_transactions
+from headwater.schemas.avro import encode_wire
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.definitions import FeatureSet, Source
+from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import start_kafka, start_redis
-from schemas.avro import encode_wire
-from schemas.catalog import Catalog
-from schemas.definitions import FeatureSet, Source
-from schemas.settings import Settings, load_settings
 
 
 def raw_consume(bootstrap: str, topic: str, expected: int, schema: dict[str, Any]) -> float:

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
-from schemas.definitions import FeatureSet
-from schemas.tiles import EntityState
+from headwater.schemas.definitions import FeatureSet
+from headwater.schemas.tiles import EntityState
 
 __all__ = ["BaseOfflineStore", "BaseOnlineStore", "EntityKey"]
 

@@ -36,9 +36,9 @@ from typing import Any, cast
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from connectors.errors import KafkaUnavailableError
-from connectors.kafka import EventProducer, ensure_topics
-from schemas.settings import KafkaSettings
+from headwater.connectors.errors import KafkaUnavailableError
+from headwater.connectors.kafka import EventProducer, ensure_topics
+from headwater.schemas.settings import KafkaSettings
 
 __all__ = [
     "REPLAY_OF_HEADER",

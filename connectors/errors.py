@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from schemas.errors import ConfigError, FeatureStoreError
+from headwater.schemas.errors import ConfigError, FeatureStoreError
 
 __all__ = [
     "KafkaUnavailableError",

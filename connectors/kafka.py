@@ -13,8 +13,8 @@ from typing import Any, Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # public API, not re-exported in the stubs
 
-from connectors.errors import KafkaUnavailableError, ProduceError
-from schemas.settings import KafkaSettings
+from headwater.connectors.errors import KafkaUnavailableError, ProduceError
+from headwater.schemas.settings import KafkaSettings
 
 __all__ = [
     "EventProducer",

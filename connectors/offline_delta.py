@@ -20,10 +20,10 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from connectors.base import BaseOfflineStore
-from connectors.errors import OfflineStoreError
-from schemas.avro_types import ARROW_TYPES
-from schemas.definitions import FeatureSet
+from headwater.connectors.base import BaseOfflineStore
+from headwater.connectors.errors import OfflineStoreError
+from headwater.schemas.avro_types import ARROW_TYPES
+from headwater.schemas.definitions import FeatureSet
 
 __all__ = ["META_COLUMNS", "DeltaOfflineStore", "history_schema", "read_delta"]
 

@@ -31,11 +31,15 @@ from typing import Any
 import orjson
 import redis
 
-from connectors.base import BaseOnlineStore, EntityKey
-from connectors.errors import OnlineStoreError, OnlineStoreEvictionError, OnlineStoreFullError
-from schemas.definitions import FeatureSet
-from schemas.settings import RedisSettings
-from schemas.tiles import EntityState, expires_at_ms
+from headwater.connectors.base import BaseOnlineStore, EntityKey
+from headwater.connectors.errors import (
+    OnlineStoreError,
+    OnlineStoreEvictionError,
+    OnlineStoreFullError,
+)
+from headwater.schemas.definitions import FeatureSet
+from headwater.schemas.settings import RedisSettings
+from headwater.schemas.tiles import EntityState, expires_at_ms
 
 __all__ = ["RedisOnlineStore", "entity_redis_key"]
 

@@ -28,9 +28,9 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from schemas.avro import encode_wire, event_time_ms
-from schemas.definitions import Source
-from schemas.errors import EventError
+from headwater.schemas.avro import encode_wire, event_time_ms
+from headwater.schemas.definitions import Source
+from headwater.schemas.errors import EventError
 
 __all__ = [
     "EVENT_ID_HEADER",

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from schemas.errors import ConfigError
+from headwater.schemas.errors import ConfigError
 
 __all__ = ["query_identity", "read_sql_rows", "safe_url"]
 

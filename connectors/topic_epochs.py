@@ -12,10 +12,10 @@ end under the same id (stored positions past the log's end) is stopped on, and
 
 from __future__ import annotations
 
-from connectors.kafka import log_ends, topic_id
-from schemas.catalog import Catalog
-from schemas.settings import KafkaSettings
-from schemas.tiles import TopicEpoch
+from headwater.connectors.kafka import log_ends, topic_id
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.settings import KafkaSettings
+from headwater.schemas.tiles import TopicEpoch
 
 __all__ = ["current_epoch", "positions_prefix", "reset_epoch"]
 

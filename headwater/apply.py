@@ -12,16 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from connectors.kafka import ensure_topics, wait_for_kafka
-from connectors.offline_delta import DeltaOfflineStore
-from schemas.catalog import Catalog, CatalogError
-from schemas.compatibility import backward_problems
-from schemas.definitions import Definitions, FeatureSet
-from schemas.errors import DefinitionError
-from schemas.loader import load_definitions
-from schemas.plan import Plan, make_plan, source_change_allowed
-from schemas.settings import Settings
-from schemas.tiles import FeatureSetPlan
+from headwater.connectors.kafka import ensure_topics, wait_for_kafka
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.schemas.catalog import Catalog, CatalogError
+from headwater.schemas.compatibility import backward_problems
+from headwater.schemas.definitions import Definitions, FeatureSet
+from headwater.schemas.errors import DefinitionError
+from headwater.schemas.loader import load_definitions
+from headwater.schemas.plan import Plan, make_plan, source_change_allowed
+from headwater.schemas.settings import Settings
+from headwater.schemas.tiles import FeatureSetPlan
 
 __all__ = ["ApplyReport", "apply_definitions", "plan_definitions"]
 

@@ -14,8 +14,8 @@ from typer._click.core import Context as ClickContext
 from typer._click.exceptions import UsageError
 from typer.core import TyperCommand
 
-from schemas.errors import FeatureStoreError
-from schemas.settings import load_settings
+from headwater.schemas.errors import FeatureStoreError
+from headwater.schemas.settings import load_settings
 
 __all__ = ["app", "main"]
 
@@ -89,7 +89,7 @@ def retire(
     """Stop serving and computing one feature-set version (its data stays)."""
     import re
 
-    from schemas.catalog import Catalog
+    from headwater.schemas.catalog import Catalog
 
     match = re.fullmatch(r"([A-Za-z_]\w*)@v(\d+)", reference)
     if match is None:
@@ -117,8 +117,8 @@ def compact(
     ] = None,
 ) -> None:
     """Compact the Delta history tables (the maintenance the micro-batch appends need)."""
-    from connectors.offline_delta import DeltaOfflineStore
-    from schemas.catalog import Catalog
+    from headwater.connectors.offline_delta import DeltaOfflineStore
+    from headwater.schemas.catalog import Catalog
 
     try:
         settings = load_settings()
@@ -146,8 +146,8 @@ def reset_epoch_command(
     CRITICAL line): the events in the log now count as applied, every later one as new.
     Stop producers to that topic first; see README "Topic identity".
     """
-    from connectors.topic_epochs import reset_epoch
-    from schemas.catalog import Catalog
+    from headwater.connectors.topic_epochs import reset_epoch
+    from headwater.schemas.catalog import Catalog
 
     try:
         settings = load_settings()
@@ -166,8 +166,8 @@ app.add_typer(catalog_app, name="catalog")
 
 
 def _catalog() -> tuple[Any, Any]:
-    from connectors.offline_delta import DeltaOfflineStore
-    from schemas.catalog import Catalog
+    from headwater.connectors.offline_delta import DeltaOfflineStore
+    from headwater.schemas.catalog import Catalog
 
     settings = load_settings()
     return Catalog(settings.catalog_url), DeltaOfflineStore(settings.offline_root)
@@ -211,7 +211,7 @@ def catalog_search(
     query = " ".join(words)
     from rich.table import Table
 
-    from serving.catalog_views import search_features
+    from headwater.serving.catalog_views import search_features
 
     try:
         catalog, _ = _catalog()
@@ -241,7 +241,7 @@ def catalog_show(name: Annotated[str, typer.Argument(help="Feature set name")]) 
     """One feature set: its definition and versions, as JSON."""
     import json
 
-    from serving.catalog_views import feature_set_summary
+    from headwater.serving.catalog_views import feature_set_summary
 
     try:
         catalog, _ = _catalog()
@@ -261,7 +261,7 @@ def catalog_lineage(name: Annotated[str, typer.Argument(help="Feature set name")
     """Source topic and schema -> versions -> online keys and Delta table -> services."""
     import json
 
-    from serving.catalog_views import lineage
+    from headwater.serving.catalog_views import lineage
 
     try:
         catalog, offline = _catalog()
@@ -298,7 +298,7 @@ def worker(
     mode.loop.use("uvloop")
     import faust
 
-    from stream_workers.app import create_app, reload_requested
+    from headwater.stream_workers.app import create_app, reload_requested
 
     try:
         settings = load_settings()
@@ -332,7 +332,7 @@ def serve(
     """Run the HTTP API."""
     import uvicorn
 
-    from serving.app import create_app
+    from headwater.serving.app import create_app
 
     try:
         settings = load_settings()
@@ -427,10 +427,10 @@ def ingest(
 
     Each file (or query run) is validated whole before any of it is produced. Ingested files and SQL watermarks are recorded under <home>/ingest/<source>.json once Kafka acknowledged them, so a rerun (or the next --schedule run) skips what is done and repeats nothing; every message carries an hw.event_id header that is the same on a rerun.
     """
-    from connectors.replay import BadRowError
+    from headwater.connectors.replay import BadRowError
     from headwater.ingest import Ingestor, IngestResult, expand_inputs
     from headwater.schedule import Ledger, parse_schedule, run_schedule
-    from schemas.errors import ConfigError
+    from headwater.schemas.errors import ConfigError
 
     console, total = Console(highlight=False), IngestResult()
     rejects = None
@@ -532,14 +532,14 @@ def retrieve(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from connectors.offline_delta import DeltaOfflineStore
-    from connectors.replay import read_table
-    from schemas.catalog import Catalog
-    from schemas.errors import ConfigError
-    from serving.features import resolve_features
-    from serving.training_sets import parse_as_of
-    from serving.training_sets import rebuild as rebuild_set
-    from serving.training_sets import retrieve as retrieve_set
+    from headwater.connectors.offline_delta import DeltaOfflineStore
+    from headwater.connectors.replay import read_table
+    from headwater.schemas.catalog import Catalog
+    from headwater.schemas.errors import ConfigError
+    from headwater.serving.features import resolve_features
+    from headwater.serving.training_sets import parse_as_of
+    from headwater.serving.training_sets import rebuild as rebuild_set
+    from headwater.serving.training_sets import retrieve as retrieve_set
 
     try:
         if out.suffix.lower() not in (".parquet", ".csv"):
@@ -603,10 +603,10 @@ def consistency(
     """
     from rich.table import Table
 
-    from connectors.offline_delta import DeltaOfflineStore
-    from schemas.avro import event_time_ms
-    from schemas.catalog import Catalog
-    from serving.consistency import check_consistency
+    from headwater.connectors.offline_delta import DeltaOfflineStore
+    from headwater.schemas.avro import event_time_ms
+    from headwater.schemas.catalog import Catalog
+    from headwater.serving.consistency import check_consistency
 
     try:
         since_ms = None if since is None else event_time_ms(since, "--since")
@@ -648,7 +648,7 @@ def rebuild_online(
 ) -> None:
     """Recompute the online states (Redis) from the Delta history: for a Redis that lost data,
     or a new one. Stop the workers first; a worker started afterwards catches up the rest."""
-    from stream_workers.rebuild import rebuild_online as run
+    from headwater.stream_workers.rebuild import rebuild_online as run
 
     try:
         report = run(load_settings(), reference)

@@ -27,20 +27,20 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from connectors.kafka import delete_topics
-from connectors.offline_delta import DeltaOfflineStore
 from headwater.apply import apply_definitions
+from headwater.connectors.kafka import delete_topics
+from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.examples import EXAMPLES
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
 from headwater.sample_data import write_transactions
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.errors import ConfigError
+from headwater.schemas.loader import load_definitions
+from headwater.schemas.settings import Settings, load_settings
+from headwater.serving.features import resolve_features
+from headwater.serving.historical import get_historical_features
 from headwater.stack import ServiceStatus, start_kafka, start_redis, stop_kafka, stop_redis
-from schemas.catalog import Catalog
-from schemas.errors import ConfigError
-from schemas.loader import load_definitions
-from schemas.settings import Settings, load_settings
-from serving.features import resolve_features
-from serving.historical import get_historical_features
 
 __all__ = ["EXAMPLES", "run_demo"]
 

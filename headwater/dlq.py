@@ -18,12 +18,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from connectors.dlq import DeadLetter, DeadLetterReplayer, read_dead_letters, replayed_letters
-from schemas.avro import WIRE_HEADER_SIZE, decode_body, event_time_ms, wire_schema_id
-from schemas.catalog import Catalog, CatalogError
-from schemas.definitions import Source
-from schemas.errors import DefinitionError, EventError
-from schemas.settings import Settings
+from headwater.connectors.dlq import (
+    DeadLetter,
+    DeadLetterReplayer,
+    read_dead_letters,
+    replayed_letters,
+)
+from headwater.schemas.avro import WIRE_HEADER_SIZE, decode_body, event_time_ms, wire_schema_id
+from headwater.schemas.catalog import Catalog, CatalogError
+from headwater.schemas.definitions import Source
+from headwater.schemas.errors import DefinitionError, EventError
+from headwater.schemas.settings import Settings
 
 __all__ = [
     "LetterView",

@@ -20,8 +20,8 @@ import pyarrow as pa
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from connectors.kafka import EventProducer, wait_for_kafka
-from connectors.replay import (
+from headwater.connectors.kafka import EventProducer, wait_for_kafka
+from headwater.connectors.replay import (
     EVENT_ID_HEADER,
     SUPPORTED_SUFFIXES,
     BadRow,
@@ -31,13 +31,13 @@ from connectors.replay import (
     event_id,
     iter_file_rows,
 )
-from connectors.sources_sql import query_identity, read_sql_rows
+from headwater.connectors.sources_sql import query_identity, read_sql_rows
 from headwater.schedule import FileIdentity, Ledger
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.definitions import Definitions
+from headwater.schemas.errors import ConfigError, DefinitionError
+from headwater.schemas.settings import KafkaSettings, Settings
 from headwater.watermarks import WatermarkTracker
-from schemas.catalog import Catalog
-from schemas.definitions import Definitions
-from schemas.errors import ConfigError, DefinitionError
-from schemas.settings import KafkaSettings, Settings
 
 __all__ = ["IngestResult", "Ingestor", "expand_inputs", "ingest_files", "key_fields"]
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx
 
-from connectors.base import BaseOfflineStore
-from connectors.kafka import committed_offsets, consumer_lag
-from connectors.topic_epochs import current_epoch, positions_prefix
-from schemas.catalog import Catalog
-from schemas.definitions import FeatureSet
-from schemas.settings import KafkaSettings
+from headwater.connectors.base import BaseOfflineStore
+from headwater.connectors.kafka import committed_offsets, consumer_lag
+from headwater.connectors.topic_epochs import current_epoch, positions_prefix
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.definitions import FeatureSet
+from headwater.schemas.settings import KafkaSettings
 
 __all__ = ["HeadwaterProcess", "free_port", "wait_caught_up", "wait_http_ok"]
 

@@ -22,8 +22,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from headwater.schemas.errors import ConfigError
 from headwater.watermarks import WatermarkState
-from schemas.errors import ConfigError
 
 __all__ = ["FileIdentity", "Ledger", "next_run_after", "parse_schedule", "run_schedule"]
 

@@ -12,17 +12,17 @@ from typing import Any, Literal, Self, overload
 
 import pyarrow as pa
 
-from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import RedisOnlineStore
-from schemas.avro import event_time_ms
-from schemas.catalog import Catalog
-from schemas.errors import EventError
-from schemas.settings import Settings, load_settings
-from serving.errors import BadRequestError
-from serving.features import resolve_features
-from serving.historical import labels_from_history
-from serving.online import OnlineResult, lookup
-from serving.training_sets import AsOf, rebuild, retrieve
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.online_redis import RedisOnlineStore
+from headwater.schemas.avro import event_time_ms
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.errors import EventError
+from headwater.schemas.settings import Settings, load_settings
+from headwater.serving.errors import BadRequestError
+from headwater.serving.features import resolve_features
+from headwater.serving.historical import labels_from_history
+from headwater.serving.online import OnlineResult, lookup
+from headwater.serving.training_sets import AsOf, rebuild, retrieve
 
 __all__ = ["FeatureStore", "to_arrow"]
 

@@ -21,8 +21,8 @@ import fastavro
 import pyarrow as pa
 from fastavro.types import Schema as _FastavroSchema
 
-from schemas.avro_inputs import physicaliser
-from schemas.avro_types import (
+from headwater.schemas.avro_inputs import physicaliser
+from headwater.schemas.avro_types import (
     AvroForm,
     AvroValueError,
     leaf_types,
@@ -30,7 +30,7 @@ from schemas.avro_types import (
     parse_forms,
     physical_schema,
 )
-from schemas.errors import EventError
+from headwater.schemas.errors import EventError
 
 __all__ = [
     "WIRE_HEADER_SIZE",

@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from schemas.avro_types import AvroForm, AvroValueError, Convert
+from headwater.schemas.avro_types import AvroForm, AvroValueError, Convert
 
 __all__ = ["physicaliser", "time_ms"]
 

@@ -23,10 +23,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from schemas.avro import AvroSchema
-from schemas.definitions import Definitions, FeatureSet
-from schemas.errors import FeatureStoreError
-from schemas.serialize import (
+from headwater.schemas.avro import AvroSchema
+from headwater.schemas.definitions import Definitions, FeatureSet
+from headwater.schemas.errors import FeatureStoreError
+from headwater.schemas.serialize import (
     definitions_from_dict,
     entity_to_dict,
     feature_service_to_dict,

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypeVar
 
-from schemas.aggregations import AGGREGATION_FUNCTIONS
-from schemas.avro import AvroSchema
+from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS
+from headwater.schemas.avro import AvroSchema
 
 __all__ = [
     "Definitions",

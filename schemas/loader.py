@@ -17,9 +17,9 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 
-from schemas.aggregations import NUMERIC_TYPES
-from schemas.avro import AvroSchema
-from schemas.definitions import (
+from headwater.schemas.aggregations import NUMERIC_TYPES
+from headwater.schemas.avro import AvroSchema
+from headwater.schemas.definitions import (
     Definitions,
     Entity,
     Feature,
@@ -28,9 +28,9 @@ from schemas.definitions import (
     FeatureSet,
     Source,
 )
-from schemas.durations import parse_duration
-from schemas.errors import DefinitionError
-from schemas.expressions import ExpressionError, compile_expression
+from headwater.schemas.durations import parse_duration
+from headwater.schemas.errors import DefinitionError
+from headwater.schemas.expressions import ExpressionError, compile_expression
 
 __all__ = ["load_definitions"]
 

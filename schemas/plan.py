@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from schemas.definitions import Definitions, Feature, FeatureSet, Source
-from schemas.durations import format_duration
-from schemas.serialize import entity_to_dict, feature_service_to_dict, source_to_dict
+from headwater.schemas.definitions import Definitions, Feature, FeatureSet, Source
+from headwater.schemas.durations import format_duration
+from headwater.schemas.serialize import entity_to_dict, feature_service_to_dict, source_to_dict
 
 __all__ = ["Action", "Plan", "PlanItem", "make_plan", "source_change_allowed"]
 

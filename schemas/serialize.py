@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.avro import AvroSchema
-from schemas.definitions import (
+from headwater.schemas.avro import AvroSchema
+from headwater.schemas.definitions import (
     Definitions,
     Entity,
     Feature,

@@ -18,7 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from schemas.errors import ConfigError
+from headwater.schemas.errors import ConfigError
 
 __all__ = [
     "CatalogSettings",

@@ -34,9 +34,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.aggregations import Aggregator, State
-from schemas.definitions import FeatureSet, Source
-from schemas.expressions import Expression, compile_expression
+from headwater.schemas.aggregations import Aggregator, State
+from headwater.schemas.definitions import FeatureSet, Source
+from headwater.schemas.expressions import Expression, compile_expression
 
 __all__ = [
     "EXPIRY_GRACE_MS",

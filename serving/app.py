@@ -13,21 +13,21 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.kafka import wait_for_kafka
-from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import RedisOnlineStore
-from schemas.catalog import Catalog
-from schemas.errors import FeatureStoreError
-from schemas.settings import Settings
-from serving.catalog_views import feature_set_summary, lineage, search_features
-from serving.errors import NotFoundError, ServingError
-from serving.features import FeatureResolver
-from serving.historical_api import historical_router
-from serving.metrics import instrument
-from serving.online import lookup
-from serving.push import push_router
-from serving.registry import registry_router
-from serving.response_log import ResponseLog
+from headwater.connectors.kafka import wait_for_kafka
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.online_redis import RedisOnlineStore
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.errors import FeatureStoreError
+from headwater.schemas.settings import Settings
+from headwater.serving.catalog_views import feature_set_summary, lineage, search_features
+from headwater.serving.errors import NotFoundError, ServingError
+from headwater.serving.features import FeatureResolver
+from headwater.serving.historical_api import historical_router
+from headwater.serving.metrics import instrument
+from headwater.serving.online import lookup
+from headwater.serving.push import push_router
+from headwater.serving.registry import registry_router
+from headwater.serving.response_log import ResponseLog
 
 __all__ = ["create_app", "format_served_at"]
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import entity_redis_key
-from schemas.catalog import Catalog
-from schemas.definitions import Definitions, FeatureRef, FeatureSet
-from schemas.durations import format_duration
-from serving.errors import NotFoundError
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.online_redis import entity_redis_key
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.definitions import Definitions, FeatureRef, FeatureSet
+from headwater.schemas.durations import format_duration
+from headwater.serving.errors import NotFoundError
 
 __all__ = ["feature_set_summary", "lineage", "search_features"]
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.offline_delta import DeltaOfflineStore
-from schemas.catalog import Catalog
-from serving.features import resolve_features
-from serving.historical import column_names, get_historical_features
-from serving.response_log import read_response_log
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.schemas.catalog import Catalog
+from headwater.serving.features import resolve_features
+from headwater.serving.historical import column_names, get_historical_features
+from headwater.serving.response_log import read_response_log
 
 __all__ = ["ConsistencyReport", "FeatureConsistency", "check_consistency"]
 

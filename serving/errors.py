@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.errors import FeatureStoreError
+from headwater.schemas.errors import FeatureStoreError
 
 __all__ = ["BadRequestError", "NotFoundError", "ServingError"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from schemas.definitions import Definitions, FeatureRef
-from schemas.tiles import FeatureSetPlan
-from serving.errors import BadRequestError, NotFoundError
+from headwater.schemas.definitions import Definitions, FeatureRef
+from headwater.schemas.tiles import FeatureSetPlan
+from headwater.serving.errors import BadRequestError, NotFoundError
 
 __all__ = ["FeatureResolver", "ResolvedFeatures", "resolve_features"]
 

@@ -16,14 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import BaseOfflineStore
-from schemas.avro_types import column as nested_column
-from schemas.avro_types import top_field
-from schemas.tiles import FeatureSetPlan
-from serving.errors import BadRequestError
-from serving.features import ResolvedFeatures
-from serving.range_aggregations import RangeColumn, aggregate_ranges, output_type
-from serving.windows import sort_history, window_ranges
+from headwater.connectors.base import BaseOfflineStore
+from headwater.schemas.avro_types import column as nested_column
+from headwater.schemas.avro_types import top_field
+from headwater.schemas.tiles import FeatureSetPlan
+from headwater.serving.errors import BadRequestError
+from headwater.serving.features import ResolvedFeatures
+from headwater.serving.range_aggregations import RangeColumn, aggregate_ranges, output_type
+from headwater.serving.windows import sort_history, window_ranges
 
 __all__ = [
     "column_names",

@@ -13,13 +13,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.offline_delta import DeltaOfflineStore
-from schemas.avro import event_time_ms
-from schemas.catalog import Catalog
-from schemas.errors import EventError
-from serving.errors import BadRequestError
-from serving.features import resolve_features
-from serving.historical import column_names, get_historical_features
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.schemas.avro import event_time_ms
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.errors import EventError
+from headwater.serving.errors import BadRequestError
+from headwater.serving.features import resolve_features
+from headwater.serving.historical import column_names, get_historical_features
 
 __all__ = ["historical_router"]
 

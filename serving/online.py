@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.base import BaseOnlineStore, EntityKey
-from schemas.tiles import Status
-from serving.errors import BadRequestError
-from serving.features import ResolvedFeatures
+from headwater.connectors.base import BaseOnlineStore, EntityKey
+from headwater.schemas.tiles import Status
+from headwater.serving.errors import BadRequestError
+from headwater.serving.features import ResolvedFeatures
 
 __all__ = ["OnlineResult", "lookup"]
 

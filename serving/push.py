@@ -29,15 +29,15 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from connectors.kafka import producer_config
+from headwater.connectors.kafka import producer_config
 from headwater.ingest import key_fields
-from schemas.avro import WIRE_MAGIC, event_time_ms
-from schemas.avro_inputs import physicaliser
-from schemas.avro_types import AvroValueError, physical_schema
-from schemas.catalog import Catalog, CatalogError
-from schemas.definitions import Definitions, Source
-from schemas.errors import EventError
-from schemas.settings import KafkaSettings
+from headwater.schemas.avro import WIRE_MAGIC, event_time_ms
+from headwater.schemas.avro_inputs import physicaliser
+from headwater.schemas.avro_types import AvroValueError, physical_schema
+from headwater.schemas.catalog import Catalog, CatalogError
+from headwater.schemas.definitions import Definitions, Source
+from headwater.schemas.errors import EventError
+from headwater.schemas.settings import KafkaSettings
 
 __all__ = ["PushError", "push_router", "validate_events"]
 

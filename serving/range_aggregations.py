@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.aggregations import empty_value
+from headwater.schemas.aggregations import empty_value
 
 __all__ = ["RangeColumn", "aggregate_ranges", "output_type"]
 

@@ -24,10 +24,10 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from schemas.avro import AvroSchema
-from schemas.catalog import Catalog, CatalogError, SchemaVersion
-from schemas.compatibility import backward_problems
-from serving.errors import ServingError
+from headwater.schemas.avro import AvroSchema
+from headwater.schemas.catalog import Catalog, CatalogError, SchemaVersion
+from headwater.schemas.compatibility import backward_problems
+from headwater.serving.errors import ServingError
 
 __all__ = ["CONTENT_TYPE", "RegistryError", "RegistryResponse", "registry_router"]
 

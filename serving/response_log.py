@@ -20,7 +20,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from connectors.offline_delta import read_delta
+from headwater.connectors.offline_delta import read_delta
 
 __all__ = ["LOG_SCHEMA", "ResponseLog", "read_response_log", "response_log_uri"]
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.offline_delta import DeltaOfflineStore
-from schemas.catalog import Catalog, TrainingSetRecord
-from serving.errors import BadRequestError
-from serving.features import ResolvedFeatures, resolve_features
-from serving.historical import get_historical_features
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.schemas.catalog import Catalog, TrainingSetRecord
+from headwater.serving.errors import BadRequestError
+from headwater.serving.features import ResolvedFeatures, resolve_features
+from headwater.serving.historical import get_historical_features
 
 __all__ = ["AsOf", "TrainingSetError", "fingerprint", "parse_as_of", "rebuild", "retrieve"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.tiles import FeatureSetPlan
+from headwater.schemas.tiles import FeatureSetPlan
 
 __all__ = ["SortedHistory", "WindowRanges", "entity_keys", "sort_history", "window_ranges"]
 

@@ -22,31 +22,31 @@ from typing import Any
 import faust
 from faust.tables import TableManager
 
-from connectors.errors import StoreFaultError, store_faults
-from connectors.kafka import (
+from headwater.connectors.errors import StoreFaultError, store_faults
+from headwater.connectors.kafka import (
     EventProducer,
     committed_offsets,
     consumer_lag,
     log_ends,
     read_range,
 )
-from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import RedisOnlineStore
-from connectors.topic_epochs import current_epoch
-from schemas.catalog import Catalog
-from schemas.definitions import Definitions
-from schemas.serialize import definitions_to_dict
-from schemas.settings import Settings
-from stream_workers.errors import EventProcessingError, TopicTruncatedError
-from stream_workers.metrics import (
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.online_redis import RedisOnlineStore
+from headwater.connectors.topic_epochs import current_epoch
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.definitions import Definitions
+from headwater.schemas.serialize import definitions_to_dict
+from headwater.schemas.settings import Settings
+from headwater.stream_workers.errors import EventProcessingError, TopicTruncatedError
+from headwater.stream_workers.metrics import (
     CONSUMER_LAG,
     SOURCE_PAUSED,
     STORE_FAULTS,
     STORE_UP,
     serve_metrics,
 )
-from stream_workers.processor import BatchProcessor
-from stream_workers.transport import SCHEME, Fetched, batch_routing
+from headwater.stream_workers.processor import BatchProcessor
+from headwater.stream_workers.transport import SCHEME, Fetched, batch_routing
 
 __all__ = ["create_app", "reload_requested"]
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import BaseOfflineStore
-from connectors.errors import store_faults
-from connectors.topic_epochs import positions_prefix
-from schemas.tiles import FeatureSetPlan, TopicEpoch
+from headwater.connectors.base import BaseOfflineStore
+from headwater.connectors.errors import store_faults
+from headwater.connectors.topic_epochs import positions_prefix
+from headwater.schemas.tiles import FeatureSetPlan, TopicEpoch
 
 __all__ = ["HistoryRows", "HistoryWriter"]
 

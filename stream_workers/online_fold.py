@@ -21,10 +21,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from connectors.base import BaseOnlineStore, EntityKey
-from connectors.errors import OnlineStoreError, store_faults
-from schemas.avro_types import column
-from schemas.tiles import EntityState, FeatureSetPlan, TopicEpoch, arrival_seqs
+from headwater.connectors.base import BaseOnlineStore, EntityKey
+from headwater.connectors.errors import OnlineStoreError, store_faults
+from headwater.schemas.avro_types import column
+from headwater.schemas.tiles import EntityState, FeatureSetPlan, TopicEpoch, arrival_seqs
 
 __all__ = ["OnlineFolder", "OnlineWrite"]
 

@@ -28,25 +28,25 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.base import BaseOfflineStore, BaseOnlineStore
-from connectors.errors import StoreFaultError, store_faults
-from connectors.kafka import EventProducer, KafkaRecord, RawMessage
-from connectors.offline_delta import META_COLUMNS, history_schema
-from schemas.avro import (
+from headwater.connectors.base import BaseOfflineStore, BaseOnlineStore
+from headwater.connectors.errors import StoreFaultError, store_faults
+from headwater.connectors.kafka import EventProducer, KafkaRecord, RawMessage
+from headwater.connectors.offline_delta import META_COLUMNS, history_schema
+from headwater.schemas.avro import (
     WIRE_HEADER_SIZE,
     AvroSchema,
     decode_body,
     event_time_ms,
     wire_schema_id,
 )
-from schemas.catalog import Catalog, CatalogError
-from schemas.definitions import Entity, FeatureSet, Source
-from schemas.errors import EventError
-from schemas.expressions import apply_filter_and_transforms
-from schemas.tiles import FeatureSetPlan, TopicEpoch
-from stream_workers.errors import EventProcessingError, TopicTruncatedError
-from stream_workers.history_writer import HistoryRows, HistoryWriter
-from stream_workers.metrics import (
+from headwater.schemas.catalog import Catalog, CatalogError
+from headwater.schemas.definitions import Entity, FeatureSet, Source
+from headwater.schemas.errors import EventError
+from headwater.schemas.expressions import apply_filter_and_transforms
+from headwater.schemas.tiles import FeatureSetPlan, TopicEpoch
+from headwater.stream_workers.errors import EventProcessingError, TopicTruncatedError
+from headwater.stream_workers.history_writer import HistoryRows, HistoryWriter
+from headwater.stream_workers.metrics import (
     BATCH_SECONDS,
     DEAD_LETTERED,
     EVENTS_APPLIED,
@@ -55,7 +55,7 @@ from stream_workers.metrics import (
     PROCESSING_ERRORS,
     TOPIC_EPOCHS,
 )
-from stream_workers.online_fold import OnlineFolder, OnlineWrite
+from headwater.stream_workers.online_fold import OnlineFolder, OnlineWrite
 
 __all__ = ["BatchProcessor", "BatchResult", "KafkaRecord", "RangeReader", "RawMessage"]
 

@@ -35,14 +35,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from connectors.kafka import group_members
-from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import RedisOnlineStore
-from schemas.catalog import Catalog
-from schemas.definitions import Definitions, FeatureSet
-from schemas.settings import Settings
-from stream_workers.errors import RebuildRefusedError
-from stream_workers.processor import BatchProcessor
+from headwater.connectors.kafka import group_members
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.online_redis import RedisOnlineStore
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.definitions import Definitions, FeatureSet
+from headwater.schemas.settings import Settings
+from headwater.stream_workers.errors import RebuildRefusedError
+from headwater.stream_workers.processor import BatchProcessor
 
 __all__ = ["RebuildReport", "VersionRebuilt", "rebuild_online"]
 

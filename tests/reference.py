@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-from schemas.definitions import FeatureSet
+from headwater.schemas.definitions import FeatureSet
 
 __all__ = ["RefEvent", "brute_force", "example_events_by_user"]
 

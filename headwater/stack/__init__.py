@@ -7,11 +7,11 @@ idempotent, so scripts and test fixtures can call them without checking first.
 
 from __future__ import annotations
 
+from headwater.schemas.settings import Settings
 from headwater.stack.errors import StackError
 from headwater.stack.kafka import kafka_answers, start_kafka, stop_kafka
 from headwater.stack.redis import redis_answers, start_redis, stop_redis
 from headwater.stack.status import ServiceState, ServiceStatus
-from schemas.settings import Settings
 
 __all__ = [
     "ServiceState",

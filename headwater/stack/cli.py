@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from headwater.schemas.errors import FeatureStoreError
+from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import ServiceStatus, down, up
-from schemas.errors import FeatureStoreError
-from schemas.settings import Settings, load_settings
 
 __all__ = ["down_command", "status_table", "up_command"]
 

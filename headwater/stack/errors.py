@@ -6,7 +6,7 @@ it verbatim in red and a user should not need a traceback to act on it.
 
 from __future__ import annotations
 
-from schemas.errors import ConfigError, FeatureStoreError
+from headwater.schemas.errors import ConfigError, FeatureStoreError
 
 __all__ = [
     "DependencyResolutionError",

@@ -17,6 +17,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from headwater.schemas.settings import Settings
 from headwater.stack import process
 from headwater.stack.errors import PortInUseError, ServiceStartError
 from headwater.stack.kafka_config import (
@@ -28,7 +29,6 @@ from headwater.stack.kafka_config import (
 )
 from headwater.stack.status import ServiceState, ServiceStatus
 from headwater.stack.toolchain import check_java, resolve_jars
-from schemas.settings import Settings
 
 __all__ = ["KafkaPaths", "kafka_answers", "kafka_paths", "start_kafka", "stop_kafka"]
 

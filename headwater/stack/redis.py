@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 
+from headwater.schemas.settings import Settings
 from headwater.stack import process
 from headwater.stack.errors import (
     PortInUseError,
@@ -30,7 +31,6 @@ from headwater.stack.errors import (
     ToolMissingError,
 )
 from headwater.stack.status import ServiceState, ServiceStatus
-from schemas.settings import Settings
 
 __all__ = [
     "DURABILITY_ARGS",

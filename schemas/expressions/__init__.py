@@ -60,10 +60,10 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.avro_types import top_field
-from schemas.expressions.compiler import Compiler, Run
-from schemas.expressions.grammar import ExpressionError, parse
-from schemas.expressions.kernels import ARROW_TYPES, Frame
+from headwater.schemas.avro_types import top_field
+from headwater.schemas.expressions.compiler import Compiler, Run
+from headwater.schemas.expressions.grammar import ExpressionError, parse
+from headwater.schemas.expressions.kernels import ARROW_TYPES, Frame
 
 __all__ = [
     "Expression",

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lark import Token, Tree
 
-from schemas.expressions.grammar import ExpressionError, unescape
-from schemas.expressions.kernels import (
+from headwater.schemas.expressions.grammar import ExpressionError, unescape
+from headwater.schemas.expressions.kernels import (
     ARITHMETIC,
     ARITY,
     ARROW_TYPES,

@@ -14,7 +14,7 @@ from typing import Final
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
-from schemas.errors import DefinitionError
+from headwater.schemas.errors import DefinitionError
 
 _GRAMMAR: Final = r"""
 ?start: or_expr

@@ -14,8 +14,8 @@ from typing import Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.avro_types import column as nested_column
-from schemas.expressions.grammar import ExpressionError
+from headwater.schemas.avro_types import column as nested_column
+from headwater.schemas.expressions.grammar import ExpressionError
 
 # pyarrow ships no type information: an Arrow datum (scalar, array or chunked array) is Any.
 Datum = Any

@@ -23,11 +23,11 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from connectors.kafka import delete_topics
-from connectors.offline_delta import DeltaOfflineStore
 from headwater.apply import apply_definitions
+from headwater.connectors.kafka import delete_topics
+from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.processes import HeadwaterProcess, wait_caught_up
-from schemas.definitions import FeatureSet
+from headwater.schemas.definitions import FeatureSet
 from tests.integration.pipeline import Deployment
 
 __all__ = ["FormsSource", "forms_source"]

@@ -22,15 +22,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.offline_delta import DeltaOfflineStore
 from headwater.apply import apply_definitions
+from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.examples import EXAMPLES, write_example_definitions
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
-from schemas.catalog import Catalog
-from schemas.definitions import Definitions
-from schemas.settings import Settings, load_settings
-from schemas.tiles import FeatureSetPlan
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.definitions import Definitions
+from headwater.schemas.settings import Settings, load_settings
+from headwater.schemas.tiles import FeatureSetPlan
 
 __all__ = ["EXAMPLES", "Deployment", "deployment", "make_deployment"]
 
@@ -156,7 +156,7 @@ def make_deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Ite
         # example's, and those of sources, sets and DLQ ledgers a test added beside it.
         from confluent_kafka.admin import AdminClient
 
-        from connectors.kafka import delete_topics
+        from headwater.connectors.kafka import delete_topics
 
         admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
         own = [t for t in admin.list_topics(timeout=10).topics if f"_{suffix}" in t]

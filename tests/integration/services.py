@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import (
     ServiceStatus,
     kafka_answers,
@@ -34,7 +35,6 @@ from headwater.stack import (
 from headwater.stack.errors import PortInUseError
 from headwater.stack.kafka_config import parse_bootstrap
 from headwater.stack.process import port_open
-from schemas.settings import Settings, load_settings
 
 __all__ = ["free_ports", "kafka_bootstrap", "redis_url"]
 

@@ -26,11 +26,11 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from connectors.replay import BadRowError
 from headwater import FeatureStore
+from headwater.connectors.replay import BadRowError
 from headwater.ingest import ingest_files
-from schemas.avro import encode_wire
-from schemas.tiles import FeatureSetPlan
+from headwater.schemas.avro import encode_wire
+from headwater.schemas.tiles import FeatureSetPlan
 from tests.integration.avro_forms import FormsSource
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force

@@ -26,13 +26,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import RedisOnlineStore
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.ingest import ingest_files
 from headwater.sample_data import SAMPLE_SCHEMA
-from schemas.tiles import FeatureSetPlan, Status
-from serving.features import resolve_features
-from serving.historical import get_historical_features
+from headwater.schemas.tiles import FeatureSetPlan, Status
+from headwater.serving.features import resolve_features
+from headwater.serving.historical import get_historical_features
 from tests.integration.pipeline import Deployment
 from tests.integration.test_exactly_once import (
     assert_offline_exactly_once,

@@ -15,11 +15,11 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-import schemas.catalog as catalog_module
-from schemas.avro import AvroSchema
-from schemas.catalog import Catalog, CatalogError
-from schemas.definitions import Definitions, FeatureSet
-from schemas.loader import load_definitions
+import headwater.schemas.catalog as catalog_module
+from headwater.schemas.avro import AvroSchema
+from headwater.schemas.catalog import Catalog, CatalogError
+from headwater.schemas.definitions import Definitions, FeatureSet
+from headwater.schemas.loader import load_definitions
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from headwater.sample_data import generate_transactions
-from serving.response_log import read_response_log
+from headwater.serving.response_log import read_response_log
 from tests.integration.pipeline import Deployment
 
 pytestmark = pytest.mark.integration

@@ -21,14 +21,14 @@ import redis
 from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
-from connectors.kafka import EventProducer, read_range
 from headwater.apply import apply_definitions
+from headwater.connectors.kafka import EventProducer, read_range
 from headwater.demo import run_demo
 from headwater.examples import write_example_definitions
 from headwater.ingest import ingest_files
 from headwater.sample_data import generate_transactions
+from headwater.schemas.settings import KafkaSettings, Settings, load_settings
 from headwater.stack import start_kafka, start_redis, stop_kafka, stop_redis
-from schemas.settings import KafkaSettings, Settings, load_settings
 from tests.integration.services import free_ports
 
 pytestmark = pytest.mark.integration

@@ -22,14 +22,19 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]  # public API, not re-exported in the stubs
 
-from connectors.dlq import REPLAY_OF_HEADER, DeadLetterReplayer, ledger_topic, read_dead_letters
-from connectors.kafka import EventProducer, delete_topics, ensure_topics
-from connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.dlq import (
+    REPLAY_OF_HEADER,
+    DeadLetterReplayer,
+    ledger_topic,
+    read_dead_letters,
+)
+from headwater.connectors.kafka import EventProducer, delete_topics, ensure_topics
+from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.dlq import count_dead_letters
+from headwater.schemas.avro import AvroSchema, encode_wire
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.settings import KafkaSettings
 from headwater.sdk import FeatureStore
-from schemas.avro import AvroSchema, encode_wire
-from schemas.catalog import Catalog
-from schemas.settings import KafkaSettings
 from tests.integration.pipeline import Deployment
 
 pytestmark = pytest.mark.integration

@@ -38,18 +38,18 @@ import pytest
 import redis
 from deltalake import DeltaTable
 
-from connectors.kafka import committed_offsets, consumer_lag
-from connectors.offline_delta import DeltaOfflineStore, read_delta
-from connectors.online_redis import RedisOnlineStore
-from connectors.topic_epochs import current_epoch, positions_prefix
+from headwater.connectors.kafka import committed_offsets, consumer_lag
+from headwater.connectors.offline_delta import DeltaOfflineStore, read_delta
+from headwater.connectors.online_redis import RedisOnlineStore
+from headwater.connectors.topic_epochs import current_epoch, positions_prefix
 from headwater.ingest import Ingestor, ingest_files
 from headwater.processes import HeadwaterProcess, free_port
 from headwater.sample_data import generate_transactions
+from headwater.schemas.settings import load_settings
+from headwater.serving.features import resolve_features
+from headwater.serving.historical import get_historical_features
 from headwater.stack import process
 from headwater.stack.redis import start_redis, stop_redis
-from schemas.settings import load_settings
-from serving.features import resolve_features
-from serving.historical import get_historical_features
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force
 from tests.reference import example_events_by_user as _events_by_user

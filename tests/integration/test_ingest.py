@@ -29,7 +29,7 @@ from confluent_kafka import Consumer
 from headwater.ingest import Ingestor
 from headwater.sample_data import generate_transactions
 from headwater.schedule import Ledger
-from schemas.avro import decode_wire
+from headwater.schemas.avro import decode_wire
 from tests.integration.pipeline import Deployment
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from connectors.offline_delta import DeltaOfflineStore
 from headwater import FeatureStore
 from headwater.apply import apply_definitions
+from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.examples import write_example_definitions
 from headwater.ingest import Ingestor, ingest_files
 from headwater.processes import wait_caught_up

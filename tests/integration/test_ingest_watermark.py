@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka.admin import AdminClient
 
-from connectors.kafka import read_range
+from headwater.connectors.kafka import read_range
 from headwater.ingest import Ingestor
 from headwater.schedule import Ledger
-from schemas.avro import decode_wire
+from headwater.schemas.avro import decode_wire
 from tests.integration.pipeline import Deployment
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from connectors.offline_delta import DeltaOfflineStore, history_schema
-from schemas.definitions import FeatureSet
-from schemas.loader import load_definitions
+from headwater.connectors.offline_delta import DeltaOfflineStore, history_schema
+from headwater.schemas.definitions import FeatureSet
+from headwater.schemas.loader import load_definitions
 
 pytestmark = pytest.mark.integration
 
@@ -107,8 +107,8 @@ def test_reading_an_old_version_lets_the_process_exit_cleanly(tmp_path: Path) ->
     for batch in range(3):
         store.append(fs, _rows(schema, batch * 10, 10, 0), "g", {0: batch * 10 + 9})
     script = (
-        "import sys; from pathlib import Path; from connectors.offline_delta import DeltaOfflineStore; "
-        "from schemas.loader import load_definitions; "
+        "import sys; from pathlib import Path; from headwater.connectors.offline_delta import DeltaOfflineStore; "
+        "from headwater.schemas.loader import load_definitions; "
         f"fs = load_definitions(Path({str(EXAMPLES)!r})).feature_set('user_spend'); "
         f"print(DeltaOfflineStore(Path({str(tmp_path)!r})).history(fs, version=2).num_rows)"
     )

@@ -7,8 +7,8 @@ from typing import cast
 import pytest
 import redis
 
-from connectors.online_redis import RedisOnlineStore, entity_redis_key
-from schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
+from headwater.connectors.online_redis import RedisOnlineStore, entity_redis_key
+from headwater.schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
 from tests.unit.schemas.test_tiles import FS, SOURCE
 
 pytestmark = pytest.mark.integration

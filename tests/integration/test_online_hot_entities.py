@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from connectors.base import EntityKey
-from connectors.online_redis import RedisOnlineStore, entity_redis_key
-from schemas.definitions import Feature, FeatureSet
-from schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
+from headwater.connectors.base import EntityKey
+from headwater.connectors.online_redis import RedisOnlineStore, entity_redis_key
+from headwater.schemas.definitions import Feature, FeatureSet
+from headwater.schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
 from tests.reference import brute_force
 from tests.unit.schemas.test_tiles import SOURCE
 

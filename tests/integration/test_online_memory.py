@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 import redis
 
-from connectors.base import EntityKey
-from connectors.errors import OnlineStoreEvictionError, OnlineStoreFullError
-from connectors.online_redis import RedisOnlineStore, entity_redis_key
+from headwater.connectors.base import EntityKey
+from headwater.connectors.errors import OnlineStoreEvictionError, OnlineStoreFullError
+from headwater.connectors.online_redis import RedisOnlineStore, entity_redis_key
 from headwater.processes import HeadwaterProcess, free_port
+from headwater.schemas.definitions import Feature, FeatureSet
+from headwater.schemas.settings import Settings, load_settings
+from headwater.schemas.tiles import EXPIRY_GRACE_MS, EntityState, FeatureSetPlan, arrival_seq
 from headwater.stack.redis import start_redis, stop_redis
-from schemas.definitions import Feature, FeatureSet
-from schemas.settings import Settings, load_settings
-from schemas.tiles import EXPIRY_GRACE_MS, EntityState, FeatureSetPlan, arrival_seq
 from tests.integration.pipeline import Deployment
 from tests.reference import RefEvent, brute_force
 from tests.unit.schemas.test_tiles import SOURCE

@@ -8,8 +8,8 @@ import random
 import pytest
 import redis
 
-from connectors.online_redis import RedisOnlineStore, entity_redis_key
-from schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
+from headwater.connectors.online_redis import RedisOnlineStore, entity_redis_key
+from headwater.schemas.tiles import EntityState, FeatureSetPlan, arrival_seq
 from tests.unit.schemas.test_tiles import FS, SOURCE
 
 pytestmark = pytest.mark.integration
@@ -73,7 +73,7 @@ def test_in_place_writes_equal_a_fresh_read(redis_url: str, seed: int) -> None:
 def test_a_store_from_settings_keeps_to_its_key_prefix(redis_url: str) -> None:
     """Every process builds its store from the same settings, and a prefix set there (the
     demo's ``hw-demo``) is what writes, reads and the key listing of maintenance use."""
-    from schemas.settings import RedisSettings
+    from headwater.schemas.settings import RedisSettings
 
     store = RedisOnlineStore.from_settings(RedisSettings(url=redis_url, key_prefix="hw-prefix-test"))
     state = EntityState()

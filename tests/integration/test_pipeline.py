@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer
 
-from connectors.kafka import EventProducer
-from connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.kafka import EventProducer
+from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.ingest import ingest_files
 from headwater.processes import free_port
 from headwater.sample_data import generate_transactions
-from serving.features import resolve_features
-from serving.historical import get_historical_features
+from headwater.serving.features import resolve_features
+from headwater.serving.historical import get_historical_features
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force
 from tests.reference import example_events_by_user as _events_by_user

@@ -20,17 +20,17 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from connectors.errors import StoreFaultError
-from connectors.kafka import EventProducer, RawMessage
-from connectors.offline_delta import DeltaOfflineStore
-from connectors.online_redis import RedisOnlineStore
+from headwater.connectors.errors import StoreFaultError
+from headwater.connectors.kafka import EventProducer, RawMessage
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.processes import free_port
 from headwater.sample_data import generate_transactions
-from schemas.avro import encode_wire
-from schemas.catalog import Catalog
-from schemas.tiles import arrival_seq
-from stream_workers.errors import EventProcessingError
-from stream_workers.processor import BatchProcessor
+from headwater.schemas.avro import encode_wire
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.tiles import arrival_seq
+from headwater.stream_workers.errors import EventProcessingError
+from headwater.stream_workers.processor import BatchProcessor
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force
 from tests.reference import example_events_by_user as events_by_user

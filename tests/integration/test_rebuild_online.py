@@ -19,11 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from connectors.kafka import committed_offsets, consumer_lag, group_members
-from connectors.online_redis import RedisOnlineStore, entity_redis_key
+from headwater.connectors.kafka import committed_offsets, consumer_lag, group_members
+from headwater.connectors.online_redis import RedisOnlineStore, entity_redis_key
 from headwater.ingest import ingest_files
 from headwater.sample_data import generate_transactions
-from schemas.tiles import EntityState, FeatureSetPlan, Status
+from headwater.schemas.tiles import EntityState, FeatureSetPlan, Status
 from tests.integration.pipeline import Deployment
 from tests.integration.test_exactly_once import (
     FAST_FAILOVER,

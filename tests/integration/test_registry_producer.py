@@ -24,11 +24,11 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastapi import FastAPI
 
-from connectors.kafka import delete_topics, ensure_topics
-from schemas.avro import decode_wire, split_wire
-from schemas.catalog import Catalog
-from schemas.settings import KafkaSettings
-from serving.registry import registry_router
+from headwater.connectors.kafka import delete_topics, ensure_topics
+from headwater.schemas.avro import decode_wire, split_wire
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.settings import KafkaSettings
+from headwater.serving.registry import registry_router
 from tests.integration.services import free_ports
 
 pytestmark = pytest.mark.integration

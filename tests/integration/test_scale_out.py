@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from connectors.kafka import consumer_lag
+from headwater.connectors.kafka import consumer_lag
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess
 from headwater.sample_data import generate_transactions

@@ -15,7 +15,7 @@ import pytest
 from headwater import FeatureStore
 from headwater.ingest import ingest_files
 from headwater.sample_data import generate_transactions
-from serving.errors import BadRequestError
+from headwater.serving.errors import BadRequestError
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force
 from tests.reference import example_events_by_user as _events_by_user

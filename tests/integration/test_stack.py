@@ -16,12 +16,12 @@ import pytest
 import redis
 from confluent_kafka import Consumer, Producer
 
+from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import ServiceStatus, down, up
 from headwater.stack.errors import PortInUseError
 from headwater.stack.kafka import kafka_paths
 from headwater.stack.process import port_open
 from headwater.stack.redis import redis_paths, start_redis
-from schemas.settings import Settings, load_settings
 from tests.integration.services import free_ports
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,8 @@ from confluent_kafka import Consumer, TopicPartition
 from headwater.ingest import ingest_files
 from headwater.processes import free_port
 from headwater.sample_data import generate_transactions
+from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import start_kafka, start_redis, stop_kafka, stop_redis
-from schemas.settings import Settings, load_settings
 from tests.integration.pipeline import Deployment, make_deployment
 from tests.integration.services import free_ports
 from tests.integration.test_exactly_once import (

@@ -11,8 +11,8 @@ from typing import Any, cast
 import pytest
 
 from headwater.apply import plan_definitions
-from schemas.catalog import Catalog
-from schemas.errors import DefinitionError
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.errors import DefinitionError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

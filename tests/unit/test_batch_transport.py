@@ -12,7 +12,7 @@ import faust
 import pytest
 from faust.types import TP
 
-from stream_workers.transport import BatchConsumer, Fetched, _deliver, batch_routing
+from headwater.stream_workers.transport import BatchConsumer, Fetched, _deliver, batch_routing
 
 TOPIC = "raw.test"
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from headwater.schemas.settings import Settings
 from headwater.stack.redis import DURABILITY_ARGS
-from schemas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

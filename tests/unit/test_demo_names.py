@@ -13,10 +13,10 @@ import yaml
 
 from headwater.apply import plan_definitions
 from headwater.demo import _demo_settings, _reset_own_state
-from schemas.catalog import Catalog
-from schemas.errors import ConfigError, DefinitionError
-from schemas.serialize import definitions_from_dict, source_to_dict
-from schemas.settings import load_settings
+from headwater.schemas.catalog import Catalog
+from headwater.schemas.errors import ConfigError, DefinitionError
+from headwater.schemas.serialize import definitions_from_dict, source_to_dict
+from headwater.schemas.settings import load_settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from connectors.replay import BadRowError, RowValidator, iter_file_rows
 from headwater.cli import app
+from headwater.connectors.replay import BadRowError, RowValidator, iter_file_rows
 from headwater.examples import EXAMPLES
 from headwater.ingest import Ingestor, expand_inputs
 from headwater.schedule import FileIdentity, Ledger, parse_schedule, run_schedule
-from schemas.avro import AvroSchema, decode_wire
-from schemas.definitions import Source
-from schemas.errors import ConfigError
+from headwater.schemas.avro import AvroSchema, decode_wire
+from headwater.schemas.definitions import Source
+from headwater.schemas.errors import ConfigError
 
 SCHEMA = AvroSchema.from_file(EXAMPLES / "transactions.avsc")
 SOURCE = Source(name="transactions", schema=SCHEMA, timestamp="event_time")

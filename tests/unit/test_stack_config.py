@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from headwater.schemas.errors import ConfigError, FeatureStoreError
 from headwater.stack.errors import (
     DependencyResolutionError,
     StackConfigError,
@@ -27,7 +28,6 @@ from headwater.stack.kafka_config import (
 from headwater.stack.process import read_pid_file, tail, write_pid_file
 from headwater.stack.redis import parse_redis_url
 from headwater.stack.toolchain import PACKAGE_POM, check_java, resolve_jars
-from schemas.errors import ConfigError, FeatureStoreError
 
 
 def _properties(text: str) -> dict[str, str]:

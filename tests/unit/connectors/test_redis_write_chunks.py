@@ -3,7 +3,7 @@ arguments, with a hot entity in a call of its own (its changes stay atomic)."""
 
 from __future__ import annotations
 
-from connectors.online_redis import _CHUNK, _CHUNK_ARGS, _chunks
+from headwater.connectors.online_redis import _CHUNK, _CHUNK_ARGS, _chunks
 
 
 def test_small_entities_fill_calls_up_to_the_entity_bound() -> None:

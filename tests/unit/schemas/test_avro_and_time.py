@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import fastavro
 import pytest
 
-from schemas.avro import AvroSchema, decode_wire, encode_wire, event_time_ms, split_wire
-from schemas.durations import format_duration, parse_duration
-from schemas.errors import EventError
+from headwater.schemas.avro import AvroSchema, decode_wire, encode_wire, event_time_ms, split_wire
+from headwater.schemas.durations import format_duration, parse_duration
+from headwater.schemas.errors import EventError
 
 V1 = AvroSchema.from_dict(
     {

@@ -16,12 +16,16 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from connectors.offline_delta import history_schema
-from schemas.avro import AvroSchema, decode_wire, encode_wire
-from schemas.avro_types import column
-from schemas.errors import DefinitionError, EventError
-from schemas.expressions import ExpressionError, apply_filter_and_transforms, compile_expression
-from schemas.loader import load_definitions
+from headwater.connectors.offline_delta import history_schema
+from headwater.schemas.avro import AvroSchema, decode_wire, encode_wire
+from headwater.schemas.avro_types import column
+from headwater.schemas.errors import DefinitionError, EventError
+from headwater.schemas.expressions import (
+    ExpressionError,
+    apply_filter_and_transforms,
+    compile_expression,
+)
+from headwater.schemas.loader import load_definitions
 
 ADDRESS = {
     "type": "record",

@@ -3,8 +3,8 @@ events and lifetime features."""
 
 from __future__ import annotations
 
-from schemas.definitions import Feature, FeatureSet
-from schemas.tiles import EXPIRY_GRACE_MS, EntityState, expires_at_ms
+from headwater.schemas.definitions import Feature, FeatureSet
+from headwater.schemas.tiles import EXPIRY_GRACE_MS, EntityState, expires_at_ms
 
 HOUR = 3_600_000
 

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.errors import DefinitionError
-from schemas.expressions import (
+from headwater.schemas.errors import DefinitionError
+from headwater.schemas.expressions import (
     ExpressionError,
     apply_filter_and_transforms,
     compile_expression,

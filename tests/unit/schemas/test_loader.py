@@ -15,8 +15,8 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from schemas.errors import DefinitionError
-from schemas.loader import load_definitions
+from headwater.schemas.errors import DefinitionError
+from headwater.schemas.loader import load_definitions
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from schemas.errors import DefinitionError
-from schemas.loader import load_definitions
+from headwater.schemas.errors import DefinitionError
+from headwater.schemas.loader import load_definitions
 from tests.unit.schemas.test_loader import BASE, write
 
 

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from schemas.errors import DefinitionError
-from schemas.loader import load_definitions
+from headwater.schemas.errors import DefinitionError
+from headwater.schemas.loader import load_definitions
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
 MODULE = '''
 from pathlib import Path
 
-from schemas.avro import AvroSchema
-from schemas.definitions import Definitions, Entity, Feature, FeatureService, FeatureSet, Source
+from headwater.schemas.avro import AvroSchema
+from headwater.schemas.definitions import Definitions, Entity, Feature, FeatureService, FeatureSet, Source
 
 user = Entity(name="user", keys=("user_id",))
 _schema = AvroSchema.from_file(Path(__file__).parent / "transactions.avsc")

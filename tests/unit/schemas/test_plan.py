@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from schemas.definitions import Definitions, Feature, FeatureSet
-from schemas.loader import load_definitions
-from schemas.plan import Plan, PlanItem, make_plan
-from schemas.tiles import FeatureSetPlan
+from headwater.schemas.definitions import Definitions, Feature, FeatureSet
+from headwater.schemas.loader import load_definitions
+from headwater.schemas.plan import Plan, PlanItem, make_plan
+from headwater.schemas.tiles import FeatureSetPlan
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 DEFS = load_definitions(EXAMPLES)

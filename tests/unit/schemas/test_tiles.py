@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.avro import AvroSchema
-from schemas.definitions import Feature, FeatureSet, Source
-from schemas.tiles import EntityState, FeatureSetPlan, Status, arrival_seq
+from headwater.schemas.avro import AvroSchema
+from headwater.schemas.definitions import Feature, FeatureSet, Source
+from headwater.schemas.tiles import EntityState, FeatureSetPlan, Status, arrival_seq
 from tests.reference import brute_force
 
 SCHEMA = AvroSchema.from_dict(
@@ -235,7 +235,7 @@ def test_events_of_one_entity_on_two_partitions_apply_once_each() -> None:
 def test_arrival_seqs_of_a_batch_equal_arrival_seq() -> None:
     import pyarrow as pa
 
-    from schemas.tiles import arrival_seqs
+    from headwater.schemas.tiles import arrival_seqs
 
     pairs = [(0, 0), (3, 17), (1, (1 << 40) - 1), (255, 123_456_789)]
     partitions = pa.chunked_array([[p for p, _ in pairs]], pa.int32())

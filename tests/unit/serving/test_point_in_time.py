@@ -14,8 +14,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.tiles import FeatureSetPlan, arrival_seq
-from serving.historical import plan_features
+from headwater.schemas.tiles import FeatureSetPlan, arrival_seq
+from headwater.serving.historical import plan_features
 from tests.reference import brute_force
 from tests.unit.schemas.test_tiles import FS, SCHEMA, SOURCE, _feature_set, _same, amounts
 

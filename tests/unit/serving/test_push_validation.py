@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from schemas.avro import AvroSchema
-from schemas.definitions import Source
-from serving.push import PushError, validate_events
+from headwater.schemas.avro import AvroSchema
+from headwater.schemas.definitions import Source
+from headwater.serving.push import PushError, validate_events
 
 NOW = 1_790_000_000_000
 SKEW = 300_000

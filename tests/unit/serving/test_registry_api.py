@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from schemas.catalog import Catalog
-from serving.registry import CONTENT_TYPE, registry_router
+from headwater.schemas.catalog import Catalog
+from headwater.serving.registry import CONTENT_TYPE, registry_router
 
 V1: dict[str, Any] = {
     "type": "record",

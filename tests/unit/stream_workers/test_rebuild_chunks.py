@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from stream_workers.rebuild import _chunks, _entity_keys, _entity_starts
+from headwater.stream_workers.rebuild import _chunks, _entity_keys, _entity_starts
 
 
 def _history() -> pa.Table:
