@@ -127,7 +127,9 @@ def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def _read(kafka: KafkaSettings, topic: str, starts: Mapping[int, int] | None = None) -> Iterator[Message]:
+def _read(
+    kafka: KafkaSettings, topic: str, starts: Mapping[int, int] | None = None
+) -> Iterator[Message]:
     """Every message of ``topic`` from ``starts`` (default: the oldest kept) to the end
     offsets of the moment reading began, partition by partition."""
     consumer = _consumer(kafka)
@@ -224,14 +226,18 @@ class DeadLetterReplayer:
         batch_size: letters per ledger batch.
     """
 
-    def __init__(self, kafka: KafkaSettings, dlq_topic: str, source_topic: str, *, batch_size: int = 10_000) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, dlq_topic: str, source_topic: str, *, batch_size: int = 10_000
+    ) -> None:
         self.kafka, self.dlq_topic, self.source_topic = kafka, dlq_topic, source_topic
         self.batch_size = batch_size
         self._producer = EventProducer(kafka)
 
     def replayed(self) -> set[LetterId]:
         """Letters replayed by any earlier run, after recovering batches a crash left open."""
-        ensure_topics(self.kafka, [ledger_topic(self.dlq_topic)], partitions=1, config={"retention.ms": "-1"})
+        ensure_topics(
+            self.kafka, [ledger_topic(self.dlq_topic)], partitions=1, config={"retention.ms": "-1"}
+        )
         done, unfinished = _ledger(self.kafka, self.dlq_topic)
         for batch in unfinished:
             found = self._landed(batch)
@@ -252,9 +258,13 @@ class DeadLetterReplayer:
                     found.add(letter)
         return found
 
-    def _record(self, kind: str, batch: str, letters: Sequence[LetterId] | set[LetterId], **extra: Any) -> None:
+    def _record(
+        self, kind: str, batch: str, letters: Sequence[LetterId] | set[LetterId], **extra: Any
+    ) -> None:
         record = {"kind": kind, "batch": batch, "letters": sorted(letters), **extra}
-        self._producer.produce(ledger_topic(self.dlq_topic), json.dumps(record).encode(), batch.encode())
+        self._producer.produce(
+            ledger_topic(self.dlq_topic), json.dumps(record).encode(), batch.encode()
+        )
         self._producer.flush()
 
     def replay(self, letters: Sequence[DeadLetter]) -> int:
@@ -265,7 +275,9 @@ class DeadLetterReplayer:
         if not partitions:
             msg = f"source topic {self.source_topic!r} does not exist; run `headwater apply` first"
             raise KafkaUnavailableError(msg)
-        ordered = sorted(letters, key=lambda letter: (letter.source_position or (-1, -1), letter.id))
+        ordered = sorted(
+            letters, key=lambda letter: (letter.source_position or (-1, -1), letter.id)
+        )
         for start in range(0, len(ordered), self.batch_size):
             chunk = ordered[start : start + self.batch_size]
             batch = uuid.uuid4().hex
@@ -278,11 +290,12 @@ class DeadLetterReplayer:
                     self.source_topic,
                     letter.value or b"",
                     letter.key,
-                    headers={REPLAY_OF_HEADER: f"{self.dlq_topic}/{letter.partition}/{letter.offset}".encode()},
+                    headers={
+                        REPLAY_OF_HEADER: f"{self.dlq_topic}/{letter.partition}/{letter.offset}".encode()
+                    },
                     timestamp_ms=letter.timestamp,
                     partition=target,
                 )
             self._producer.flush()
             self._record("done", batch, [letter.id for letter in chunk])
         return len(ordered)
-

@@ -75,9 +75,7 @@ class OfflineStoreError(StoreFaultError):
 
 
 @contextmanager
-def store_faults(
-    store: str, action: str, *answers: type[Exception]
-) -> Iterator[None]:
+def store_faults(store: str, action: str, *answers: type[Exception]) -> Iterator[None]:
     """Turn any exception of a store call into a ``StoreFaultError`` naming ``store``.
 
     ``answers`` are exception types that are the store's answer rather than its failure

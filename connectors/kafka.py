@@ -39,7 +39,9 @@ def _base_config(kafka: KafkaSettings) -> dict[str, Any]:
     return {"bootstrap.servers": kafka.bootstrap_servers, "log_level": 4}
 
 
-def producer_config(kafka: KafkaSettings, *, delivery_timeout_s: float, linger_ms: float) -> dict[str, Any]:
+def producer_config(
+    kafka: KafkaSettings, *, delivery_timeout_s: float, linger_ms: float
+) -> dict[str, Any]:
     """The one configuration of every Headwater producer: idempotent, acks=all, so retries
     (librdkafka's, with backoff) never duplicate or reorder; ``delivery_timeout_s`` bounds
     how long a message may wait, so an unreachable Kafka fails instead of hanging."""
@@ -88,7 +90,12 @@ def ensure_topics(
         return []
     futures = admin.create_topics(
         [
-            NewTopic(t, partitions or kafka.partitions, kafka.replication_factor, config=dict(config or {}))
+            NewTopic(
+                t,
+                partitions or kafka.partitions,
+                kafka.replication_factor,
+                config=dict(config or {}),
+            )
             for t in wanted
         ],
         operation_timeout=30,
@@ -117,9 +124,13 @@ class EventProducer:
             failed (and ``flush`` raises), so an unreachable Kafka never hangs a caller.
     """
 
-    def __init__(self, kafka: KafkaSettings, *, delivery_timeout_s: float = 30.0, linger_ms: int = 20) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, *, delivery_timeout_s: float = 30.0, linger_ms: int = 20
+    ) -> None:
         self._delivery_timeout_s = delivery_timeout_s
-        self._producer = Producer(producer_config(kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms))
+        self._producer = Producer(
+            producer_config(kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms)
+        )
         self._failures: list[str] = []
         self.acknowledged = 0
 
@@ -211,12 +222,16 @@ def committed_offsets(
     partitions = [TopicPartition(topic, p) for p in metadata.partitions]
     deadline = time.monotonic() + timeout_s
     while True:
-        future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group_id, partitions)])
+        future = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group_id, partitions)]
+        )
         try:
             result = future[group_id].result(timeout=10)
         except KafkaException as exc:
             error = exc.args[0]
-            if (error.retriable() or error.code() in _COORDINATOR_BUSY) and time.monotonic() < deadline:
+            if (
+                error.retriable() or error.code() in _COORDINATOR_BUSY
+            ) and time.monotonic() < deadline:
                 time.sleep(0.2)
                 continue
             msg = f"reading the offsets of group {group_id!r} on {topic!r} failed: {error.str()}"
@@ -251,7 +266,9 @@ def consumer_lag(
     if committed is None:
         committed = committed_offsets(kafka, group_id, topic)
     partitions = [TopicPartition(topic, p) for p in committed]
-    probe = Consumer({**_base_config(kafka), "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False})
+    probe = Consumer(
+        {**_base_config(kafka), "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False}
+    )
     try:
         lag = 0
         for tp in partitions:
@@ -271,7 +288,11 @@ def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float 
     existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
     if not existing:
         return
-    _await_admin(admin.delete_topics(existing, operation_timeout=30), "delete", KafkaError.UNKNOWN_TOPIC_OR_PART)
+    _await_admin(
+        admin.delete_topics(existing, operation_timeout=30),
+        "delete",
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    )
     deadline = time.monotonic() + timeout_s
     while any(t in admin.list_topics(timeout=10).topics for t in existing):
         if time.monotonic() > deadline:
@@ -303,12 +324,16 @@ def log_ends(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> dict[
     """The offset the next message of each partition of ``topic`` will get (high watermarks)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    probe = Consumer({**_base_config(kafka), "group.id": "headwater.log-ends", "enable.auto.commit": False})
+    probe = Consumer(
+        {**_base_config(kafka), "group.id": "headwater.log-ends", "enable.auto.commit": False}
+    )
     try:
         metadata = probe.list_topics(topic, timeout=timeout_s).topics[topic]
         ends = {}
         for partition in metadata.partitions:
-            _, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)
+            _, high = probe.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout_s
+            )
             ends[partition] = high
         return ends
     except KafkaException as exc:
@@ -348,7 +373,13 @@ class RawMessage:
 
 
 def read_range(
-    kafka: KafkaSettings, topic: str, partition: int, start: int, end: int, *, batch_size: int = 5000
+    kafka: KafkaSettings,
+    topic: str,
+    partition: int,
+    start: int,
+    end: int,
+    *,
+    batch_size: int = 5000,
 ) -> Iterator[list[RawMessage]]:
     """Messages of one partition with ``start <= offset < end``, in batches, in order.
 
@@ -357,7 +388,11 @@ def read_range(
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
-        {**_base_config(kafka), "group.id": f"headwater.read-range.{topic}", "enable.auto.commit": False}
+        {
+            **_base_config(kafka),
+            "group.id": f"headwater.read-range.{topic}",
+            "enable.auto.commit": False,
+        }
     )
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
@@ -374,9 +409,13 @@ def read_range(
                     raise KafkaUnavailableError(f"reading {topic}[{partition}] failed: {m.error()}")
                 offset = m.offset() or 0
                 if offset < end:
-                    batch.append(RawMessage(partition, offset, m.key(), m.value(), m.timestamp()[1]))
+                    batch.append(
+                        RawMessage(partition, offset, m.key(), m.value(), m.timestamp()[1])
+                    )
             if not messages:
-                msg = f"reading {topic}[{partition}] from {position} to {end}: no message within 10 s"
+                msg = (
+                    f"reading {topic}[{partition}] from {position} to {end}: no message within 10 s"
+                )
                 raise KafkaUnavailableError(msg)
             if batch:
                 position = batch[-1].offset + 1

@@ -55,7 +55,9 @@ _VERSION = b"v"
 # many results to unpack" beyond about 8,000 values, and one entity of a backfill changes as
 # many tiles as its longest window holds (10,080 for 7 days at 1 minute).
 _LUA_SLICE = 1000  # even: HSET takes field/value pairs
-_APPLY_LUA = f"local slice = {_LUA_SLICE}\n" + """
+_APPLY_LUA = (
+    f"local slice = {_LUA_SLICE}\n"
+    + """
 local result = {}
 local a = 1
 for i, key in ipairs(KEYS) do
@@ -79,6 +81,7 @@ for i, key in ipairs(KEYS) do
 end
 return result
 """
+)
 # One script call holds up to _CHUNK entities and, past the first, up to _CHUNK_ARGS
 # arguments: it bounds the time Redis spends in one script (it blocks every other client) and
 # the request's size, also when one hot entity of a backfill changes tens of thousands of
@@ -135,9 +138,7 @@ def _encode(state: EntityState) -> dict[bytes, bytes]:
     return fields
 
 
-def _changes(
-    state: EntityState, old: EntityState | None
-) -> tuple[dict[bytes, bytes], list[bytes]]:
+def _changes(state: EntityState, old: EntityState | None) -> tuple[dict[bytes, bytes], list[bytes]]:
     """Fields to set and fields to delete to turn ``old``'s stored hash into ``state``.
 
     A state updated in place (``old is state``) knows which tiles changed, so only those are
@@ -200,10 +201,14 @@ class RedisOnlineStore(BaseOnlineStore):
         self._writes = itertools.count()
 
     @classmethod
-    def from_settings(cls, redis_settings: RedisSettings, *, cache_entities: int = 0) -> RedisOnlineStore:
+    def from_settings(
+        cls, redis_settings: RedisSettings, *, cache_entities: int = 0
+    ) -> RedisOnlineStore:
         """The store every process uses: the URL and key prefix of ``redis`` settings, so
         the worker, the API, the SDK and maintenance commands all see the same keys."""
-        return cls(redis_settings.url, cache_entities=cache_entities, key_prefix=redis_settings.key_prefix)
+        return cls(
+            redis_settings.url, cache_entities=cache_entities, key_prefix=redis_settings.key_prefix
+        )
 
     def key(self, feature_set: FeatureSet, key: EntityKey) -> str:
         """The Redis key of one entity of ``feature_set`` in this store."""

@@ -66,7 +66,9 @@ class BadRow:
         return f"{self.origin}: row {self.row}{where}: {self.reason}"
 
     def as_json(self) -> str:
-        return json.dumps({"file": self.origin, "row": self.row, "column": self.column, "reason": self.reason})
+        return json.dumps(
+            {"file": self.origin, "row": self.row, "column": self.column, "reason": self.reason}
+        )
 
 
 class BadRowError(EventError):
@@ -131,7 +133,15 @@ def _csv_rows(path: Path) -> Rows:
                 continue
             n += 1
             if len(fields) != len(header):
-                yield n, BadRow(str(path), n, None, f"malformed row: {len(fields)} fields, the header has {len(header)}")
+                yield (
+                    n,
+                    BadRow(
+                        str(path),
+                        n,
+                        None,
+                        f"malformed row: {len(fields)} fields, the header has {len(header)}",
+                    ),
+                )
             else:
                 yield n, dict(zip(header, fields, strict=True))
 
@@ -151,7 +161,15 @@ def _jsonl_rows(path: Path) -> Rows:
             if isinstance(value, dict):
                 yield n, value
             else:
-                yield n, BadRow(str(path), n, None, f"malformed row: a JSON {type(value).__name__}, expected an object")
+                yield (
+                    n,
+                    BadRow(
+                        str(path),
+                        n,
+                        None,
+                        f"malformed row: a JSON {type(value).__name__}, expected an object",
+                    ),
+                )
 
 
 def _parquet_rows(path: Path) -> Rows:
@@ -165,7 +183,12 @@ def _parquet_rows(path: Path) -> Rows:
 def _avro_rows(path: Path) -> Rows:
     with path.open("rb") as fh:
         for n, row in enumerate(fastavro.reader(fh), start=1):
-            yield n, row if isinstance(row, dict) else BadRow(str(path), n, None, "malformed row: not a record")
+            yield (
+                n,
+                row
+                if isinstance(row, dict)
+                else BadRow(str(path), n, None, "malformed row: not a record"),
+            )
 
 
 def _coerce(value: Any, avro_type: str, text: bool) -> Any:
@@ -212,13 +235,21 @@ def _event_time(value: Any, column: str, *, naive_is_utc: bool = False) -> int:
         return int(value)
     if isinstance(value, datetime | int | str) or value is None:
         return event_time_ms(value, column, naive_is_utc=naive_is_utc)
-    raise EventError(f"{type(value).__name__} {value!r} is not a time; give epoch ms or ISO-8601 with a zone")
+    raise EventError(
+        f"{type(value).__name__} {value!r} is not a time; give epoch ms or ISO-8601 with a zone"
+    )
 
 
 class RowValidator:
     """Checks and encodes rows of one source; ``mapping`` renames input columns first."""
 
-    def __init__(self, source: Source, schema_id: int, keys: Sequence[str], mapping: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        source: Source,
+        schema_id: int,
+        keys: Sequence[str],
+        mapping: Mapping[str, str] | None = None,
+    ) -> None:
         self.source, self.schema_id, self.keys = source, schema_id, tuple(keys)
         self.mapping = dict(mapping or {})
         schema = source.schema
@@ -227,7 +258,9 @@ class RowValidator:
         self._fields = [(name, form.kind, form.nullable) for name, form in schema.forms.items()]
         self._local_time = schema.forms[source.timestamp].local
 
-    def encode(self, origin: str, row_no: int, raw: Mapping[str, Any], text: bool) -> tuple[bytes, bytes]:
+    def encode(
+        self, origin: str, row_no: int, raw: Mapping[str, Any], text: bool
+    ) -> tuple[bytes, bytes]:
         """``(key, wire value)`` of one row; raises ``BadRowError``."""
         if self.mapping:
             raw = {self.mapping.get(k, k): v for k, v in raw.items()}

@@ -66,13 +66,17 @@ def read_sql_rows(
     try:
         engine = sa.create_engine(url)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-        msg = f"--db {safe_url(url)!r} is not a usable database URL ({exc}); e.g. sqlite:///events.db"
+        msg = (
+            f"--db {safe_url(url)!r} is not a usable database URL ({exc}); e.g. sqlite:///events.db"
+        )
         raise ConfigError(msg) from exc
     sql, params = _wrapped(engine, query, watermark_column, after, inclusive)
     n = 0
     try:
         with engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(sa.text(sql), params)
+            result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(
+                sa.text(sql), params
+            )
             for part in result.mappings().partitions(chunk_size):
                 for row in part:
                     n += 1

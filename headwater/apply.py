@@ -55,7 +55,9 @@ def plan_definitions(catalog: Catalog, path: Path, *, topic_prefix: str = "") ->
     problems: list[str] = []
     for source in new.sources:
         if current is not None and source.name in {s.name for s in current.sources}:
-            problems += source_change_allowed(current.source(source.name), source, backward_problems)
+            problems += source_change_allowed(
+                current.source(source.name), source, backward_problems
+            )
     if problems:
         msg = f"{len(problems)} problem(s) with the sources:\n  " + "\n  ".join(problems)
         raise DefinitionError(msg)
@@ -87,10 +89,16 @@ def apply_definitions(settings: Settings, path: Path, *, dry_run: bool = False) 
         defs = plan.definitions
         # Dead letters are kept as long as events: they wait for a fix and a replay.
         retention = {"retention.ms": str(settings.kafka.retention_ms)}
-        report.topics_created = ensure_topics(settings.kafka, [s.topic for s in defs.sources], config=retention)
-        report.topics_created += ensure_topics(settings.kafka, [s.dlq_topic for s in defs.sources], config=retention)
+        report.topics_created = ensure_topics(
+            settings.kafka, [s.topic for s in defs.sources], config=retention
+        )
+        report.topics_created += ensure_topics(
+            settings.kafka, [s.dlq_topic for s in defs.sources], config=retention
+        )
         for source in defs.sources:
-            report.schema_ids[source.name] = catalog.register_schema(f"{source.topic}-value", source.schema)
+            report.schema_ids[source.name] = catalog.register_schema(
+                f"{source.topic}-value", source.schema
+            )
         offline = DeltaOfflineStore(settings.offline_root)
         for fs in plan.new_versions:
             if offline.create(fs, FeatureSetPlan(fs, defs.source(fs.source)).history_columns):

@@ -396,7 +396,8 @@ def ingest(
     watermark: Annotated[
         str | None,
         typer.Option(
-            "--watermark", help="With --sql: only rows not ingested before (COLUMN at or above the last value ingested; rows at it are told apart by content)"
+            "--watermark",
+            help="With --sql: only rows not ingested before (COLUMN at or above the last value ingested; rows at it are told apart by content)",
         ),
     ] = None,
     skip_bad_rows: Annotated[
@@ -667,7 +668,9 @@ def rebuild_online(
 
 @app.command()
 def demo(
-    users: Annotated[int, typer.Option(min=1, help="Card holders in the generated sample (~119 events each)")] = 3_000,
+    users: Annotated[
+        int, typer.Option(min=1, help="Card holders in the generated sample (~119 events each)")
+    ] = 3_000,
 ) -> None:
     """The main job end to end on the bundled sample data, then stop what it started.
 

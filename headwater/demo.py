@@ -115,7 +115,9 @@ def _reset_own_state(settings: Settings) -> None:
         client.close()
 
 
-def run_demo(console: Console | None = None, *, base: Settings | None = None, card_holders: int = 3_000) -> None:
+def run_demo(
+    console: Console | None = None, *, base: Settings | None = None, card_holders: int = 3_000
+) -> None:
     """Run the demo; raises ``FeatureStoreError`` subclasses with a one-line cause.
 
     Args:
@@ -148,7 +150,9 @@ def run_demo(console: Console | None = None, *, base: Settings | None = None, ca
         console.print(f"  generated {table.num_rows:,} card transactions over 30 days -> {sample}")
 
         console.rule("[bold]3. Stream worker")
-        worker = HeadwaterProcess(["worker"], env=env, log_file=settings.home / "logs" / "worker.log")
+        worker = HeadwaterProcess(
+            ["worker"], env=env, log_file=settings.home / "logs" / "worker.log"
+        )
         processes.append(worker)
         console.print(f"  worker pid {worker.pid} (log {worker.log_file})")
         produce_start = time.monotonic()
@@ -174,7 +178,13 @@ def run_demo(console: Console | None = None, *, base: Settings | None = None, ca
         url = f"http://127.0.0.1:{settings.serving.port}"
         wait_http_ok(f"{url}/healthz", api)
         recent = sorted(
-            {u for u, e in zip(table["user_id"].to_pylist(), table["event_time"].to_pylist(), strict=True) if e > end_ms - 3_600_000}
+            {
+                u
+                for u, e in zip(
+                    table["user_id"].to_pylist(), table["event_time"].to_pylist(), strict=True
+                )
+                if e > end_ms - 3_600_000
+            }
         )[:3]
         users = [*recent, "u99999"]
         body = {"feature_service": "fraud_model", "entities": {"user_id": users}}
@@ -201,7 +211,9 @@ def run_demo(console: Console | None = None, *, base: Settings | None = None, ca
         rng = random.Random(1)
         picks = [rng.randrange(table.num_rows // 2) for _ in range(6)]
         label_users = [table["user_id"][i].as_py() for i in picks] + ["u99999"]
-        label_times = [table["event_time"][i].as_py() + rng.randrange(60_000, 1_800_000) for i in picks]
+        label_times = [
+            table["event_time"][i].as_py() + rng.randrange(60_000, 1_800_000) for i in picks
+        ]
         labels = pa.table(
             {
                 "user_id": label_users,
@@ -210,17 +222,23 @@ def run_demo(console: Console | None = None, *, base: Settings | None = None, ca
             }
         )
         training = get_historical_features(offline, resolved, labels)
-        shown = Table(title=f"training set: {training.num_rows} label rows in, {training.num_rows} out")
+        shown = Table(
+            title=f"training set: {training.num_rows} label rows in, {training.num_rows} out"
+        )
         for name in training.column_names:
             shown.add_column(name, justify="right")
         for row in training.to_pylist():
-            row["event_timestamp"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime(row["event_timestamp"] / 1000))
+            row["event_timestamp"] = time.strftime(
+                "%Y-%m-%d %H:%M", time.gmtime(row["event_timestamp"] / 1000)
+            )
             shown.add_row(*[_fmt(v) for v in row.values()])
         console.print(shown)
 
         served_ms = _parse_served_at(response["served_at"])
         check = get_historical_features(
-            offline, resolved, pa.table({"user_id": users, "event_timestamp": [served_ms] * len(users)})
+            offline,
+            resolved,
+            pa.table({"user_id": users, "event_timestamp": [served_ms] * len(users)}),
         )
         names = [ref.split(":")[1] for ref in response["features"]]
         offline_rows = [[row[n] for n in names] for row in check.to_pylist()]

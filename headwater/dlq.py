@@ -118,7 +118,11 @@ def _event_time(catalog: Catalog, source: Source, letter: DeadLetter) -> str | N
         ms = event_time_ms(record.get(source.timestamp), source.timestamp)
     except (CatalogError, EventError):
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def sample_dead_letters(
@@ -147,7 +151,9 @@ def sample_dead_letters(
                     error=letter.error,
                     error_class=letter.headers.get("hw.error_class", ""),
                     event_time=_event_time(catalog, source, letter),
-                    source_position=f"{source.topic}[{position[0]}]@{position[1]}" if position else "",
+                    source_position=f"{source.topic}[{position[0]}]@{position[1]}"
+                    if position
+                    else "",
                     replayed=letter.id in replayed,
                 )
             )
@@ -156,7 +162,9 @@ def sample_dead_letters(
         catalog.close()
 
 
-def replay_dead_letters(settings: Settings, source_name: str, *, reason: str | None = None) -> ReplayReport:
+def replay_dead_letters(
+    settings: Settings, source_name: str, *, reason: str | None = None
+) -> ReplayReport:
     """Replay the letters of a source (of ``reason``) that no run replayed before.
 
     Raises:
@@ -186,7 +194,9 @@ def print_counts(console: Console, counts: list[ReasonCount]) -> None:
         return
     table = Table(title="dead letters")
     for name in ("source", "reason", "letters", "replayed", "pending"):
-        table.add_column(name, justify="right" if name in ("letters", "replayed", "pending") else "left")
+        table.add_column(
+            name, justify="right" if name in ("letters", "replayed", "pending") else "left"
+        )
     for c in counts:
         table.add_row(c.source, c.reason, str(c.letters), str(c.replayed), str(c.pending))
     console.print(table)
@@ -194,7 +204,9 @@ def print_counts(console: Console, counts: list[ReasonCount]) -> None:
 
 def print_sample(console: Console, source: str, views: list[LetterView], matching: int) -> None:
     if not views:
-        console.print(f"no dead letters of {source}" + (" with that reason" if matching == 0 else ""))
+        console.print(
+            f"no dead letters of {source}" + (" with that reason" if matching == 0 else "")
+        )
         return
     table = Table(title=f"dead letters of {source}: {len(views)} of {matching}")
     for name in ("letter", "reason", "field", "error", "event time", "from", "replayed"):

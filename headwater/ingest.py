@@ -74,12 +74,16 @@ def expand_inputs(args: Sequence[str | Path], *, allow_empty: bool = False) -> l
             found += sorted(p for p in Path(arg).iterdir() if _supported(p))
         elif Path(arg).is_file():
             if not _supported(Path(arg)):
-                raise ConfigError(f"{arg}: unsupported file type; use {', '.join(SUPPORTED_SUFFIXES)}")
+                raise ConfigError(
+                    f"{arg}: unsupported file type; use {', '.join(SUPPORTED_SUFFIXES)}"
+                )
             found.append(Path(arg))
         else:
             raise ConfigError(f"{arg}: no such file or directory")
     if not found and not allow_empty:
-        raise ConfigError(f"no {', '.join(SUPPORTED_SUFFIXES)} files in {', '.join(map(str, args))}")
+        raise ConfigError(
+            f"no {', '.join(SUPPORTED_SUFFIXES)} files in {', '.join(map(str, args))}"
+        )
     return list(dict.fromkeys(found))
 
 
@@ -123,13 +127,23 @@ class Ingestor:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.validator, self.source = validator, validator.source
-        self.kafka, self.rejects, self.rate, self.show_progress = kafka, rejects, rate, show_progress
+        self.kafka, self.rejects, self.rate, self.show_progress = (
+            kafka,
+            rejects,
+            rate,
+            show_progress,
+        )
         self._producer = producer
         self._clock, self._sleep = clock, sleep
 
     @classmethod
     def for_source(
-        cls, settings: Settings, source_name: str, *, mapping: Mapping[str, str] | None = None, **options: Any
+        cls,
+        settings: Settings,
+        source_name: str,
+        *,
+        mapping: Mapping[str, str] | None = None,
+        **options: Any,
     ) -> Ingestor:
         """An ingestor of a source registered in the catalog (registers its schema id)."""
         catalog = Catalog(settings.catalog_url)
@@ -151,7 +165,9 @@ class Ingestor:
             self._producer = EventProducer(self.kafka)
         return self._producer
 
-    def validate(self, origin: str, identity: str, text: bool, rows: Rows, result: IngestResult) -> list[tuple[bytes, bytes, bytes]]:
+    def validate(
+        self, origin: str, identity: str, text: bool, rows: Rows, result: IngestResult
+    ) -> list[tuple[bytes, bytes, bytes]]:
         """Encoded ``(key, value, event id)`` of every good row; bad rows raise or are rejected."""
         messages = []
         for row_no, raw in rows:
@@ -167,7 +183,9 @@ class Ingestor:
             messages.append((key, value, event_id(self.source.name, identity, row_no)))
         return messages
 
-    def produce(self, label: str, messages: list[tuple[bytes, bytes, bytes]], progress: Progress) -> None:
+    def produce(
+        self, label: str, messages: list[tuple[bytes, bytes, bytes]], progress: Progress
+    ) -> None:
         """Produce in order, throttled to ``rate``, and wait until Kafka acknowledged all."""
         task = progress.add_task(f"{label} -> {self.source.topic}", total=len(messages))
         step = max(1, min(10_000, int(self.rate / 10))) if self.rate else 10_000
@@ -182,7 +200,16 @@ class Ingestor:
                     self._sleep(delay)
         producer.flush()
 
-    def _unit(self, label: str, origin: str, identity: str, text: bool, rows: Rows, result: IngestResult, progress: Progress) -> int:
+    def _unit(
+        self,
+        label: str,
+        origin: str,
+        identity: str,
+        text: bool,
+        rows: Rows,
+        result: IngestResult,
+        progress: Progress,
+    ) -> int:
         before = len(result.rejects)
         messages = self.validate(origin, identity, text, rows, result)
         if self.rejects is not None:
@@ -204,7 +231,9 @@ class Ingestor:
             disable=not self.show_progress,
         )
 
-    def ingest_files(self, files: Sequence[Path], ledger: Ledger | None = None, *, skip_done: bool = True) -> IngestResult:
+    def ingest_files(
+        self, files: Sequence[Path], ledger: Ledger | None = None, *, skip_done: bool = True
+    ) -> IngestResult:
         """Ingest ``files`` in order; with a ledger, skip files it has and record each one done."""
         result = IngestResult()
         with self._progress() as progress:
@@ -214,7 +243,9 @@ class Ingestor:
                     result.skipped_files += 1
                     continue
                 text, rows = iter_file_rows(path)
-                count = self._unit(path.name, str(path), identity.text, text, rows, result, progress)
+                count = self._unit(
+                    path.name, str(path), identity.text, text, rows, result, progress
+                )
                 result.files += 1
                 if ledger is not None:
                     ledger.mark_file(identity, count)
@@ -237,7 +268,9 @@ class Ingestor:
             self._unit(label, label, identity, False, rows, result, progress)
         return result
 
-    def ingest_sql(self, db_url: str, query: str, *, watermark: str | None = None, ledger: Ledger | None = None) -> IngestResult:
+    def ingest_sql(
+        self, db_url: str, query: str, *, watermark: str | None = None, ledger: Ledger | None = None
+    ) -> IngestResult:
         """Ingest a query's rows; with ``watermark`` and a ledger, only the rows no earlier run
         ingested: those above the last maximum, and those at it that are new
         (``headwater.watermarks``)."""
@@ -248,7 +281,9 @@ class Ingestor:
         after = tracker.after
 
         def tracked() -> Iterator[tuple[int, dict[str, Any]]]:
-            rows = read_sql_rows(db_url, query, watermark_column=watermark, after=after, inclusive=tracker.inclusive)
+            rows = read_sql_rows(
+                db_url, query, watermark_column=watermark, after=after, inclusive=tracker.inclusive
+            )
             for row_no, row in rows:
                 if watermark is None or tracker.admit(row.get(watermark), row):
                     yield row_no, row
@@ -264,7 +299,12 @@ class Ingestor:
 
 
 def ingest_files(
-    settings: Settings, source_name: str, files: Sequence[Path], *, show_progress: bool = True, again: bool = False
+    settings: Settings,
+    source_name: str,
+    files: Sequence[Path],
+    *,
+    show_progress: bool = True,
+    again: bool = False,
 ) -> int:
     """Produce every row of ``files`` to the source's topic; returns once Kafka acknowledged all.
 

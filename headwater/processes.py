@@ -154,8 +154,7 @@ def supervise_workers(count: int) -> int:
 
     log = logging.getLogger("headwater.worker")
     children = [
-        subprocess.Popen([sys.executable, "-m", "headwater", "worker"])
-        for _ in range(count)
+        subprocess.Popen([sys.executable, "-m", "headwater", "worker"]) for _ in range(count)
     ]
     stopping = False
 

@@ -31,7 +31,12 @@ _DAY_MS = 86_400_000
 
 
 def generate_transactions(
-    *, end_ms: int, users: int = 3_000, days: int = 30, events_per_user_day: float = 3.3, seed: int = 7
+    *,
+    end_ms: int,
+    users: int = 3_000,
+    days: int = 30,
+    events_per_user_day: float = 3.3,
+    seed: int = 7,
 ) -> pa.Table:
     """Rows in arrival order (mostly by event time, a few late ones)."""
     rng = random.Random(seed)
@@ -57,7 +62,9 @@ def generate_transactions(
     for i in range(len(rows)):
         if rng.random() < 0.02:
             j = i
-            while j + 1 < len(rows) and rows[order[j + 1]][6] - rows[order[i]][6] < rng.randrange(1, 6 * 3_600_000):
+            while j + 1 < len(rows) and rows[order[j + 1]][6] - rows[order[i]][6] < rng.randrange(
+                1, 6 * 3_600_000
+            ):
                 j += 1
                 if j - i > 2_000:
                     break

@@ -63,7 +63,9 @@ def _dump_value(value: Any) -> dict[str, Any]:
         return {"type": "decimal", "value": str(value)}
     if isinstance(value, bool | int | float | str):
         return {"type": type(value).__name__, "value": value}
-    msg = f"cannot keep a watermark of type {type(value).__name__}; use a number, text or time column"
+    msg = (
+        f"cannot keep a watermark of type {type(value).__name__}; use a number, text or time column"
+    )
     raise ConfigError(msg)
 
 
@@ -121,7 +123,10 @@ class Ledger:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"files": self.files, "watermarks": self.watermarks}, indent=1), encoding="utf-8")
+        tmp.write_text(
+            json.dumps({"files": self.files, "watermarks": self.watermarks}, indent=1),
+            encoding="utf-8",
+        )
         os.replace(tmp, self.path)
 
 
@@ -143,7 +148,9 @@ def parse_schedule(text: str) -> Callable[[float], float]:
         try:
             from croniter import croniter  # type: ignore[import-untyped]  # no stubs in the venv
         except ImportError as exc:  # pragma: no cover - croniter is installed with the project
-            raise ConfigError(f"--schedule {text!r}: cron expressions need the croniter package") from exc
+            raise ConfigError(
+                f"--schedule {text!r}: cron expressions need the croniter package"
+            ) from exc
         if not croniter.is_valid(spec):
             raise ConfigError(f"--schedule {text!r} is not a valid cron expression")
 
@@ -151,7 +158,9 @@ def parse_schedule(text: str) -> Callable[[float], float]:
             return float(croniter(spec, datetime.fromtimestamp(last_start, UTC)).get_next(float))
 
         return next_cron
-    msg = f"--schedule {text!r} is neither a duration (15m, 1h30m, 45s) nor a 5-field cron expression"
+    msg = (
+        f"--schedule {text!r} is neither a duration (15m, 1h30m, 45s) nor a 5-field cron expression"
+    )
     raise ConfigError(msg)
 
 

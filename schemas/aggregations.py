@@ -184,7 +184,11 @@ def _sample_stddev(n: int, total: Any, squares: list[str] | None) -> float | Non
     """
     if n < 2:
         return None
-    exact_total = sum((Fraction(p) for p in total), Fraction(0)) if isinstance(total, list) else Fraction(total)
+    exact_total = (
+        sum((Fraction(p) for p in total), Fraction(0))
+        if isinstance(total, list)
+        else Fraction(total)
+    )
     variance = (_to_fraction(squares) - exact_total * exact_total / n) / (n - 1)
     return math.sqrt(float(variance))
 
@@ -225,7 +229,9 @@ class Aggregator:
         self._adders = tuple((p.key, p.field, _adder(p.kind, p.n)) for p in self._partials)
         self._mergers = tuple((p.key, _merger(p.kind, p.n)) for p in self._partials)
 
-    def _partials_of(self, function: str, field: str | None, n: int | None = None) -> list[_Partial]:
+    def _partials_of(
+        self, function: str, field: str | None, n: int | None = None
+    ) -> list[_Partial]:
         if field is None:
             if function != "count":
                 msg = f"function {function!r} needs a field"

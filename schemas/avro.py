@@ -76,10 +76,10 @@ class AvroSchema:
             ValueError: the schema is not a valid Avro record schema.
         """
         if not isinstance(definition, Mapping):
-            msg = f"expected an Avro record schema (a JSON object with \"type\": \"record\"), got {type(definition).__name__}"
+            msg = f'expected an Avro record schema (a JSON object with "type": "record"), got {type(definition).__name__}'
             raise ValueError(msg)  # noqa: TRY004 (callers catch ValueError)
         if definition.get("type") != "record":
-            msg = f"expected an Avro record schema (\"type\": \"record\"), got type {definition.get('type')!r}"
+            msg = f'expected an Avro record schema ("type": "record"), got type {definition.get("type")!r}'
             raise ValueError(msg)
         try:
             parsed = fastavro.parse_schema(physical_schema(dict(definition)))
@@ -282,7 +282,9 @@ def _record_converter(
 
     Only those fields are touched, so a schema of plain primitives pays nothing.
     """
-    converting = [(name, f) for name, f in ((n, make(form)) for n, form in forms.items()) if f is not None]
+    converting = [
+        (name, f) for name, f in ((n, make(form)) for n, form in forms.items()) if f is not None
+    ]
     if not converting:
         return None
 

@@ -174,7 +174,9 @@ def _uuid(v: Any) -> str:
             return str(uuid.UUID(v.strip()))
         except ValueError:
             pass
-    raise AvroValueError(f"expected a UUID like '123e4567-e89b-12d3-a456-426614174000', got {_describe(v)}")
+    raise AvroValueError(
+        f"expected a UUID like '123e4567-e89b-12d3-a456-426614174000', got {_describe(v)}"
+    )
 
 
 def _bytes(form: AvroForm) -> Convert:
@@ -187,7 +189,9 @@ def _bytes(form: AvroForm) -> Convert:
             try:
                 raw = base64.b64decode(v.strip(), validate=True)
             except (binascii.Error, ValueError):
-                raise AvroValueError(f"{_describe(v)} is not base64 text; give bytes as base64 (RFC 4648)") from None
+                raise AvroValueError(
+                    f"{_describe(v)} is not base64 text; give bytes as base64 (RFC 4648)"
+                ) from None
         else:
             raise AvroValueError(f"expected bytes as base64 text, got {_describe(v)}")
         if size and len(raw) != size:
@@ -202,7 +206,9 @@ def _json_text(v: Any, expected: type, what: str) -> Any:
         try:
             v = json.loads(v)
         except ValueError:
-            raise AvroValueError(f"expected {what} (or its JSON text), got {_describe(v)}") from None
+            raise AvroValueError(
+                f"expected {what} (or its JSON text), got {_describe(v)}"
+            ) from None
     if expected is list and isinstance(v, tuple):
         v = list(v)
     if not isinstance(v, expected):

@@ -427,8 +427,9 @@ class Catalog:
         maps partitions to the offset of the last event treated as applied."""
         with self._engine.connect() as conn:
             row = conn.execute(
-                sa.select(_topic_epochs.c.topic_id, _topic_epochs.c.generation, _topic_epochs.c.start)
-                .where(_topic_epochs.c.topic == topic)
+                sa.select(
+                    _topic_epochs.c.topic_id, _topic_epochs.c.generation, _topic_epochs.c.start
+                ).where(_topic_epochs.c.topic == topic)
             ).first()
         if row is None:
             return None
@@ -452,7 +453,10 @@ class Catalog:
             detail = {"topic_id": topic_id, "generation": generation, "start": start}
             conn.execute(
                 sa.insert(_audit).values(
-                    at_ms=_now_ms(), action="reset_topic_epoch", target=topic, detail=json.dumps(detail)
+                    at_ms=_now_ms(),
+                    action="reset_topic_epoch",
+                    target=topic,
+                    detail=json.dumps(detail),
                 )
             )
         return generation

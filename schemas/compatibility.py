@@ -48,6 +48,8 @@ def backward_problems(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[st
         if "reader_field_missing_default_value" in kinds:
             hint = f"field {field!r} is new and has no default; add a default so old events can be read"
         else:
-            hint = f"field {field!r}: {'; '.join(sorted(result.messages)) or ', '.join(sorted(kinds))}"
+            hint = (
+                f"field {field!r}: {'; '.join(sorted(result.messages)) or ', '.join(sorted(kinds))}"
+            )
         problems.append(hint + " (BACKWARD compatibility)")
     return problems

@@ -69,7 +69,9 @@ class Source:
     """Where events of this source that cannot be used go, with the reason; default
     ``dlq.<name>``."""
     description: str = ""
-    defaulted_topics: frozenset[str] = field(default=frozenset(), init=False, compare=False, repr=False)
+    defaulted_topics: frozenset[str] = field(
+        default=frozenset(), init=False, compare=False, repr=False
+    )
     """Which of ``topic`` and ``dlq_topic`` took their default name (``with_topic_prefix``
     prefixes only those)."""
 
@@ -119,7 +121,9 @@ class Feature:
             msg = f"feature {self.name!r}: n is only for last_n, not {self.function}"
             raise ValueError(msg)
         if self.function not in AGGREGATION_FUNCTIONS:
-            msg = f"unknown function {self.function!r}; expected one of {list(AGGREGATION_FUNCTIONS)}"
+            msg = (
+                f"unknown function {self.function!r}; expected one of {list(AGGREGATION_FUNCTIONS)}"
+            )
             raise ValueError(msg)
         if self.field is None and self.function != "count":
             msg = f"function {self.function!r} needs a field; only count works without one"

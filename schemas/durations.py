@@ -18,7 +18,9 @@ def parse_duration(text: str | int) -> int:
     """
     if isinstance(text, int) and not isinstance(text, bool):
         # Bare integers are ambiguous (seconds? ms?), so they are refused with the fix.
-        msg = f"got the bare number {text}; write a duration with a unit, e.g. '{text}s' or '{text}m'"
+        msg = (
+            f"got the bare number {text}; write a duration with a unit, e.g. '{text}s' or '{text}m'"
+        )
         raise ValueError(msg)  # noqa: TRY004 - the loaders catch ValueError and name the field
     match = _PATTERN.match(str(text))
     if match is None or int(match.group(1)) == 0:

@@ -128,7 +128,9 @@ def _files(path: Path) -> Iterator[Path]:
     elif path.exists():
         yield path
     else:
-        msg = f"{path}: no such file or directory; give a YAML or Python file or a directory of them"
+        msg = (
+            f"{path}: no such file or directory; give a YAML or Python file or a directory of them"
+        )
         raise DefinitionError(msg)
 
 
@@ -299,8 +301,10 @@ def _source(
         c.add(f"{where}.schema", f"{schema_path}: {exc}")
         return None
     timestamp = item.get("timestamp")
-    if isinstance(timestamp, str) and timestamp in schema.field_types and (
-        "." in timestamp or schema.field_types[timestamp] not in _EVENT_TIME_TYPES
+    if (
+        isinstance(timestamp, str)
+        and timestamp in schema.field_types
+        and ("." in timestamp or schema.field_types[timestamp] not in _EVENT_TIME_TYPES)
     ):
         kind = schema.field_types[timestamp]
         where_found = "a field of a nested record" if "." in timestamp else f"a {kind} field"
@@ -460,15 +464,24 @@ def _feature_set(
         labels = {}
     expression_filter = item.get("filter")
     if expression_filter is not None and not isinstance(expression_filter, str):
-        c.add(f"{where}.filter", f"expected an expression string like \"status == 'approved'\", got {expression_filter!r}")
+        c.add(
+            f"{where}.filter",
+            f"expected an expression string like \"status == 'approved'\", got {expression_filter!r}",
+        )
         expression_filter = None
     transforms = item.get("transforms") or {}
     if not isinstance(transforms, dict) or not all(isinstance(v, str) for v in transforms.values()):
-        c.add(f"{where}.transforms", f"expected a mapping of new field -> expression, like {{amount_usd: 'amount * fx_rate'}}, got {transforms!r}")
+        c.add(
+            f"{where}.transforms",
+            f"expected a mapping of new field -> expression, like {{amount_usd: 'amount * fx_rate'}}, got {transforms!r}",
+        )
         transforms = {}
     relations = item.get("relations") or {}
     if not isinstance(relations, dict):
-        c.add(f"{where}.relations", f"expected a mapping of entity -> field, like {{merchant: merchant_id}}, got {relations!r}")
+        c.add(
+            f"{where}.relations",
+            f"expected a mapping of entity -> field, like {{merchant: merchant_id}}, got {relations!r}",
+        )
         relations = {}
     if not features and placed.broken_features:
         return None  # every feature failed and was reported; "has no features" would be noise
@@ -557,7 +570,9 @@ def _cross_check(loaded: _Loaded) -> list[str]:
                     )
         for entity_name, key_field in fs.relations.items():
             if entity_name not in entities and ("entity", entity_name) not in loaded.broken:
-                problems.append(f"{p.at(f'.relations.{entity_name}')}: unknown entity {entity_name!r}; known: {sorted(entities)}")
+                problems.append(
+                    f"{p.at(f'.relations.{entity_name}')}: unknown entity {entity_name!r}; known: {sorted(entities)}"
+                )
             if key_field not in types:
                 problems.append(
                     f"{p.at(f'.relations.{entity_name}')}: field {key_field!r} is not in source {fs.source!r} "
@@ -590,7 +605,8 @@ def _cross_check(loaded: _Loaded) -> list[str]:
                 problems.append(
                     f"{at}: feature {f.name!r}: {f.function} cannot take the {types[f.field]} "
                     f"{f.field!r}; use {', '.join(_ONLY[types[f.field]])}, or a transform such as "
-                    f"size({f.field})" + (" or one of its fields (a.b)" if types[f.field] == "record" else "")
+                    f"size({f.field})"
+                    + (" or one of its fields (a.b)" if types[f.field] == "record" else "")
                 )
             elif f.function in ("min", "max") and types[f.field] in _UNORDERED:
                 problems.append(

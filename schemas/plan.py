@@ -107,12 +107,18 @@ def _feature_set_changes(
             compatible.append(f"new feature(s) {added}")
         else:
             missing = sorted(partial_keys(new) - partial_keys(old))
-            breaking.append(f"new feature(s) {added} need state v{old.version} does not keep: {missing}")
+            breaking.append(
+                f"new feature(s) {added} need state v{old.version} does not keep: {missing}"
+            )
     for attribute in _METADATA:
         a, b = getattr(old, attribute), getattr(new, attribute)
         if (dict(a) if isinstance(a, Mapping) else a) != (dict(b) if isinstance(b, Mapping) else b):
             compatible.append(f"{attribute}: {_fmt(a)} -> {_fmt(b)}")
-    if [f.name for f in old.features] != [f.name for f in new.features] and not added and not breaking:
+    if (
+        [f.name for f in old.features] != [f.name for f in new.features]
+        and not added
+        and not breaking
+    ):
         compatible.append("feature order")
     return breaking, compatible
 
@@ -146,7 +152,10 @@ def make_plan(
                 items.append(PlanItem(kind, obj.name, "create"))
             elif to_dict(before) != to_dict(obj):
                 a, b = to_dict(before), to_dict(obj)
-                changes = _dict_changes({k: v for k, v in a.items() if k != "schema"}, {k: v for k, v in b.items() if k != "schema"})
+                changes = _dict_changes(
+                    {k: v for k, v in a.items() if k != "schema"},
+                    {k: v for k, v in b.items() if k != "schema"},
+                )
                 if a.get("schema") != b.get("schema"):
                     changes += _schema_changes(a["schema"], b["schema"])
                 items.append(PlanItem(kind, obj.name, "update", changes=tuple(changes)))
@@ -169,14 +178,24 @@ def make_plan(
         breaking, compatible = _feature_set_changes(latest, candidate, partial_keys)
         if breaking:
             bumped = replace(fs, version=max(all_versions.get(fs.name, 0), latest.version) + 1)
-            items.append(PlanItem("feature_set", fs.name, "new_version", bumped.version, tuple(breaking + compatible)))
+            items.append(
+                PlanItem(
+                    "feature_set",
+                    fs.name,
+                    "new_version",
+                    bumped.version,
+                    tuple(breaking + compatible),
+                )
+            )
             # The older active versions keep serving (and being computed) until retired.
             sets.extend(old_versions)
             sets.append(bumped)
             to_save.append(bumped)
             new_versions.append(bumped)
         elif compatible:
-            items.append(PlanItem("feature_set", fs.name, "update", latest.version, tuple(compatible)))
+            items.append(
+                PlanItem("feature_set", fs.name, "update", latest.version, tuple(compatible))
+            )
             sets.extend(v for v in old_versions if v.version != latest.version)
             sets.append(candidate)
             to_save.append(candidate)
@@ -202,7 +221,11 @@ def _merged(new: tuple[Any, ...], old: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _dict_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    return [f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [
+        f"{k}: {_short(a.get(k))} -> {_short(b.get(k))}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
 
 
 def _short(value: Any) -> str:
@@ -210,11 +233,17 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def source_change_allowed(old: Source, new: Source, problems_of: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]]) -> list[str]:
+def source_change_allowed(
+    old: Source,
+    new: Source,
+    problems_of: Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]],
+) -> list[str]:
     """Problems that forbid replacing ``old`` by ``new`` (a different topic or an incompatible schema)."""
     problems = []
     if old.topic != new.topic:
-        problems.append(f"source {new.name!r}: topic {old.topic!r} -> {new.topic!r} cannot change; define a new source")
+        problems.append(
+            f"source {new.name!r}: topic {old.topic!r} -> {new.topic!r} cannot change; define a new source"
+        )
     if old.dlq_topic != new.dlq_topic:
         problems.append(
             f"source {new.name!r}: dead-letter topic {old.dlq_topic!r} -> {new.dlq_topic!r} cannot change; "
@@ -224,5 +253,8 @@ def source_change_allowed(old: Source, new: Source, problems_of: Callable[[Mappi
         problems.append(
             f"source {new.name!r}: timestamp field {old.timestamp!r} -> {new.timestamp!r} cannot change; define a new source"
         )
-    problems += [f"source {new.name!r}: {p}" for p in problems_of(old.schema.definition, new.schema.definition)]
+    problems += [
+        f"source {new.name!r}: {p}"
+        for p in problems_of(old.schema.definition, new.schema.definition)
+    ]
     return problems

@@ -115,7 +115,9 @@ def definitions_from_dict(data: Mapping[str, Any]) -> Definitions:
         ),
         feature_sets=tuple(_feature_set(fs) for fs in data.get("feature_sets", [])),
         feature_services=tuple(
-            FeatureService(name=s["name"], features=tuple(s["features"]), description=s["description"])
+            FeatureService(
+                name=s["name"], features=tuple(s["features"]), description=s["description"]
+            )
             for s in data.get("feature_services", [])
         ),
     )

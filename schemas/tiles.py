@@ -180,7 +180,9 @@ class FeatureSetPlan:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.feature_set.features)
 
-    def fold(self, state: EntityState, row: Mapping[str, Any], e: int, seq: int, *, keep_from: int | None) -> None:
+    def fold(
+        self, state: EntityState, row: Mapping[str, Any], e: int, seq: int, *, keep_from: int | None
+    ) -> None:
         """Merge one event into the lifetime state and, if recent enough, its tile.
 
         ``keep_from`` is the oldest tile still kept (``None`` keeps every tile).

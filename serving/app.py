@@ -97,13 +97,17 @@ def create_app(settings: Settings) -> FastAPI:
         result = lookup(store, resolved, body.entities)
         statuses = [[s.value for s in row] for row in result.statuses]
         if response_log is not None:
-            response_log.record(result.served_at_ms, resolved.pinned_refs, result.entities, result.values, statuses)
+            response_log.record(
+                result.served_at_ms, resolved.pinned_refs, result.entities, result.values, statuses
+            )
         payload = {
             "served_at": format_served_at(result.served_at_ms),
             "features": list(resolved.refs),
             "results": [
                 {"entity": entity, "values": values, "statuses": row}
-                for entity, values, row in zip(result.entities, result.values, statuses, strict=True)
+                for entity, values, row in zip(
+                    result.entities, result.values, statuses, strict=True
+                )
             ],
         }
         return Response(_dumps(payload), media_type="application/json")

@@ -88,7 +88,9 @@ def search_features(defs: Definitions, query: str) -> list[dict[str, Any]]:
     return hits
 
 
-def lineage(catalog: Catalog, offline: DeltaOfflineStore, name: str, *, key_prefix: str = "hw") -> dict[str, Any]:
+def lineage(
+    catalog: Catalog, offline: DeltaOfflineStore, name: str, *, key_prefix: str = "hw"
+) -> dict[str, Any]:
     """Source topic and schema -> feature set versions -> online keyspace (under
     ``key_prefix``, ``redis.key_prefix``) and Delta table -> feature services -> training sets."""
     defs = catalog.definitions()

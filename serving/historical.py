@@ -85,7 +85,9 @@ def plan_features(
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     ranges = window_ranges(plan, ordered, ordered.label_key[order], times[order])
-    columns = {f: RangeColumn(nested_column(ordered.table, f), plan.field_types[f]) for f in plan.fields}
+    columns = {
+        f: RangeColumn(nested_column(ordered.table, f), plan.field_types[f]) for f in plan.fields
+    }
     out = []
     for feature in plan.feature_set.features:
         column = columns[feature.field] if feature.field else None

@@ -49,7 +49,9 @@ def lookup(
     rows = _entity_columns(resolved, entities)
     requests = []
     for plan, keys in zip(resolved.plans, resolved.entity_keys, strict=True):
-        entity_keys: list[EntityKey] = [tuple(str(entities[k][i]) for k in keys) for i in range(rows)]
+        entity_keys: list[EntityKey] = [
+            tuple(str(entities[k][i]) for k in keys) for i in range(rows)
+        ]
         requests.append((plan.feature_set, entity_keys))
     per_plan = store.read_many(requests)
     served_at = time.time_ns() // 1_000_000

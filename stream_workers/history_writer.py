@@ -82,7 +82,9 @@ class HistoryWriter:
             cached[partition] = found.get(partition, start)
         return cached[partition]
 
-    def rows(self, plan: FeatureSetPlan, rows: pa.Table, last: dict[int, int]) -> HistoryRows | None:
+    def rows(
+        self, plan: FeatureSetPlan, rows: pa.Table, last: dict[int, int]
+    ) -> HistoryRows | None:
         """The rows of a batch (whose last offsets per partition are ``last``) this version
         has not stored yet, in its history schema; ``None`` for a replay of what it has.
         Nothing changes until ``buffer``."""
@@ -110,8 +112,10 @@ class HistoryWriter:
         self._last_batch = time.monotonic()
         for plan in plans:
             buffer = self._buffers.get(plan.feature_set.qualified_name)
-            if buffer is not None and buffer.positions and (
-                buffer.rows >= self._flush_rows or buffer.age_s() >= self._flush_seconds
+            if (
+                buffer is not None
+                and buffer.positions
+                and (buffer.rows >= self._flush_rows or buffer.age_s() >= self._flush_seconds)
             ):
                 self._commit(buffer)
 

@@ -165,7 +165,11 @@ class BatchProcessor:
         try:
             self.flush()
         except StoreFaultError as exc:
-            log.warning("%s: buffered history rows dropped, to be re-read from Kafka: %s", self.source.name, exc)
+            log.warning(
+                "%s: buffered history rows dropped, to be re-read from Kafka: %s",
+                self.source.name,
+                exc,
+            )
             self._offline_history.forget(drop_buffers=True)
         self._offline_history.forget()
         self._folder.drop_states()
@@ -252,7 +256,9 @@ class BatchProcessor:
         for m in messages:
             first[m.partition] = min(first.get(m.partition, m.offset), m.offset)
         replayed = [
-            p for p, offset in first.items() if any(offset <= self._position(plan, p) for plan in self.plans)
+            p
+            for p, offset in first.items()
+            if any(offset <= self._position(plan, p) for plan in self.plans)
         ]
         if replayed:
             # Offsets already handled: a retry, a replay after a crash or rebalance, or a
@@ -415,7 +421,14 @@ class BatchProcessor:
             # Also on an empty batch (all events bad), so its rows have the transform columns.
             if plan.transforms or plan.filter is not None:
                 rows = apply_filter_and_transforms(batch, plan.filter, plan.transforms)
-            work.append((plan, rows, self._offline_history.rows(plan, rows, last), self._folder.fold(plan, rows)))
+            work.append(
+                (
+                    plan,
+                    rows,
+                    self._offline_history.rows(plan, rows, last),
+                    self._folder.fold(plan, rows),
+                )
+            )
         # Writes from here on: the DLQ first, so a bad event is reported before any offset
         # past it can be committed.
         if bad and dead_letter:
@@ -559,7 +572,9 @@ class BatchProcessor:
         self._folder.replace(plans[0], rows)
 
 
-def _kafka_faults(batches: Iterator[Sequence[KafkaRecord]], topic: str) -> Iterator[Sequence[KafkaRecord]]:
+def _kafka_faults(
+    batches: Iterator[Sequence[KafkaRecord]], topic: str
+) -> Iterator[Sequence[KafkaRecord]]:
     """``batches``, with any failure of reading them turned into a Kafka store fault."""
     while True:
         with store_faults("kafka", f"re-reading {topic}"):

@@ -159,7 +159,10 @@ def _rebuild_version(
     plan = next(p for p in processor.plans if p.feature_set == fs)
     columns = list(dict.fromkeys([*keys, *plan.fields, "event_time_ms", "_partition", "_offset"]))
     history = offline.history(fs, columns=columns)
-    order = [(k, "ascending") for k in keys] + [("_partition", "ascending"), ("_offset", "ascending")]
+    order = [(k, "ascending") for k in keys] + [
+        ("_partition", "ascending"),
+        ("_offset", "ascending"),
+    ]
     history = history.sort_by(order)
     starts = _entity_starts(history, keys)
     for chunk in _chunks(history, starts, chunk_rows):

@@ -1,4 +1,8 @@
 """Fixture modules shared by the test suite (see tests/README.md)."""
 
-pytest_plugins = ["tests.integration.services", "tests.integration.pipeline", "tests.integration.postgres",
-                  "tests.integration.avro_forms"]
+pytest_plugins = [
+    "tests.integration.services",
+    "tests.integration.pipeline",
+    "tests.integration.postgres",
+    "tests.integration.avro_forms",
+]

@@ -18,7 +18,9 @@ RefEvent = tuple[Mapping[str, Any], int, int]
 """(row, event time ms, arrival order)"""
 
 
-def _value(function: str, field: str | None, events: list[RefEvent], integer: bool, n: int | None = None) -> Any:
+def _value(
+    function: str, field: str | None, events: list[RefEvent], integer: bool, n: int | None = None
+) -> Any:
     if field is None:
         return len(events)
     present = [(row[field], e, seq) for row, e, seq in events if row.get(field) is not None]
@@ -50,7 +52,9 @@ def _value(function: str, field: str | None, events: list[RefEvent], integer: bo
             return None
         exact = [Fraction(v) for v in values]
         mean = sum(exact, Fraction(0)) / len(exact)
-        return math.sqrt(float(sum(((v - mean) ** 2 for v in exact), Fraction(0)) / (len(exact) - 1)))
+        return math.sqrt(
+            float(sum(((v - mean) ** 2 for v in exact), Fraction(0)) / (len(exact) - 1))
+        )
     if function == "count_distinct":
         return len(set(values))
     if function == "last_n":
@@ -97,6 +101,10 @@ def example_events_by_user(table: Any) -> dict[str, list[tuple[dict[str, Any], i
     for seq, row in enumerate(table.to_pylist()):
         if row["status"] != "approved":
             continue
-        row = {**row, "amount_cents": _round_half_away(row["amount"] * 100), "is_large": int(row["amount"] >= 100)}
+        row = {
+            **row,
+            "amount_cents": _round_half_away(row["amount"] * 100),
+            "is_large": int(row["amount"] >= 100),
+        }
         by_user.setdefault(row["user_id"], []).append((row, row["event_time"], seq))
     return by_user

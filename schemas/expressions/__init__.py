@@ -154,8 +154,13 @@ def compile_expression(text: str, field_types: Mapping[str, str]) -> Expression:
         )
         raise ExpressionError(message, position=0, expression=text)
     field_types = {name: field_types[name] for name in sorted(compiler.fields)}
-    return Expression(text=text, type=typed.type, fields=frozenset(field_types), _run=typed.run,
-                      _field_types=tuple(field_types.items()))
+    return Expression(
+        text=text,
+        type=typed.type,
+        fields=frozenset(field_types),
+        _run=typed.run,
+        _field_types=tuple(field_types.items()),
+    )
 
 
 def apply_filter_and_transforms(
@@ -188,8 +193,11 @@ def apply_filter_and_transforms(
         raise ExpressionError(message, position=0, expression=filter.text)
     for name, expression in transforms.items():
         column, names = expression.evaluate(table), table.column_names
-        table = (table.set_column(names.index(name), name, column) if name in names
-                 else table.append_column(name, column))
+        table = (
+            table.set_column(names.index(name), name, column)
+            if name in names
+            else table.append_column(name, column)
+        )
     if filter is None:
         return table
     return table.filter(filter.evaluate(table), null_selection_behavior="drop")

@@ -36,11 +36,19 @@ from headwater.schemas.expressions.kernels import (
 Run = Callable[[Frame], Datum]
 
 _AVRO_TYPES: Final[Mapping[str, str]] = {
-    "boolean": "boolean", "int": "long", "long": "long",
-    "float": "double", "double": "double", "string": "string",
+    "boolean": "boolean",
+    "int": "long",
+    "long": "long",
+    "float": "double",
+    "double": "double",
+    "string": "string",
     # Normalised forms (schemas.avro_types): times are epoch / day milliseconds, dates ISO
     # text, decimals doubles, enum symbols text.
-    "timestamp": "long", "time": "long", "date": "string", "decimal": "double", "enum": "string",
+    "timestamp": "long",
+    "time": "long",
+    "date": "string",
+    "decimal": "double",
+    "enum": "string",
 }
 _SIZED: Final = frozenset({"array", "map"})
 _NUMERIC: Final = frozenset({"long", "double"})
@@ -235,8 +243,14 @@ class Compiler:
         target = "double" if symbol == "/" else self.unify([left, right], repr(symbol), position)
         return self.binary(target, target, left, right, ARITHMETIC[symbol])
 
-    def binary(self, result: str, operands: str, left: _Typed, right: _Typed,
-               kernel: Callable[[Datum, Datum], Datum]) -> _Typed:
+    def binary(
+        self,
+        result: str,
+        operands: str,
+        left: _Typed,
+        right: _Typed,
+        kernel: Callable[[Datum, Datum], Datum],
+    ) -> _Typed:
         if operands == "null":
             return _NULL
         a, b = self.coerce(left, operands).run, self.coerce(right, operands).run
@@ -297,6 +311,7 @@ class Compiler:
                 for member in members:
                     result = pc.or_kleene(result, pc.equal(values, member(frame)))
                 return result
+
         return _Typed("boolean", (lambda frame: pc.invert(run(frame))) if negated else run)
 
     def _null_test(self, node: Tree[Token]) -> _Typed:
@@ -335,7 +350,9 @@ class Compiler:
             return self.size(node, position)
         args, (low, high) = self.compile_all(node.children[1]), ARITY[name]
         if len(args) < low or (high is not None and len(args) > high):
-            wanted = f"{low} or more" if high is None else " or ".join(sorted({f"{low}", f"{high}"}))
+            wanted = (
+                f"{low} or more" if high is None else " or ".join(sorted({f"{low}", f"{high}"}))
+            )
             message = (
                 f"function {name!r} at position {position} takes {wanted} argument"
                 f"{'s' * (wanted != '1')}; got {len(args)}"
@@ -359,9 +376,12 @@ class Compiler:
             return _Typed("boolean", lambda frame: matcher(s(frame), pattern=pattern))
         if name == "concat":  # nulls count as empty strings, as in PostgreSQL
             parts = [self.expect(arg, "string", what).run for arg in args]
-            return _Typed("string", lambda f: pc.binary_join_element_wise(
-                *[part(f) for part in parts], "", null_handling="replace", null_replacement=""
-            ))
+            return _Typed(
+                "string",
+                lambda f: pc.binary_join_element_wise(
+                    *[part(f) for part in parts], "", null_handling="replace", null_replacement=""
+                ),
+            )
         if name in ("abs", "floor", "ceil", "round"):
             return self.numeric(name, args)
         if name == "substr":

@@ -65,17 +65,30 @@ _VALUES: Final = frozenset(
 )
 _BINARY: Final = frozenset({"OR", "AND", "COMPARE", "IN", "IS", "PLUS", "MUL_OP"})
 _TERMINAL_NAMES: Final[Mapping[str, str]] = {
-    "_RPAR": "')'", "_COMMA": "','", "NOT": "'not'", "NULL": "'null'", "IN": "'in'",
+    "_RPAR": "')'",
+    "_COMMA": "','",
+    "NOT": "'not'",
+    "NULL": "'null'",
+    "IN": "'in'",
     "$END": "the end of the expression",
 }
 _CHARACTER_HINTS: Final[Mapping[str, str]] = {
-    "=": "compare with '==', not '='", "&": "write 'and', not '&&'", "|": "write 'or', not '||'",
-    "!": "write 'not x' or 'a != b'", "[": "indexing is not part of the language",
+    "=": "compare with '==', not '='",
+    "&": "write 'and', not '&&'",
+    "|": "write 'or', not '||'",
+    "!": "write 'not x' or 'a != b'",
+    "[": "indexing is not part of the language",
     ".": "attribute access and methods are not part of the language; call a function",
     **dict.fromkeys("'\"`", "a string or `name` is never closed; close it with the same quote"),
 }
 _ESCAPES: Final[Mapping[str, str]] = {
-    "\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r", "0": "\0",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "0": "\0",
 }
 
 

@@ -21,7 +21,10 @@ from headwater.schemas.expressions.grammar import ExpressionError
 Datum = Any
 
 ARROW_TYPES: Final[Mapping[str, Datum]] = {
-    "boolean": pa.bool_(), "long": pa.int64(), "double": pa.float64(), "string": pa.string(),
+    "boolean": pa.bool_(),
+    "long": pa.int64(),
+    "double": pa.float64(),
+    "string": pa.string(),
     "null": pa.null(),
 }
 
@@ -138,8 +141,12 @@ UNARY: Final[Mapping[str, tuple[str, str, Callable[[Datum], Datum]]]] = {
     **{
         name: ("long", "long", _time_part(kernel))
         for name, kernel in [
-            ("year", pc.year), ("month", pc.month), ("day_of_month", pc.day),
-            ("day_of_week", pc.day_of_week), ("hour", pc.hour), ("minute", pc.minute),
+            ("year", pc.year),
+            ("month", pc.month),
+            ("day_of_month", pc.day),
+            ("day_of_week", pc.day_of_week),
+            ("hour", pc.hour),
+            ("minute", pc.minute),
         ]  # Arrow's day_of_week counts from Monday = 0
     },
 }
@@ -149,19 +156,33 @@ CONVERSIONS: Final[Mapping[str, tuple[str, Callable[[Datum], Datum]]]] = {
     "to_long": ("long", _to_long),
 }
 MATCHERS: Final[Mapping[str, Callable[..., Datum]]] = {
-    "starts_with": pc.starts_with, "ends_with": pc.ends_with, "contains": pc.match_substring,
+    "starts_with": pc.starts_with,
+    "ends_with": pc.ends_with,
+    "contains": pc.match_substring,
 }
 # name -> (fewest, most arguments; None for any number)
 ARITY: Final[Mapping[str, tuple[int, int | None]]] = {
     **{name: (1, 1) for name in ("abs", "floor", "ceil", *UNARY, *CONVERSIONS)},
     **{name: (2, 2) for name in MATCHERS},
-    "round": (1, 2), "substr": (3, 3), "if": (3, 3), "concat": (1, None), "coalesce": (1, None),
+    "round": (1, 2),
+    "substr": (3, 3),
+    "if": (3, 3),
+    "concat": (1, None),
+    "coalesce": (1, None),
     "size": (1, 1),
 }
 ARITHMETIC: Final[Mapping[str, Callable[[Datum, Datum], Datum]]] = {
-    "+": pc.add, "-": pc.subtract, "*": pc.multiply, "/": _divide, "%": _remainder,
+    "+": pc.add,
+    "-": pc.subtract,
+    "*": pc.multiply,
+    "/": _divide,
+    "%": _remainder,
 }
 COMPARISONS: Final[Mapping[str, Callable[[Datum, Datum], Datum]]] = {
-    "==": pc.equal, "!=": pc.not_equal, "<": pc.less, "<=": pc.less_equal,
-    ">": pc.greater, ">=": pc.greater_equal,
+    "==": pc.equal,
+    "!=": pc.not_equal,
+    "<": pc.less,
+    "<=": pc.less_equal,
+    ">": pc.greater,
+    ">=": pc.greater_equal,
 }

@@ -66,7 +66,9 @@ class FormsSource:
         with SchemaRegistryClient({"url": registry_url}) as client:
             serializer = AvroSerializer(client, json.dumps(self.schema))
             for record in records:
-                value = serializer(dict(record), SerializationContext(self.topic, MessageField.VALUE))
+                value = serializer(
+                    dict(record), SerializationContext(self.topic, MessageField.VALUE)
+                )
                 producer.produce(
                     self.topic,
                     key=str(record["account_id"]).encode(),

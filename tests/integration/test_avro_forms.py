@@ -53,21 +53,23 @@ def _check_online_offline(
     with FeatureStore(forms.deployment.settings) as store:
         online = store.get_online_features({"account_id": accounts}, refs)
         for account, values, statuses in zip(accounts, online.values, online.statuses, strict=True):
-            want, status = brute_force(fs, field_types, events.get(account, []), online.served_at_ms)
+            want, status = brute_force(
+                fs, field_types, events.get(account, []), online.served_at_ms
+            )
             assert values == want, account
             assert {s.value for s in statuses} == {status}, account
         labels = pa.table(
             {
                 "account_id": [a for a in accounts for _ in label_times],
-                "event_timestamp": pa.array(
-                    [t for _ in accounts for t in label_times], pa.int64()
-                ),
+                "event_timestamp": pa.array([t for _ in accounts for t in label_times], pa.int64()),
             }
         )
         offline = store.get_historical_features(labels, refs)
         names = [f.name for f in fs.features]
         for row in offline.to_pylist():
-            want, _ = brute_force(fs, field_types, events.get(row["account_id"], []), row["event_timestamp"])
+            want, _ = brute_force(
+                fs, field_types, events.get(row["account_id"], []), row["event_timestamp"]
+            )
             assert [row[n] for n in names] == want, (row["account_id"], row["event_timestamp"])
 
 
@@ -182,8 +184,14 @@ MATRIX_SCHEMA: dict[str, Any] = {
             "default": None,
         },
         # null second: the other order of a nullable union
-        {"name": "local_seen", "type": [{"type": "long", "logicalType": "local-timestamp-millis"}, "null"]},
-        {"name": "local_seen_us", "type": {"type": "long", "logicalType": "local-timestamp-micros"}},
+        {
+            "name": "local_seen",
+            "type": [{"type": "long", "logicalType": "local-timestamp-millis"}, "null"],
+        },
+        {
+            "name": "local_seen_us",
+            "type": {"type": "long", "logicalType": "local-timestamp-micros"},
+        },
         {"name": "birthday", "type": {"type": "int", "logicalType": "date"}},
         {"name": "open_time", "type": {"type": "int", "logicalType": "time-millis"}},
         {"name": "close_time", "type": {"type": "long", "logicalType": "time-micros"}},
@@ -195,12 +203,26 @@ MATRIX_SCHEMA: dict[str, Any] = {
             "name": "fee",
             "type": [
                 "null",
-                {"type": "fixed", "name": "Fee", "size": 6, "logicalType": "decimal", "precision": 10, "scale": 3},
+                {
+                    "type": "fixed",
+                    "name": "Fee",
+                    "size": 6,
+                    "logicalType": "decimal",
+                    "precision": 10,
+                    "scale": 3,
+                },
             ],
             "default": None,
         },
         {"name": "txn_uuid", "type": {"type": "string", "logicalType": "uuid"}},
-        {"name": "status", "type": {"type": "enum", "name": "Status", "symbols": ["APPROVED", "DECLINED", "PENDING"]}},
+        {
+            "name": "status",
+            "type": {
+                "type": "enum",
+                "name": "Status",
+                "symbols": ["APPROVED", "DECLINED", "PENDING"],
+            },
+        },
         {"name": "card_hash", "type": {"type": "fixed", "name": "Hash4", "size": 4}},
         {"name": "channel", "type": "string", "default": "web"},
         {"name": "address", "type": _ADDRESS},
@@ -270,7 +292,10 @@ def _matrix_records(base_ms: int, count: int) -> tuple[list[dict[str, Any]], lis
             "txn_uuid": uuid.UUID(int=i % 7 + 1),
             "status": ("APPROVED", "DECLINED", "PENDING")[i % 3 if i % 7 else 0],
             "card_hash": bytes([i % 4, 0xFF, 0x10, 0xAB]),
-            "address": {"city": "Nowhere" if i == 4 else f"city{i % 4}", "zip": None if i % 2 else 1000 + i},
+            "address": {
+                "city": "Nowhere" if i == 4 else f"city{i % 4}",
+                "zip": None if i % 2 else 1000 + i,
+            },
             "billing": None if i % 2 else {"city": f"bill{i}", "zip": None},
             "tags": [f"t{j}" for j in range(i % 4)],
             "attrs": {f"k{j}": j for j in range(i % 3)},
@@ -290,7 +315,9 @@ def _by_hand(record: Mapping[str, Any], t_ms: int) -> dict[str, Any] | None:
         return None if value is None else (value - epoch) // timedelta(milliseconds=1)
 
     def day_ms(value: dt_time) -> int:
-        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1000 + value.microsecond // 1000
+        return (
+            (value.hour * 60 + value.minute) * 60 + value.second
+        ) * 1000 + value.microsecond // 1000
 
     seen = ms(record["seen_at"], _EPOCH)
     row = {
@@ -389,8 +416,15 @@ PUSH_SCHEMA: dict[str, Any] = {
     "fields": [
         {"name": "account_id", "type": "string"},
         {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-micros"}},
-        {"name": "birthday", "type": ["null", {"type": "int", "logicalType": "date"}], "default": None},
-        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+        {
+            "name": "birthday",
+            "type": ["null", {"type": "int", "logicalType": "date"}],
+            "default": None,
+        },
+        {
+            "name": "amount",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
+        },
         {"name": "card_hash", "type": {"type": "fixed", "name": "Hash3", "size": 3}},
         {"name": "address", "type": _ADDRESS},
         {"name": "tags", "type": {"type": "array", "items": "string"}},
@@ -426,11 +460,17 @@ def _natural_rows(base: int, count: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _expected(rows: Sequence[Mapping[str, Any]], base_seq: int = 0) -> dict[str, list[tuple[Mapping[str, Any], int, int]]]:
+def _expected(
+    rows: Sequence[Mapping[str, Any]], base_seq: int = 0
+) -> dict[str, list[tuple[Mapping[str, Any], int, int]]]:
     events: dict[str, list[tuple[Mapping[str, Any], int, int]]] = {}
     for seq, raw in enumerate(rows, base_seq):
         t = raw["event_time"]
-        t_ms = t if isinstance(t, int) else (datetime.fromisoformat(t) - _EPOCH) // timedelta(milliseconds=1)
+        t_ms = (
+            t
+            if isinstance(t, int)
+            else (datetime.fromisoformat(t) - _EPOCH) // timedelta(milliseconds=1)
+        )
         row = {
             "account_id": raw["account_id"],
             "amount": float(Decimal(str(raw["amount"]))),
@@ -463,7 +503,13 @@ def test_push_takes_natural_json_for_every_form_and_refuses_bad_values_by_field(
         refused = client.post(push, json={"events": bad})
         assert refused.status_code == 422, refused.text
         problems = {(e["index"], e["field"]): e["reason"] for e in refused.json()["errors"]}
-        assert set(problems) == {(2, "amount"), (2, "birthday"), (3, "card_hash"), (3, "address"), (4, "event_time")}
+        assert set(problems) == {
+            (2, "amount"),
+            (2, "birthday"),
+            (3, "card_hash"),
+            (3, "address"),
+            (4, "event_time"),
+        }
         assert "more than 2 decimal places" in problems[(2, "amount")]
         assert "'YYYY-MM-DD'" in problems[(2, "birthday")]
         assert "base64" in problems[(3, "card_hash")]
@@ -494,7 +540,10 @@ def test_file_ingest_of_csv_text_and_parquet_types_for_the_same_forms(
         writer.writerow(list(rows[0]))
         for r in rows[:6]:
             writer.writerow(
-                [json.dumps(v) if isinstance(v, dict | list) else ("" if v is None else v) for v in r.values()]
+                [
+                    json.dumps(v) if isinstance(v, dict | list) else ("" if v is None else v)
+                    for v in r.values()
+                ]
             )
     # Parquet: the native Arrow types of each form.
     later = rows[6:]
@@ -508,11 +557,16 @@ def test_file_ingest_of_csv_text_and_parquet_types_for_the_same_forms(
                     pa.timestamp("us", tz="UTC"),
                 ),
                 "birthday": pa.array(
-                    [None if r["birthday"] is None else date.fromisoformat(r["birthday"]) for r in later],
+                    [
+                        None if r["birthday"] is None else date.fromisoformat(r["birthday"])
+                        for r in later
+                    ],
                     pa.date32(),
                 ),
                 "amount": pa.array([Decimal(str(r["amount"])) for r in later], pa.decimal128(9, 2)),
-                "card_hash": pa.array([base64.b64decode(r["card_hash"]) for r in later], pa.binary(3)),
+                "card_hash": pa.array(
+                    [base64.b64decode(r["card_hash"]) for r in later], pa.binary(3)
+                ),
                 "address": [r["address"] for r in later],
                 "tags": pa.array([r["tags"] for r in later], pa.list_(pa.string())),
             }
@@ -526,7 +580,9 @@ def test_file_ingest_of_csv_text_and_parquet_types_for_the_same_forms(
     assert (info.value.bad.row, info.value.bad.column) == (2, "card_hash")
     assert "base64" in info.value.bad.reason
 
-    produced = ingest_files(deployment.settings, forms.source, [csv_path, parquet_path], show_progress=False)
+    produced = ingest_files(
+        deployment.settings, forms.source, [csv_path, parquet_path], show_progress=False
+    )
     assert produced == len(rows)
     worker = deployment.start_worker()
     forms.wait(worker)
@@ -538,4 +594,8 @@ def test_file_ingest_of_csv_text_and_parquet_types_for_the_same_forms(
 
 
 def _ms(value: Any) -> int:
-    return value if isinstance(value, int) else (datetime.fromisoformat(value) - _EPOCH) // timedelta(milliseconds=1)
+    return (
+        value
+        if isinstance(value, int)
+        else (datetime.fromisoformat(value) - _EPOCH) // timedelta(milliseconds=1)
+    )

@@ -121,7 +121,13 @@ def test_one_entity_with_an_event_a_minute_for_30_days_replays_in_one_run(
     assert_offline_exactly_once(deployment, data)
     url = deployment.start_api()
     served_at = assert_online_equals_brute_force(deployment, url, data)
-    label_times = [end - 29 * DAY + 17, end - 7 * DAY - MINUTE, end - DAY, end - HOUR + 1, served_at]
+    label_times = [
+        end - 29 * DAY + 17,
+        end - 7 * DAY - MINUTE,
+        end - DAY,
+        end - HOUR + 1,
+        served_at,
+    ]
     assert_point_in_time_equals_brute_force(deployment, data, label_times)
 
 
@@ -152,7 +158,9 @@ def hot_key_backfill(
     return transactions(names, times[order], rng)
 
 
-def _reference_users(data: pa.Table, users: list[str]) -> dict[str, list[tuple[dict[str, object], int, int]]]:
+def _reference_users(
+    data: pa.Table, users: list[str]
+) -> dict[str, list[tuple[dict[str, object], int, int]]]:
     """Brute-force events of ``users`` only (arrival order kept: a filter preserves it)."""
     mask = pc.is_in(data.column("user_id"), pa.array(users))
     return example_events_by_user(data.filter(mask))
@@ -176,7 +184,9 @@ def test_a_30_day_replay_of_1m_events_with_hot_keys_is_exact(
     all_users = sorted(set(data.column("user_id").to_pylist()))
     assert len(all_users) == 100_000
     rng = np.random.default_rng(1)
-    sample = ["u000000", "u000001", "u000002"] + list(rng.choice(all_users[3:], 2_000, replace=False))
+    sample = ["u000000", "u000001", "u000002"] + list(
+        rng.choice(all_users[3:], 2_000, replace=False)
+    )
     by_user = _reference_users(data, sample)
     assert min(len(by_user[u]) for u in sample[:3]) > 45_000
     url = deployment.start_api()
@@ -201,7 +211,10 @@ def test_a_30_day_replay_of_1m_events_with_hot_keys_is_exact(
     offline = DeltaOfflineStore(deployment.settings.offline_root)
     history = offline.history(fs, columns=["_partition", "_offset"])
     assert history.num_rows == approved.num_rows
-    positions = pc.add(pc.multiply(pc.cast(history.column("_partition"), pa.int64()), 1 << 40), history.column("_offset"))
+    positions = pc.add(
+        pc.multiply(pc.cast(history.column("_partition"), pa.int64()), 1 << 40),
+        history.column("_offset"),
+    )
     assert pc.count_distinct(positions).as_py() == history.num_rows
     label_times = [end - 20 * DAY + 7, end - 6 * DAY - 5 * HOUR, end - HOUR + 1, t]
     pit_users = sample[:3] + sample[3:303]

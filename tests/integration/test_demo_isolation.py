@@ -61,7 +61,9 @@ def private_stack(tmp_path: Path) -> Iterator[Settings]:
         stop_redis(stack)
 
 
-def _topic_contents(kafka: KafkaSettings) -> dict[str, list[tuple[int, int, bytes | None, bytes | None]]]:
+def _topic_contents(
+    kafka: KafkaSettings,
+) -> dict[str, list[tuple[int, int, bytes | None, bytes | None]]]:
     admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
     topics = admin.list_topics(timeout=10).topics
     contents = {}
@@ -82,9 +84,7 @@ def _redis_contents(url: str) -> dict[int, dict[bytes, bytes | None]]:
     for db in (0, 15):
         client = redis.Redis.from_url(url.rsplit("/", 1)[0] + f"/{db}")
         found[db] = {
-            k: client.dump(k)
-            for k in client.scan_iter(count=1000)
-            if not k.startswith(b"hw-demo:")
+            k: client.dump(k) for k in client.scan_iter(count=1000) if not k.startswith(b"hw-demo:")
         }
         client.close()
     return found
@@ -101,17 +101,24 @@ def _files(home: Path) -> dict[str, str]:
     }
 
 
-def test_demo_keeps_to_its_own_topics_keys_and_files(private_stack: Settings, tmp_path: Path) -> None:
+def test_demo_keeps_to_its_own_topics_keys_and_files(
+    private_stack: Settings, tmp_path: Path
+) -> None:
     user = private_stack
     # The user's deployment: the bundled definitions under their real names, their events,
     # two dead letters their worker wrote, online state in Redis databases 15 and 0.
     apply_definitions(user, write_example_definitions(tmp_path / "defs"))
     events = generate_transactions(end_ms=1_764_000_000_000, users=5, days=1, events_per_user_day=6)
     pq.write_table(events, tmp_path / "events.parquet")
-    assert ingest_files(user, "transactions", [tmp_path / "events.parquet"], show_progress=False) == events.num_rows
+    assert (
+        ingest_files(user, "transactions", [tmp_path / "events.parquet"], show_progress=False)
+        == events.num_rows
+    )
     producer = EventProducer(user.kafka)
     for i in range(2):
-        producer.produce("dlq.transactions", b"\x00undecodable", f"u{i}".encode(), {"hw.reason": b"undecodable"})
+        producer.produce(
+            "dlq.transactions", b"\x00undecodable", f"u{i}".encode(), {"hw.reason": b"undecodable"}
+        )
     producer.flush()
     client = redis.Redis.from_url(user.redis.url)
     client.hset("hw:user_spend:v1:{u00001}", mapping={"o": '{"0":3}', "L": "[]"})
@@ -119,7 +126,10 @@ def test_demo_keeps_to_its_own_topics_keys_and_files(private_stack: Settings, tm
     redis.Redis.from_url(user.redis.url.rsplit("/", 1)[0] + "/0").set("session:42", "the user's")
     (user.home / "notes.txt").write_text("the user's own file\n")
     before = (_topic_contents(user.kafka), _redis_contents(user.redis.url), _files(user.home))
-    assert len(before[0]["raw.transactions"]) == events.num_rows and len(before[0]["dlq.transactions"]) == 2
+    assert (
+        len(before[0]["raw.transactions"]) == events.num_rows
+        and len(before[0]["dlq.transactions"]) == 2
+    )
 
     for run in (1, 2):  # the second run resets the first run's state, and only that
         out = io.StringIO()
@@ -131,7 +141,11 @@ def test_demo_keeps_to_its_own_topics_keys_and_files(private_stack: Settings, tm
         assert after[2] == before[2], f"run {run}: the user's files changed"
 
     # The demo did its work under its own names.
-    topics = AdminClient({"bootstrap.servers": user.kafka.bootstrap_servers}).list_topics(timeout=10).topics
+    topics = (
+        AdminClient({"bootstrap.servers": user.kafka.bootstrap_servers})
+        .list_topics(timeout=10)
+        .topics
+    )
     assert {"headwater-demo.raw.transactions", "headwater-demo.dlq.transactions"} <= set(topics)
     demo_keys = redis.Redis.from_url(user.redis.url).keys("hw-demo:user_spend:v1:*")
     assert 0 < len(demo_keys) <= 30  # one per card holder with an approved transaction

@@ -42,10 +42,16 @@ pytestmark = pytest.mark.integration
 MINUTE = 60_000
 
 
-def _wait_for_letters(deployment: Deployment, expected: int, timeout_s: float = 60) -> dict[str, int]:
+def _wait_for_letters(
+    deployment: Deployment, expected: int, timeout_s: float = 60
+) -> dict[str, int]:
     deadline = time.monotonic() + timeout_s
     while True:
-        counts = {c.reason: c.letters for c in count_dead_letters(deployment.settings) if c.source == deployment.source}
+        counts = {
+            c.reason: c.letters
+            for c in count_dead_letters(deployment.settings)
+            if c.source == deployment.source
+        }
         if sum(counts.values()) >= expected or time.monotonic() > deadline:
             return counts
         time.sleep(0.5)
@@ -53,7 +59,11 @@ def _wait_for_letters(deployment: Deployment, expected: int, timeout_s: float = 
 
 def _rows(table: str, source: str) -> list[list[str]]:
     """The cells of a printed table's rows that mention ``source``."""
-    return [[c.strip() for c in line.strip().strip("│").split("│")] for line in table.splitlines() if source in line]
+    return [
+        [c.strip() for c in line.strip().strip("│").split("│")]
+        for line in table.splitlines()
+        if source in line
+    ]
 
 
 def _history(deployment: Deployment) -> dict[str, list[dict[str, Any]]]:
@@ -79,14 +89,33 @@ def test_dead_letters_are_listed_shown_and_replayed_once_fixed(
     worker = deployment.start_worker()
 
     now = time.time_ns() // 1_000_000
-    new_schema: list[dict[str, Any]] = [  # written with schema v2 under the id it will get, before it is registered
-        {"transaction_id": f"s{i}", "user_id": "dlq-u1", "merchant_id": f"m{i}", "amount": amount,
-         "currency": "EUR", "status": "approved", "event_time": now - (5 - i) * MINUTE, "channel": "app"}
+    new_schema: list[
+        dict[str, Any]
+    ] = [  # written with schema v2 under the id it will get, before it is registered
+        {
+            "transaction_id": f"s{i}",
+            "user_id": "dlq-u1",
+            "merchant_id": f"m{i}",
+            "amount": amount,
+            "currency": "EUR",
+            "status": "approved",
+            "event_time": now - (5 - i) * MINUTE,
+            "channel": "app",
+        }
         for i, amount in enumerate([10.5, 20.25, 30.0])
     ]
-    future: list[dict[str, Any]] = [  # 30 minutes ahead of their arrival: beyond the default 5 min skew
-        {"transaction_id": f"f{i}", "user_id": "dlq-u2", "merchant_id": "m9", "amount": 7.0 + i,
-         "currency": "EUR", "status": "approved", "event_time": now + 30 * MINUTE + i}
+    future: list[
+        dict[str, Any]
+    ] = [  # 30 minutes ahead of their arrival: beyond the default 5 min skew
+        {
+            "transaction_id": f"f{i}",
+            "user_id": "dlq-u2",
+            "merchant_id": "m9",
+            "amount": 7.0 + i,
+            "currency": "EUR",
+            "status": "approved",
+            "event_time": now + 30 * MINUTE + i,
+        }
         for i in range(2)
     ]
     v1_id = catalog.register_schema(f"{source.topic}-value", source.schema)
@@ -94,13 +123,18 @@ def test_dead_letters_are_listed_shown_and_replayed_once_fixed(
     for row in new_schema:
         producer.produce(deployment.topic, encode_wire(v2, next_id, row), row["user_id"].encode())
     for row in future:
-        producer.produce(deployment.topic, encode_wire(source.schema, v1_id, row), row["user_id"].encode())
+        producer.produce(
+            deployment.topic, encode_wire(source.schema, v1_id, row), row["user_id"].encode()
+        )
     producer.flush()
     deployment.wait_caught_up(worker)
     assert _wait_for_letters(deployment, 5) == {"unknown_schema": 3, "future": 2}
     resource = ConfigResource("topic", source.dlq_topic)
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    assert admin.describe_configs([resource])[resource].result(timeout=10)["retention.ms"].value == "-1"
+    assert (
+        admin.describe_configs([resource])[resource].result(timeout=10)["retention.ms"].value
+        == "-1"
+    )
 
     listed = deployment.cli("dlq", "list")
     assert listed.returncode == 0, listed.stderr
@@ -110,7 +144,11 @@ def test_dead_letters_are_listed_shown_and_replayed_once_fixed(
     ]
     shown = deployment.cli("dlq", "show", deployment.source, "--reason", "future", "--limit", "5")
     assert shown.returncode == 0, shown.stderr
-    assert "2 of 2" in shown.stdout and "event_time" in shown.stdout and "at most 300000 ms" in shown.stdout
+    assert (
+        "2 of 2" in shown.stdout
+        and "event_time" in shown.stdout
+        and "at most 300000 ms" in shown.stdout
+    )
     iso = time.strftime("%Y-%m-%dT%H:%M", time.gmtime((now + 30 * MINUTE) / 1000))
     assert iso in shown.stdout  # the event time, decoded
     shown = deployment.cli("dlq", "show", deployment.source, "--reason", "unknown_schema")
@@ -134,19 +172,26 @@ def test_dead_letters_are_listed_shown_and_replayed_once_fixed(
     assert "replayed 3 dead letter(s)" in replay.stdout and "0 replayed before" in replay.stdout
     deployment.wait_caught_up(worker)
     history = _history(deployment)
-    assert {t: [(r["amount"], r["merchant_id"], r["event_time"]) for r in rows] for t, rows in history.items()} == {
+    assert {
+        t: [(r["amount"], r["merchant_id"], r["event_time"]) for r in rows]
+        for t, rows in history.items()
+    } == {
         r["transaction_id"]: [(r["amount"], r["merchant_id"], r["event_time"])] for r in new_schema
     }
     with FeatureStore(settings) as store:
         fs = deployment.feature_set
         online = store.get_online_features(
-            {"user_id": ["dlq-u1"]}, [f"{fs}:txn_count_total", f"{fs}:spend_1h", f"{fs}:last_merchant"]
+            {"user_id": ["dlq-u1"]},
+            [f"{fs}:txn_count_total", f"{fs}:spend_1h", f"{fs}:last_merchant"],
         )
     assert online.values == [[3, 60.75, "m2"]]
 
     again = deployment.cli("dlq", "replay", deployment.source, "--reason", "unknown_schema")
     assert "replayed 0 dead letter(s)" in again.stdout and "3 replayed before" in again.stdout
-    assert _wait_for_letters(deployment, 5) == {"unknown_schema": 3, "future": 2}  # nothing came back
+    assert _wait_for_letters(deployment, 5) == {
+        "unknown_schema": 3,
+        "future": 2,
+    }  # nothing came back
 
     # Fix the skew (a setting, so a worker restart), then replay the other reason.
     worker.stop()
@@ -158,7 +203,9 @@ def test_dead_letters_are_listed_shown_and_replayed_once_fixed(
     history = _history(deployment)
     assert sorted(history) == ["f0", "f1", "s0", "s1", "s2"]
     assert all(len(rows) == 1 for rows in history.values())
-    assert [history[f"f{i}"][0]["event_time"] for i in range(2)] == [r["event_time"] for r in future]
+    assert [history[f"f{i}"][0]["event_time"] for i in range(2)] == [
+        r["event_time"] for r in future
+    ]
 
     assert "replayed 0 dead letter(s)" in deployment.cli("dlq", "replay", deployment.source).stdout
     assert _rows(deployment.cli("dlq", "list").stdout, deployment.source) == [
@@ -179,8 +226,12 @@ def letter_topics(kafka_bootstrap: str) -> Iterator[tuple[KafkaSettings, str, st
         delete_topics(kafka, [source, dlq, ledger_topic(dlq)])
 
 
-def _source_messages(kafka: KafkaSettings, topic: str) -> list[tuple[int, bytes | None, bytes | None, int, dict[str, bytes]]]:
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"check-{uuid.uuid4().hex}"})
+def _source_messages(
+    kafka: KafkaSettings, topic: str
+) -> list[tuple[int, bytes | None, bytes | None, int, dict[str, bytes]]]:
+    consumer = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": f"check-{uuid.uuid4().hex}"}
+    )
     found = []
     try:
         for p in (0, 1):
@@ -204,8 +255,14 @@ def test_replay_is_exactly_once_when_runs_die_between_steps(
     t0 = time.time_ns() // 1_000_000 - 3_600_000
     producer = EventProducer(kafka)
     for i in range(6):  # letters of source partitions 1 and 0, as a worker writes them
-        headers = {"hw.reason": b"unknown_schema", "hw.partition": str(i % 2).encode(), "hw.offset": str(i).encode()}
-        producer.produce(dlq, f"value-{i}".encode(), f"key-{i}".encode(), headers, t0 + i, partition=i % 2)
+        headers = {
+            "hw.reason": b"unknown_schema",
+            "hw.partition": str(i % 2).encode(),
+            "hw.offset": str(i).encode(),
+        }
+        producer.produce(
+            dlq, f"value-{i}".encode(), f"key-{i}".encode(), headers, t0 + i, partition=i % 2
+        )
     producer.flush()
 
     class Crash(Exception):

@@ -50,7 +50,12 @@ def _table(url: str, name: str, tz_times: bool) -> tuple[sa.Engine, sa.Table]:
 def _topic_transaction_ids(deployment: Deployment) -> Counter[str]:
     kafka = deployment.settings.kafka
     source = deployment.definitions().source(deployment.source)
-    partitions = AdminClient({"bootstrap.servers": kafka.bootstrap_servers}).list_topics(timeout=10).topics[deployment.topic].partitions
+    partitions = (
+        AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+        .list_topics(timeout=10)
+        .topics[deployment.topic]
+        .partitions
+    )
     ids: Counter[str] = Counter()
     for p in partitions:
         for batch in read_range(kafka, deployment.topic, p, 0, 1 << 62):
@@ -77,8 +82,16 @@ def test_rows_committed_later_at_the_last_watermark_are_ingested_once(
             conn.execute(
                 table.insert(),
                 [
-                    {"id": i, "transaction_id": f"t{i}", "user_id": user, "merchant_id": "m1",
-                     "amount": float(i), "currency": "EUR", "status": "approved", "event_time": when(T0 + dt)}
+                    {
+                        "id": i,
+                        "transaction_id": f"t{i}",
+                        "user_id": user,
+                        "merchant_id": "m1",
+                        "amount": float(i),
+                        "currency": "EUR",
+                        "status": "approved",
+                        "event_time": when(T0 + dt),
+                    }
                     for i, dt, user in rows
                 ],
             )

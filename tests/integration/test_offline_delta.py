@@ -113,5 +113,7 @@ def test_reading_an_old_version_lets_the_process_exit_cleanly(tmp_path: Path) ->
         f"print(DeltaOfflineStore(Path({str(tmp_path)!r})).history(fs, version=2).num_rows)"
     )
     for _ in range(5):
-        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=False
+        )
         assert (done.returncode, done.stdout.strip()) == (0, "20"), done.stderr

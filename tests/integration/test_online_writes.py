@@ -75,7 +75,9 @@ def test_a_store_from_settings_keeps_to_its_key_prefix(redis_url: str) -> None:
     demo's ``hw-demo``) is what writes, reads and the key listing of maintenance use."""
     from headwater.schemas.settings import RedisSettings
 
-    store = RedisOnlineStore.from_settings(RedisSettings(url=redis_url, key_prefix="hw-prefix-test"))
+    store = RedisOnlineStore.from_settings(
+        RedisSettings(url=redis_url, key_prefix="hw-prefix-test")
+    )
     state = EntityState()
     PLAN.apply(state, [({"amount": 1.0}, START, arrival_seq(0, 0))], START)
     client = redis.Redis.from_url(redis_url)

@@ -52,7 +52,13 @@ def _messages(deployment: Deployment, data: pa.Table) -> list[RawMessage]:
         key = record["user_id"].encode()
         partition = zlib.crc32(key) % PARTITIONS
         messages.append(
-            RawMessage(partition, offsets[partition], key, encode_wire(source.schema, schema_id, record), now)
+            RawMessage(
+                partition,
+                offsets[partition],
+                key,
+                encode_wire(source.schema, schema_id, record),
+                now,
+            )
         )
         offsets[partition] += 1
     return messages
@@ -97,9 +103,7 @@ def _letters(deployment: Deployment) -> list[dict[str, str]]:
         consumer.close()
 
 
-def _assert_stores_hold(
-    deployment: Deployment, processor: BatchProcessor, data: pa.Table
-) -> None:
+def _assert_stores_hold(deployment: Deployment, processor: BatchProcessor, data: pa.Table) -> None:
     """Delta holds exactly the approved events of ``data`` and Redis their exact values."""
     plan = processor.plans[0]
     fs = plan.feature_set
@@ -112,13 +116,19 @@ def _assert_stores_hold(
     t = time.time_ns() // 1_000_000
     for user, state in zip(users, states, strict=True):
         values, status = plan.evaluate(state, t)
-        assert (values, str(status)) == brute_force(fs, plan.history_types, by_user.get(user, []), t), user
+        assert (values, str(status)) == brute_force(
+            fs, plan.history_types, by_user.get(user, []), t
+        ), user
 
 
 @pytest.fixture
 def data() -> Iterator[pa.Table]:
     yield generate_transactions(
-        end_ms=time.time_ns() // 1_000_000 // MINUTE * MINUTE, users=6, days=1, events_per_user_day=30, seed=11
+        end_ms=time.time_ns() // 1_000_000 // MINUTE * MINUTE,
+        users=6,
+        days=1,
+        events_per_user_day=30,
+        seed=11,
     )
 
 
@@ -156,7 +166,10 @@ def test_an_event_that_fails_unforeseen_is_isolated_and_dead_lettered(
     (letter,) = letters
     assert letter["hw.reason"] == "processing_error"
     assert "RuntimeError: a bug that only this event hits" in letter["hw.error"]
-    assert (int(letter["hw.partition"]), int(letter["hw.offset"])) == (poison.partition, poison.offset)
+    assert (int(letter["hw.partition"]), int(letter["hw.offset"])) == (
+        poison.partition,
+        poison.offset,
+    )
     rest = data.filter(pa.array([i != victim for i in range(data.num_rows)]))
     _assert_stores_hold(deployment, processor, rest)
 

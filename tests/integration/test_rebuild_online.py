@@ -182,7 +182,9 @@ def test_rebuild_online_restores_every_state_from_delta_and_a_worker_catches_up_
         # A worker started now catches the gap up from Kafka, into Delta and Redis.
         worker = start_worker(deployment, {**deployment.env, **FAST_FAILOVER}, "worker_after")
         deployment.wait_caught_up(worker)
-        assert committed_offsets(settings.kafka, settings.worker.group_id, deployment.topic) == acked
+        assert (
+            committed_offsets(settings.kafka, settings.worker.group_id, deployment.topic) == acked
+        )
         assert "catching up partition" in worker.log_file.read_text()
         assert_offline_exactly_once(deployment, data)
         url = deployment.start_api()

@@ -79,7 +79,9 @@ def _produce(deployment: Deployment, part: object, name: str) -> None:
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[Settings]:
-    own = load_settings(home=tmp_path / "redis", redis={"url": f"redis://127.0.0.1:{free_port()}/0"})
+    own = load_settings(
+        home=tmp_path / "redis", redis={"url": f"redis://127.0.0.1:{free_port()}/0"}
+    )
     start_redis(own)
     try:
         yield own
@@ -115,9 +117,7 @@ def test_redis_stopped_30s_mid_stream_loses_nothing(
         assert dead_letters(deployment) == 0
 
 
-def test_kafka_stopped_30s_mid_stream_loses_nothing(
-    tmp_path: Path, redis_url: str
-) -> None:
+def test_kafka_stopped_30s_mid_stream_loses_nothing(tmp_path: Path, redis_url: str) -> None:
     broker, controller = free_ports(2)
     own = load_settings(
         home=tmp_path / "kafka",

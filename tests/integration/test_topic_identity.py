@@ -48,7 +48,9 @@ def _data(seed: int, users: int = 10) -> pa.Table:
 def _assert_history_holds_once(deployment: Deployment, data: pa.Table) -> None:
     fs = deployment.definitions().feature_set(deployment.feature_set)
     history = DeltaOfflineStore(deployment.settings.offline_root).history(fs)
-    want = Counter(row["transaction_id"] for rows in events_by_user(data).values() for row, _, _ in rows)
+    want = Counter(
+        row["transaction_id"] for rows in events_by_user(data).values() for row, _, _ in rows
+    )
     got = Counter(history.column("transaction_id").to_pylist())
     assert got == want, f"missing {sorted(want - got)[:5]}, extra {sorted(got - want)[:5]}"
 
@@ -93,7 +95,9 @@ def test_a_log_that_lost_its_end_stops_the_source_until_reset_epoch(
     ends = log_ends(settings.kafka, deployment.topic)
     DeltaOfflineStore(settings.offline_root).append(
         fs,
-        pa.Table.from_pylist([], schema=DeltaOfflineStore(settings.offline_root).history(fs).schema),
+        pa.Table.from_pylist(
+            [], schema=DeltaOfflineStore(settings.offline_root).history(fs).schema
+        ),
         positions_prefix(settings.worker.group_id, epoch),
         {p: end + 99 for p, end in ends.items()},
     )
@@ -105,7 +109,10 @@ def test_a_log_that_lost_its_end_stops_the_source_until_reset_epoch(
         time.sleep(0.5)
     critical = [line for line in log_text(worker).splitlines() if "[CRITICAL]" in line]
     assert len(critical) == 1, critical
-    assert deployment.topic in critical[0] and f"headwater reset-epoch {deployment.source}" in critical[0]
+    assert (
+        deployment.topic in critical[0]
+        and f"headwater reset-epoch {deployment.source}" in critical[0]
+    )
     time.sleep(6)  # it stays stopped, quietly: no crash loop, no second line
     assert worker.alive()
     assert len([line for line in log_text(worker).splitlines() if "[CRITICAL]" in line]) == 1

@@ -44,7 +44,10 @@ def test_compatible_schema_change_is_accepted(applied: tuple[Catalog, Path]) -> 
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
-        (lambda s: s["fields"].append({"name": "channel", "type": "string"}), "field 'channel' is new and has no default"),
+        (
+            lambda s: s["fields"].append({"name": "channel", "type": "string"}),
+            "field 'channel' is new and has no default",
+        ),
         (lambda s: s["fields"][4].update(type="long"), "field 'currency'"),
     ],
 )
@@ -64,7 +67,13 @@ def test_incompatible_schema_change_is_refused_naming_the_field(
 
 def test_topic_of_a_source_cannot_change(applied: tuple[Catalog, Path]) -> None:
     catalog, defs_dir = applied
-    text = (defs_dir / "features.yaml").read_text().replace("name: transactions\n", "name: transactions\n    topic: raw.other\n")
+    text = (
+        (defs_dir / "features.yaml")
+        .read_text()
+        .replace("name: transactions\n", "name: transactions\n    topic: raw.other\n")
+    )
     (defs_dir / "features.yaml").write_text(text)
-    with pytest.raises(DefinitionError, match="topic 'raw.transactions' -> 'raw.other' cannot change"):
+    with pytest.raises(
+        DefinitionError, match="topic 'raw.transactions' -> 'raw.other' cannot change"
+    ):
         plan_definitions(catalog, defs_dir)

@@ -56,7 +56,9 @@ def _batch(consumer: BatchConsumer, ends: dict[int, tuple[int, int]]) -> Fetched
     return batch
 
 
-def test_a_batch_is_committable_up_to_its_last_offset_per_partition(consumer: BatchConsumer) -> None:
+def test_a_batch_is_committable_up_to_its_last_offset_per_partition(
+    consumer: BatchConsumer,
+) -> None:
     p0, p1 = TP(TOPIC, 0), TP(TOPIC, 1)
     first = _batch(consumer, {0: (0, 9), 1: (5, 7)})
     assert len(consumer.take_batch(first)) == 13

@@ -34,10 +34,15 @@ def test_topic_prefix_goes_before_default_names_only(tmp_path: Path) -> None:
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     plan = plan_definitions(catalog, _defs_dir(tmp_path), topic_prefix="team-a.")
     source = plan.definitions.source("transactions")
-    assert (source.topic, source.dlq_topic) == ("team-a.raw.transactions", "team-a.dlq.transactions")
+    assert (source.topic, source.dlq_topic) == (
+        "team-a.raw.transactions",
+        "team-a.dlq.transactions",
+    )
 
     explicit = plan_definitions(
-        catalog, _defs_dir(tmp_path, topic="payments", dlq_topic="payments.bad"), topic_prefix="team-a."
+        catalog,
+        _defs_dir(tmp_path, topic="payments", dlq_topic="payments.bad"),
+        topic_prefix="team-a.",
     ).definitions.source("transactions")
     assert (explicit.topic, explicit.dlq_topic) == ("payments", "payments.bad")
 
@@ -50,8 +55,13 @@ def test_catalog_keeps_the_full_names_and_refuses_to_move_them(tmp_path: Path) -
     plan = plan_definitions(catalog, _defs_dir(tmp_path), topic_prefix="team-a.")
     catalog.save(plan.definitions, plan.to_save, {})
     stored = catalog.definitions().source("transactions")
-    assert (stored.topic, stored.dlq_topic) == ("team-a.raw.transactions", "team-a.dlq.transactions")
-    with pytest.raises(DefinitionError, match="dead-letter topic 'team-a.dlq.transactions' -> 'dlq.transactions'"):
+    assert (stored.topic, stored.dlq_topic) == (
+        "team-a.raw.transactions",
+        "team-a.dlq.transactions",
+    )
+    with pytest.raises(
+        DefinitionError, match="dead-letter topic 'team-a.dlq.transactions' -> 'dlq.transactions'"
+    ):
         plan_definitions(catalog, _defs_dir(tmp_path))
 
 
@@ -72,7 +82,10 @@ def test_demo_names_are_its_own_and_it_refuses_a_home_it_did_not_make(tmp_path: 
     settings, env = _demo_settings(load_settings(home=tmp_path / "home"), 8765)
     assert settings.kafka.topic_prefix == env["HEADWATER_KAFKA__TOPIC_PREFIX"] == "headwater-demo."
     assert settings.redis.key_prefix == env["HEADWATER_REDIS__KEY_PREFIX"] == "hw-demo"
-    assert settings.redis.url.endswith("/15") and settings.home == (tmp_path / "home" / "demo").resolve()
+    assert (
+        settings.redis.url.endswith("/15")
+        and settings.home == (tmp_path / "home" / "demo").resolve()
+    )
     settings.home.mkdir(parents=True)
     (settings.home / "mine.txt").write_text("not the demo's")
     with pytest.raises(ConfigError, match=r"is not the demo's \(no .headwater-demo file in it\)"):

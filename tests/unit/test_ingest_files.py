@@ -27,8 +27,15 @@ from headwater.schemas.errors import ConfigError
 SCHEMA = AvroSchema.from_file(EXAMPLES / "transactions.avsc")
 SOURCE = Source(name="transactions", schema=SCHEMA, timestamp="event_time")
 ROWS: list[dict[str, Any]] = [
-    {"transaction_id": f"t{i}", "user_id": f"u{i % 3}", "merchant_id": "m1", "amount": 10.5 + i,
-     "currency": "EUR", "status": "approved", "event_time": 1_764_000_000_000 + i * 1000}
+    {
+        "transaction_id": f"t{i}",
+        "user_id": f"u{i % 3}",
+        "merchant_id": "m1",
+        "amount": 10.5 + i,
+        "currency": "EUR",
+        "status": "approved",
+        "event_time": 1_764_000_000_000 + i * 1000,
+    }
     for i in range(6)
 ]
 
@@ -38,7 +45,14 @@ class FakeProducer:
         self.sent: list[tuple[str, bytes, bytes | None, dict[str, bytes]]] = []
         self.flushes = 0
 
-    def produce(self, topic: str, value: bytes, key: bytes | None = None, headers: Any = None, timestamp_ms: Any = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Any = None,
+        timestamp_ms: Any = None,
+    ) -> None:
         self.sent.append((topic, value, key, dict(headers or {})))
 
     def flush(self) -> int:
@@ -49,10 +63,14 @@ class FakeProducer:
         return [decode_wire(v, SCHEMA) for _, v, _, _ in self.sent]
 
 
-def make_ingestor(rejects: Any = None, mapping: dict[str, str] | None = None, **kw: Any) -> tuple[Ingestor, FakeProducer]:
+def make_ingestor(
+    rejects: Any = None, mapping: dict[str, str] | None = None, **kw: Any
+) -> tuple[Ingestor, FakeProducer]:
     producer = FakeProducer()
     validator = RowValidator(SOURCE, 1, ("user_id",), mapping)
-    return Ingestor(validator, producer=producer, rejects=rejects, show_progress=False, **kw), producer  # type: ignore[arg-type]
+    return Ingestor(
+        validator, producer=producer, rejects=rejects, show_progress=False, **kw
+    ), producer  # type: ignore[arg-type]
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Path:
@@ -76,8 +94,14 @@ def write_all_formats(d: Path) -> list[Path]:
     with (d / "a.avro").open("wb") as fh:
         fastavro.writer(fh, SCHEMA.parsed, ROWS)
     iso = [{**r, "event_time": _iso(r["event_time"])} for r in ROWS]
-    return [write_csv(d / "a.csv", ROWS), write_csv(d / "iso.csv", iso), write_jsonl(d / "a.jsonl", ROWS),
-            write_jsonl(d / "iso.jsonl", iso), d / "a.parquet", d / "a.avro"]
+    return [
+        write_csv(d / "a.csv", ROWS),
+        write_csv(d / "iso.csv", iso),
+        write_jsonl(d / "a.jsonl", ROWS),
+        write_jsonl(d / "iso.jsonl", iso),
+        d / "a.parquet",
+        d / "a.avro",
+    ]
 
 
 def _iso(ms: int) -> str:
@@ -99,7 +123,10 @@ def test_directories_and_globs_expand_sorted(tmp_path: Path) -> None:
     files = write_all_formats(tmp_path / "in")
     (tmp_path / "in" / "notes.txt").write_text("x")
     assert expand_inputs([tmp_path / "in"]) == sorted(files)
-    assert expand_inputs([str(tmp_path / "in" / "*.csv")]) == [tmp_path / "in" / "a.csv", tmp_path / "in" / "iso.csv"]
+    assert expand_inputs([str(tmp_path / "in" / "*.csv")]) == [
+        tmp_path / "in" / "a.csv",
+        tmp_path / "in" / "iso.csv",
+    ]
     with pytest.raises(ConfigError, match="no such file"):
         expand_inputs([tmp_path / "missing.csv"])
     with pytest.raises(ConfigError, match="unsupported"):
@@ -108,7 +135,10 @@ def test_directories_and_globs_expand_sorted(tmp_path: Path) -> None:
 
 
 def test_column_mapping_renames_before_validation(tmp_path: Path) -> None:
-    renamed = [{("ts" if k == "event_time" else "uid" if k == "user_id" else k): v for k, v in r.items()} for r in ROWS]
+    renamed = [
+        {("ts" if k == "event_time" else "uid" if k == "user_id" else k): v for k, v in r.items()}
+        for r in ROWS
+    ]
     path = write_jsonl(tmp_path / "r.jsonl", renamed)
     ingestor, producer = make_ingestor(mapping={"ts": "event_time", "uid": "user_id"})
     ingestor.ingest_files([path])
@@ -118,32 +148,100 @@ def test_column_mapping_renames_before_validation(tmp_path: Path) -> None:
 
 
 def test_csv_text_is_coerced_to_the_schema_types(tmp_path: Path) -> None:
-    schema = AvroSchema.from_dict({"type": "record", "name": "E", "fields": [
-        {"name": "id", "type": "string"}, {"name": "n", "type": "int"}, {"name": "x", "type": "double"},
-        {"name": "ok", "type": "boolean"}, {"name": "note", "type": ["null", "string"]},
-        {"name": "opt", "type": ["null", "long"]}, {"name": "ts", "type": "long"}]})
+    schema = AvroSchema.from_dict(
+        {
+            "type": "record",
+            "name": "E",
+            "fields": [
+                {"name": "id", "type": "string"},
+                {"name": "n", "type": "int"},
+                {"name": "x", "type": "double"},
+                {"name": "ok", "type": "boolean"},
+                {"name": "note", "type": ["null", "string"]},
+                {"name": "opt", "type": ["null", "long"]},
+                {"name": "ts", "type": "long"},
+            ],
+        }
+    )
     validator = RowValidator(Source(name="e", schema=schema, timestamp="ts"), 1, ("id",))
     path = tmp_path / "t.csv"
-    path.write_text("id,n,x,ok,note,opt,ts\n7,42,2.5,TRUE,,,2026-11-26T15:04:05.123+01:00\n8,-1,3,no,hi,5,1764000000000\n")
+    path.write_text(
+        "id,n,x,ok,note,opt,ts\n7,42,2.5,TRUE,,,2026-11-26T15:04:05.123+01:00\n8,-1,3,no,hi,5,1764000000000\n"
+    )
     text, rows = iter_file_rows(path)
     # Every row of this well-formed file is a dict, never a BadRow.
-    decoded = [decode_wire(validator.encode(str(path), n, cast(dict[str, Any], r), text)[1], schema) for n, r in rows]
+    decoded = [
+        decode_wire(validator.encode(str(path), n, cast(dict[str, Any], r), text)[1], schema)
+        for n, r in rows
+    ]
     assert decoded == [
-        {"id": "7", "n": 42, "x": 2.5, "ok": True, "note": None, "opt": None, "ts": 1_795_701_845_123},
-        {"id": "8", "n": -1, "x": 3.0, "ok": False, "note": "hi", "opt": 5, "ts": 1_764_000_000_000},
+        {
+            "id": "7",
+            "n": 42,
+            "x": 2.5,
+            "ok": True,
+            "note": None,
+            "opt": None,
+            "ts": 1_795_701_845_123,
+        },
+        {
+            "id": "8",
+            "n": -1,
+            "x": 3.0,
+            "ok": False,
+            "note": "hi",
+            "opt": 5,
+            "ts": 1_764_000_000_000,
+        },
     ]
 
 
 BAD_CASES: list[tuple[str, Callable[[Path], Path], str]] = [
-    ("malformed csv row", lambda d: _csv_text(d, "1,2\n"), "bad.csv: row 3: malformed row: 2 fields, the header has 7"),
-    ("malformed json", lambda d: write_jsonl(d / "bad.jsonl", [ROWS[0], ROWS[1], "{oops"]), "bad.jsonl: row 3: malformed row: not JSON"),
-    ("json not an object", lambda d: write_jsonl(d / "bad.jsonl", [ROWS[0], ROWS[1], "[1]"]), "bad.jsonl: row 3: malformed row: a JSON list"),
-    ("missing column", lambda d: write_csv(d / "bad.csv", ROWS, [c for c in ROWS[0] if c != "currency"]), "bad.csv: row 1, column 'currency': missing column"),
-    ("wrong type csv", lambda d: _csv_text(d, "t9,u1,m1,ten,EUR,approved,1764000000000\n"), "bad.csv: row 3, column 'amount': 'ten' is not a number"),
-    ("wrong type json", lambda d: write_jsonl(d / "bad.jsonl", [ROWS[0], ROWS[1], {**ROWS[2], "amount": "ten"}]), "bad.jsonl: row 3, column 'amount': str value 'ten' is not a double"),
-    ("null value", lambda d: write_jsonl(d / "bad.jsonl", [ROWS[0], ROWS[1], {**ROWS[2], "user_id": None}]), "bad.jsonl: row 3, column 'user_id': missing value"),
-    ("bad timestamp", lambda d: _csv_text(d, "t9,u1,m1,1.5,EUR,approved,yesterday\n"), "bad.csv: row 3, column 'event_time': field 'event_time': 'yesterday' is not an ISO-8601 time"),
-    ("naive timestamp", lambda d: _csv_text(d, "t9,u1,m1,1.5,EUR,approved,2026-11-26T10:00:00\n"), "bad.csv: row 3, column 'event_time': field 'event_time': 2026-11-26T10:00:00 has no time zone"),
+    (
+        "malformed csv row",
+        lambda d: _csv_text(d, "1,2\n"),
+        "bad.csv: row 3: malformed row: 2 fields, the header has 7",
+    ),
+    (
+        "malformed json",
+        lambda d: write_jsonl(d / "bad.jsonl", [ROWS[0], ROWS[1], "{oops"]),
+        "bad.jsonl: row 3: malformed row: not JSON",
+    ),
+    (
+        "json not an object",
+        lambda d: write_jsonl(d / "bad.jsonl", [ROWS[0], ROWS[1], "[1]"]),
+        "bad.jsonl: row 3: malformed row: a JSON list",
+    ),
+    (
+        "missing column",
+        lambda d: write_csv(d / "bad.csv", ROWS, [c for c in ROWS[0] if c != "currency"]),
+        "bad.csv: row 1, column 'currency': missing column",
+    ),
+    (
+        "wrong type csv",
+        lambda d: _csv_text(d, "t9,u1,m1,ten,EUR,approved,1764000000000\n"),
+        "bad.csv: row 3, column 'amount': 'ten' is not a number",
+    ),
+    (
+        "wrong type json",
+        lambda d: write_jsonl(d / "bad.jsonl", [ROWS[0], ROWS[1], {**ROWS[2], "amount": "ten"}]),
+        "bad.jsonl: row 3, column 'amount': str value 'ten' is not a double",
+    ),
+    (
+        "null value",
+        lambda d: write_jsonl(d / "bad.jsonl", [ROWS[0], ROWS[1], {**ROWS[2], "user_id": None}]),
+        "bad.jsonl: row 3, column 'user_id': missing value",
+    ),
+    (
+        "bad timestamp",
+        lambda d: _csv_text(d, "t9,u1,m1,1.5,EUR,approved,yesterday\n"),
+        "bad.csv: row 3, column 'event_time': field 'event_time': 'yesterday' is not an ISO-8601 time",
+    ),
+    (
+        "naive timestamp",
+        lambda d: _csv_text(d, "t9,u1,m1,1.5,EUR,approved,2026-11-26T10:00:00\n"),
+        "bad.csv: row 3, column 'event_time': field 'event_time': 2026-11-26T10:00:00 has no time zone",
+    ),
 ]
 
 
@@ -154,7 +252,9 @@ def _csv_text(d: Path, bad_line: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("make", "message"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+@pytest.mark.parametrize(
+    ("make", "message"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
+)
 def test_bad_input_names_file_row_and_column_and_produces_nothing_of_that_file(
     tmp_path: Path, make: Callable[[Path], Path], message: str
 ) -> None:
@@ -168,7 +268,10 @@ def test_bad_input_names_file_row_and_column_and_produces_nothing_of_that_file(
 
 
 def test_skipped_bad_rows_go_to_the_reject_file(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "mixed.jsonl", [ROWS[0], {**ROWS[1], "amount": "x"}, "nope", ROWS[3], {**ROWS[4], "event_time": "soon"}])
+    path = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [ROWS[0], {**ROWS[1], "amount": "x"}, "nope", ROWS[3], {**ROWS[4], "event_time": "soon"}],
+    )
     rejects = tmp_path / "rejects.jsonl"
     with rejects.open("w") as fh:
         ingestor, producer = make_ingestor(rejects=fh)
@@ -176,8 +279,16 @@ def test_skipped_bad_rows_go_to_the_reject_file(tmp_path: Path) -> None:
     assert (result.produced, result.rejected) == (2, 3)
     assert producer.records() == [ROWS[0], ROWS[3]]
     lines = [json.loads(line) for line in rejects.read_text().splitlines()]
-    assert [(r["file"], r["row"], r["column"]) for r in lines] == [(str(path), 2, "amount"), (str(path), 3, None), (str(path), 5, "event_time")]
-    assert "not a double" in lines[0]["reason"] and "not JSON" in lines[1]["reason"] and "ISO-8601" in lines[2]["reason"]
+    assert [(r["file"], r["row"], r["column"]) for r in lines] == [
+        (str(path), 2, "amount"),
+        (str(path), 3, None),
+        (str(path), 5, "event_time"),
+    ]
+    assert (
+        "not a double" in lines[0]["reason"]
+        and "not JSON" in lines[1]["reason"]
+        and "ISO-8601" in lines[2]["reason"]
+    )
 
 
 def test_event_ids_are_deterministic_per_source_file_and_row(tmp_path: Path) -> None:
@@ -195,7 +306,9 @@ def test_ledger_skips_unchanged_files_and_reingests_changed_ones(tmp_path: Path)
     ingestor, producer = make_ingestor()
     assert ingestor.ingest_files([first], ledger).produced == 3
     reloaded = Ledger.for_source(tmp_path / "home", "transactions")  # persisted
-    assert reloaded.is_done(FileIdentity.of(first)) and not reloaded.is_done(FileIdentity.of(second))
+    assert reloaded.is_done(FileIdentity.of(first)) and not reloaded.is_done(
+        FileIdentity.of(second)
+    )
     result = ingestor.ingest_files([first, second], reloaded)
     assert (result.produced, result.skipped_files) == (3, 1)
     write_csv(first, ROWS[:4])  # changed: size, mtime and head differ
@@ -214,10 +327,15 @@ def test_a_failed_file_is_not_recorded(tmp_path: Path) -> None:
 
 def _sqlite(path: Path, rows: list[dict[str, Any]]) -> str:
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS tx (id INTEGER PRIMARY KEY, transaction_id TEXT, user_id TEXT, "
-                     "merchant_id TEXT, amount REAL, currency TEXT, status TEXT, event_time INTEGER)")
-        conn.executemany("INSERT INTO tx (transaction_id, user_id, merchant_id, amount, currency, status, event_time) "
-                         "VALUES (:transaction_id, :user_id, :merchant_id, :amount, :currency, :status, :event_time)", rows)
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS tx (id INTEGER PRIMARY KEY, transaction_id TEXT, user_id TEXT, "
+            "merchant_id TEXT, amount REAL, currency TEXT, status TEXT, event_time INTEGER)"
+        )
+        conn.executemany(
+            "INSERT INTO tx (transaction_id, user_id, merchant_id, amount, currency, status, event_time) "
+            "VALUES (:transaction_id, :user_id, :merchant_id, :amount, :currency, :status, :event_time)",
+            rows,
+        )
     return f"sqlite:///{path}"
 
 
@@ -227,9 +345,15 @@ def test_sql_watermark_reads_only_new_rows(tmp_path: Path) -> None:
     ingestor, producer = make_ingestor()
     query = "SELECT * FROM tx"
     assert ingestor.ingest_sql(url, query, watermark="id", ledger=ledger).produced == 4
-    assert ingestor.ingest_sql(url, query, watermark="id", ledger=Ledger(tmp_path / "l.json")).produced == 0
+    assert (
+        ingestor.ingest_sql(url, query, watermark="id", ledger=Ledger(tmp_path / "l.json")).produced
+        == 0
+    )
     _sqlite(tmp_path / "e.db", ROWS[4:])
-    assert ingestor.ingest_sql(url, query, watermark="id", ledger=Ledger(tmp_path / "l.json")).produced == 2
+    assert (
+        ingestor.ingest_sql(url, query, watermark="id", ledger=Ledger(tmp_path / "l.json")).produced
+        == 2
+    )
     assert producer.records() == ROWS
     with pytest.raises(ConfigError, match="query on sqlite"):
         ingestor.ingest_sql(url, "SELECT * FROM nope")
@@ -272,9 +396,13 @@ def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("HEADWATER_HOME", str(tmp_path / "home"))
     producers: list[FakeProducer] = []
 
-    def fake_for_source(settings: Any, name: str, *, mapping: Any = None, **options: Any) -> Ingestor:
+    def fake_for_source(
+        settings: Any, name: str, *, mapping: Any = None, **options: Any
+    ) -> Ingestor:
         producers.append(FakeProducer())
-        return Ingestor(RowValidator(SOURCE, 1, ("user_id",), mapping), producer=producers[-1], **options)  # type: ignore[arg-type]
+        return Ingestor(
+            RowValidator(SOURCE, 1, ("user_id",), mapping), producer=producers[-1], **options
+        )  # type: ignore[arg-type]
 
     monkeypatch.setattr(Ingestor, "for_source", fake_for_source)
     good = write_csv(tmp_path / "good.csv", ROWS)
@@ -286,13 +414,28 @@ def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert again.exit_code == 0 and "skipped 1 file(s)" in again.output
     stopped = runner.invoke(app, ["ingest", str(bad), "--source", "transactions"])
     assert stopped.exit_code == 2 and "bad.jsonl: row 2, column 'amount'" in stopped.output
-    partial = runner.invoke(app, ["ingest", str(bad), "--source", "transactions", "--skip-bad-rows", str(tmp_path / "r.jsonl")])
+    partial = runner.invoke(
+        app,
+        [
+            "ingest",
+            str(bad),
+            "--source",
+            "transactions",
+            "--skip-bad-rows",
+            str(tmp_path / "r.jsonl"),
+        ],
+    )
     assert partial.exit_code == 3 and "rejected 1 bad row" in partial.output
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 1
     usage_cases = [
-        [str(good), "--map", "nope"], ["--sql", "SELECT 1"], [str(good), "--sql", "SELECT 1", "--db", "sqlite://"],
-        [str(good), "--schedule", "soon"], [str(tmp_path / "missing.csv")], ["--sql", "x", "--db", "sqlite://", "--schedule", "1m"],
-        [str(good), "--rate"], [str(good), "--no-such-option"],
+        [str(good), "--map", "nope"],
+        ["--sql", "SELECT 1"],
+        [str(good), "--sql", "SELECT 1", "--db", "sqlite://"],
+        [str(good), "--schedule", "soon"],
+        [str(tmp_path / "missing.csv")],
+        ["--sql", "x", "--db", "sqlite://", "--schedule", "1m"],
+        [str(good), "--rate"],
+        [str(good), "--no-such-option"],
     ]
     for args in usage_cases:
         usage = runner.invoke(app, ["ingest", *args, "--source", "transactions"])
@@ -301,7 +444,9 @@ def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_rate_throttles_with_an_injected_clock(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "many.jsonl", [{**ROWS[i % 6], "transaction_id": f"t{i}"} for i in range(30)])
+    path = write_jsonl(
+        tmp_path / "many.jsonl", [{**ROWS[i % 6], "transaction_id": f"t{i}"} for i in range(30)]
+    )
     now = [0.0]
     slept: list[float] = []
 

@@ -11,16 +11,28 @@ from headwater.schedule import Ledger
 from headwater.watermarks import WatermarkState, WatermarkTracker, row_fingerprint
 
 
-def _run(previous: WatermarkState | None, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], WatermarkState | None]:
+def _run(
+    previous: WatermarkState | None, rows: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], WatermarkState | None]:
     tracker = WatermarkTracker(previous)
-    admitted = [r for r in rows if (tracker.inclusive or previous is None or r["w"] > previous.value) and tracker.admit(r["w"], r)]
+    admitted = [
+        r
+        for r in rows
+        if (tracker.inclusive or previous is None or r["w"] > previous.value)
+        and tracker.admit(r["w"], r)
+    ]
     return admitted, tracker.state()
 
 
 def test_rows_at_the_maximum_are_skipped_once_each_as_a_multiset() -> None:
     a, b = {"w": 5, "x": "a"}, {"w": 5, "x": "b"}
     got, state = _run(None, [{"w": 1, "x": "z"}, a, b])
-    assert len(got) == 3 and state is not None and state.value == 5 and sum(state.at_value.values()) == 2  # type: ignore[union-attr]
+    assert (
+        len(got) == 3
+        and state is not None
+        and state.value == 5
+        and sum(state.at_value.values()) == 2
+    )  # type: ignore[union-attr]
     # Later: an identical copy of a (a second row with equal content), and a newer row.
     got, state = _run(state, [a, a, b, {"w": 6, "x": "c"}])
     assert got == [a, {"w": 6, "x": "c"}]

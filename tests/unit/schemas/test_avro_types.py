@@ -76,7 +76,14 @@ CASES = [
         "decimal",
     ),
     (
-        {"type": "fixed", "name": "D", "size": 5, "logicalType": "decimal", "precision": 9, "scale": 3},
+        {
+            "type": "fixed",
+            "name": "D",
+            "size": 5,
+            "logicalType": "decimal",
+            "precision": 9,
+            "scale": 3,
+        },
         Decimal("12.345"),
         12.345,
         "decimal",
@@ -93,7 +100,12 @@ CASES = [
     (["null", "long"], 5, 5, "long"),
     (["long", "null"], None, None, "long"),
     (ADDRESS, {"city": "Oslo", "zip": None}, {"city": "Oslo", "zip": None}, "record"),
-    ({"type": "array", "items": {"type": "int", "logicalType": "date"}}, [date(1970, 1, 2)], ["1970-01-02"], "array"),
+    (
+        {"type": "array", "items": {"type": "int", "logicalType": "date"}},
+        [date(1970, 1, 2)],
+        ["1970-01-02"],
+        "array",
+    ),
     ({"type": "map", "values": "bytes"}, {"k": b"\x01"}, {"k": "AQ=="}, "map"),
     (["null", {"type": "long", "logicalType": "timestamp-micros"}], T, T_MS, "timestamp"),
 ]
@@ -132,7 +144,11 @@ def test_normalised_and_natural_values_encode_to_what_a_producer_writes(
         ({"type": "long", "logicalType": "timestamp-millis"}, "2026-11-26T15:04:05.123Z", T_MS),
         ({"type": "long", "logicalType": "timestamp-micros"}, T_MS, T_MS),
         ({"type": "long", "logicalType": "timestamp-micros"}, str(T_MS), T_MS),
-        ({"type": "long", "logicalType": "local-timestamp-millis"}, "2026-11-26T15:04:05.123", T_MS),
+        (
+            {"type": "long", "logicalType": "local-timestamp-millis"},
+            "2026-11-26T15:04:05.123",
+            T_MS,
+        ),
         ({"type": "int", "logicalType": "date"}, "1969-07-20", "1969-07-20"),
         ({"type": "int", "logicalType": "date"}, -165, "1969-07-20"),  # days, Connect's form
         ({"type": "int", "logicalType": "time-millis"}, "15:04:05.123", 54_245_123),
@@ -140,7 +156,11 @@ def test_normalised_and_natural_values_encode_to_what_a_producer_writes(
         ({"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}, "12.3", 12.3),
         ({"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}, 12.3, 12.3),
         ({"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}, 7, 7.0),
-        ({"type": "string", "logicalType": "uuid"}, "123E4567-E89B-12D3-A456-426614174000", "123e4567-e89b-12d3-a456-426614174000"),
+        (
+            {"type": "string", "logicalType": "uuid"},
+            "123E4567-E89B-12D3-A456-426614174000",
+            "123e4567-e89b-12d3-a456-426614174000",
+        ),
         ({"type": "fixed", "name": "H", "size": 3}, "AP8Q", "AP8Q"),
         (ADDRESS, '{"city": "Oslo", "zip": 1}', {"city": "Oslo", "zip": 1}),  # JSON text (CSV)
         ({"type": "array", "items": "long"}, "[1, 2]", [1, 2]),
@@ -155,21 +175,43 @@ def test_natural_inputs_people_push_and_ingest(avro_type: Any, given: Any, norma
 @pytest.mark.parametrize(
     ("avro_type", "given", "fragments"),
     [
-        ({"type": "long", "logicalType": "timestamp-millis"}, "2026-11-26T15:04:05", ["no time zone", "'Z'"]),
+        (
+            {"type": "long", "logicalType": "timestamp-millis"},
+            "2026-11-26T15:04:05",
+            ["no time zone", "'Z'"],
+        ),
         ({"type": "long", "logicalType": "timestamp-millis"}, "noon", ["not a time", "ISO-8601"]),
         ({"type": "int", "logicalType": "date"}, "26/11/2026", ["'YYYY-MM-DD'"]),
-        ({"type": "int", "logicalType": "date"}, datetime(2026, 1, 1, tzinfo=UTC), ["a date and time"]),
+        (
+            {"type": "int", "logicalType": "date"},
+            datetime(2026, 1, 1, tzinfo=UTC),
+            ["a date and time"],
+        ),
         ({"type": "int", "logicalType": "time-millis"}, "25:00", ["time of day"]),
-        ({"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2}, "1.234", ["more than 2 decimal places"]),
-        ({"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2}, "12345.6", ["more than 5 digits"]),
-        ({"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2}, "NaN", ["finite"]),
+        (
+            {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2},
+            "1.234",
+            ["more than 2 decimal places"],
+        ),
+        (
+            {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2},
+            "12345.6",
+            ["more than 5 digits"],
+        ),
+        (
+            {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2},
+            "NaN",
+            ["finite"],
+        ),
         ({"type": "string", "logicalType": "uuid"}, "not-a-uuid", ["expected a UUID"]),
         ({"type": "fixed", "name": "H", "size": 3}, "AAAAAA==", ["exactly 3 bytes (fixed), got 4"]),
         ("bytes", "%%%", ["not base64"]),
         ({"type": "array", "items": "long"}, "not json", ["expected an array"]),
     ],
 )
-def test_bad_values_name_the_field_and_the_fix(avro_type: Any, given: Any, fragments: list[str]) -> None:
+def test_bad_values_name_the_field_and_the_fix(
+    avro_type: Any, given: Any, fragments: list[str]
+) -> None:
     schema = _schema(avro_type)
     with pytest.raises(EventError) as info:
         encode_wire(schema, 1, {"x": given})
@@ -236,7 +278,9 @@ def test_nested_records_give_dotted_field_types_and_columns() -> None:
     ]
     history = history_schema(schema.arrow_types)
     assert history.names == ["address", "billing", *history_schema({}).names]
-    table = pa.Table.from_pylist(rows, schema=pa.schema([history.field("address"), history.field("billing")]))
+    table = pa.Table.from_pylist(
+        rows, schema=pa.schema([history.field("address"), history.field("billing")])
+    )
     assert column(table, "address.city").to_pylist() == ["Oslo", "Rome"]
     assert column(table, "billing.city").to_pylist() == [None, "Bern"]  # null record: null field
 
@@ -273,24 +317,33 @@ FORMS_SCHEMA = {
         {"name": "address", "type": ADDRESS},
         {"name": "tags", "type": {"type": "array", "items": "string"}},
         {"name": "attrs", "type": {"type": "map", "values": "long"}},
-        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+        {
+            "name": "amount",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2},
+        },
         {"name": "day", "type": {"type": "int", "logicalType": "date"}},
     ],
 }
 
 
-def _definitions(tmp_path: Path, features: list[dict[str, Any]], timestamp: str = "at", **extra: Any) -> Path:
+def _definitions(
+    tmp_path: Path, features: list[dict[str, Any]], timestamp: str = "at", **extra: Any
+) -> Path:
     (tmp_path / "e.avsc").write_text(json.dumps(FORMS_SCHEMA))
     doc = {
         "entities": [{"name": "thing", "keys": ["id"]}],
         "sources": [{"name": "events", "schema": "e.avsc", "timestamp": timestamp}],
-        "feature_sets": [{"name": "fs", "entity": "thing", "source": "events", "features": features, **extra}],
+        "feature_sets": [
+            {"name": "fs", "entity": "thing", "source": "events", "features": features, **extra}
+        ],
     }
     (tmp_path / "defs.yaml").write_text(yaml.safe_dump(doc))
     return tmp_path / "defs.yaml"
 
 
-def test_features_filters_and_transforms_over_nested_fields_and_logical_types(tmp_path: Path) -> None:
+def test_features_filters_and_transforms_over_nested_fields_and_logical_types(
+    tmp_path: Path,
+) -> None:
     path = _definitions(
         tmp_path,
         [
@@ -310,10 +363,26 @@ def test_features_filters_and_transforms_over_nested_fields_and_logical_types(tm
 @pytest.mark.parametrize(
     ("feature", "timestamp", "fragments"),
     [
-        ({"name": "f", "function": "last", "field": "attrs"}, "at", ["last cannot take the map 'attrs'", "use count"]),
-        ({"name": "f", "function": "count_distinct", "field": "tags"}, "at", ["count_distinct cannot take the array", "size(tags)"]),
-        ({"name": "f", "function": "max", "field": "address"}, "at", ["max cannot take the record", "a.b"]),
-        ({"name": "f", "function": "count"}, "address.city", ["'address.city' is a field of a nested record", "top-level"]),
+        (
+            {"name": "f", "function": "last", "field": "attrs"},
+            "at",
+            ["last cannot take the map 'attrs'", "use count"],
+        ),
+        (
+            {"name": "f", "function": "count_distinct", "field": "tags"},
+            "at",
+            ["count_distinct cannot take the array", "size(tags)"],
+        ),
+        (
+            {"name": "f", "function": "max", "field": "address"},
+            "at",
+            ["max cannot take the record", "a.b"],
+        ),
+        (
+            {"name": "f", "function": "count"},
+            "address.city",
+            ["'address.city' is a field of a nested record", "top-level"],
+        ),
         ({"name": "f", "function": "count"}, "day", ["'day' is a date field", "timestamp-millis"]),
     ],
 )
@@ -329,18 +398,40 @@ def test_definitions_refuse_what_a_form_cannot_do(
 def test_nested_fields_and_size_evaluate_on_arrow_batches() -> None:
     schema = AvroSchema.from_dict(FORMS_SCHEMA)
     rows = [
-        {"id": "a", "at": 1, "address": {"city": "Oslo", "zip": 1}, "tags": ["p", "q"],
-         "attrs": {"k": 1}, "amount": 1.5, "day": "2024-02-29"},
-        {"id": "b", "at": 2, "address": {"city": "Rome", "zip": None}, "tags": [],
-         "attrs": {}, "amount": 2.0, "day": "2019-12-31"},
+        {
+            "id": "a",
+            "at": 1,
+            "address": {"city": "Oslo", "zip": 1},
+            "tags": ["p", "q"],
+            "attrs": {"k": 1},
+            "amount": 1.5,
+            "day": "2024-02-29",
+        },
+        {
+            "id": "b",
+            "at": 2,
+            "address": {"city": "Rome", "zip": None},
+            "tags": [],
+            "attrs": {},
+            "amount": 2.0,
+            "day": "2019-12-31",
+        },
     ]
     history = history_schema(schema.arrow_types)
     table = pa.Table.from_pylist(rows, schema=pa.schema([history.field(n) for n in schema.forms]))
     transforms = {"n": compile_expression("size(tags) + size(attrs)", schema.field_types)}
-    condition = compile_expression("address.city == 'Oslo' or day < '2020-01-01'", schema.field_types)
+    condition = compile_expression(
+        "address.city == 'Oslo' or day < '2020-01-01'", schema.field_types
+    )
     out = apply_filter_and_transforms(table, condition, transforms)
     assert out.column("n").to_pylist() == [3, 0]
-    assert compile_expression("amount * 2", schema.field_types).evaluate(table).to_pylist() == [3.0, 4.0]
-    assert compile_expression("address.zip", schema.field_types).evaluate(table).to_pylist() == [1, None]
+    assert compile_expression("amount * 2", schema.field_types).evaluate(table).to_pylist() == [
+        3.0,
+        4.0,
+    ]
+    assert compile_expression("address.zip", schema.field_types).evaluate(table).to_pylist() == [
+        1,
+        None,
+    ]
     with pytest.raises(ExpressionError, match="size\\(tags\\) gives its number of items"):
         compile_expression("tags == 1", schema.field_types)

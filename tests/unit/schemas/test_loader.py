@@ -110,7 +110,10 @@ def test_example_definitions_load_with_expected_values() -> None:
         ("last_merchant", "last", "merchant_id", None),
     ]
     assert fs.filter == "status == 'approved'"
-    assert dict(fs.transforms) == {"amount_cents": "to_long(round(amount * 100))", "is_large": "if(amount >= 100, 1, 0)"}
+    assert dict(fs.transforms) == {
+        "amount_cents": "to_long(round(amount * 100))",
+        "is_large": "if(amount >= 100, 1, 0)",
+    }
     assert fs.max_window_ms == 7 * 86_400_000
     svc = defs.feature_service("fraud_model")
     assert svc.features == (

@@ -26,10 +26,15 @@ def test_filter_transforms_and_relations_load(tmp_path: Path) -> None:
         relations={"merchant": "merchant_id"},
     )
     doc["entities"].append({"name": "merchant", "keys": ["merchant_id"]})
-    doc["feature_sets"][0]["features"].append({"name": "big_1h", "function": "sum", "field": "big", "window": "1h"})
+    doc["feature_sets"][0]["features"].append(
+        {"name": "big_1h", "function": "sum", "field": "big", "window": "1h"}
+    )
     fs = load_definitions(write(tmp_path, doc)).feature_set("spend")
     assert fs.filter == "amount > 0 and merchant_id != 'test'"
-    assert dict(fs.transforms) == {"cents": "to_long(round(amount * 100))", "big": "if(cents >= 10000, 1, 0)"}
+    assert dict(fs.transforms) == {
+        "cents": "to_long(round(amount * 100))",
+        "big": "if(cents >= 10000, 1, 0)",
+    }
     assert dict(fs.relations) == {"merchant": "merchant_id"}
     assert fs.feature("big_1h").field == "big"
 
@@ -41,11 +46,19 @@ def test_filter_transforms_and_relations_load(tmp_path: Path) -> None:
         ({"filter": "amount * 2"}, "feature_sets[0].filter", ["double", "not boolean"]),
         ({"filter": "amount > "}, "feature_sets[0].filter", ["position"]),
         ({"filter": 5}, "feature_sets[0].filter", ["expected an expression string"]),
-        ({"transforms": {"x": "merchant_id + 1"}}, "feature_sets[0].transforms.x", ["string", "long"]),
+        (
+            {"transforms": {"x": "merchant_id + 1"}},
+            "feature_sets[0].transforms.x",
+            ["string", "long"],
+        ),
         ({"transforms": {"x": "nosuch(amount)"}}, "feature_sets[0].transforms.x", ["'nosuch'"]),
         ({"transforms": ["amount"]}, "feature_sets[0].transforms", ["expected a mapping"]),
         ({"transforms": {"x": "__import__('os')"}}, "feature_sets[0].transforms.x", ["__import__"]),
-        ({"relations": {"shop": "merchant_id"}}, "feature_sets[0].relations.shop", ["unknown entity 'shop'"]),
+        (
+            {"relations": {"shop": "merchant_id"}},
+            "feature_sets[0].relations.shop",
+            ["unknown entity 'shop'"],
+        ),
         ({"relations": {"user": "shop_id"}}, "feature_sets[0].relations.user", ["'shop_id'"]),
     ],
 )
@@ -64,7 +77,9 @@ def test_expression_errors_name_file_path_and_problem(
 
 def test_feature_on_an_unknown_transform_output_lists_transformed_fields(tmp_path: Path) -> None:
     doc = _with(transforms={"cents": "to_long(amount * 100)"})
-    doc["feature_sets"][0]["features"].append({"name": "c", "function": "sum", "field": "cent", "window": "1h"})
+    doc["feature_sets"][0]["features"].append(
+        {"name": "c", "function": "sum", "field": "cent", "window": "1h"}
+    )
     with pytest.raises(DefinitionError) as info:
         load_definitions(write(tmp_path, doc))
     assert "'cent'" in str(info.value) and "'cents'" in str(info.value)
@@ -72,6 +87,8 @@ def test_feature_on_an_unknown_transform_output_lists_transformed_fields(tmp_pat
 
 def test_sum_of_a_string_transform_is_refused(tmp_path: Path) -> None:
     doc = _with(transforms={"label": "concat(merchant_id, '-x')"})
-    doc["feature_sets"][0]["features"].append({"name": "s", "function": "sum", "field": "label", "window": "1h"})
+    doc["feature_sets"][0]["features"].append(
+        {"name": "s", "function": "sum", "field": "label", "window": "1h"}
+    )
     with pytest.raises(DefinitionError, match="sum needs a numeric field"):
         load_definitions(write(tmp_path, doc))

@@ -12,7 +12,7 @@ from headwater.schemas.loader import load_definitions
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
-MODULE = '''
+MODULE = """
 from pathlib import Path
 
 from headwater.schemas.avro import AvroSchema
@@ -35,7 +35,7 @@ sets = [
     )
 ]
 bundle = Definitions(feature_services=(FeatureService(name="model", features=("user_spend:spend_1h",)),))
-'''
+"""
 
 
 def _write(tmp_path: Path, field: str = "amount") -> Path:
@@ -63,5 +63,7 @@ def test_python_module_errors_name_the_file_and_variable(tmp_path: Path) -> None
 
 def test_a_module_that_fails_is_reported_not_raised(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
-    with pytest.raises(DefinitionError, match=r"broken.py: <module>: running the module failed: RuntimeError: boom"):
+    with pytest.raises(
+        DefinitionError, match=r"broken.py: <module>: running the module failed: RuntimeError: boom"
+    ):
         load_definitions(tmp_path)

@@ -22,7 +22,9 @@ def _keys(fs: FeatureSet) -> frozenset[str]:
     return FeatureSetPlan(fs, DEFS.source(fs.source)).aggregator.partial_keys
 
 
-def _plan(new_set: FeatureSet, current: Definitions | None = DEFS, versions: dict[str, int] | None = None) -> Plan:
+def _plan(
+    new_set: FeatureSet, current: Definitions | None = DEFS, versions: dict[str, int] | None = None
+) -> Plan:
     new = replace(DEFS, feature_sets=(replace(new_set, version=1),))
     return make_plan(new, current, all_versions=versions or {"user_spend": 1}, partial_keys=_keys)
 
@@ -67,14 +69,22 @@ def test_metadata_changes_update_in_place(change: dict[str, Any], fragment: str)
 
 
 def test_new_feature_over_kept_state_updates_in_place() -> None:
-    added = replace(SET, features=(*SET.features, Feature(name="txn_count_2h", function="count", window_ms=7_200_000)))
+    added = replace(
+        SET,
+        features=(
+            *SET.features,
+            Feature(name="txn_count_2h", function="count", window_ms=7_200_000),
+        ),
+    )
     item = _set_item(_plan(added))
     assert (item.action, item.version) == ("update", 1)
     assert item.changes == ("new feature(s) ['txn_count_2h']",)
 
 
 def test_new_feature_needing_new_state_is_a_new_version() -> None:
-    added = replace(SET, features=(*SET.features, Feature(name="min_amount", function="min", field="amount")))
+    added = replace(
+        SET, features=(*SET.features, Feature(name="min_amount", function="min", field="amount"))
+    )
     item = _set_item(_plan(added))
     assert (item.action, item.version) == ("new_version", 2)
     assert "need state v1 does not keep: ['min:amount']" in item.changes[0]
@@ -96,7 +106,9 @@ def test_breaking_set_changes_make_a_new_version(change: dict[str, Any], fragmen
 
 
 def test_changed_or_removed_feature_makes_a_new_version_and_keeps_the_old_one() -> None:
-    changed = tuple(replace(f, window_ms=7_200_000) if f.name == "spend_1h" else f for f in SET.features[:-1])
+    changed = tuple(
+        replace(f, window_ms=7_200_000) if f.name == "spend_1h" else f for f in SET.features[:-1]
+    )
     plan = _plan(replace(SET, features=changed))
     item = _set_item(plan)
     assert item.action == "new_version"

@@ -46,7 +46,9 @@ def _feature_set(ttl_ms: int | None = None) -> FeatureSet:
             Feature(name=f"first_{w}", function="first", field="amount", window_ms=w * R),
             Feature(name=f"std_{w}", function="stddev", field="amount", window_ms=w * R),
             Feature(name=f"qty_std_{w}", function="stddev", field="qty", window_ms=w * R),
-            Feature(name=f"distinct_{w}", function="count_distinct", field="merchant", window_ms=w * R),
+            Feature(
+                name=f"distinct_{w}", function="count_distinct", field="merchant", window_ms=w * R
+            ),
             Feature(name=f"last3_{w}", function="last_n", field="merchant", window_ms=w * R, n=3),
         ]
     features += [
@@ -82,14 +84,15 @@ def _rows(
     raw: list[tuple[int, float | None, int, str | None]],
 ) -> list[tuple[dict[str, Any], int, int]]:
     return [
-        ({"amount": a, "qty": q, "merchant": m}, e, seq)
-        for seq, (e, a, q, m) in enumerate(raw)
+        ({"amount": a, "qty": q, "merchant": m}, e, seq) for seq, (e, a, q, m) in enumerate(raw)
     ]
 
 
 def _same(a: list[Any], b: list[Any]) -> bool:
     return all(
-        (x is None and y is None) or x == y or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+        (x is None and y is None)
+        or x == y
+        or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
         for x, y in zip(a, b, strict=True)
     )
 

@@ -33,7 +33,15 @@ SOURCE = Source(name="tx", schema=SCHEMA, timestamp="event_time")
 
 
 def good(**over: Any) -> dict[str, Any]:
-    event = {"user_id": "u1", "amount": 1.5, "qty": 2, "big": 2**40, "flag": True, "note": "x", "event_time": NOW - 1000}
+    event = {
+        "user_id": "u1",
+        "amount": 1.5,
+        "qty": 2,
+        "big": 2**40,
+        "flag": True,
+        "note": "x",
+        "event_time": NOW - 1000,
+    }
     event.update(over)
     return event
 
@@ -63,7 +71,12 @@ def test_good_events_pass_in_order_with_defaults_and_nulls() -> None:
 
 
 def test_iso_times_with_a_zone_become_epoch_ms() -> None:
-    records, errors = check([good(event_time="2026-09-21T14:13:19.500Z"), good(event_time="2026-09-21T16:13:19.5+02:00")])
+    records, errors = check(
+        [
+            good(event_time="2026-09-21T14:13:19.500Z"),
+            good(event_time="2026-09-21T16:13:19.5+02:00"),
+        ]
+    )
     assert errors == []
     assert records[0]["event_time"] == records[1]["event_time"] == 1_790_000_000_000 - 500
 
@@ -122,12 +135,18 @@ def test_not_an_object_and_every_bad_event_listed_in_order() -> None:
 
 def test_string_timestamp_field_keeps_the_text_but_is_checked() -> None:
     schema = AvroSchema.from_dict(
-        {"type": "record", "name": "S", "fields": [{"name": "id", "type": "string"}, {"name": "ts", "type": "string"}]}
+        {
+            "type": "record",
+            "name": "S",
+            "fields": [{"name": "id", "type": "string"}, {"name": "ts", "type": "string"}],
+        }
     )
     source = Source(name="s", schema=schema, timestamp="ts")
     records, errors = validate_events(
-        source, [{"id": "a", "ts": "2026-09-21T13:33:19Z"}, {"id": "b", "ts": "2026-09-21T13:33:19"}],
-        now_ms=NOW, max_future_skew_ms=SKEW,
+        source,
+        [{"id": "a", "ts": "2026-09-21T13:33:19Z"}, {"id": "b", "ts": "2026-09-21T13:33:19"}],
+        now_ms=NOW,
+        max_future_skew_ms=SKEW,
     )
     assert records == [{"id": "a", "ts": "2026-09-21T13:33:19Z"}]
     assert [(e.index, e.field) for e in errors] == [(1, "ts")]
@@ -148,7 +167,10 @@ def test_complex_types_fall_back_to_fastavro_validation() -> None:
     source = Source(name="c", schema=schema, timestamp="t")
     records, errors = validate_events(
         source,
-        [{"tags": ["x"], "kind": "A", "t": NOW}, {"tags": [1], "kind": "C", "t": "2026-09-21T13:33:19Z"}],
+        [
+            {"tags": ["x"], "kind": "A", "t": NOW},
+            {"tags": [1], "kind": "C", "t": "2026-09-21T13:33:19Z"},
+        ],
         now_ms=NOW,
         max_future_skew_ms=SKEW,
     )
