@@ -62,7 +62,7 @@ def main() -> None:
     catalog = Catalog(settings.catalog_url)
     defs = catalog.definitions()
     source = defs.source(f"transactions_{suffix}")
-    schema_id = catalog.register_schema(f"{source.topic}-value", source.schema)
+    schema_id = catalog.register_schema(source.subject, source.schema)
 
     # The same data as the stream benchmark's 1M events (users, days), cut to --events.
     now = time.time_ns() // 1_000_000

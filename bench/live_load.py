@@ -39,9 +39,7 @@ def produce_at_rate(
     prefix: str = "l",
 ) -> None:
     """``rate`` events/s through ``source``'s topic until ``stop``; event i is for ``user_of(i)``."""
-    schema_id = Catalog(settings.catalog_url).register_schema(
-        f"{source.topic}-value", source.schema
-    )
+    schema_id = Catalog(settings.catalog_url).register_schema(source.subject, source.schema)
     producer = EventProducer(settings.kafka, linger_ms=5)
     sent, started = 0, time.perf_counter()
     while not stop.is_set():

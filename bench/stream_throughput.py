@@ -174,9 +174,7 @@ def main() -> None:
     defs = Catalog(settings.catalog_url).definitions()
     source = defs.source(f"transactions_{suffix}")
     fs = defs.feature_set(f"user_spend_{suffix}")
-    schema_id = Catalog(settings.catalog_url).register_schema(
-        f"{source.topic}-value", source.schema
-    )
+    schema_id = Catalog(settings.catalog_url).register_schema(source.subject, source.schema)
 
     days = 30
     users = max(1, round(args.events / (days * 3.3)))

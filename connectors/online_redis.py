@@ -37,13 +37,12 @@ from headwater.connectors.errors import (
     OnlineStoreEvictionError,
     OnlineStoreFullError,
 )
-from headwater.schemas.definitions import FeatureSet
+from headwater.schemas.definitions import KEY_SEPARATOR, FeatureSet
 from headwater.schemas.settings import RedisSettings
 from headwater.schemas.tiles import EntityState, expires_at_ms
 
 __all__ = ["RedisOnlineStore", "entity_redis_key"]
 
-_SEP = "\x1f"
 _VERSION = b"v"
 
 # Compare-and-set of many entities in one call: each entity's field changes are applied only
@@ -108,7 +107,7 @@ def _chunks(sizes: Sequence[int]) -> list[list[int]]:
 
 
 def entity_redis_key(feature_set: FeatureSet, key: EntityKey, prefix: str = "hw") -> str:
-    return f"{prefix}:{feature_set.name}:v{feature_set.version}:{{{_SEP.join(key)}}}"
+    return f"{prefix}:{feature_set.name}:v{feature_set.version}:{{{KEY_SEPARATOR.join(key)}}}"
 
 
 def _encode_head(state: EntityState) -> dict[bytes, bytes]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,7 +29,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from headwater.schemas.avro import encode_wire, event_time_ms
-from headwater.schemas.definitions import Source
+from headwater.schemas.definitions import Entity, Source
 from headwater.schemas.errors import EventError
 
 __all__ = [
@@ -247,10 +247,11 @@ class RowValidator:
         self,
         source: Source,
         schema_id: int,
-        keys: Sequence[str],
+        entity: Entity | None,
         mapping: Mapping[str, str] | None = None,
     ) -> None:
-        self.source, self.schema_id, self.keys = source, schema_id, tuple(keys)
+        """``entity`` keys the messages (``Definitions.entity_of_source``); ``None``: no key."""
+        self.source, self.schema_id, self.entity = source, schema_id, entity
         self.mapping = dict(mapping or {})
         schema = source.schema
         # Top-level fields; values of other forms (logical types, records, arrays, bytes as
@@ -288,5 +289,8 @@ class RowValidator:
             value_bytes = encode_wire(self.source.schema, self.schema_id, record)
         except EventError as exc:
             raise BadRowError(BadRow(origin, row_no, exc.field, str(exc))) from exc
-        key = "\x1f".join(str(record[k]) for k in self.keys).encode()
+        try:
+            key = self.entity.message_key(record) if self.entity else b""
+        except EventError as exc:
+            raise BadRowError(BadRow(origin, row_no, exc.field, str(exc))) from exc
         return key, value_bytes

@@ -96,9 +96,7 @@ def apply_definitions(settings: Settings, path: Path, *, dry_run: bool = False) 
             settings.kafka, [s.dlq_topic for s in defs.sources], config=retention
         )
         for source in defs.sources:
-            report.schema_ids[source.name] = catalog.register_schema(
-                f"{source.topic}-value", source.schema
-            )
+            report.schema_ids[source.name] = catalog.register_schema(source.subject, source.schema)
         offline = DeltaOfflineStore(settings.offline_root)
         for fs in plan.new_versions:
             if offline.create(fs, FeatureSetPlan(fs, defs.source(fs.source)).history_columns):

@@ -34,30 +34,11 @@ from headwater.connectors.replay import (
 from headwater.connectors.sources_sql import query_identity, read_sql_rows
 from headwater.schedule import FileIdentity, Ledger
 from headwater.schemas.catalog import Catalog
-from headwater.schemas.definitions import Definitions
 from headwater.schemas.errors import ConfigError, DefinitionError
 from headwater.schemas.settings import KafkaSettings, Settings
 from headwater.watermarks import WatermarkTracker
 
-__all__ = ["IngestResult", "Ingestor", "expand_inputs", "ingest_files", "key_fields"]
-
-
-def key_fields(defs: Definitions, source: str) -> tuple[str, ...]:
-    """The message key of a source: the entity keys of its feature sets (one partition per entity).
-
-    Raises:
-        DefinitionError: the source's feature sets are keyed by different entities.
-    """
-    entities = {fs.entity for fs in defs.feature_sets_of(source)}
-    if len(entities) > 1:
-        msg = (
-            f"source {source!r} feeds feature sets of several entities {sorted(entities)}; "
-            "give each entity its own source topic"
-        )
-        raise DefinitionError(msg)
-    if not entities:
-        return ()
-    return defs.entity(entities.pop()).keys
+__all__ = ["IngestResult", "Ingestor", "expand_inputs", "ingest_files"]
 
 
 def expand_inputs(args: Sequence[str | Path], *, allow_empty: bool = False) -> list[Path]:
@@ -152,8 +133,8 @@ class Ingestor:
             source = defs.source(source_name)
         except KeyError as exc:
             raise DefinitionError(exc.args[0]) from exc
-        schema_id = catalog.register_schema(f"{source.topic}-value", source.schema)
-        validator = RowValidator(source, schema_id, key_fields(defs, source_name), mapping)
+        schema_id = catalog.register_schema(source.subject, source.schema)
+        validator = RowValidator(source, schema_id, defs.entity_of_source(source_name), mapping)
         return cls(validator, kafka=settings.kafka, **options)
 
     @property

@@ -8,15 +8,17 @@ built from Python is as safe as one loaded from YAML. Creating one never touches
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS
 from headwater.schemas.avro import AvroSchema
+from headwater.schemas.errors import DefinitionError, EventError
 
 __all__ = [
+    "KEY_SEPARATOR",
     "Definitions",
     "Entity",
     "Feature",
@@ -25,6 +27,11 @@ __all__ = [
     "FeatureSet",
     "Source",
 ]
+
+KEY_SEPARATOR = "\x1f"
+"""Joins the fields of an entity key of several fields: in Kafka message keys (so an entity's
+events share a partition), in Redis keys and in the offline join. A field value of such a key
+that contains it is refused: ``("a\x1fb", "c")`` and ``("a", "b\x1fc")`` would be one entity."""
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -54,6 +61,35 @@ class Entity:
         if len(set(self.keys)) != len(self.keys):
             msg = f"entity {self.name!r} repeats a key in {list(self.keys)}"
             raise ValueError(msg)
+
+    def key_from_parts(self, parts: Sequence[Any]) -> tuple[str, ...]:
+        """The entity key of one event or request row, given its key fields' values in the order
+        of ``keys``: each value as text (``str`` of non-text values), as stored and looked up.
+
+        Raises:
+            EventError: in a key of several fields, a value holds ``KEY_SEPARATOR`` (the field
+                is named).
+        """
+        texts = tuple(p if isinstance(p, str) else str(p) for p in parts)
+        if len(texts) > 1:
+            for name, text in zip(self.keys, texts, strict=True):
+                if KEY_SEPARATOR in text:
+                    raise EventError(
+                        f"entity key field {name!r}: {text!r} contains the character U+001F, which "
+                        f"joins the fields of the key of entity {self.name!r}; remove it from the value",
+                        field=name,
+                        reason="invalid_key",
+                    )
+        return texts
+
+    def key_of(self, record: Mapping[str, Any]) -> tuple[str, ...]:
+        """The entity key of a record (see ``key_from_parts``)."""
+        return self.key_from_parts([record.get(k) for k in self.keys])
+
+    def message_key(self, record: Mapping[str, Any]) -> bytes:
+        """The Kafka message key of a record: its entity key, joined, so that every event of an
+        entity lands on one partition (the worker's per-entity state relies on it)."""
+        return KEY_SEPARATOR.join(self.key_of(record)).encode()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +127,12 @@ class Source:
                 f"{self.schema.name!r}; its fields are {sorted(self.schema.field_types)}"
             )
             raise ValueError(msg)
+
+    @property
+    def subject(self) -> str:
+        """The schema registry subject of the topic's values (Confluent's TopicNameStrategy),
+        under which producers, the worker and the catalog find the source's schemas."""
+        return f"{self.topic}-value"
 
     def with_topic_prefix(self, prefix: str) -> Source:
         """This source with ``prefix`` before its default topic names (``kafka.topic_prefix``);
@@ -264,6 +306,22 @@ class Definitions:
 
     def feature_sets_of(self, source: str) -> tuple[FeatureSet, ...]:
         return tuple(fs for fs in self.feature_sets if fs.source == source)
+
+    def entity_of_source(self, source: str) -> Entity | None:
+        """The entity that keys a source's messages: the one its feature sets describe
+        (``None`` when no feature set reads the source yet).
+
+        Raises:
+            DefinitionError: the source's feature sets describe different entities.
+        """
+        entities = {fs.entity for fs in self.feature_sets_of(source)}
+        if len(entities) > 1:
+            msg = (
+                f"source {source!r} feeds feature sets of several entities {sorted(entities)}; "
+                "give each entity its own source topic"
+            )
+            raise DefinitionError(msg)
+        return self.entity(entities.pop()) if entities else None
 
 
 _Named = TypeVar("_Named", Entity, Source, FeatureSet, FeatureService)

@@ -101,7 +101,7 @@ def lineage(
         )
         raise NotFoundError(msg)
     source = defs.source(versions[-1][0].source)
-    subject = f"{source.topic}-value"
+    subject = source.subject
     schema_versions = catalog.schema_versions(subject)
     services = []
     for svc in defs.feature_services:

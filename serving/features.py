@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from headwater.schemas.definitions import Definitions, FeatureRef
+from headwater.schemas.definitions import Definitions, Entity, FeatureRef
 from headwater.schemas.tiles import FeatureSetPlan
 from headwater.serving.errors import BadRequestError, NotFoundError
 
@@ -21,8 +21,14 @@ class ResolvedFeatures:
 
     refs: tuple[str, ...]
     plans: tuple[FeatureSetPlan, ...]
-    entity_keys: tuple[tuple[str, ...], ...]
+    entities: tuple[Entity, ...]
+    """The entity of each plan's feature set."""
     columns: tuple[tuple[int, int], ...]
+
+    @property
+    def entity_keys(self) -> tuple[tuple[str, ...], ...]:
+        """The key field names of each plan's entity."""
+        return tuple(e.keys for e in self.entities)
 
     @property
     def pinned_refs(self) -> tuple[str, ...]:
@@ -72,7 +78,7 @@ def resolve_features(
     return ResolvedFeatures(
         refs=tuple(features),
         plans=tuple(plans),
-        entity_keys=tuple(defs.entity(p.feature_set.entity).keys for p in plans),
+        entities=tuple(defs.entity(p.feature_set.entity) for p in plans),
         columns=tuple(columns),
     )
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from headwater.connectors.base import BaseOnlineStore, EntityKey
+from headwater.schemas.errors import EventError
 from headwater.schemas.tiles import Status
 from headwater.serving.errors import BadRequestError
 from headwater.serving.features import ResolvedFeatures
@@ -48,10 +49,14 @@ def lookup(
     """Feature values and statuses per entity row, in request order."""
     rows = _entity_columns(resolved, entities)
     requests = []
-    for plan, keys in zip(resolved.plans, resolved.entity_keys, strict=True):
-        entity_keys: list[EntityKey] = [
-            tuple(str(entities[k][i]) for k in keys) for i in range(rows)
-        ]
+    for plan, entity in zip(resolved.plans, resolved.entities, strict=True):
+        columns = [entities[k] for k in entity.keys]
+        try:
+            entity_keys: list[EntityKey] = [
+                entity.key_from_parts([c[i] for c in columns]) for i in range(rows)
+            ]
+        except EventError as exc:
+            raise BadRequestError(f"entities: {exc}") from None
         requests.append((plan.feature_set, entity_keys))
     per_plan = store.read_many(requests)
     served_at = time.time_ns() // 1_000_000

@@ -30,12 +30,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from headwater.connectors.kafka import producer_config
-from headwater.ingest import key_fields
 from headwater.schemas.avro import WIRE_MAGIC, event_time_ms
 from headwater.schemas.avro_inputs import physicaliser
 from headwater.schemas.avro_types import AvroValueError, physical_schema
 from headwater.schemas.catalog import Catalog, CatalogError
-from headwater.schemas.definitions import Definitions, Source
+from headwater.schemas.definitions import Definitions, Entity, Source
 from headwater.schemas.errors import EventError
 from headwater.schemas.settings import KafkaSettings
 
@@ -178,14 +177,15 @@ class _Plan:
     timestamp_scale: (
         int | None
     )  # ms -> stored unit (1, 1000); None: keep the value as given (string field)
-    keys: tuple[str, ...]
+    entity: Entity | None
+    """Keys the messages (``Definitions.entity_of_source``); ``None``: no key."""
     schema_id: int
     header: bytes
     naive_is_utc: bool = False
     """The event time is a local-timestamp: a time without a zone is read as UTC."""
 
 
-def _plan(source: Source, keys: Sequence[str], schema_id: int) -> _Plan:
+def _plan(source: Source, entity: Entity | None, schema_id: int) -> _Plan:
     rules = []
     forms = source.schema.forms
     for f in source.schema.definition["fields"]:
@@ -201,7 +201,7 @@ def _plan(source: Source, keys: Sequence[str], schema_id: int) -> _Plan:
         names=frozenset(r.name for r in rules),
         timestamp=source.timestamp,
         timestamp_scale=scale,
-        keys=tuple(keys),
+        entity=entity,
         schema_id=schema_id,
         header=_HEADER.pack(WIRE_MAGIC, schema_id),
         naive_is_utc=ts_form.local,
@@ -222,7 +222,7 @@ def validate_events(
     time converted to the schema's unit), and every problem found, by event index then field
     order. A caller produces the records only when ``errors`` is empty.
     """
-    plan = _plan_cache or _plan(source, (), 0)
+    plan = _plan_cache or _plan(source, None, 0)
     return _validate(plan, events, now_ms, max_future_skew_ms)
 
 
@@ -457,8 +457,8 @@ def push_router(
                 raise _HTTPError(
                     404, {"detail": f"unknown source {name!r}; known sources: {known}"}
                 ) from None
-            schema_id = catalog.register_schema(f"{source.topic}-value", source.schema)
-            plan = plans[name] = _plan(source, key_fields(defs, name), schema_id)
+            schema_id = catalog.register_schema(source.subject, source.schema)
+            plan = plans[name] = _plan(source, defs.entity_of_source(name), schema_id)
         return plan
 
     async def read_body(request: Request) -> bytes:
@@ -555,7 +555,7 @@ def push_router(
 
     def _encode(plan: _Plan, records: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
         parsed = plan.source.schema.parsed
-        keys = plan.keys
+        entity = plan.entity
         out = []
         buf = io.BytesIO()
         for i, record in enumerate(records):
@@ -578,7 +578,16 @@ def push_router(
                         ],
                     },
                 ) from None
-            key = "\x1f".join(str(record[k]) for k in keys).encode() if keys else b""
+            try:
+                key = entity.message_key(record) if entity else b""
+            except EventError as exc:
+                raise _HTTPError(
+                    422,
+                    {
+                        "detail": "an event's entity key is invalid; nothing was accepted",
+                        "errors": [PushError(i, exc.field, str(exc)).as_dict()],
+                    },
+                ) from None
             out.append((key, buf.getvalue()))
         return out
 

@@ -17,9 +17,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from headwater.schemas.definitions import KEY_SEPARATOR
 from headwater.schemas.tiles import FeatureSetPlan
+from headwater.serving.errors import BadRequestError
 
-__all__ = ["SortedHistory", "WindowRanges", "entity_keys", "sort_history", "window_ranges"]
+__all__ = [
+    "SortedHistory",
+    "WindowRanges",
+    "check_label_keys",
+    "entity_keys",
+    "sort_history",
+    "window_ranges",
+]
 
 _OFFSET_BITS = 40  # as schemas.tiles.arrival_seq
 
@@ -32,7 +41,24 @@ def entity_keys(table: pa.Table, key_names: Sequence[str]) -> pa.Array:
     columns = [_as_text(table.column(k)) for k in key_names]
     if len(columns) == 1:
         return columns[0]
-    return pc.binary_join_element_wise(*columns, "\x1f")
+    return pc.binary_join_element_wise(*columns, KEY_SEPARATOR)
+
+
+def check_label_keys(labels: pa.Table, key_names: Sequence[str]) -> None:
+    """Refuse label keys that ``Entity.key_from_parts`` refuses for events and lookups.
+
+    Raises:
+        BadRequestError: a field of a several-field key holds ``KEY_SEPARATOR``.
+    """
+    if len(key_names) < 2:
+        return
+    for name in key_names:
+        if pc.any(pc.match_substring(_as_text(labels.column(name)), KEY_SEPARATOR)).as_py():
+            msg = (
+                f"labels: key column {name!r} has a value containing the character U+001F, "
+                "which joins the fields of the entity key; remove it from the value"
+            )
+            raise BadRequestError(msg)
 
 
 def _as_text(column: pa.ChunkedArray) -> pa.Array:
@@ -94,6 +120,7 @@ def sort_history(
 
     The returned table holds only ``fields``; keys and times live in the numpy arrays.
     """
+    check_label_keys(labels, key_names)
     label_entities = entity_keys(labels, key_names)
     wanted = pc.unique(label_entities).drop_null()
     label_codes = pc.index_in(label_entities, value_set=wanted)

@@ -126,6 +126,12 @@ class BatchProcessor:
         by_name = {e.name: e for e in entities}
         self._keys = {fs.qualified_name: by_name[fs.entity].keys for fs in feature_sets}
         self._required = tuple(dict.fromkeys(k for keys in self._keys.values() for k in keys))
+        # Keys of several fields can collide through their separator (Entity.key_from_parts).
+        self._joined_keys = tuple(
+            dict.fromkeys(
+                by_name[fs.entity] for fs in feature_sets if len(self._keys[fs.qualified_name]) > 1
+            )
+        )
         self._catalog = catalog
         self._dlq = dlq
         self._writer_id = writer_id
@@ -510,6 +516,8 @@ class BatchProcessor:
                 raise EventError(
                     f"entity key field {key!r} is missing", field=key, reason="missing_key"
                 )
+        for entity in self._joined_keys:
+            entity.key_of(record)  # raises EventError (to the DLQ) for a key that would collide
         return record, e
 
     def _dead_letter(self, msg: KafkaRecord, exc: EventError, sent: dict[str, int]) -> None:

@@ -118,7 +118,7 @@ def test_dead_letters_are_listed_shown_and_replayed_once_fixed(
         }
         for i in range(2)
     ]
-    v1_id = catalog.register_schema(f"{source.topic}-value", source.schema)
+    v1_id = catalog.register_schema(source.subject, source.schema)
     producer = EventProducer(settings.kafka)
     for row in new_schema:
         producer.produce(deployment.topic, encode_wire(v2, next_id, row), row["user_id"].encode())

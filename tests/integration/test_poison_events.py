@@ -44,7 +44,7 @@ MINUTE = 60_000
 def _messages(deployment: Deployment, data: pa.Table) -> list[RawMessage]:
     catalog = Catalog(deployment.settings.catalog_url)
     source = catalog.definitions().source(deployment.source)
-    schema_id = catalog.register_schema(f"{source.topic}-value", source.schema)
+    schema_id = catalog.register_schema(source.subject, source.schema)
     now = time.time_ns() // 1_000_000
     offsets = [0] * PARTITIONS
     messages = []

@@ -21,11 +21,12 @@ from headwater.examples import EXAMPLES
 from headwater.ingest import Ingestor, expand_inputs
 from headwater.schedule import FileIdentity, Ledger, parse_schedule, run_schedule
 from headwater.schemas.avro import AvroSchema, decode_wire
-from headwater.schemas.definitions import Source
+from headwater.schemas.definitions import Entity, Source
 from headwater.schemas.errors import ConfigError
 
 SCHEMA = AvroSchema.from_file(EXAMPLES / "transactions.avsc")
 SOURCE = Source(name="transactions", schema=SCHEMA, timestamp="event_time")
+USER = Entity(name="user", keys=("user_id",))
 ROWS: list[dict[str, Any]] = [
     {
         "transaction_id": f"t{i}",
@@ -67,7 +68,7 @@ def make_ingestor(
     rejects: Any = None, mapping: dict[str, str] | None = None, **kw: Any
 ) -> tuple[Ingestor, FakeProducer]:
     producer = FakeProducer()
-    validator = RowValidator(SOURCE, 1, ("user_id",), mapping)
+    validator = RowValidator(SOURCE, 1, USER, mapping)
     return Ingestor(
         validator, producer=producer, rejects=rejects, show_progress=False, **kw
     ), producer  # type: ignore[arg-type]
@@ -163,7 +164,9 @@ def test_csv_text_is_coerced_to_the_schema_types(tmp_path: Path) -> None:
             ],
         }
     )
-    validator = RowValidator(Source(name="e", schema=schema, timestamp="ts"), 1, ("id",))
+    validator = RowValidator(
+        Source(name="e", schema=schema, timestamp="ts"), 1, Entity(name="e", keys=("id",))
+    )
     path = tmp_path / "t.csv"
     path.write_text(
         "id,n,x,ok,note,opt,ts\n7,42,2.5,TRUE,,,2026-11-26T15:04:05.123+01:00\n8,-1,3,no,hi,5,1764000000000\n"
@@ -400,9 +403,7 @@ def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         settings: Any, name: str, *, mapping: Any = None, **options: Any
     ) -> Ingestor:
         producers.append(FakeProducer())
-        return Ingestor(
-            RowValidator(SOURCE, 1, ("user_id",), mapping), producer=producers[-1], **options
-        )  # type: ignore[arg-type]
+        return Ingestor(RowValidator(SOURCE, 1, USER, mapping), producer=producers[-1], **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Ingestor, "for_source", fake_for_source)
     good = write_csv(tmp_path / "good.csv", ROWS)
