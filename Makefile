@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test unit up down clean
+.PHONY: setup demo test check unit up down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/headwater demo
 
-test: setup
+# The guardrails run first: lint, format and strict types over the whole tree.
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: check
 	$(VENV)/bin/pytest
 
 unit: setup

@@ -6,7 +6,7 @@ workers talk to the same cluster.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -165,13 +165,6 @@ class EventProducer:
             except BufferError:
                 self._producer.poll(0.1)
         self._producer.poll(0)
-
-    def produce_many(self, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
-        count = 0
-        for key, value in messages:
-            self.produce(topic, value, key)
-            count += 1
-        return count
 
     def flush(self) -> int:
         """Wait for every queued message; returns how many were acknowledged so far.

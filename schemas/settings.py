@@ -184,16 +184,6 @@ class Settings(BaseSettings):
         # Explicit arguments beat the environment, which beats headwater.yaml.
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
 
-    def redacted(self) -> dict[str, Any]:
-        """The settings as a dict safe for logs (the Redis URL loses its password)."""
-        data = self.model_dump(mode="json")
-        for section in ("redis", "catalog"):
-            url = data[section]["url"]
-            if url and "@" in url:
-                scheme, rest = url.split("://", 1)
-                data[section]["url"] = f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return data
-
 
 def load_settings(**overrides: Any) -> Settings:
     """Read and validate the settings, turning pydantic's report into one ``ConfigError``."""

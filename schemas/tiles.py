@@ -176,10 +176,6 @@ class FeatureSetPlan:
             self._by_window.setdefault(f.window_ms, []).append(i)
         self._windows = sorted(w for w in self._by_window if w is not None)
 
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.feature_set.features)
-
     def fold(
         self, state: EntityState, row: Mapping[str, Any], e: int, seq: int, *, keep_from: int | None
     ) -> None:

@@ -63,6 +63,7 @@ def _feature_set(ttl_ms: int | None = None) -> FeatureSet:
 
 FS = _feature_set()
 PLAN = FeatureSetPlan(FS, SOURCE)
+NAMES = tuple(f.name for f in FS.features)
 
 amounts = st.one_of(
     st.none(),
@@ -145,7 +146,7 @@ def test_window_decays_without_new_events() -> None:
     """An event leaves a 5-minute window at request time even though nothing else arrives."""
     state = EntityState()
     PLAN.apply(state, [({"amount": 2.5, "qty": 1, "merchant": "m"}, 10 * R + 5, 0)], 10 * R + 10)
-    names = PLAN.feature_names
+    names = NAMES
     inside, _ = PLAN.evaluate(state, 14 * R + 59_999)
     outside, status = PLAN.evaluate(state, 15 * R)
     assert inside[names.index("n_5")] == 1
@@ -164,7 +165,7 @@ def test_late_event_never_replaces_newer_last() -> None:
     PLAN.apply(state, [({"amount": 1.0, "qty": 1, "merchant": "new"}, 100 * R, 0)], 100 * R)
     PLAN.apply(state, [({"amount": 1.0, "qty": 1, "merchant": "old"}, 2 * R, 1)], 100 * R)
     values, _ = PLAN.evaluate(state, 100 * R)
-    names = PLAN.feature_names
+    names = NAMES
     assert values[names.index("last_life")] == "new"
     assert values[names.index("first_life")] == "old"
     assert values[names.index("n_life")] == 2
@@ -177,7 +178,7 @@ def test_ties_in_event_time_go_by_arrival_order() -> None:
     rows = [({"amount": 1.0, "qty": 1, "merchant": m}, 5 * R, seq) for seq, m in enumerate("abc")]
     PLAN.apply(state, rows, 6 * R)
     values, _ = PLAN.evaluate(state, 6 * R)
-    names = PLAN.feature_names
+    names = NAMES
     assert values[names.index("last_1")] is None  # 5*R is outside the 1-minute window at 6*R
     assert values[names.index("last_5")] == "c"
     assert values[names.index("first_life")] == "a"
@@ -193,7 +194,7 @@ def test_float_sums_are_exact_whatever_the_merge_order() -> None:
     )
     got, _ = PLAN.evaluate(state, 10 * R)
     # Naive left-to-right addition gives 0.3 here; the exact sum is 0.6.
-    assert got[PLAN.feature_names.index("sum_life")] == math.fsum(values) == 0.6
+    assert got[NAMES.index("sum_life")] == math.fsum(values) == 0.6
 
 
 def test_ttl_expires_every_feature() -> None:
@@ -210,7 +211,7 @@ def test_ttl_expires_every_feature() -> None:
 
 def test_unknown_entity_gets_empty_window_values() -> None:
     values, status = PLAN.evaluate(None, 123)
-    names = PLAN.feature_names
+    names = NAMES
     assert status is Status.NOT_FOUND
     assert values[names.index("n_60")] == 0
     assert values[names.index("sum_60")] == 0.0
@@ -228,7 +229,7 @@ def test_events_of_one_entity_on_two_partitions_apply_once_each() -> None:
     PLAN.apply(state, p1, 6 * R)
     PLAN.apply(state, p0 + p1, 6 * R)  # redelivery of both is a no-op
     values, _ = PLAN.evaluate(state, 6 * R)
-    names = PLAN.feature_names
+    names = NAMES
     assert values[names.index("n_life")] == 2
     assert values[names.index("sum_life")] == 3.0
     assert values[names.index("last_life")] == "b"  # same event time: partition 1 sorts after 0
