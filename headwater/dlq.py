@@ -27,7 +27,7 @@ from headwater.connectors.dlq import (
 from headwater.schemas.avro import WIRE_HEADER_SIZE, decode_body, event_time_ms, wire_schema_id
 from headwater.schemas.catalog import Catalog, CatalogError
 from headwater.schemas.definitions import Source
-from headwater.schemas.errors import DefinitionError, EventError
+from headwater.schemas.errors import DefinitionError, EventError, UnknownNameError
 from headwater.schemas.settings import Settings
 
 __all__ = [
@@ -84,8 +84,8 @@ class ReplayReport:
 def _source(catalog: Catalog, name: str) -> Source:
     try:
         return catalog.definitions().source(name)
-    except KeyError as exc:
-        msg = f"{exc.args[0]}; see `headwater dlq list`"
+    except UnknownNameError as exc:
+        msg = f"{exc}; see `headwater dlq list`"
         raise DefinitionError(msg) from exc
 
 

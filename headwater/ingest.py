@@ -34,7 +34,7 @@ from headwater.connectors.replay import (
 from headwater.connectors.sources_sql import query_identity, read_sql_rows
 from headwater.schedule import FileIdentity, Ledger
 from headwater.schemas.catalog import Catalog
-from headwater.schemas.errors import ConfigError, DefinitionError
+from headwater.schemas.errors import ConfigError
 from headwater.schemas.settings import KafkaSettings, Settings
 from headwater.watermarks import WatermarkTracker
 
@@ -129,10 +129,7 @@ class Ingestor:
         """An ingestor of a source registered in the catalog (registers its schema id)."""
         catalog = Catalog(settings.catalog_url)
         defs = catalog.definitions()
-        try:
-            source = defs.source(source_name)
-        except KeyError as exc:
-            raise DefinitionError(exc.args[0]) from exc
+        source = defs.source(source_name)  # UnknownNameError lists the known sources
         schema_id = catalog.register_schema(source.subject, source.schema)
         validator = RowValidator(source, schema_id, defs.entity_of_source(source_name), mapping)
         return cls(validator, kafka=settings.kafka, **options)

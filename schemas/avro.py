@@ -36,6 +36,7 @@ __all__ = [
     "WIRE_HEADER_SIZE",
     "WIRE_MAGIC",
     "AvroSchema",
+    "WireEncoder",
     "decode_body",
     "decode_wire",
     "encode_wire",
@@ -151,25 +152,64 @@ class AvroSchema:
         return json.dumps(self.definition, sort_keys=True, separators=(",", ":"))
 
 
+class WireEncoder:
+    """Encodes records of one schema, registered under one id, in the Confluent wire format.
+
+    The header (magic byte and schema id) is packed once and the schema was parsed once, so
+    a hot path (the push endpoint, replay) pays only fastavro's writer per record. Holds no
+    buffer between calls, so one encoder may be shared by threads.
+
+    Raises:
+        ValueError: ``schema_id`` is not a 4-byte unsigned integer.
+    """
+
+    __slots__ = ("_header", "_parsed", "schema", "schema_id")
+
+    def __init__(self, schema: AvroSchema, schema_id: int) -> None:
+        if not 0 <= schema_id < 2**32:
+            msg = f"schema id {schema_id} does not fit the wire format's 4-byte unsigned id"
+            raise ValueError(msg)
+        self.schema = schema
+        self.schema_id = schema_id
+        self._header = _HEADER.pack(WIRE_MAGIC, schema_id)
+        self._parsed = schema.parsed
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        """Encode ``record`` (natural or normalised values, see ``AvroSchema.physical``).
+
+        Raises:
+            EventError: the record does not match the schema (names the field when it can).
+        """
+        return self.encode_physical(self.schema.physical(record))
+
+    def encode_physical(self, record: Mapping[str, Any]) -> bytes:
+        """Encode a record whose values are already physical (as ``AvroSchema.physical``
+        makes them), skipping that conversion.
+
+        Raises:
+            EventError: the record does not match the schema.
+        """
+        # A fresh buffer per record costs nothing measurable next to the writer (2.6 us per
+        # sample event either way) and keeps the encoder free of shared state.
+        buf = io.BytesIO()
+        buf.write(self._header)
+        try:
+            fastavro.schemaless_writer(buf, self._parsed, record)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            msg = f"event does not match schema {self.schema.name!r}: {exc}"
+            raise EventError(msg, reason="schema") from exc
+        return buf.getvalue()
+
+
 def encode_wire(schema: AvroSchema, schema_id: int, record: Mapping[str, Any]) -> bytes:
-    """Encode ``record`` (natural or normalised values) in the Confluent wire format.
+    """Encode one ``record`` (natural or normalised values) in the Confluent wire format;
+    ``WireEncoder`` encodes many without repeating the setup.
 
     Raises:
         EventError: the record does not match the schema.
         ValueError: ``schema_id`` is not a 4-byte unsigned integer.
     """
-    if not 0 <= schema_id < 2**32:
-        msg = f"schema id {schema_id} does not fit the wire format's 4-byte unsigned id"
-        raise ValueError(msg)
-    buf = io.BytesIO()
-    buf.write(_HEADER.pack(WIRE_MAGIC, schema_id))
-    physical = schema.physical(record)
-    try:
-        fastavro.schemaless_writer(buf, schema.parsed, physical)
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        msg = f"event does not match schema {schema.name!r}: {exc}"
-        raise EventError(msg, reason="schema") from exc
-    return buf.getvalue()
+    return WireEncoder(schema, schema_id).encode(record)
 
 
 def wire_schema_id(payload: bytes) -> int:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS
 from headwater.schemas.avro import AvroSchema
-from headwater.schemas.errors import DefinitionError, EventError
+from headwater.schemas.errors import DefinitionError, EventError, UnknownNameError
 
 __all__ = [
     "KEY_SEPARATOR",
@@ -230,11 +230,16 @@ class FeatureSet:
         return f"{self.name}@v{self.version}"
 
     def feature(self, name: str) -> Feature:
+        """The feature called ``name``.
+
+        Raises:
+            UnknownNameError: the set has no such feature (its features are listed).
+        """
         for f in self.features:
             if f.name == name:
                 return f
         msg = f"feature set {self.name!r} has no feature {name!r}; it has {[f.name for f in self.features]}"
-        raise KeyError(msg)
+        raise UnknownNameError(msg, kind="feature", name=name)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,28 +285,38 @@ class Definitions:
     feature_sets: tuple[FeatureSet, ...] = ()
     feature_services: tuple[FeatureService, ...] = ()
 
+    # Every lookup raises ``UnknownNameError`` (a ``FeatureStoreError`` and a ``KeyError``)
+    # whose message lists the names known, so callers need not translate it.
+
     def entity(self, name: str) -> Entity:
+        """The entity called ``name``; raises ``UnknownNameError``."""
         return _find(self.entities, name, "entity")
 
     def source(self, name: str) -> Source:
+        """The source called ``name``; raises ``UnknownNameError``."""
         return _find(self.sources, name, "source")
 
     def feature_set(self, name: str, version: int | None = None) -> FeatureSet:
-        """The given version of a feature set, or its latest one."""
+        """The given version of a feature set, or its latest one.
+
+        Raises:
+            UnknownNameError: no feature set ``name``, or not that version of it.
+        """
         versions = [fs for fs in self.feature_sets if fs.name == name]
         if not versions:
             names = sorted({fs.name for fs in self.feature_sets})
             msg = f"unknown feature set {name!r}; known: {names}"
-            raise KeyError(msg)
+            raise UnknownNameError(msg, kind="feature set", name=name)
         if version is None:
             return max(versions, key=lambda fs: fs.version)
         for fs in versions:
             if fs.version == version:
                 return fs
         msg = f"feature set {name!r} has no active version {version}; it has {sorted(f'v{fs.version}' for fs in versions)}"
-        raise KeyError(msg)
+        raise UnknownNameError(msg, kind="feature set version", name=f"{name}@v{version}")
 
     def feature_service(self, name: str) -> FeatureService:
+        """The feature service called ``name``; raises ``UnknownNameError``."""
         return _find(self.feature_services, name, "feature service")
 
     def feature_sets_of(self, source: str) -> tuple[FeatureSet, ...]:
@@ -332,4 +347,4 @@ def _find(items: tuple[_Named, ...], name: str, kind: str) -> _Named:
         if item.name == name:
             return item
     msg = f"unknown {kind} {name!r}; known: {sorted(i.name for i in items)}"
-    raise KeyError(msg)
+    raise UnknownNameError(msg, kind=kind, name=name)

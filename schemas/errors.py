@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DefinitionError", "EventError", "FeatureStoreError"]
+__all__ = [
+    "ConfigError",
+    "DefinitionError",
+    "EventError",
+    "FeatureStoreError",
+    "UnknownNameError",
+]
 
 
 class FeatureStoreError(Exception):
@@ -29,3 +35,24 @@ class EventError(FeatureStoreError, ValueError):
         super().__init__(message)
         self.field = field
         self.reason = reason
+
+
+class UnknownNameError(FeatureStoreError, KeyError):
+    """A lookup by name found nothing: an entity, source, feature set (or version of one),
+    feature or feature service; the message lists the known names.
+
+    A ``KeyError`` too, so code that catches lookups the built-in way keeps working.
+
+    Attributes:
+        kind: what was looked up (``"source"``, ``"feature set"``...).
+        name: the name that was not found.
+    """
+
+    def __init__(self, message: str, *, kind: str, name: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.name = name
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ shows the repr of its argument (quotes and escapes).
+        return str(self.args[0]) if self.args else ""

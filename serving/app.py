@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,7 +20,8 @@ from headwater.schemas.catalog import Catalog
 from headwater.schemas.errors import FeatureStoreError
 from headwater.schemas.settings import Settings
 from headwater.serving.catalog_views import feature_set_summary, lineage, search_features
-from headwater.serving.errors import NotFoundError, ServingError
+from headwater.serving.error_handlers import install_error_handlers
+from headwater.serving.errors import NotFoundError
 from headwater.serving.features import FeatureResolver
 from headwater.serving.historical_api import historical_router
 from headwater.serving.metrics import instrument
@@ -80,9 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Headwater", version="0.1.0", lifespan=lifespan)
 
-    @app.exception_handler(ServingError)
-    async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
-        return JSONResponse(status_code=exc.http_status, content={"detail": str(exc)})
+    install_error_handlers(app)
 
     resolver = FeatureResolver()
 

@@ -1,14 +1,83 @@
-"""Errors of the serving layer, each with the HTTP status it maps to."""
+"""Errors of the serving layer and the one mapping of every error to an HTTP answer.
+
+Every JSON endpoint answers an error with one body shape::
+
+    {"detail": "<one sentence>", "errors": [{"field": "entities.user_id", "reason": "..."}]}
+
+``detail`` says what went wrong and the fix; ``errors`` lists the problems by field (a dotted,
+indexed path into the request such as ``entities.user_id`` or ``events[0]``), empty when no
+single field is at fault. The push endpoint's items also carry the ``index`` of the event.
+The schema registry under ``/registry`` is the exception: Confluent's clients parse its
+``{"error_code", "message"}`` body (``serving.registry``).
+
+``http_status`` and ``error_body`` are the mapping; ``serving.error_handlers`` installs it in
+the app. Nothing here imports the web framework.
+"""
 
 from __future__ import annotations
 
-from headwater.schemas.errors import FeatureStoreError
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["BadRequestError", "NotFoundError", "ServingError"]
+from headwater.connectors.errors import StoreFaultError
+from headwater.schemas.errors import EventError, FeatureStoreError, UnknownNameError
+
+__all__ = [
+    "BadRequestError",
+    "ErrorItem",
+    "InvalidEventsError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "ServingError",
+    "UnavailableError",
+    "error_body",
+    "http_status",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorItem:
+    """One problem of a request: the field at fault and why.
+
+    ``index`` is the position of the event in a push request (``None`` elsewhere).
+    """
+
+    field: str
+    reason: str
+    index: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.index is None:
+            return {"field": self.field, "reason": self.reason}
+        return {"index": self.index, "field": self.field, "reason": self.reason}
 
 
 class ServingError(FeatureStoreError):
+    """An error answered over HTTP with ``http_status``.
+
+    Args:
+        message: the ``detail`` sentence.
+        field: the request field at fault; gives one error item with ``message`` as reason.
+        errors: the problems, when there are several (``field`` is then not given).
+        headers: extra response headers (``Retry-After``).
+    """
+
     http_status = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        errors: Sequence[ErrorItem] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        if field is not None:
+            errors = (ErrorItem(field, message), *errors)
+        self.errors: tuple[ErrorItem, ...] = tuple(errors)
+        self.headers: dict[str, str] = dict(headers or {})
 
 
 class NotFoundError(ServingError, KeyError):
@@ -24,3 +93,60 @@ class BadRequestError(ServingError, ValueError):
     """A request that is well-formed JSON but asks for something invalid."""
 
     http_status = 422
+
+
+class InvalidEventsError(BadRequestError):
+    """Some events of a push request are invalid, so none of the request was accepted.
+
+    ``errors`` holds every problem, in event order, each with the event's ``index``.
+    """
+
+    def __init__(self, problems: Sequence[ErrorItem], total: int) -> None:
+        bad = len({p.index for p in problems})
+        message = f"{bad} of {total} event(s) are invalid; nothing was accepted"
+        super().__init__(message, errors=problems)
+
+
+class PayloadTooLargeError(ServingError):
+    """A request over a size limit (events per request, body bytes); the message names the setting."""
+
+    http_status = 413
+
+
+class UnavailableError(ServingError):
+    """A service the request needs did not answer in time; ``Retry-After`` says when to retry."""
+
+    http_status = 503
+
+
+_PROJECT_STATUS: tuple[tuple[type[FeatureStoreError], int], ...] = (
+    (UnknownNameError, 404),
+    (EventError, 422),
+)
+"""The HTTP status of the project's own errors that are not ``ServingError``s; any other is 500."""
+
+
+def http_status(exc: FeatureStoreError) -> int:
+    """The HTTP status that answers ``exc``."""
+    if isinstance(exc, ServingError):
+        return exc.http_status
+    for kind, status in _PROJECT_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def error_body(exc: FeatureStoreError) -> dict[str, Any]:
+    """The JSON body that answers ``exc`` (see the module docstring)."""
+    if isinstance(exc, StoreFaultError):
+        # Store messages may name the store's URL (with credentials); the log has them.
+        detail = f"the {exc.store} store failed ({type(exc).__name__}); see the server's log"
+        return {"detail": detail, "errors": []}
+    detail = str(exc)
+    if isinstance(exc, ServingError):
+        items = [e.as_dict() for e in exc.errors]
+    elif isinstance(exc, EventError) and exc.field is not None:
+        items = [ErrorItem(exc.field, detail).as_dict()]
+    else:
+        items = []
+    return {"detail": detail, "errors": items}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from headwater.schemas.definitions import Definitions, Entity, FeatureRef
 from headwater.schemas.tiles import FeatureSetPlan
-from headwater.serving.errors import BadRequestError, NotFoundError
+from headwater.serving.errors import BadRequestError
 
 __all__ = ["FeatureResolver", "ResolvedFeatures", "resolve_features"]
 
@@ -45,35 +45,32 @@ def resolve_features(
     features: Sequence[str] | None = None,
     feature_service: str | None = None,
 ) -> ResolvedFeatures:
-    """Raises ``NotFoundError`` naming the unknown set, feature or service."""
+    """The requested features, grouped by feature set.
+
+    Raises:
+        UnknownNameError: a feature set (or version), feature or service does not exist; the
+            message lists the known names (answered 404 over HTTP).
+        BadRequestError: no features requested, or a reference that does not parse.
+    """
     if feature_service is not None:
-        try:
-            features = defs.feature_service(feature_service).features
-        except KeyError as exc:
-            raise NotFoundError(exc.args[0]) from exc
+        features = defs.feature_service(feature_service).features
     if not features:
         msg = "no features requested; give 'features': ['set:feature', ...] or a 'feature_service'"
-        raise BadRequestError(msg)
+        raise BadRequestError(msg, field="features")
     plans: list[FeatureSetPlan] = []
     index: dict[str, int] = {}
     columns = []
-    for text in features:
+    for i, text in enumerate(features):
         try:
             ref = FeatureRef.parse(text)
         except ValueError as exc:
-            raise BadRequestError(str(exc)) from exc
-        try:
-            fs = defs.feature_set(ref.feature_set, ref.version)
-        except KeyError as exc:
-            raise NotFoundError(exc.args[0]) from exc
+            field = "feature_service" if feature_service is not None else f"features[{i}]"
+            raise BadRequestError(str(exc), field=field) from exc
+        fs = defs.feature_set(ref.feature_set, ref.version)
         if fs.qualified_name not in index:
             index[fs.qualified_name] = len(plans)
             plans.append(FeatureSetPlan(fs, defs.source(fs.source)))
-        try:
-            fs.feature(ref.feature)
-        except KeyError as exc:
-            raise NotFoundError(exc.args[0]) from exc
-        feature_index = [f.name for f in fs.features].index(ref.feature)
+        feature_index = fs.features.index(fs.feature(ref.feature))
         columns.append((index[fs.qualified_name], feature_index))
     return ResolvedFeatures(
         refs=tuple(features),

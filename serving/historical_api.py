@@ -10,14 +10,13 @@ from typing import Any
 
 import pyarrow as pa
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.schemas.avro import event_time_ms
 from headwater.schemas.catalog import Catalog
 from headwater.schemas.errors import EventError
-from headwater.serving.errors import BadRequestError
+from headwater.serving.errors import BadRequestError, PayloadTooLargeError
 from headwater.serving.features import resolve_features
 from headwater.serving.historical import column_names, get_historical_features
 
@@ -41,23 +40,25 @@ def _epoch_ms(values: list[Any], column: str) -> list[int]:
     try:
         return [event_time_ms(v, f"entities.{column}[{i}]") for i, v in enumerate(values)]
     except EventError as exc:
-        raise BadRequestError(str(exc)) from exc
+        raise BadRequestError(str(exc), field=exc.field) from exc
 
 
 def historical_router(catalog: Catalog, offline: DeltaOfflineStore, *, max_rows: int) -> APIRouter:
     router = APIRouter()
 
     @router.post("/v1/historical-features", response_model=None)
-    def historical_features(body: HistoricalFeaturesRequest) -> dict[str, Any] | JSONResponse:
+    def historical_features(body: HistoricalFeaturesRequest) -> dict[str, Any]:
         column = body.timestamp_column
         if column not in body.entities:
             raise BadRequestError(
-                f"entities: no label time column {column!r}; add it or set 'timestamp_column'"
+                f"entities: no label time column {column!r}; add it or set 'timestamp_column'",
+                field=f"entities.{column}",
             )
         lengths = {len(v) for v in body.entities.values()}
         if len(lengths) > 1:
             raise BadRequestError(
-                f"entities: columns have different lengths {sorted(lengths)}; give one value per row in each"
+                f"entities: columns have different lengths {sorted(lengths)}; give one value per row in each",
+                field="entities",
             )
         rows = lengths.pop() if lengths else 0
         if rows > max_rows:
@@ -65,7 +66,7 @@ def historical_router(catalog: Catalog, offline: DeltaOfflineStore, *, max_rows:
                 f"{rows} label rows exceed serving.historical_max_rows={max_rows}; use the SDK "
                 "(store.get_historical_features) or `headwater retrieve` for training sets"
             )
-            return JSONResponse(status_code=413, content={"detail": detail})
+            raise PayloadTooLargeError(detail, field="entities")
         resolved = resolve_features(catalog.definitions(), body.features, body.feature_service)
         keys = {k: [str(v) for v in values] for k, values in body.entities.items() if k != column}
         table = pa.table(

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram, make_asgi_app
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["instrument"]
@@ -51,7 +52,27 @@ class _Measure:
             REQUESTS.labels(path, str(status[0])).inc()
 
 
+class _Exposition:
+    """prometheus_client's ASGI app as a route endpoint (an object, not a function, so
+    Starlette hands it the raw ASGI call rather than treating it as a request handler)."""
+
+    def __init__(self) -> None:
+        self._app = make_asgi_app()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
 def instrument(app: FastAPI) -> None:
-    """Add request metrics and mount the Prometheus endpoint at ``/metrics``."""
+    """Add request metrics and serve the Prometheus exposition at ``/metrics``.
+
+    The route answers ``/metrics`` itself: a mount alone matches only ``/metrics/...`` and
+    redirects ``/metrics`` (307), which a scrape config naming ``/metrics`` does not expect.
+    The mount keeps ``/metrics/`` answering as before.
+    """
     app.add_middleware(_Measure)
-    app.mount("/metrics", make_asgi_app())
+    exposition = _Exposition()
+    app.router.routes.append(
+        Route("/metrics", exposition, methods=["GET"], include_in_schema=False)
+    )
+    app.mount("/metrics", exposition)

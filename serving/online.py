@@ -16,7 +16,7 @@ from typing import Any
 from headwater.connectors.base import BaseOnlineStore, EntityKey
 from headwater.schemas.errors import EventError
 from headwater.schemas.tiles import Status
-from headwater.serving.errors import BadRequestError
+from headwater.serving.errors import BadRequestError, ErrorItem
 from headwater.serving.features import ResolvedFeatures
 
 __all__ = ["OnlineResult", "lookup"]
@@ -35,11 +35,12 @@ def _entity_columns(resolved: ResolvedFeatures, entities: Mapping[str, Sequence[
     missing = sorted(needed - set(entities))
     if missing:
         msg = f"entities: missing key column(s) {missing} needed by the requested features"
-        raise BadRequestError(msg)
+        reason = "missing: a key column of the requested features' entity"
+        raise BadRequestError(msg, errors=[ErrorItem(f"entities.{k}", reason) for k in missing])
     lengths = {len(entities[k]) for k in needed}
     if len(lengths) > 1:
         msg = f"entities: key columns have different lengths {sorted(lengths)}; give one value per entity in each"
-        raise BadRequestError(msg)
+        raise BadRequestError(msg, field="entities")
     return lengths.pop() if lengths else 0
 
 
@@ -56,7 +57,8 @@ def lookup(
                 entity.key_from_parts([c[i] for c in columns]) for i in range(rows)
             ]
         except EventError as exc:
-            raise BadRequestError(f"entities: {exc}") from None
+            field = f"entities.{exc.field}" if exc.field else "entities"
+            raise BadRequestError(f"entities: {exc}", field=field) from None
         requests.append((plan.feature_set, entity_keys))
     per_plan = store.read_many(requests)
     served_at = time.time_ns() // 1_000_000

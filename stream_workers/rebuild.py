@@ -40,6 +40,7 @@ from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.schemas.catalog import Catalog
 from headwater.schemas.definitions import Definitions, FeatureSet
+from headwater.schemas.errors import UnknownNameError
 from headwater.schemas.settings import Settings
 from headwater.stream_workers.errors import RebuildRefusedError
 from headwater.stream_workers.processor import BatchProcessor
@@ -142,8 +143,8 @@ def _targets(defs: Definitions, reference: str | None) -> list[FeatureSet]:
         raise RebuildRefusedError(msg)
     try:
         return [defs.feature_set(match.group(1), int(match.group(2)))]
-    except KeyError as exc:
-        msg = f"cannot rebuild {reference}: {exc.args[0]}"
+    except UnknownNameError as exc:
+        msg = f"cannot rebuild {reference}: {exc}"
         raise RebuildRefusedError(msg) from exc
 
 

@@ -10,7 +10,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import fastavro
 import pytest
 
-from headwater.schemas.avro import AvroSchema, decode_wire, encode_wire, event_time_ms, split_wire
+from headwater.schemas.avro import (
+    AvroSchema,
+    WireEncoder,
+    decode_wire,
+    encode_wire,
+    event_time_ms,
+    split_wire,
+)
 from headwater.schemas.durations import format_duration, parse_duration
 from headwater.schemas.errors import EventError
 
@@ -111,6 +118,20 @@ def test_encode_refuses_records_that_do_not_match(record: dict[str, object], fra
 def test_encode_refuses_schema_ids_that_do_not_fit(schema_id: int) -> None:
     with pytest.raises(ValueError, match=f"schema id {schema_id}"):
         encode_wire(V1, schema_id, RECORD)
+
+
+def test_an_encoder_writes_the_bytes_of_encode_wire_for_every_record() -> None:
+    """The push endpoint and ``encode_wire`` share one encoding (``WireEncoder``)."""
+    encoder = WireEncoder(V1, 258)
+    records = [RECORD, {**RECORD, "amount": None}, {**RECORD, "user_id": "u2"}]
+    assert [encoder.encode(r) for r in records] == [encode_wire(V1, 258, r) for r in records]
+    # Physical values (what the push endpoint's validation yields) skip the conversion.
+    assert encoder.encode_physical(RECORD) == encode_wire(V1, 258, RECORD)
+    with pytest.raises(EventError, match="on field event_time") as info:
+        encoder.encode_physical({**RECORD, "event_time": "noon"})
+    assert info.value.reason == "schema"
+    with pytest.raises(ValueError, match="schema id 4294967296"):
+        WireEncoder(V1, 2**32)
 
 
 def test_reader_schema_with_an_added_default_field_decodes_old_events() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from headwater.schemas.avro import AvroSchema
 from headwater.schemas.definitions import Source
-from headwater.serving.push import PushError, validate_events
+from headwater.serving.errors import ErrorItem
+from headwater.serving.push_validation import validate_events
 
 NOW = 1_790_000_000_000
 SKEW = 300_000
@@ -46,11 +47,11 @@ def good(**over: Any) -> dict[str, Any]:
     return event
 
 
-def check(events: list[Any]) -> tuple[list[dict[str, Any]], list[PushError]]:
+def check(events: list[Any]) -> tuple[list[dict[str, Any]], list[ErrorItem]]:
     return validate_events(SOURCE, events, now_ms=NOW, max_future_skew_ms=SKEW)
 
 
-def only_error(event: dict[str, Any]) -> PushError:
+def only_error(event: dict[str, Any]) -> ErrorItem:
     records, errors = check([good(), event])
     assert len(errors) == 1, errors
     assert errors[0].index == 1
@@ -127,7 +128,7 @@ def test_future_within_the_skew_is_accepted() -> None:
 
 def test_not_an_object_and_every_bad_event_listed_in_order() -> None:
     records, errors = check([good(), "nope", good(qty="2"), good(), good(flag=None)])
-    assert [(e.index, e.field) for e in errors] == [(1, None), (2, "qty"), (4, "flag")]
+    assert [(e.index, e.field) for e in errors] == [(1, "events[1]"), (2, "qty"), (4, "flag")]
     assert "JSON object" in errors[0].reason
     assert len(records) == 2
     assert errors[1].as_dict() == {"index": 2, "field": "qty", "reason": errors[1].reason}

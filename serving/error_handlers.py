@@ -1,0 +1,109 @@
+"""The app's one error handler: every error of a JSON endpoint answered in one body shape.
+
+``serving.errors`` decides the status and body of the project's errors; this module installs
+that mapping in a FastAPI app and brings the framework's own errors to the same shape: a
+request that does not match an endpoint's pydantic model (FastAPI answers 422 with a list of
+its own by default), an unknown path or method (404, 405), and an unexpected exception (500,
+without its text, which stays in the server's log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from headwater.schemas.errors import FeatureStoreError
+from headwater.serving.errors import ErrorItem, ServingError, error_body, http_status
+
+__all__ = ["install_error_handlers", "validation_items"]
+
+log = logging.getLogger(__name__)
+
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def _answer(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _field_path(loc: Sequence[int | str]) -> str:
+    """``("body", "events", 0, "amount")`` -> ``events[0].amount``; the location alone
+    (``body``) when the problem is the whole of it."""
+    parts = list(loc)
+    if len(parts) > 1 and parts[0] in _LOCATIONS:
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def validation_items(errors: Sequence[Any]) -> list[ErrorItem]:
+    """pydantic's errors of a request (``RequestValidationError.errors()``) as error items."""
+    items = []
+    for error in errors:
+        loc = list(error.get("loc", ()))
+        reason = str(error.get("msg", "invalid"))
+        if error.get("type") == "json_invalid":
+            # Its last location is the character where parsing failed, not a list index.
+            position = loc.pop() if loc and isinstance(loc[-1], int) else None
+            cause = (error.get("ctx") or {}).get("error")
+            reason = f"the body is not valid JSON: {cause or reason}" + (
+                f" (at character {position})" if position is not None else ""
+            )
+        items.append(ErrorItem(_field_path(loc), reason))
+    return items
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error of ``app`` with ``{"detail", "errors"}`` (see ``serving.errors``).
+
+    Routers that answer errors their own way (the registry's Confluent body) turn them into
+    responses before these handlers see them.
+    """
+
+    async def project_error(request: Request, exc: Exception) -> Response:
+        error = cast("FeatureStoreError", exc)  # registered for this class only
+        status = http_status(error)
+        if status >= 500 and not isinstance(error, ServingError):
+            # Not an answer we planned: keep the traceback, which the body leaves out.
+            log.error("%s %s answered %d", request.method, request.url.path, status, exc_info=exc)
+        headers = error.headers if isinstance(error, ServingError) else None
+        return _answer(status, error_body(error), headers)
+
+    async def request_invalid(request: Request, exc: Exception) -> Response:
+        items = validation_items(cast("RequestValidationError", exc).errors())
+        problems = "; ".join(f"{i.field}: {i.reason}" for i in items)
+        detail = f"the request does not match the endpoint's schema (see /docs): {problems}"
+        return _answer(422, {"detail": detail, "errors": [i.as_dict() for i in items]})
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        error = cast("StarletteHTTPException", exc)  # registered for this class only
+        if error.status_code in (204, 304):  # no body allowed
+            return Response(status_code=error.status_code, headers=error.headers)
+        return _answer(error.status_code, {"detail": error.detail, "errors": []}, error.headers)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette logs the exception and re-raises it after this answer; its text may hold
+        # anything, so it is not sent.
+        detail = f"internal error ({type(exc).__name__}); see the server's log"
+        return _answer(500, {"detail": detail, "errors": []})
+
+    app.add_exception_handler(FeatureStoreError, project_error)
+    app.add_exception_handler(RequestValidationError, request_invalid)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
