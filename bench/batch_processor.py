@@ -31,13 +31,13 @@ from rich.console import Console
 from rich.table import Table
 
 from headwater.apply import apply_definitions
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import RawMessage
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.examples import write_example_definitions
 from headwater.sample_data import generate_transactions
 from headwater.schemas.avro import encode_wire
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.settings import load_settings
 from headwater.stack import start_redis
 from headwater.stream_workers.processor import BatchProcessor

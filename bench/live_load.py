@@ -10,9 +10,9 @@ from typing import Any
 
 import redis
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import EventProducer
 from headwater.schemas.avro import encode_wire
-from headwater.schemas.catalog import Catalog
 
 __all__ = ["delete_online_state", "produce_at_rate", "sample_event"]
 

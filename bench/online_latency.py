@@ -396,13 +396,13 @@ def main() -> None:
     import redis
 
     from headwater.apply import apply_definitions
+    from headwater.connectors.catalog import Catalog
     from headwater.connectors.kafka import delete_topics
     from headwater.connectors.online_redis import entity_redis_key
     from headwater.examples import EXAMPLES
     from headwater.ingest import ingest_files
     from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
     from headwater.sample_data import generate_transactions
-    from headwater.schemas.catalog import Catalog
     from headwater.schemas.settings import load_settings
     from headwater.stack import start_kafka, start_redis
 

@@ -43,9 +43,9 @@ from rich.table import Table
 
 from headwater import FeatureStore
 from headwater.apply import apply_definitions
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import delete_topics
 from headwater.connectors.offline_delta import DeltaOfflineStore, history_schema
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.settings import load_settings
 from headwater.schemas.tiles import FeatureSetPlan
 from headwater.stack import start_kafka

@@ -38,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 from headwater.apply import apply_definitions
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import EventProducer, delete_topics
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
@@ -46,7 +47,6 @@ from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, wait_caught_up
 from headwater.sample_data import generate_transactions
 from headwater.schemas.avro import encode_wire
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.definitions import FeatureSet, Source
 from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import start_kafka, start_redis

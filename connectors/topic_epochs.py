@@ -12,8 +12,8 @@ end under the same id (stored positions past the log's end) is stopped on, and
 
 from __future__ import annotations
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import log_ends, topic_id
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.settings import KafkaSettings
 from headwater.schemas.tiles import TopicEpoch
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from headwater.connectors.catalog import Catalog, CatalogError
 from headwater.connectors.kafka import ensure_topics, wait_for_kafka
 from headwater.connectors.offline_delta import DeltaOfflineStore
-from headwater.schemas.catalog import Catalog, CatalogError
 from headwater.schemas.compatibility import backward_problems
 from headwater.schemas.definitions import Definitions, FeatureSet
 from headwater.schemas.errors import DefinitionError

@@ -89,7 +89,7 @@ def retire(
     """Stop serving and computing one feature-set version (its data stays)."""
     import re
 
-    from headwater.schemas.catalog import Catalog
+    from headwater.connectors.catalog import Catalog
 
     match = re.fullmatch(r"([A-Za-z_]\w*)@v(\d+)", reference)
     if match is None:
@@ -117,8 +117,8 @@ def compact(
     ] = None,
 ) -> None:
     """Compact the Delta history tables (the maintenance the micro-batch appends need)."""
+    from headwater.connectors.catalog import Catalog
     from headwater.connectors.offline_delta import DeltaOfflineStore
-    from headwater.schemas.catalog import Catalog
 
     try:
         settings = load_settings()
@@ -146,8 +146,8 @@ def reset_epoch_command(
     CRITICAL line): the events in the log now count as applied, every later one as new.
     Stop producers to that topic first; see README "Topic identity".
     """
+    from headwater.connectors.catalog import Catalog
     from headwater.connectors.topic_epochs import reset_epoch
-    from headwater.schemas.catalog import Catalog
 
     try:
         settings = load_settings()
@@ -166,8 +166,8 @@ app.add_typer(catalog_app, name="catalog")
 
 
 def _catalog() -> tuple[Any, Any]:
+    from headwater.connectors.catalog import Catalog
     from headwater.connectors.offline_delta import DeltaOfflineStore
-    from headwater.schemas.catalog import Catalog
 
     settings = load_settings()
     return Catalog(settings.catalog_url), DeltaOfflineStore(settings.offline_root)
@@ -533,9 +533,9 @@ def retrieve(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    from headwater.connectors.catalog import Catalog
     from headwater.connectors.offline_delta import DeltaOfflineStore
     from headwater.connectors.replay import read_table
-    from headwater.schemas.catalog import Catalog
     from headwater.schemas.errors import ConfigError
     from headwater.serving.features import resolve_features
     from headwater.serving.training_sets import parse_as_of
@@ -604,9 +604,9 @@ def consistency(
     """
     from rich.table import Table
 
+    from headwater.connectors.catalog import Catalog
     from headwater.connectors.offline_delta import DeltaOfflineStore
     from headwater.schemas.avro import event_time_ms
-    from headwater.schemas.catalog import Catalog
     from headwater.serving.consistency import check_consistency
 
     try:

@@ -28,13 +28,13 @@ from rich.console import Console
 from rich.table import Table
 
 from headwater.apply import apply_definitions
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import delete_topics
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.examples import EXAMPLES
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
 from headwater.sample_data import write_transactions
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.errors import ConfigError
 from headwater.schemas.loader import load_definitions
 from headwater.schemas.settings import Settings, load_settings

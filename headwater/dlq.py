@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from headwater.connectors.catalog import Catalog, CatalogError
 from headwater.connectors.dlq import (
     DeadLetter,
     DeadLetterReplayer,
@@ -25,7 +26,6 @@ from headwater.connectors.dlq import (
     replayed_letters,
 )
 from headwater.schemas.avro import WIRE_HEADER_SIZE, decode_body, event_time_ms, wire_schema_id
-from headwater.schemas.catalog import Catalog, CatalogError
 from headwater.schemas.definitions import Source
 from headwater.schemas.errors import DefinitionError, EventError, UnknownNameError
 from headwater.schemas.settings import Settings

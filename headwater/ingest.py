@@ -20,6 +20,7 @@ import pyarrow as pa
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import EventProducer, wait_for_kafka
 from headwater.connectors.replay import (
     EVENT_ID_HEADER,
@@ -33,7 +34,6 @@ from headwater.connectors.replay import (
 )
 from headwater.connectors.sources_sql import query_identity, read_sql_rows
 from headwater.schedule import FileIdentity, Ledger
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.errors import ConfigError
 from headwater.schemas.settings import KafkaSettings, Settings
 from headwater.watermarks import WatermarkTracker

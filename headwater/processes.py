@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 
 from headwater.connectors.base import BaseOfflineStore
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import committed_offsets, consumer_lag
 from headwater.connectors.topic_epochs import current_epoch, positions_prefix
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.definitions import FeatureSet
 from headwater.schemas.settings import KafkaSettings
 

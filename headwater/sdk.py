@@ -12,10 +12,10 @@ from typing import Any, Literal, Self, overload
 
 import pyarrow as pa
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.schemas.avro import event_time_ms
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.errors import EventError
 from headwater.schemas.settings import Settings, load_settings
 from headwater.serving.errors import BadRequestError

@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import wait_for_kafka
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.errors import FeatureStoreError
 from headwater.schemas.settings import Settings
 from headwater.serving.catalog_views import feature_set_summary, lineage, search_features

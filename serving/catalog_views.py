@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import entity_redis_key
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.definitions import Definitions, FeatureRef, FeatureSet
 from headwater.schemas.durations import format_duration
 from headwater.serving.errors import NotFoundError

@@ -17,8 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.offline_delta import DeltaOfflineStore
-from headwater.schemas.catalog import Catalog
 from headwater.serving.features import resolve_features
 from headwater.serving.historical import column_names, get_historical_features
 from headwater.serving.response_log import read_response_log

@@ -12,9 +12,9 @@ import pyarrow as pa
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.schemas.avro import event_time_ms
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.errors import EventError
 from headwater.serving.errors import BadRequestError, PayloadTooLargeError
 from headwater.serving.features import resolve_features

@@ -16,9 +16,9 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from headwater.connectors.catalog import Catalog, CatalogError
 from headwater.connectors.errors import ProduceError
 from headwater.connectors.kafka_async import AsyncProducer
-from headwater.schemas.catalog import Catalog, CatalogError
 from headwater.schemas.definitions import Definitions
 from headwater.schemas.settings import KafkaSettings
 from headwater.serving.errors import (

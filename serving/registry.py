@@ -24,8 +24,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from headwater.connectors.catalog import Catalog, CatalogError, SchemaVersion
 from headwater.schemas.avro import AvroSchema
-from headwater.schemas.catalog import Catalog, CatalogError, SchemaVersion
 from headwater.schemas.compatibility import backward_problems
 from headwater.serving.errors import ServingError
 

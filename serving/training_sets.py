@@ -20,8 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from headwater.connectors.catalog import Catalog, TrainingSetRecord
 from headwater.connectors.offline_delta import DeltaOfflineStore
-from headwater.schemas.catalog import Catalog, TrainingSetRecord
 from headwater.serving.errors import BadRequestError
 from headwater.serving.features import ResolvedFeatures, resolve_features
 from headwater.serving.historical import get_historical_features

@@ -22,6 +22,7 @@ from typing import Any
 import faust
 from faust.tables import TableManager
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.errors import StoreFaultError, store_faults
 from headwater.connectors.kafka import (
     EventProducer,
@@ -33,7 +34,6 @@ from headwater.connectors.kafka import (
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.connectors.topic_epochs import current_epoch
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.definitions import Definitions
 from headwater.schemas.serialize import definitions_to_dict
 from headwater.schemas.settings import Settings

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.connectors.base import BaseOfflineStore, BaseOnlineStore
+from headwater.connectors.catalog import Catalog, CatalogError
 from headwater.connectors.errors import StoreFaultError, store_faults
 from headwater.connectors.kafka import EventProducer, KafkaRecord, RawMessage
 from headwater.connectors.offline_delta import META_COLUMNS, history_schema
@@ -39,7 +40,6 @@ from headwater.schemas.avro import (
     event_time_ms,
     wire_schema_id,
 )
-from headwater.schemas.catalog import Catalog, CatalogError
 from headwater.schemas.definitions import Entity, FeatureSet, Source
 from headwater.schemas.errors import EventError
 from headwater.schemas.expressions import apply_filter_and_transforms

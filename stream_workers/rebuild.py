@@ -35,10 +35,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import group_members
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.definitions import Definitions, FeatureSet
 from headwater.schemas.errors import UnknownNameError
 from headwater.schemas.settings import Settings

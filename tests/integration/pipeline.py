@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from headwater.apply import apply_definitions
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.examples import EXAMPLES, write_example_definitions
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.definitions import Definitions
 from headwater.schemas.settings import Settings, load_settings
 from headwater.schemas.tiles import FeatureSetPlan

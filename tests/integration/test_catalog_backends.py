@@ -1,4 +1,4 @@
-"""Contract tests of ``schemas.catalog.Catalog``: the same bodies on every backend.
+"""Contract tests of ``headwater.connectors.catalog.Catalog``: the same bodies on every backend.
 
 ``sqlite`` uses a file in ``tmp_path``; ``postgres`` uses the session's server
 (``tests/integration/postgres.py``) with a database of its own per test, dropped afterwards.
@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-import headwater.schemas.catalog as catalog_module
+import headwater.connectors.catalog as catalog_module
+from headwater.connectors.catalog import Catalog, CatalogError
 from headwater.schemas.avro import AvroSchema
-from headwater.schemas.catalog import Catalog, CatalogError
 from headwater.schemas.definitions import Definitions, FeatureSet
 from headwater.schemas.loader import load_definitions
 

@@ -22,6 +22,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]  # public API, not re-exported in the stubs
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.dlq import (
     REPLAY_OF_HEADER,
     DeadLetterReplayer,
@@ -32,7 +33,6 @@ from headwater.connectors.kafka import EventProducer, delete_topics, ensure_topi
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.dlq import count_dead_letters
 from headwater.schemas.avro import AvroSchema, encode_wire
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.settings import KafkaSettings
 from headwater.sdk import FeatureStore
 from tests.integration.pipeline import Deployment

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from headwater.apply import apply_definitions
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.dlq import read_dead_letters
 from headwater.connectors.kafka import EventProducer, RawMessage
 from headwater.connectors.offline_delta import DeltaOfflineStore
@@ -25,7 +26,6 @@ from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.connectors.replay import BadRowError
 from headwater.ingest import ingest_files
 from headwater.schemas.avro import encode_wire
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.definitions import KEY_SEPARATOR
 from headwater.stream_workers.processor import BatchProcessor
 from tests.integration.pipeline import Deployment

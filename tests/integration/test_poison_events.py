@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.errors import StoreFaultError
 from headwater.connectors.kafka import EventProducer, RawMessage
 from headwater.connectors.offline_delta import DeltaOfflineStore
@@ -27,7 +28,6 @@ from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.processes import free_port
 from headwater.sample_data import generate_transactions
 from headwater.schemas.avro import encode_wire
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.tiles import arrival_seq
 from headwater.stream_workers.errors import EventProcessingError
 from headwater.stream_workers.processor import BatchProcessor

@@ -24,9 +24,9 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastapi import FastAPI
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import delete_topics, ensure_topics
 from headwater.schemas.avro import decode_wire, split_wire
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.settings import KafkaSettings
 from headwater.serving.registry import registry_router
 from tests.integration.services import free_ports

@@ -16,11 +16,11 @@ from collections import Counter
 import pyarrow as pa
 import pytest
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import delete_topics, ensure_topics, log_ends
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.topic_epochs import current_epoch, positions_prefix
 from headwater.sample_data import generate_transactions
-from headwater.schemas.catalog import Catalog
 from tests.integration.pipeline import Deployment
 from tests.integration.test_exactly_once import (
     FAST_FAILOVER,

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.sample_data import generate_transactions
-from headwater.schemas.catalog import Catalog
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force
 from tests.reference import example_events_by_user as _events_by_user

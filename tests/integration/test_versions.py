@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from headwater.apply import apply_definitions
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.ingest import ingest_files
 from headwater.sample_data import generate_transactions
-from headwater.schemas.catalog import Catalog
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force
 from tests.reference import example_events_by_user as _events_by_user

@@ -11,7 +11,7 @@ from typing import Any, cast
 import pytest
 
 from headwater.apply import plan_definitions
-from headwater.schemas.catalog import Catalog
+from headwater.connectors.catalog import Catalog
 from headwater.schemas.errors import DefinitionError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from headwater.apply import plan_definitions
+from headwater.connectors.catalog import Catalog
 from headwater.demo import _demo_settings, _reset_own_state
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.errors import ConfigError, DefinitionError
 from headwater.schemas.serialize import definitions_from_dict, source_to_dict
 from headwater.schemas.settings import load_settings

@@ -15,9 +15,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.errors import OnlineStoreError
 from headwater.examples import EXAMPLES
-from headwater.schemas.catalog import Catalog
 from headwater.schemas.errors import EventError, UnknownNameError
 from headwater.schemas.loader import load_definitions
 from headwater.schemas.settings import KafkaSettings, RedisSettings, ServingSettings, Settings

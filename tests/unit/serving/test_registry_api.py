@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from headwater.schemas.catalog import Catalog
+from headwater.connectors.catalog import Catalog
 from headwater.serving.registry import CONTENT_TYPE, registry_router
 
 V1: dict[str, Any] = {
