@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS, unknown_function
 from headwater.schemas.definitions import Feature, FeatureSet
 from headwater.schemas.durations import parse_duration
 from headwater.schemas.loader_problems import Collector, Placed
@@ -67,6 +68,15 @@ def _window(
     return True, window
 
 
+def _known_function(c: Collector, where: str, function: str) -> bool:
+    """Whether ``function`` is an aggregation function; a problem at ``where`` (the name's
+    own path) when not."""
+    if function in AGGREGATION_FUNCTIONS:
+        return True
+    c.add(where, unknown_function(function))
+    return False
+
+
 def read_feature_set(
     c: Collector, where: str, item: Mapping[str, Any], placed: Placed[Any]
 ) -> FeatureSet | None:
@@ -99,17 +109,19 @@ def read_feature_set(
             continue
         c.unknown_keys(fwhere, raw, _FEATURE_KEYS)
         name = str(raw.get("name", ""))
+        function = str(raw.get("function", ""))
+        known = _known_function(c, f"{fwhere}.function", function)
         good, window = _window(
             c, f"{fwhere}.window", raw.get("window"), resolution, resolution_text
         )
-        if not good:
+        if not (good and known):
             placed.broken_features.add(name)
             continue
         add(
             fwhere,
             f"{fwhere}.name",
             name,
-            function=str(raw.get("function", "")),
+            function=function,
             field=raw.get("field"),
             window_ms=window,
             n=raw.get("n"),
@@ -124,6 +136,14 @@ def read_feature_set(
             continue
         c.unknown_keys(awhere, agg, _AGGREGATION_KEYS)
         functions = c.names(f"{awhere}.functions", agg.get("functions"), "[sum, mean]") or []
+        listed = not isinstance(agg.get("functions"), str)
+        unknown = {
+            function
+            for k, function in enumerate(functions)
+            if not _known_function(
+                c, f"{awhere}.functions" + (f"[{k}]" if listed else ""), function
+            )
+        }
         windows = agg.get("windows") or [None]
         if not isinstance(windows, list):
             windows = [windows]
@@ -132,7 +152,7 @@ def read_feature_set(
             good, window = _window(c, f"{awhere}.windows[{k}]", w, resolution, resolution_text)
             for function in functions:
                 name = f"{agg.get('field')}_{function}_{suffix}"
-                if not good:
+                if not good or function in unknown:
                     placed.broken_features.add(name)
                     continue
                 add(

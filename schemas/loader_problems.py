@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from headwater.schemas.definitions import Entity, FeatureService, FeatureSet, Source
+from headwater.schemas.suggestions import did_you_mean
 
 __all__ = ["Collector", "Loaded", "Placed"]
 
@@ -61,7 +62,10 @@ class Collector:
     def unknown_keys(self, where: str, item: dict[Any, Any], allowed: set[str]) -> None:
         """One problem per key of ``item`` (written at ``where``) outside ``allowed``."""
         for key in sorted(set(item) - allowed, key=str):
-            self.add(f"{where}.{key}", f"unknown key; expected one of {sorted(allowed)}")
+            self.add(
+                f"{where}.{key}",
+                f"unknown key; expected one of {sorted(allowed)}" + did_you_mean(key, allowed),
+            )
 
 
 @dataclass

@@ -14,6 +14,7 @@ from headwater.schemas.aggregations import NUMERIC_TYPES
 from headwater.schemas.definitions import FeatureRef
 from headwater.schemas.expressions import ExpressionError, compile_expression
 from headwater.schemas.loader_problems import Loaded, Placed
+from headwater.schemas.suggestions import did_you_mean
 
 __all__ = ["cross_check"]
 
@@ -57,13 +58,13 @@ def cross_check(loaded: Loaded) -> list[str]:
         if entity is None and ("entity", fs.entity) not in loaded.broken:
             problems.append(
                 f"{p.at('.entity')}: unknown entity {fs.entity!r}; known: {sorted(entities)}; "
-                "define it under entities or fix the name"
+                "define it under entities or fix the name" + did_you_mean(fs.entity, entities)
             )
         if source is None:
             if ("source", fs.source) not in loaded.broken:
                 problems.append(
                     f"{p.at('.source')}: unknown source {fs.source!r}; known: {sorted(sources)}; "
-                    "define it under sources or fix the name"
+                    "define it under sources or fix the name" + did_you_mean(fs.source, sources)
                 )
             continue
         types = dict(source.item.schema.field_types)
@@ -89,11 +90,13 @@ def cross_check(loaded: Loaded) -> list[str]:
             if entity_name not in entities and ("entity", entity_name) not in loaded.broken:
                 problems.append(
                     f"{p.at(f'.relations.{entity_name}')}: unknown entity {entity_name!r}; known: {sorted(entities)}"
+                    + did_you_mean(entity_name, entities)
                 )
             if key_field not in types:
                 problems.append(
                     f"{p.at(f'.relations.{entity_name}')}: field {key_field!r} is not in source {fs.source!r} "
                     f"or the transforms; its fields are {sorted(types)}"
+                    + did_you_mean(key_field, types)
                 )
         fields = sorted(types)
         for key in entity.item.keys if entity else ():
@@ -101,6 +104,7 @@ def cross_check(loaded: Loaded) -> list[str]:
                 problems.append(
                     f"{p.at('.entity')}: key {key!r} of entity {fs.entity!r} ({entity.at('.keys')}) is not a "
                     f"field of source {fs.source!r}; its fields are {fields}; add it to the schema or fix the key"
+                    + did_you_mean(key, types)
                 )
         for f in fs.features:
             if f.field is None:
@@ -110,7 +114,7 @@ def cross_check(loaded: Loaded) -> list[str]:
             if f.field not in types:
                 problems.append(
                     f"{at}: feature {f.name!r}: field {f.field!r} is not in source {fs.source!r}; "
-                    f"its fields are {fields}"
+                    f"its fields are {fields}" + did_you_mean(f.field, types)
                 )
             elif f.function in _NUMERIC_ONLY and types[f.field] not in NUMERIC_TYPES:
                 problems.append(
@@ -143,7 +147,7 @@ def cross_check(loaded: Loaded) -> list[str]:
                 if ("feature_set", ref.feature_set) not in loaded.broken:
                     problems.append(
                         f"{at}: unknown feature {ref_text!r}: there is no feature set {ref.feature_set!r}; "
-                        f"known: {sorted(sets)}"
+                        f"known: {sorted(sets)}" + did_you_mean(ref.feature_set, sets)
                     )
             elif (
                 ref.feature not in fs_placed.features
@@ -152,5 +156,6 @@ def cross_check(loaded: Loaded) -> list[str]:
                 problems.append(
                     f"{at}: unknown feature {ref_text!r}: feature set {ref.feature_set!r} has "
                     f"{[f.name for f in fs_placed.item.features]}"
+                    + did_you_mean(ref.feature, fs_placed.features)
                 )
     return problems

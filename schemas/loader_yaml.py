@@ -18,6 +18,7 @@ from headwater.schemas.avro import AvroSchema
 from headwater.schemas.definitions import Entity, FeatureService, Source
 from headwater.schemas.loader_feature_sets import FEATURE_SET_KEYS, read_feature_set
 from headwater.schemas.loader_problems import Collector, Loaded, Placed
+from headwater.schemas.suggestions import did_you_mean
 
 __all__ = ["load_yaml"]
 
@@ -53,7 +54,8 @@ def load_yaml(file: Path, c: Collector, loaded: Loaded) -> None:
     for key in sorted(set(doc) - set(_SECTIONS), key=str):
         c.add(
             str(key),
-            "unknown section; expected entities, sources, feature_sets or feature_services",
+            "unknown section; expected entities, sources, feature_sets or feature_services"
+            + did_you_mean(key, _SECTIONS),
         )
     builders: tuple[tuple[str, Callable[..., Any], list[Placed[Any]]], ...] = (
         ("entities", _entity, loaded.entities),
@@ -150,7 +152,8 @@ def _source(
         )
         c.add(
             f"{where}.timestamp",
-            f"{found}; name the event-time field, one of {sorted(schema.field_types)}",
+            f"{found}; name the event-time field, one of {sorted(schema.field_types)}"
+            + ("" if timestamp is None else did_you_mean(timestamp, schema.field_types)),
         )
         return None
     return Source(
