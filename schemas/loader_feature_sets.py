@@ -37,6 +37,8 @@ FEATURE_SET_KEYS = {
 }
 _FEATURE_KEYS = {"name", "function", "field", "window", "n"}
 _AGGREGATION_KEYS = {"field", "functions", "windows"}
+_FEATURE_EXAMPLE = "{name: spend_1h, function: sum, field: amount, window: 1h}"
+_AGGREGATION_EXAMPLE = "{field: amount, functions: [sum, mean], windows: [1h, 1d]}"
 
 
 def _duration(c: Collector, where: str, value: Any) -> int | None:
@@ -99,15 +101,11 @@ def read_feature_set(
         placed.features[feature.name] = fwhere[len(where) :]
         features.append(feature)
 
-    for j, raw in enumerate(c.entries(f"{where}.features", item.get("features"))):
+    for j, entry in enumerate(c.entries(f"{where}.features", item.get("features"))):
         fwhere = f"{where}.features[{j}]"
-        if not isinstance(raw, dict):
-            c.add(
-                fwhere,
-                f"expected a mapping like {{name: spend_1h, function: sum, field: amount, window: 1h}}, got {raw!r}",
-            )
+        raw = c.mapping(fwhere, entry, _FEATURE_KEYS, _FEATURE_EXAMPLE)
+        if raw is None:
             continue
-        c.unknown_keys(fwhere, raw, _FEATURE_KEYS)
         name = str(raw.get("name", ""))
         function = str(raw.get("function", ""))
         known = _known_function(c, f"{fwhere}.function", function)
@@ -126,15 +124,11 @@ def read_feature_set(
             window_ms=window,
             n=raw.get("n"),
         )
-    for j, agg in enumerate(c.entries(f"{where}.aggregations", item.get("aggregations"))):
+    for j, entry in enumerate(c.entries(f"{where}.aggregations", item.get("aggregations"))):
         awhere = f"{where}.aggregations[{j}]"
-        if not isinstance(agg, dict):
-            c.add(
-                awhere,
-                f"expected a mapping like {{field: amount, functions: [sum, mean], windows: [1h, 1d]}}, got {agg!r}",
-            )
+        agg = c.mapping(awhere, entry, _AGGREGATION_KEYS, _AGGREGATION_EXAMPLE)
+        if agg is None:
             continue
-        c.unknown_keys(awhere, agg, _AGGREGATION_KEYS)
         functions = c.names(f"{awhere}.functions", agg.get("functions"), "[sum, mean]") or []
         listed = not isinstance(agg.get("functions"), str)
         unknown = {

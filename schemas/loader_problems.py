@@ -59,6 +59,17 @@ class Collector:
             return []
         return value
 
+    def mapping(
+        self, where: str, value: Any, allowed: set[str], example: str
+    ) -> dict[Any, Any] | None:
+        """``value`` if it is a mapping (with a problem per key outside ``allowed``), or
+        ``None`` after a problem; ``example`` shows one."""
+        if not isinstance(value, dict):
+            self.add(where, f"expected a mapping like {example}, got {value!r}")
+            return None
+        self.unknown_keys(where, value, allowed)
+        return value
+
     def unknown_keys(self, where: str, item: dict[Any, Any], allowed: set[str]) -> None:
         """One problem per key of ``item`` (written at ``where``) outside ``allowed``."""
         for key in sorted(set(item) - allowed, key=str):

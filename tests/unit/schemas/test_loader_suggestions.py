@@ -82,24 +82,23 @@ def test_an_unknown_function_in_the_shorthand_is_reported_once_at_its_entry(
     assert problem.endswith("; did you mean 'mean'?"), problem
 
 
-def test_a_relation_to_an_unknown_entity_suggests_the_nearest(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("relations", "where", "suggestion"),
+    [
+        ({"merchnt": "merchant_id"}, "relations.merchnt", "merchant"),
+        ({"merchant": "merchant"}, "relations.merchant", "merchant_id"),
+    ],
+    ids=["entity", "field"],
+)
+def test_a_relation_to_an_unknown_entity_or_field_suggests_the_nearest(
+    tmp_path: Path, relations: dict[str, str], where: str, suggestion: str
+) -> None:
     doc = base()
     doc["entities"].append({"name": "merchant", "keys": ["merchant_id"]})
-    fs0(doc)["relations"] = {"merchnt": "merchant_id"}
+    fs0(doc)["relations"] = relations
     file, problem = _problem(tmp_path, doc)
-    assert problem.startswith(f"{file}: feature_sets[0].relations.merchnt: unknown entity "), (
-        problem
-    )
-    assert problem.endswith("; did you mean 'merchant'?"), problem
-
-
-def test_a_relation_to_an_unknown_field_suggests_the_nearest(tmp_path: Path) -> None:
-    doc = base()
-    doc["entities"].append({"name": "merchant", "keys": ["merchant_id"]})
-    fs0(doc)["relations"] = {"merchant": "merchant"}
-    file, problem = _problem(tmp_path, doc)
-    assert problem.startswith(f"{file}: feature_sets[0].relations.merchant: field "), problem
-    assert problem.endswith("; did you mean 'merchant_id'?"), problem
+    assert problem.startswith(f"{file}: feature_sets[0].{where}: "), problem
+    assert problem.endswith(f"; did you mean {suggestion!r}?"), problem
 
 
 @pytest.mark.parametrize(
