@@ -14,6 +14,9 @@ batch, and both skips make the replay change nothing that was already written.
 The Delta app transaction of a version is its position in the topic: the next event it
 needs is the one after it. That is what makes a new version catch up by itself, with no
 special bootstrap: its position starts at -1.
+
+This module orchestrates those steps; step 2 is ``event_decoding`` and ``dead_letters``, the
+Delta half of step 3 ``history_writer`` and the Redis half ``online_fold``.
 """
 
 from __future__ import annotations
