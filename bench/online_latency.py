@@ -21,14 +21,16 @@
 `--profile DIR` then samples the Headwater server with py-spy (after the measurements, which
 it would perturb) under the 1-entity 16-client and the 100-entity 1-client loads, and prints
 where the time goes: wall time of busy threads, and Python CPU (the GIL holder).
+
+This script sets up, runs the passes and cleans up; the baseline server is
+`online_latency_bare.py`, the load generator `http_load.py`, the py-spy pass
+`online_latency_profile.py` and the results table with its targets `online_latency_report.py`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import platform
 import random
 import subprocess
 import sys
@@ -37,18 +39,16 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from http_load import load, request_bytes, run_loop
+from online_latency_bare import wait_bare
+from online_latency_profile import profile
+from online_latency_report import print_report
 from rich.console import Console
-from rich.table import Table
-
-T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -103,263 +103,6 @@ FEATURES = {
 }
 
 
-def bare_server(port: int, redis_url: str, key_prefixes: str, style: str) -> None:
-    """The baseline: the same request body; one HGETALL for one entity, else one pipeline of
-    every entity's hash in every feature set (``key_prefixes``, comma-separated)."""
-    prefixes = key_prefixes.split(",")
-    key_prefix = prefixes[0]
-    import redis
-    import uvicorn
-
-    app = FastAPI()
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    if style == "sync":
-        client = redis.Redis.from_url(redis_url)
-
-        @app.post("/v1/online-features")
-        def lookup(body: dict[str, Any]) -> dict[str, int]:
-            users = body["entities"]["user_id"]
-            if len(users) == 1:
-                raws = [client.hgetall(f"{key_prefix}{{{users[0]}}}")]
-            else:
-                pipe = client.pipeline(transaction=False)
-                for prefix in prefixes:
-                    for user in users:
-                        pipe.hgetall(f"{prefix}{{{user}}}")
-                raws = pipe.execute()
-            return {"entities": len(raws), "fields": sum(len(r) for r in raws)}
-    else:
-        import redis.asyncio as aredis
-
-        aclient = aredis.Redis.from_url(redis_url)
-
-        @app.post("/v1/online-features")
-        async def lookup_async(request: Request) -> Response:
-            users = orjson.loads(await request.body())["entities"]["user_id"]
-            if len(users) == 1:
-                raws = [await aclient.hgetall(f"{key_prefix}{{{users[0]}}}")]
-            else:
-                pipe = aclient.pipeline(transaction=False)
-                for prefix in prefixes:
-                    for user in users:
-                        pipe.hgetall(f"{prefix}{{{user}}}")
-                raws = await pipe.execute()
-            return Response(
-                orjson.dumps({"entities": len(raws), "fields": sum(len(r) for r in raws)}),
-                media_type="application/json",
-            )
-
-    # The options `headwater serve` passes (headwater/cli.py).
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
-
-
-def _request(port: int, path: str, body: bytes) -> bytes:
-    head = (
-        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> tuple[int, bytes]:
-    """One HTTP/1.1 keep-alive request; the servers always answer with a content-length."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    lower = head.lower()
-    at = lower.find(b"content-length:")
-    if at < 0:
-        msg = f"response without content-length: {head[:300]!r}"
-        raise RuntimeError(msg)
-    length = int(lower[at + 15 : lower.find(b"\r\n", at)])
-    return status, await reader.readexactly(length)
-
-
-async def load(
-    port: int, requests: list[bytes], clients: int, seconds: float, warmup: float
-) -> dict[str, float]:
-    """``clients`` keep-alive connections send ``requests`` round-robin, each waiting for its
-    answer; ``warmup`` seconds first (not counted), then ``seconds`` measured."""
-    conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(clients)]
-    latencies: list[float] = []
-    failures = 0
-
-    async def run(worker: int, deadline: float, record: bool) -> None:
-        nonlocal failures
-        reader, writer = conns[worker]
-        i = worker
-        clock = time.perf_counter
-        while clock() < deadline:
-            t0 = clock()
-            status, body = await _exchange(reader, writer, requests[i % len(requests)])
-            if record:
-                latencies.append(clock() - t0)
-                if status != 200:
-                    failures += 1
-                    if failures <= 3:
-                        print(f"unexpected {status}: {body[:300]!r}", file=sys.stderr)
-            i += clients
-
-    await asyncio.gather(*(run(w, time.perf_counter() + warmup, False) for w in range(clients)))
-    start = time.perf_counter()
-    await asyncio.gather(*(run(w, start + seconds, True) for w in range(clients)))
-    elapsed = time.perf_counter() - start
-    for _, writer in conns:
-        writer.close()
-    latencies.sort()
-    n = len(latencies)
-    return {
-        "requests_s": (n - failures) / elapsed,
-        "p50_ms": latencies[n // 2] * 1000,
-        "p95_ms": latencies[int(n * 0.95)] * 1000,
-        "p99_ms": latencies[int(n * 0.99)] * 1000,
-        "requests": n,
-        "failures": failures,
-    }
-
-
-# Called without arguments; ``...`` admits the lambdas that bind loop variables as defaults.
-def run_loop(coro_fn: Callable[..., Coroutine[Any, Any, T]]) -> T:
-    try:
-        import uvloop
-
-        factory = uvloop.new_event_loop
-    except ImportError:  # pragma: no cover - uvloop comes with faust
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro_fn())
-
-
-def wait_bare(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            msg = f"bare server exited with {proc.returncode}"
-            raise RuntimeError(msg)
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    msg = f"bare server at {url} did not answer within {timeout_s:g} s"
-    raise TimeoutError(msg)
-
-
-_IDLE = ("Condition.wait", "Queue.get", "select (selectors", "_worker (concurrent")
-# (label, frame function name): inclusive share of the stages of the lookup path.
-_STAGES = (
-    ("uvicorn + FastAPI on the event loop (whole request)", "RequestResponseCycle.run_asgi"),
-    ("endpoint in the thread pool (online_features)", "create_app.<locals>.online_features"),
-    ("  Catalog.definitions (freshness query to the catalog)", "Catalog.definitions"),
-    ("  resolve_features (builds the FeatureSetPlans)", "resolve_features"),
-    ("    of which compile_expression", "compile_expression"),
-    ("  RedisOnlineStore.read (one pipeline per feature set)", "RedisOnlineStore.read"),
-    ("    of which _decode (JSON of every tile)", "_decode"),
-    ("  FeatureSetPlan.evaluate", "FeatureSetPlan.evaluate"),
-    ("FastAPI serialize_response (return value -> JSON)", "serialize_response"),
-)
-
-
-def _read_raw(path: Path) -> tuple[Counter[str], Counter[str], int]:
-    """Own and inclusive samples per frame of py-spy raw output, idle stacks dropped."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        if not stack or frames[-1].startswith(_IDLE):
-            continue
-        n = int(count)
-        total += n
-        own[frames[-1]] += n
-        for name in {f.split(" (")[0] for f in frames}:
-            inclusive[name] += n
-    return own, inclusive, max(total, 1)
-
-
-def profile(
-    pid: int, out: Path, seconds: float, run_load: Callable[..., Any], console: Console
-) -> None:
-    """Two py-spy recordings of ``pid`` while ``run_load`` runs, raw collapsed stacks to
-    ``out``-wall.txt and ``out``-gil.txt; prints the stages of the lookup path and top frames.
-
-    wall: every thread sampled, idle ones (the thread pool waiting for work) dropped: where
-    requests spend their time; a thread waiting to get the GIL back after a socket or SQLite
-    call counts in that call. gil (``--gil``): only the thread holding the GIL: where the
-    Python CPU goes (py-spy finds the holder in about half the samples here; shares hold).
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rate, duration = 200, max(1, int(seconds))
-    py_spy = str(Path(sys.executable).parent / "py-spy")
-    errors: list[str] = []
-
-    def record() -> None:
-        for view, extra in (("wall", []), ("gil", ["--gil"])):
-            done = subprocess.run(
-                [
-                    py_spy,
-                    "record",
-                    "-p",
-                    str(pid),
-                    "-f",
-                    "raw",
-                    *extra,
-                    "-r",
-                    str(rate),
-                    "-d",
-                    str(duration),
-                    "-o",
-                    f"{out}-{view}.txt",
-                ],
-                capture_output=True,
-                check=False,
-            )
-            if done.returncode != 0:
-                errors.append(done.stderr.decode(errors="replace")[-500:])
-
-    spy = threading.Thread(target=record)
-    spy.start()
-    result = run_load(2 * duration + 2.0)  # outlasts both recordings
-    spy.join()
-    if errors:
-        console.print(f"py-spy failed: {errors[0]}")
-        return
-    views = {view: _read_raw(Path(f"{out}-{view}.txt")) for view in ("wall", "gil")}
-    console.print(
-        f"py-spy on the server at {result['requests_s']:,.0f} req/s (sampling slows it) -> {out}-*.txt"
-    )
-    stages = Table(title=f"{out.name}: where a request's time goes (inclusive % of samples)")
-    stages.add_column("stage")
-    for view in views:
-        stages.add_column(f"{view} %", justify="right")
-    for label, name in _STAGES:
-        stages.add_row(
-            label, *(f"{100 * inc[name] / total:.1f}" for _, inc, total in views.values())
-        )
-    console.print(stages)
-    top = Table(title=f"{out.name}: top frames by own time")
-    for view in views:
-        top.add_column(f"{view} %", justify="right")
-        top.add_column(f"{view} frame")
-    rows = [own.most_common(12) for own, _, _ in views.values()]
-    totals = [total for _, _, total in views.values()]
-    for i in range(12):
-        cells: list[str] = []
-        for ranked, total in zip(rows, totals, strict=True):
-            frame, n = ranked[i] if i < len(ranked) else ("", 0)
-            cells += [f"{100 * n / total:.1f}" if frame else "", frame]
-        top.add_row(*cells)
-    console.print(top)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per load")
@@ -385,12 +128,7 @@ def main() -> None:
     parser.add_argument(
         "--live-rate", type=int, default=1000, help="events/s of the live-stream pass (0: skip it)"
     )
-    parser.add_argument("--bare-server", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.bare_server:
-        port, url, prefix, style = args.bare_server
-        bare_server(int(port), url, prefix, style)
-        return
 
     import pyarrow.parquet as pq
     import redis
@@ -497,8 +235,7 @@ def main() -> None:
         bare = subprocess.Popen(
             [
                 sys.executable,
-                __file__,
-                "--bare-server",
+                str(Path(__file__).with_name("online_latency_bare.py")),
                 str(bare_port),
                 settings.redis.url,
                 ",".join(f"hw:{fs.name}:v{fs.version}:" for fs in sets),
@@ -521,7 +258,7 @@ def main() -> None:
         for name, server_port in (("headwater", port), ("bare", bare_port)):
             results[name] = {}
             for label, requests, clients in loads:
-                reqs = [_request(server_port, "/v1/online-features", b) for b in requests]
+                reqs = [request_bytes(server_port, "/v1/online-features", b) for b in requests]
                 r = run_loop(
                     lambda reqs=reqs, clients=clients, sp=server_port: load(
                         sp, reqs, clients, args.seconds, args.warmup
@@ -553,7 +290,9 @@ def main() -> None:
             try:
                 time.sleep(5)  # the worker joins the group and starts applying
                 for name, server_port in (("headwater", port), ("bare", bare_port)):
-                    reqs = [_request(server_port, "/v1/online-features", b) for b in loads[2][1]]
+                    reqs = [
+                        request_bytes(server_port, "/v1/online-features", b) for b in loads[2][1]
+                    ]
                     r = run_loop(
                         lambda reqs=reqs, sp=server_port: load(
                             sp, reqs, 1, args.seconds, args.warmup
@@ -570,7 +309,7 @@ def main() -> None:
                 live_worker.stop()
         if args.profile:
             for label, requests, clients in (loads[1], loads[2]):
-                reqs = [_request(port, "/v1/online-features", b) for b in requests]
+                reqs = [request_bytes(port, "/v1/online-features", b) for b in requests]
                 profile(
                     api.pid,
                     args.profile / f"{label.replace(' ', '')}-{clients}clients",
@@ -592,64 +331,14 @@ def main() -> None:
                 rdb.delete(*keys)
         rdb.close()
 
-    table = Table(
-        title=f"POST /v1/online-features, 10 features of 2 feature sets, {args.seconds:g} s per load "
-        f"({platform.node()}, {os.cpu_count()} cores)"
+    print_report(
+        console,
+        results,
+        seconds=args.seconds,
+        clients=args.clients,
+        bare_style=args.bare,
+        work=work,
     )
-    for col in (
-        "load",
-        "headwater req/s",
-        "headwater p50 / p95 / p99 ms",
-        f"bare ({args.bare}) req/s",
-        "bare p50 / p95 / p99 ms",
-        "req/s hw / bare",
-        "p50 hw / bare",
-    ):
-        table.add_column(col, justify="right")
-    # ``h`` and ``b`` are one load's results here and every load's results below.
-    h: dict[str, Any]
-    b: dict[str, Any]
-    for key, h in results["headwater"].items():
-        b = results["bare"][key]
-        table.add_row(
-            key,
-            f"{h['requests_s']:,.0f}",
-            f"{h['p50_ms']:.2f} / {h['p95_ms']:.2f} / {h['p99_ms']:.2f}",
-            f"{b['requests_s']:,.0f}",
-            f"{b['p50_ms']:.2f} / {b['p95_ms']:.2f} / {b['p99_ms']:.2f}",
-            f"{h['requests_s'] / b['requests_s']:.2f}",
-            f"{h['p50_ms'] / b['p50_ms']:.2f}x",
-        )
-    console.print(table)
-    h, b = results["headwater"], results["bare"]
-    loaded = f"{args.clients} clients"
-    one, hundred = f"1 entity, {loaded}", f"100 entities, {loaded}"
-    checks = [
-        (
-            f"1 entity, {loaded}: req/s headwater / bare >= 0.9",
-            h[one]["requests_s"] / b[one]["requests_s"],
-            ">=",
-            0.9,
-        ),
-        (f"1 entity, {loaded}: headwater p99 < 10 ms", h[one]["p99_ms"], "<", 10.0),
-        (
-            "100 entities, 1 client: p50 time headwater / bare <= 2",
-            h["100 entities, 1 client"]["p50_ms"] / b["100 entities, 1 client"]["p50_ms"],
-            "<=",
-            2.0,
-        ),
-        (
-            f"100 entities, {loaded}: time per request headwater / bare <= 2",
-            b[hundred]["requests_s"] / h[hundred]["requests_s"],
-            "<=",
-            2.0,
-        ),
-    ]
-    for text, value, op, target in checks:
-        ok = value >= target if op == ">=" else value < target if op == "<" else value <= target
-        console.print(f"{'[green]met[/]' if ok else '[red]NOT met[/]'}  {text}: {value:.2f}")
-    failures = sum(r["failures"] for server in results.values() for r in server.values())
-    console.print(f"failures (non-200 answers): {failures:.0f}; logs in {work}")
 
 
 def _batched(iterable: Any, n: int) -> Any:

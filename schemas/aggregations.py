@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Final, Literal
 
+from headwater.schemas.suggestions import did_you_mean
+
 __all__ = [
     "AGGREGATION_FUNCTIONS",
     "NUMERIC_TYPES",
@@ -28,6 +30,7 @@ __all__ = [
     "Aggregator",
     "State",
     "empty_value",
+    "unknown_function",
 ]
 
 AggregationFunction = Literal[
@@ -45,6 +48,16 @@ AGGREGATION_FUNCTIONS: Final[tuple[str, ...]] = (
     "count_distinct",
     "last_n",
 )
+
+
+def unknown_function(function: str) -> str:
+    """The message for a feature's function that is not one of ``AGGREGATION_FUNCTIONS``."""
+    return (
+        f"unknown function {function!r}; expected one of {list(AGGREGATION_FUNCTIONS)}"
+        + did_you_mean(function, AGGREGATION_FUNCTIONS)
+    )
+
+
 NUMERIC_TYPES: Final[frozenset[str]] = frozenset({"int", "long", "float", "double", "decimal"})
 """Types ``sum``, ``mean`` and ``stddev`` take; decimals are doubles (``schemas.avro_types``)."""
 _INTEGER_TYPES: Final[frozenset[str]] = frozenset({"int", "long"})
@@ -257,8 +270,7 @@ class Aggregator:
                     msg = "last_n needs n >= 1, e.g. {function: last_n, field: merchant_id, n: 5}"
                     raise ValueError(msg)
                 return [_Partial("lastn", field, n)]
-        msg = f"unknown aggregation function {function!r}; expected one of {AGGREGATION_FUNCTIONS}"
-        raise ValueError(msg)
+        raise ValueError(unknown_function(function))
 
     @property
     def partial_keys(self) -> frozenset[str]:

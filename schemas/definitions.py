@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS
+from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS, unknown_function
 from headwater.schemas.avro import AvroSchema
 from headwater.schemas.errors import DefinitionError, EventError, UnknownNameError
 
@@ -163,10 +163,7 @@ class Feature:
             msg = f"feature {self.name!r}: n is only for last_n, not {self.function}"
             raise ValueError(msg)
         if self.function not in AGGREGATION_FUNCTIONS:
-            msg = (
-                f"unknown function {self.function!r}; expected one of {list(AGGREGATION_FUNCTIONS)}"
-            )
-            raise ValueError(msg)
+            raise ValueError(unknown_function(self.function))
         if self.field is None and self.function != "count":
             msg = f"function {self.function!r} needs a field; only count works without one"
             raise ValueError(msg)

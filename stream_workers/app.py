@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import threading
-from functools import partial
 from typing import Any
 
 import faust
@@ -28,12 +27,9 @@ from headwater.connectors.kafka import (
     EventProducer,
     committed_offsets,
     consumer_lag,
-    log_ends,
-    read_range,
 )
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
-from headwater.connectors.topic_epochs import current_epoch
 from headwater.schemas.definitions import Definitions
 from headwater.schemas.serialize import definitions_to_dict
 from headwater.schemas.settings import Settings
@@ -46,6 +42,7 @@ from headwater.stream_workers.metrics import (
     serve_metrics,
 )
 from headwater.stream_workers.processor import BatchProcessor
+from headwater.stream_workers.processor_factory import processor_from_settings
 from headwater.stream_workers.transport import SCHEME, Fetched, batch_routing
 
 __all__ = ["create_app", "reload_requested"]
@@ -109,28 +106,16 @@ def create_app(settings: Settings) -> faust.App:
         sets = defs.feature_sets_of(source.name)
         if not sets:
             continue
-        processor = BatchProcessor(
-            source=source,
-            feature_sets=sets,
-            entities=defs.entities,
+        processor = processor_from_settings(
+            settings,
+            defs,
+            source,
+            sets,
             catalog=catalog,
             online=online,
             offline=offline,
             dlq=dlq,
-            writer_id=settings.worker.group_id,
-            max_future_skew_ms=settings.max_future_skew_ms,
-            offline_flush_rows=settings.worker.offline_flush_rows,
-            offline_flush_seconds=settings.worker.offline_flush_seconds,
-            offline_idle_flush_seconds=settings.worker.offline_idle_flush_seconds,
-            stop_on_processing_error=settings.worker.on_processing_error == "stop",
-            topic_epoch=partial(current_epoch, settings.kafka, catalog, source.topic),
-            log_ends=partial(log_ends, settings.kafka, source.topic),
-            read_range=partial(
-                read_range,
-                settings.kafka,
-                source.topic,
-                batch_size=settings.worker.batch_max_events,
-            ),
+            consuming=True,
         )
         processors.append(processor)
         topic = app.topic(

@@ -14,6 +14,9 @@ batch, and both skips make the replay change nothing that was already written.
 The Delta app transaction of a version is its position in the topic: the next event it
 needs is the one after it. That is what makes a new version catch up by itself, with no
 special bootstrap: its position starts at -1.
+
+This module orchestrates those steps; step 2 is ``event_decoding`` and ``dead_letters``, the
+Delta half of step 3 ``history_writer`` and the Redis half ``online_fold``.
 """
 
 from __future__ import annotations
@@ -29,22 +32,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.connectors.base import BaseOfflineStore, BaseOnlineStore
-from headwater.connectors.catalog import Catalog, CatalogError
+from headwater.connectors.catalog import Catalog
 from headwater.connectors.errors import StoreFaultError, store_faults
 from headwater.connectors.kafka import EventProducer, KafkaRecord, RawMessage
-from headwater.connectors.offline_delta import META_COLUMNS, history_schema
-from headwater.schemas.avro import (
-    WIRE_HEADER_SIZE,
-    AvroSchema,
-    decode_body,
-    event_time_ms,
-    wire_schema_id,
-)
+from headwater.connectors.offline_delta import history_schema
 from headwater.schemas.definitions import Entity, FeatureSet, Source
 from headwater.schemas.errors import EventError
 from headwater.schemas.expressions import apply_filter_and_transforms
 from headwater.schemas.tiles import FeatureSetPlan, TopicEpoch
+from headwater.stream_workers.dead_letters import DeadLetters
 from headwater.stream_workers.errors import EventProcessingError, TopicTruncatedError
+from headwater.stream_workers.event_decoding import EventDecoder
 from headwater.stream_workers.history_writer import HistoryRows, HistoryWriter
 from headwater.stream_workers.metrics import (
     BATCH_SECONDS,
@@ -125,23 +123,22 @@ class BatchProcessor:
         self.plans = [FeatureSetPlan(fs, source) for fs in feature_sets]
         by_name = {e.name: e for e in entities}
         self._keys = {fs.qualified_name: by_name[fs.entity].keys for fs in feature_sets}
-        self._required = tuple(dict.fromkeys(k for keys in self._keys.values() for k in keys))
-        # Keys of several fields can collide through their separator (Entity.key_from_parts).
-        self._joined_keys = tuple(
-            dict.fromkeys(
-                by_name[fs.entity] for fs in feature_sets if len(self._keys[fs.qualified_name]) > 1
-            )
+        self._decoder = EventDecoder(
+            source,
+            catalog,
+            max_future_skew_ms,
+            key_fields=tuple(dict.fromkeys(k for keys in self._keys.values() for k in keys)),
+            # Keys of several fields can collide through their separator (Entity.key_from_parts).
+            joined_keys=tuple(
+                dict.fromkeys(
+                    by_name[fs.entity]
+                    for fs in feature_sets
+                    if len(self._keys[fs.qualified_name]) > 1
+                )
+            ),
         )
-        self._catalog = catalog
-        self._dlq = dlq
-        self._writer_id = writer_id
-        self._skew = max_future_skew_ms
+        self._dead_letters = DeadLetters(source, dlq, self._position)
         self._read_range = read_range
-        self._writers: dict[int, AvroSchema] = {}
-        self._source_history = history_schema(source.schema.arrow_types)
-        self._numeric = [
-            f for f, t in source.schema.field_types.items() if t in ("float", "double")
-        ]
         self._newest: dict[str, int] = {}
         self._folder = OnlineFolder(
             online, self._keys, state_cache_entities, clock_ms, self._current_epoch
@@ -411,7 +408,7 @@ class BatchProcessor:
             error = poison.get((partition, msg.offset)) if poison else None
             if error is None:
                 try:
-                    record, e = self._validate(msg)
+                    record, e = self._decoder.validate(msg)
                 except EventError as exc:
                     error = exc
                 else:
@@ -420,7 +417,7 @@ class BatchProcessor:
                     accepted.append(msg)
                     continue
             bad.append((msg, error))
-        batch = self._arrow(records, times, accepted)
+        batch = self._decoder.arrow(records, times, accepted)
         work: list[tuple[FeatureSetPlan, pa.Table, HistoryRows | None, OnlineWrite | None]] = []
         for plan in plans:
             rows = batch
@@ -438,7 +435,8 @@ class BatchProcessor:
         # Writes from here on: the DLQ first, so a bad event is reported before any offset
         # past it can be committed.
         if bad and dead_letter:
-            self._dead_letter_all(plans, bad, result)
+            for reason, count in self._dead_letters.send(plans, bad).items():
+                result.dead_lettered[reason] = result.dead_lettered.get(reason, 0) + count
         for plan, rows, offline, online in work:
             if offline is not None:
                 self._offline_history.buffer(plan, offline)
@@ -455,108 +453,6 @@ class BatchProcessor:
         self._offline_history.commit_due(plans)
         if dead_letter:
             result.accepted += len(records)
-
-    def _dead_letter_all(
-        self,
-        plans: Sequence[FeatureSetPlan],
-        bad: Sequence[tuple[KafkaRecord, EventError]],
-        result: BatchResult,
-    ) -> None:
-        """Send bad events to the DLQ, except those every version already handled (a retry
-        or a replay after a crash: their letters went out the first time)."""
-        handled = {
-            p: min(self._position(plan, p) for plan in plans) for p in {m.partition for m, _ in bad}
-        }
-        sent: dict[str, int] = {}
-        for msg, error in bad:
-            if msg.offset > handled[msg.partition]:
-                self._dead_letter(msg, error, sent)
-        if sent and self._dlq is not None:
-            with store_faults("kafka", f"sending dead letters to {self.source.dlq_topic}"):
-                self._dlq.flush()
-            log.warning("%s: dead-lettered %s", self.source.name, sent)
-        for reason, count in sent.items():
-            result.dead_lettered[reason] = result.dead_lettered.get(reason, 0) + count
-
-    def _writer_schema(self, schema_id: int) -> AvroSchema:
-        schema = self._writers.get(schema_id)
-        if schema is None:
-            try:
-                with store_faults("catalog", f"looking up schema id {schema_id}", CatalogError):
-                    schema = self._catalog.schema_by_id(schema_id)
-            except CatalogError as exc:
-                raise EventError(str(exc), reason="unknown_schema") from exc
-            self._writers[schema_id] = schema
-        return schema
-
-    def _validate(self, msg: KafkaRecord) -> tuple[dict[str, Any], int]:
-        """The decoded record and its event time, or ``EventError`` saying why not."""
-        if msg.value is None:
-            raise EventError("message has no value (tombstone)", reason="undecodable")
-        writer = self._writer_schema(wire_schema_id(msg.value))
-        record = decode_body(msg.value, writer, self.source.schema, offset=WIRE_HEADER_SIZE)
-        ts_field = self.source.timestamp
-        e = event_time_ms(record.get(ts_field), ts_field)
-        if e - msg.timestamp > self._skew:
-            text = (
-                f"field {ts_field!r}: event time {e} is {e - msg.timestamp} ms after its "
-                f"arrival {msg.timestamp}; at most {self._skew} ms is accepted"
-            )
-            raise EventError(text, field=ts_field, reason="future")
-        for name in self._numeric:
-            value = record.get(name)
-            if value is not None and not math.isfinite(value):
-                raise EventError(
-                    f"field {name!r}: {value} is not a finite number",
-                    field=name,
-                    reason="non_finite",
-                )
-        for key in self._required:
-            if record.get(key) is None:
-                raise EventError(
-                    f"entity key field {key!r} is missing", field=key, reason="missing_key"
-                )
-        for entity in self._joined_keys:
-            entity.key_of(record)  # raises EventError (to the DLQ) for a key that would collide
-        return record, e
-
-    def _dead_letter(self, msg: KafkaRecord, exc: EventError, sent: dict[str, int]) -> None:
-        headers = {
-            "hw.reason": exc.reason.encode(),
-            "hw.error": str(exc).encode()[:4000],
-            "hw.error_class": type(exc).__name__.encode(),
-            "hw.field": (exc.field or "").encode(),
-            "hw.source_topic": self.source.topic.encode(),
-            "hw.partition": str(msg.partition).encode(),
-            "hw.offset": str(msg.offset).encode(),
-        }
-        if self._dlq is not None:
-            with store_faults("kafka", f"sending a dead letter to {self.source.dlq_topic}"):
-                self._dlq.produce(
-                    self.source.dlq_topic, msg.value or b"", msg.key, headers, msg.timestamp
-                )
-        sent[exc.reason] = sent.get(exc.reason, 0) + 1
-
-    def _arrow(
-        self,
-        records: Sequence[dict[str, Any]],
-        times: Sequence[int],
-        messages: Sequence[KafkaRecord],
-    ) -> pa.Table:
-        """The valid events as one Arrow table: source fields plus the metadata columns."""
-        fields = self._source_history.names[: -len(META_COLUMNS)]
-        columns: dict[str, Any] = {name: [r.get(name) for r in records] for name in fields}
-        event_times = pa.array(times, pa.int64())
-        # The partition column, as a date string, computed for the whole batch at once (a
-        # cast through date32 gives the same ISO text as strftime, 15x faster).
-        dates = pc.cast(pc.cast(event_times, pa.timestamp("ms", tz="UTC")), pa.date32())
-        days = pc.cast(dates, pa.string())
-        columns["event_time_ms"] = event_times
-        columns["_event_date"] = days
-        columns["_partition"] = [m.partition for m in messages]
-        columns["_offset"] = [m.offset for m in messages]
-        columns["_arrival_ms"] = [m.timestamp for m in messages]
-        return pa.Table.from_pydict(columns, schema=self._source_history)
 
     def flush(self, *, older_than_s: float = 0.0) -> int:
         """Commit buffered history rows (see ``HistoryWriter.flush``); called on a timer,

@@ -44,6 +44,7 @@ from headwater.schemas.errors import UnknownNameError
 from headwater.schemas.settings import Settings
 from headwater.stream_workers.errors import RebuildRefusedError
 from headwater.stream_workers.processor import BatchProcessor
+from headwater.stream_workers.processor_factory import processor_from_settings
 
 __all__ = ["RebuildReport", "VersionRebuilt", "rebuild_online"]
 
@@ -110,16 +111,15 @@ def rebuild_online(
             offline = DeltaOfflineStore(settings.offline_root)
             for source_name in dict.fromkeys(fs.source for fs in targets):
                 sets = [fs for fs in targets if fs.source == source_name]
-                processor = BatchProcessor(
-                    source=defs.source(source_name),
-                    feature_sets=sets,
-                    entities=defs.entities,
+                processor = processor_from_settings(
+                    settings,
+                    defs,
+                    defs.source(source_name),
+                    sets,
                     catalog=catalog,
                     online=online,
                     offline=offline,
                     dlq=None,
-                    writer_id=group,
-                    max_future_skew_ms=settings.max_future_skew_ms,
                     state_cache_entities=0,
                 )
                 for fs in sets:

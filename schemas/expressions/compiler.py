@@ -7,7 +7,6 @@ is applied, before the first event arrives, and evaluation makes no decisions on
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
@@ -31,6 +30,7 @@ from headwater.schemas.expressions.kernels import (
     null_of,
     to_double,
 )
+from headwater.schemas.suggestions import did_you_mean
 
 # A compiled (sub)expression: computes its value in one evaluation.
 Run = Callable[[Frame], Datum]
@@ -197,9 +197,9 @@ class Compiler:
             known = sorted(self.field_types)
             listed = ", ".join(known[:20]) + f", ... ({len(known) - 20} more)" * (len(known) > 20)
             message = f"unknown field {name!r} at position {position}; known fields: {listed}"
-            close = difflib.get_close_matches(name, known, n=1)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
+            suggestion = did_you_mean(name, known)
+            if suggestion:
+                message += suggestion
             elif name in ARITY:
                 message += f"; hint: {name} is a function, call it as {name}(...)"
             raise self.error(message, position)
@@ -342,9 +342,7 @@ class Compiler:
                 f"unknown function {name!r} at position {position}; "
                 f"known functions: {', '.join(known)}"
             )
-            close = difflib.get_close_matches(name, known, n=1)
-            if close:
-                message += f"; did you mean {close[0]!r}?"
+            message += did_you_mean(name, known)
             raise self.error(message, position)
         if name == "size":
             return self.size(node, position)

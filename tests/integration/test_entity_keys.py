@@ -27,7 +27,7 @@ from headwater.connectors.replay import BadRowError
 from headwater.ingest import ingest_files
 from headwater.schemas.avro import encode_wire
 from headwater.schemas.definitions import KEY_SEPARATOR
-from headwater.stream_workers.processor import BatchProcessor
+from headwater.stream_workers.processor_factory import processor_from_settings
 from tests.integration.pipeline import Deployment
 
 pytestmark = pytest.mark.integration
@@ -98,16 +98,15 @@ def test_a_key_field_holding_the_separator_is_refused_on_every_way_in(
         )
         for i, e in enumerate(events)
     ]
-    processor = BatchProcessor(
-        source=source,
-        feature_sets=(fs,),
-        entities=defs.entities,
+    processor = processor_from_settings(
+        settings,
+        defs,
+        source,
+        (fs,),
         catalog=catalog,
         online=RedisOnlineStore(redis_url),
         offline=DeltaOfflineStore(settings.offline_root),
         dlq=EventProducer(settings.kafka, delivery_timeout_s=10),
-        writer_id=settings.worker.group_id,
-        max_future_skew_ms=settings.max_future_skew_ms,
     )
     processor.process(messages)
     letters = list(read_dead_letters(settings.kafka, source.dlq_topic))

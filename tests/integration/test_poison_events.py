@@ -31,6 +31,7 @@ from headwater.schemas.avro import encode_wire
 from headwater.schemas.tiles import arrival_seq
 from headwater.stream_workers.errors import EventProcessingError
 from headwater.stream_workers.processor import BatchProcessor
+from headwater.stream_workers.processor_factory import processor_from_settings
 from tests.integration.pipeline import Deployment
 from tests.reference import brute_force
 from tests.reference import example_events_by_user as events_by_user
@@ -68,16 +69,15 @@ def _processor(deployment: Deployment, redis_url: str, **options: Any) -> BatchP
     settings = deployment.settings
     catalog = Catalog(settings.catalog_url)
     defs = catalog.definitions()
-    return BatchProcessor(
-        source=defs.source(deployment.source),
-        feature_sets=defs.feature_sets_of(deployment.source),
-        entities=defs.entities,
+    return processor_from_settings(
+        settings,
+        defs,
+        defs.source(deployment.source),
+        defs.feature_sets_of(deployment.source),
         catalog=catalog,
         online=RedisOnlineStore(redis_url),
         offline=DeltaOfflineStore(settings.offline_root),
         dlq=EventProducer(settings.kafka, delivery_timeout_s=10),
-        writer_id=settings.worker.group_id,
-        max_future_skew_ms=settings.max_future_skew_ms,
         **options,
     )
 

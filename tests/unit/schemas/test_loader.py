@@ -209,7 +209,7 @@ CASES = [
     ("not a multiple", f"{F}[1].window", "90s", None, ["90s", "resolution 1m", "multiple"]),
     ("unknown field", f"{F}[1].field", "amout", None, ["'amout'", "'amount'", "'txns'"]),
     ("sum of a string", f"{F}[1].field", "merchant_id", None, ["sum", "numeric", "'merchant_id'", "string"]),
-    ("unknown function", f"{F}[0].function", "median", f"{F}[0]", ["'median'", "'count'"]),
+    ("unknown function", f"{F}[0].function", "median", None, ["'median'", "'count'", "'mean'?"]),
     ("duplicate feature", f"{F}[2].name", "cnt_1h", None, ["'cnt_1h'", f"{F}[0]", "rename"]),
     ("unknown entity", "feature_sets[0].entity", "usr", None, ["'usr'", "['user']"]),
     ("unknown source", "feature_sets[0].source", "payments", None, ["'payments'", "['txns']"]),

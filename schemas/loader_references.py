@@ -1,0 +1,161 @@
+"""Checks across definitions, once every file is read: names defined twice, references
+between definitions (they may cross files), and each feature set against its source's schema
+(key fields, filter and transforms, relations, what each feature's function can take).
+
+A reference to a definition that itself failed to load (``Loaded.broken``) is not reported
+again: its own problem says what to fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from headwater.schemas.aggregations import NUMERIC_TYPES
+from headwater.schemas.definitions import FeatureRef
+from headwater.schemas.expressions import ExpressionError, compile_expression
+from headwater.schemas.loader_problems import Loaded, Placed
+from headwater.schemas.suggestions import did_you_mean
+
+__all__ = ["cross_check"]
+
+_NUMERIC_ONLY = {"sum", "mean", "stddev"}
+_UNORDERED = {"boolean", "bytes", "record", "union", "map", "array"}
+# What a feature may do with a field of these forms: arrays and records are JSON values that
+# last/first/last_n keep as they are, but not hashable for count_distinct; a map reads back
+# from Arrow as key/value pairs, so only its count is the same online and offline.
+_ONLY: dict[str, tuple[str, ...]] = {
+    "map": ("count",),
+    "array": ("count", "last", "first", "last_n"),
+    "record": ("count", "last", "first", "last_n"),
+    "union": ("count",),
+}
+
+
+def cross_check(loaded: Loaded) -> list[str]:
+    """References between definitions, and features against their source's schema."""
+    problems: list[str] = []
+    for kind, placed_items in (
+        ("entity", loaded.entities),
+        ("source", loaded.sources),
+        ("feature set", loaded.sets),
+        ("feature service", loaded.services),
+    ):
+        first: dict[str, Placed[Any]] = {}
+        for p in placed_items:
+            name = p.item.name
+            if name in first:
+                problems.append(
+                    f"{p.at('.name')}: {kind} {name!r} is already defined at {first[name].at()}; rename one"
+                )
+            else:
+                first[name] = p
+    entities = {p.item.name: p for p in reversed(loaded.entities)}
+    sources = {p.item.name: p for p in reversed(loaded.sources)}
+    sets = {p.item.name: p for p in reversed(loaded.sets)}
+    for p in loaded.sets:
+        fs = p.item
+        entity, source = entities.get(fs.entity), sources.get(fs.source)
+        if entity is None and ("entity", fs.entity) not in loaded.broken:
+            problems.append(
+                f"{p.at('.entity')}: unknown entity {fs.entity!r}; known: {sorted(entities)}; "
+                "define it under entities or fix the name" + did_you_mean(fs.entity, entities)
+            )
+        if source is None:
+            if ("source", fs.source) not in loaded.broken:
+                problems.append(
+                    f"{p.at('.source')}: unknown source {fs.source!r}; known: {sorted(sources)}; "
+                    "define it under sources or fix the name" + did_you_mean(fs.source, sources)
+                )
+            continue
+        types = dict(source.item.schema.field_types)
+        for name, text in fs.transforms.items():
+            try:
+                expression = compile_expression(text, types)
+            except ExpressionError as exc:
+                problems.append(f"{p.at(f'.transforms.{name}')}: {exc}")
+                continue
+            types[name] = expression.type
+        if fs.filter is not None:
+            try:
+                condition = compile_expression(fs.filter, types)
+            except ExpressionError as exc:
+                problems.append(f"{p.at('.filter')}: {exc}")
+            else:
+                if condition.type != "boolean":
+                    problems.append(
+                        f"{p.at('.filter')}: the filter {fs.filter!r} is {condition.type}, not boolean; "
+                        "write a condition such as \"status == 'approved'\""
+                    )
+        for entity_name, key_field in fs.relations.items():
+            if entity_name not in entities and ("entity", entity_name) not in loaded.broken:
+                problems.append(
+                    f"{p.at(f'.relations.{entity_name}')}: unknown entity {entity_name!r}; known: {sorted(entities)}"
+                    + did_you_mean(entity_name, entities)
+                )
+            if key_field not in types:
+                problems.append(
+                    f"{p.at(f'.relations.{entity_name}')}: field {key_field!r} is not in source {fs.source!r} "
+                    f"or the transforms; its fields are {sorted(types)}"
+                    + did_you_mean(key_field, types)
+                )
+        fields = sorted(types)
+        for key in entity.item.keys if entity else ():
+            if key not in types and entity is not None:
+                problems.append(
+                    f"{p.at('.entity')}: key {key!r} of entity {fs.entity!r} ({entity.at('.keys')}) is not a "
+                    f"field of source {fs.source!r}; its fields are {fields}; add it to the schema or fix the key"
+                    + did_you_mean(key, types)
+                )
+        for f in fs.features:
+            if f.field is None:
+                continue
+            fwhere = p.features[f.name]
+            at = p.at(f"{fwhere}.field" if fwhere.startswith(".features[") else fwhere)
+            if f.field not in types:
+                problems.append(
+                    f"{at}: feature {f.name!r}: field {f.field!r} is not in source {fs.source!r}; "
+                    f"its fields are {fields}" + did_you_mean(f.field, types)
+                )
+            elif f.function in _NUMERIC_ONLY and types[f.field] not in NUMERIC_TYPES:
+                problems.append(
+                    f"{at}: feature {f.name!r}: {f.function} needs a numeric field "
+                    f"({', '.join(sorted(NUMERIC_TYPES))}), but {f.field!r} is {types[f.field]}; "
+                    "use a numeric field or a function such as count, last or first"
+                )
+            elif types[f.field] in _ONLY and f.function not in _ONLY[types[f.field]]:
+                problems.append(
+                    f"{at}: feature {f.name!r}: {f.function} cannot take the {types[f.field]} "
+                    f"{f.field!r}; use {', '.join(_ONLY[types[f.field]])}, or a transform such as "
+                    f"size({f.field})"
+                    + (" or one of its fields (a.b)" if types[f.field] == "record" else "")
+                )
+            elif f.function in ("min", "max") and types[f.field] in _UNORDERED:
+                problems.append(
+                    f"{at}: feature {f.name!r}: {f.function} cannot order {types[f.field]} values "
+                    f"of {f.field!r}; use a number, string or time field"
+                )
+    for p in loaded.services:
+        for k, ref_text in enumerate(p.item.features):
+            at = p.at(f".features[{k}]")
+            try:
+                ref = FeatureRef.parse(ref_text)
+            except ValueError as exc:
+                problems.append(f"{at}: {exc}")
+                continue
+            fs_placed = sets.get(ref.feature_set)
+            if fs_placed is None:
+                if ("feature_set", ref.feature_set) not in loaded.broken:
+                    problems.append(
+                        f"{at}: unknown feature {ref_text!r}: there is no feature set {ref.feature_set!r}; "
+                        f"known: {sorted(sets)}" + did_you_mean(ref.feature_set, sets)
+                    )
+            elif (
+                ref.feature not in fs_placed.features
+                and ref.feature not in fs_placed.broken_features
+            ):
+                problems.append(
+                    f"{at}: unknown feature {ref_text!r}: feature set {ref.feature_set!r} has "
+                    f"{[f.name for f in fs_placed.item.features]}"
+                    + did_you_mean(ref.feature, fs_placed.features)
+                )
+    return problems
