@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-import headwater.connectors.catalog as catalog_module
+import headwater.connectors.catalog.store as catalog_module
 from headwater.connectors.catalog import Catalog, CatalogError
 from headwater.schemas.avro import AvroSchema
 from headwater.schemas.definitions import Definitions, FeatureSet
