@@ -75,7 +75,7 @@ def bare_server(port: int, redis_url: str, key_prefixes: str, style: str) -> Non
                 media_type="application/json",
             )
 
-    # The options `headwater serve` passes (headwater/cli.py).
+    # The options `headwater serve` passes (serving/server.py).
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
