@@ -17,10 +17,10 @@ COPY schemas/ schemas/
 COPY connectors/ connectors/
 COPY stream_workers/ stream_workers/
 COPY serving/ serving/
-RUN pip install .
-
-# Sample feature definitions for `headwater apply examples/`.
+# The sample feature definitions, for `headwater apply examples/`; also packaged (the demo's),
+# through the headwater/example_definitions link, so they are copied before the install.
 COPY examples/ examples/
+RUN pip install .
 
 # Non-root runtime user; /data is HEADWATER_HOME (catalog + Delta tables) and is created here so
 # a fresh named volume mounted on it inherits this ownership.

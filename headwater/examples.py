@@ -11,7 +11,8 @@ from pathlib import Path
 
 __all__ = ["EXAMPLES", "write_example_definitions"]
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parent / "example_definitions"
+"""The repository's ``examples/`` (linked into the package, so an installed wheel has them)."""
 
 
 def write_example_definitions(directory: Path, suffix: str = "") -> Path:

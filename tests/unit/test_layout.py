@@ -185,6 +185,8 @@ def test_the_wheel_installs_only_the_headwater_namespace(tmp_path: Path) -> None
         "headwater/serving/app.py",
         "headwater/stream_workers/processor.py",
         "headwater/stack/pom.xml",
+        "headwater/example_definitions/features.yaml",
+        "headwater/example_definitions/transactions.avsc",
         "headwater/connectors/catalog/migrations/env.py",
         "headwater/connectors/catalog/migrations/versions/0001_initial.py",
     ):
