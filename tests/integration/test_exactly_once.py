@@ -315,7 +315,9 @@ def test_kill_9_at_random_points_loses_nothing_and_counts_nothing_twice(
     assert produced == upfront
 
     kills, kills_while_producing, produce_from_kill = 11, 0, 3
-    killed_busy = 0  # workers SIGKILLed while applying batches (each one a crash to survive)
+    # Workers SIGKILLed, and of those, killed while applying batches (``_wait_busy`` lets an
+    # idle worker be killed rather than hang, which proves little: most kills must be busy).
+    sigkilled = killed_busy = 0
     # Paced to outlast the remaining kills (about 7 s each); ``finish`` sends what is left.
     producer = SlowProducer(deployment, second, chunk=50, pause_s=0.8)
     crashes = _CrashState(deployment, sorted(set(data.column("user_id").to_pylist())))
@@ -343,6 +345,7 @@ def test_kill_9_at_random_points_loses_nothing_and_counts_nothing_twice(
             producing = producer.is_alive()
             batches_before_kill = len(applied_batches(worker))
             worker.kill()
+            sigkilled += worker.proc.returncode == -signal.SIGKILL
             killed_busy += worker.proc.returncode == -signal.SIGKILL and batches_before_kill > 0
             kills_while_producing += producing
             state = crashes.check()
@@ -357,7 +360,8 @@ def test_kill_9_at_random_points_loses_nothing_and_counts_nothing_twice(
     finally:
         crashes.close()
     crash_phase_s = time.monotonic() - t0
-    assert killed_busy == kills, timeline
+    assert sigkilled == kills, timeline
+    assert killed_busy >= kills - 3, timeline
     assert kills_while_producing >= 3, timeline
 
     workers = [p for p in deployment.processes if p.log_file.name.startswith("worker")]
