@@ -70,9 +70,20 @@ class Entity:
             EventError: in a key of several fields, a value holds ``KEY_SEPARATOR`` (the field
                 is named).
         """
-        texts = tuple(p if isinstance(p, str) else str(p) for p in parts)
-        if len(texts) > 1:
-            for name, text in zip(self.keys, texts, strict=True):
+        return self.keys_of_columns([[p] for p in parts])[0]
+
+    def keys_of_columns(self, columns: Sequence[Sequence[Any]]) -> list[tuple[str, ...]]:
+        """``key_from_parts`` of many rows given column-wise (one sequence per key field, in
+        the order of ``keys``), without building each row: the online lookup's path.
+
+        Raises:
+            EventError: as ``key_from_parts``.
+        """
+        texts = [[v if isinstance(v, str) else str(v) for v in column] for column in columns]
+        if len(texts) == 1:
+            return [(text,) for text in texts[0]]
+        for name, column in zip(self.keys, texts, strict=True):
+            for text in column:
                 if KEY_SEPARATOR in text:
                     raise EventError(
                         f"entity key field {name!r}: {text!r} contains the character U+001F, which "
@@ -80,7 +91,7 @@ class Entity:
                         field=name,
                         reason="invalid_key",
                     )
-        return texts
+        return list(zip(*texts, strict=True))
 
     def key_of(self, record: Mapping[str, Any]) -> tuple[str, ...]:
         """The entity key of a record (see ``key_from_parts``)."""

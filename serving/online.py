@@ -51,11 +51,10 @@ def lookup(
     rows = _entity_columns(resolved, entities)
     requests = []
     for plan, entity in zip(resolved.plans, resolved.entities, strict=True):
-        columns = [entities[k] for k in entity.keys]
         try:
-            entity_keys: list[EntityKey] = [
-                entity.key_from_parts([c[i] for c in columns]) for i in range(rows)
-            ]
+            entity_keys: list[EntityKey] = entity.keys_of_columns(
+                [entities[k] for k in entity.keys]
+            )
         except EventError as exc:
             field = f"entities.{exc.field}" if exc.field else "entities"
             raise BadRequestError(f"entities: {exc}", field=field) from None
