@@ -6,6 +6,7 @@ workers talk to the same cluster.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ __all__ = [
     "EventProducer",
     "KafkaRecord",
     "RawMessage",
+    "admin_client",
     "committed_offsets",
     "consumer_lag",
     "delete_topics",
@@ -28,9 +30,36 @@ __all__ = [
     "log_ends",
     "producer_config",
     "read_range",
+    "shared_admin",
     "topic_id",
     "wait_for_kafka",
 ]
+
+
+_ADMINS: dict[tuple[tuple[str, Any], ...], AdminClient] = {}
+_ADMINS_LOCK = threading.Lock()
+
+
+def shared_admin(config: Mapping[str, Any]) -> AdminClient:
+    """The process's one admin client for ``config``, created on first use and kept.
+
+    Why not one per call: an admin client whose last reference drops while librdkafka's
+    background thread runs a result callback can be destroyed from that thread, which aborts
+    the interpreter (confluent-kafka-python #1761, #2129). Polling helpers (lag, readiness,
+    offsets) called several times a second made that a rare segfault; a kept client is
+    never destroyed mid-request, and saves a connection setup per call.
+    """
+    key = tuple(sorted(config.items()))
+    with _ADMINS_LOCK:
+        admin = _ADMINS.get(key)
+        if admin is None:
+            admin = _ADMINS[key] = AdminClient(dict(config))
+        return admin
+
+
+def admin_client(kafka: KafkaSettings) -> AdminClient:
+    """The shared admin client of the cluster ``kafka`` names (see ``shared_admin``)."""
+    return shared_admin(_base_config(kafka))
 
 
 def _base_config(kafka: KafkaSettings) -> dict[str, Any]:
@@ -59,7 +88,7 @@ def producer_config(
 
 def wait_for_kafka(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
     """Raise ``KafkaUnavailableError`` unless a broker answers within ``timeout_s``."""
-    admin = AdminClient(_base_config(kafka))
+    admin = admin_client(kafka)
     try:
         brokers = admin.list_topics(timeout=timeout_s).brokers
     except KafkaException as exc:
@@ -83,7 +112,7 @@ def ensure_topics(
     config: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created."""
-    admin = AdminClient(_base_config(kafka))
+    admin = admin_client(kafka)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
@@ -210,7 +239,7 @@ def committed_offsets(
 
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
-    admin = AdminClient(_base_config(kafka))
+    admin = admin_client(kafka)
     metadata = admin.list_topics(topic, timeout=10).topics[topic]
     partitions = [TopicPartition(topic, p) for p in metadata.partitions]
     deadline = time.monotonic() + timeout_s
@@ -237,7 +266,7 @@ def group_members(kafka: KafkaSettings, group_id: str) -> list[str]:
 
     A consumer killed with SIGKILL stays a member until its session times out.
     """
-    admin = AdminClient(_base_config(kafka))
+    admin = admin_client(kafka)
     future = admin.describe_consumer_groups([group_id], request_timeout=10)[group_id]
     try:
         description = future.result(timeout=15)
@@ -277,7 +306,7 @@ def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float 
     """Delete ``topics`` (missing ones are ignored) and wait until the broker forgot them."""
     import time
 
-    admin = AdminClient(_base_config(kafka))
+    admin = admin_client(kafka)
     existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
     if not existing:
         return
@@ -303,7 +332,7 @@ def topic_id(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> str:
     """
     from confluent_kafka import TopicCollection
 
-    admin = AdminClient(_base_config(kafka))
+    admin = admin_client(kafka)
     futures = admin.describe_topics(TopicCollection([topic]))
     try:
         description = futures[topic].result(timeout=timeout_s)

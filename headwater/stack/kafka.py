@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
+from headwater.connectors.kafka import shared_admin
 from headwater.schemas.settings import Settings
 from headwater.stack import process
 from headwater.stack.errors import PortInUseError, ServiceStartError
@@ -150,7 +150,7 @@ def kafka_answers(bootstrap: str, timeout_s: float = 1.0) -> bool:
         "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000)),
         "logger": _rdkafka_log,
     }
-    admin = AdminClient(config)
+    admin = shared_admin(config)
     try:
         return bool(admin.list_topics(timeout=timeout_s).brokers)
     except KafkaException:

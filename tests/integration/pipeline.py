@@ -154,11 +154,9 @@ def make_deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Ite
             process.stop()
         # Every topic and key named with this deployment's random suffix is its own: the
         # example's, and those of sources, sets and DLQ ledgers a test added beside it.
-        from confluent_kafka.admin import AdminClient
+        from headwater.connectors.kafka import admin_client, delete_topics
 
-        from headwater.connectors.kafka import delete_topics
-
-        admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+        admin = admin_client(settings.kafka)
         own = [t for t in admin.list_topics(timeout=10).topics if f"_{suffix}" in t]
         delete_topics(settings.kafka, own)
         import redis

@@ -18,11 +18,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient
 from rich.console import Console
 
 from headwater.apply import apply_definitions
-from headwater.connectors.kafka import EventProducer, read_range
+from headwater.connectors.kafka import EventProducer, admin_client, read_range
 from headwater.demo import run_demo
 from headwater.examples import write_example_definitions
 from headwater.ingest import ingest_files
@@ -64,7 +63,7 @@ def private_stack(tmp_path: Path) -> Iterator[Settings]:
 def _topic_contents(
     kafka: KafkaSettings,
 ) -> dict[str, list[tuple[int, int, bytes | None, bytes | None]]]:
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    admin = admin_client(kafka)
     topics = admin.list_topics(timeout=10).topics
     contents = {}
     for topic in USER_TOPICS:
@@ -141,11 +140,7 @@ def test_demo_keeps_to_its_own_topics_keys_and_files(
         assert after[2] == before[2], f"run {run}: the user's files changed"
 
     # The demo did its work under its own names.
-    topics = (
-        AdminClient({"bootstrap.servers": user.kafka.bootstrap_servers})
-        .list_topics(timeout=10)
-        .topics
-    )
+    topics = admin_client(user.kafka).list_topics(timeout=10).topics
     assert {"headwater-demo.raw.transactions", "headwater-demo.dlq.transactions"} <= set(topics)
     demo_keys = redis.Redis.from_url(user.redis.url).keys("hw-demo:user_spend:v1:*")
     assert 0 < len(demo_keys) <= 30  # one per card holder with an approved transaction

@@ -20,7 +20,7 @@ from typing import Any, cast
 import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]  # public API, not re-exported in the stubs
+from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]  # public API, not re-exported in the stubs
 
 from headwater.connectors.catalog import Catalog
 from headwater.connectors.dlq import (
@@ -29,7 +29,7 @@ from headwater.connectors.dlq import (
     ledger_topic,
     read_dead_letters,
 )
-from headwater.connectors.kafka import EventProducer, delete_topics, ensure_topics
+from headwater.connectors.kafka import EventProducer, admin_client, delete_topics, ensure_topics
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.dlq import count_dead_letters
 from headwater.schemas.avro import AvroSchema, encode_wire
@@ -130,7 +130,7 @@ def test_dead_letters_are_listed_shown_and_replayed_once_fixed(
     deployment.wait_caught_up(worker)
     assert _wait_for_letters(deployment, 5) == {"unknown_schema": 3, "future": 2}
     resource = ConfigResource("topic", source.dlq_topic)
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = admin_client(settings.kafka)
     assert (
         admin.describe_configs([resource])[resource].result(timeout=10)["retention.ms"].value
         == "-1"

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from confluent_kafka.admin import AdminClient
 
-from headwater.connectors.kafka import read_range
+from headwater.connectors.kafka import admin_client, read_range
 from headwater.ingest import Ingestor
 from headwater.schedule import Ledger
 from headwater.schemas.avro import decode_wire
@@ -50,12 +49,7 @@ def _table(url: str, name: str, tz_times: bool) -> tuple[sa.Engine, sa.Table]:
 def _topic_transaction_ids(deployment: Deployment) -> Counter[str]:
     kafka = deployment.settings.kafka
     source = deployment.definitions().source(deployment.source)
-    partitions = (
-        AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-        .list_topics(timeout=10)
-        .topics[deployment.topic]
-        .partitions
-    )
+    partitions = admin_client(kafka).list_topics(timeout=10).topics[deployment.topic].partitions
     ids: Counter[str] = Counter()
     for p in partitions:
         for batch in read_range(kafka, deployment.topic, p, 0, 1 << 62):

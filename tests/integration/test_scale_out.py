@@ -23,9 +23,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from confluent_kafka.admin import AdminClient
 
-from headwater.connectors.kafka import consumer_lag
+from headwater.connectors.kafka import admin_client, consumer_lag
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess
 from headwater.sample_data import generate_transactions
@@ -264,7 +263,7 @@ def test_one_command_runs_several_worker_processes_in_the_group(
         ["worker", "--processes", "2"], env=deployment.env, log_file=tmp_path / "pool.log"
     )
     deployment.processes.append(pool)
-    admin = AdminClient({"bootstrap.servers": deployment.settings.kafka.bootstrap_servers})
+    admin = admin_client(deployment.settings.kafka)
     group = deployment.settings.worker.group_id
     deadline = time.monotonic() + 90
     members: list[Any] = []
