@@ -26,7 +26,7 @@ from headwater.connectors.catalog.tables import VERSION_TABLE
 
 __all__ = ["HEAD", "MIGRATIONS", "bring_to_head", "stored_revision"]
 
-HEAD = "0001"
+HEAD = "0002"
 """The newest revision in ``migrations/versions`` (a test checks they agree)."""
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PG_LOCK_KEY = 0x68775F636174616C  # "hw_catal": one advisory lock id for catalog migrations

@@ -28,6 +28,20 @@ class AuditEntry:
     action: str
     target: str
     detail: dict[str, Any]
+    actor: str = ""
+    """``key:<id>:<name>`` (an API key), ``cli:<user>@<host>``, or ``''`` (before 0002)."""
+    outcome: str = "ok"
+    """``ok``, or ``refused`` / ``failed``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at_ms": self.at_ms,
+            "action": self.action,
+            "target": self.target,
+            "actor": self.actor,
+            "outcome": self.outcome,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)

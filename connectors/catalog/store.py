@@ -15,13 +15,19 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from headwater.connectors.catalog.audit import (
+    DEFINITION_ACTIONS,
+    AuditQuery,
+    audit_row,
+    read_audit,
+)
 from headwater.connectors.catalog.migrate import bring_to_head
 from headwater.connectors.catalog.records import (
     AuditEntry,
@@ -162,11 +168,7 @@ class Catalog:
                 )
             ]
             conn.execute(sa.delete(_subject_versions).where(_subject_versions.c.subject == subject))
-            conn.execute(
-                sa.insert(_audit).values(
-                    at_ms=_now_ms(), action="delete_subject", target=subject, detail="{}"
-                )
-            )
+            conn.execute(audit_row("delete_subject", subject))
         return versions
 
     # --- definitions ---------------------------------------------------------------------
@@ -177,7 +179,12 @@ class Catalog:
                 sa.select(
                     sa.func.count(),
                     sa.func.max(_objects.c.updated_at_ms),
-                    sa.select(sa.func.count()).select_from(_audit).scalar_subquery(),
+                    # Only entries that change definitions: refused requests are audited too,
+                    # and must not make every API process reload its definitions.
+                    sa.select(sa.func.count())
+                    .select_from(_audit)
+                    .where(_audit.c.action.in_(DEFINITION_ACTIONS))
+                    .scalar_subquery(),
                 )
             ).one()
 
@@ -260,11 +267,7 @@ class Catalog:
                 self._upsert(conn, kind, name, 1, body, now)
             for fs in feature_sets:
                 self._upsert(conn, "feature_set", fs.name, fs.version, feature_set_to_dict(fs), now)
-            conn.execute(
-                sa.insert(_audit).values(
-                    at_ms=now, action="apply", target="*", detail=json.dumps(detail)
-                )
-            )
+            conn.execute(audit_row("apply", "*", detail))
 
     def _upsert(
         self,
@@ -324,11 +327,7 @@ class Catalog:
                 )
                 .values(status=RETIRED, updated_at_ms=now)
             )
-            conn.execute(
-                sa.insert(_audit).values(
-                    at_ms=now, action="retire", target=f"{name}@v{version}", detail="{}"
-                )
-            )
+            conn.execute(audit_row("retire", f"{name}@v{version}"))
         return match[0]
 
     def topic_epoch(self, topic: str) -> tuple[str, int, dict[int, int]] | None:
@@ -360,20 +359,19 @@ class Catalog:
                 )
             )
             detail = {"topic_id": topic_id, "generation": generation, "start": start}
-            conn.execute(
-                sa.insert(_audit).values(
-                    at_ms=_now_ms(),
-                    action="reset_topic_epoch",
-                    target=topic,
-                    detail=json.dumps(detail),
-                )
-            )
+            conn.execute(audit_row("reset_topic_epoch", topic, detail))
         return generation
 
-    def audit(self) -> list[AuditEntry]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(sa.select(_audit).order_by(_audit.c.id)).all()
-        return [AuditEntry(r.at_ms, r.action, r.target, json.loads(r.detail)) for r in rows]
+    def audit(self, query: AuditQuery | None = None) -> list[AuditEntry]:
+        """Audit entries, oldest first (``query`` narrows them; by default all)."""
+        return read_audit(self._engine, query or AuditQuery())
+
+    def record(
+        self, action: str, target: str, detail: Mapping[str, Any] | None = None, outcome: str = "ok"
+    ) -> None:
+        """Add one audit entry by the current actor (``acting_as``)."""
+        with self._tx() as conn:
+            conn.execute(audit_row(action, target, detail, outcome))
 
     # --- training sets -------------------------------------------------------------------
 
@@ -396,11 +394,7 @@ class Catalog:
                     name=record.name, body=body, created_at_ms=record.created_at_ms
                 )
             )
-            conn.execute(
-                sa.insert(_audit).values(
-                    at_ms=_now_ms(), action="training_set", target=record.name, detail=body
-                )
-            )
+            conn.execute(audit_row("training_set", record.name, json.loads(body)))
 
     def has_training_set(self, name: str) -> bool:
         with self._engine.connect() as conn:

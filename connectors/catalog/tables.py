@@ -9,7 +9,9 @@ __all__ = [
     "ACTIVE",
     "RETIRED",
     "VERSION_TABLE",
+    "api_keys",
     "audit",
+    "erasures",
     "metadata",
     "objects",
     "schema_texts",
@@ -57,7 +59,34 @@ audit = sa.Table(
     sa.Column("action", sa.String(64), nullable=False),
     sa.Column("target", sa.String(255), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False, server_default=""),
+    sa.Column("outcome", sa.String(16), nullable=False, server_default="ok"),
 )
+api_keys = sa.Table(
+    "hw_api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("secret_hash", sa.String(128), nullable=False),
+    sa.Column("secret_id", sa.String(16), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("grants", sa.Text, nullable=False),
+    sa.Column("created_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at_ms", sa.BigInteger, nullable=True),
+    sa.Column("replaced_by", sa.String(32), nullable=True),
+)
+"""API keys: an HMAC of the secret under the server secret, never the secret itself."""
+erasures = sa.Table(
+    "hw_erasures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(255), nullable=False),
+    sa.Column("entity_key", sa.String(1024), nullable=False),
+    sa.Column("requested_at_ms", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+"""Right-to-erasure requests: which entity key, when, by whom; the worker skips its events."""
 
 topic_epochs = sa.Table(
     "hw_topic_epochs",

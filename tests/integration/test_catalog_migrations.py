@@ -67,12 +67,16 @@ def test_a_catalog_from_before_migrations_opens_with_its_data(catalog_url: str) 
     schema_id = old.register_schema("raw.transactions-value", schema)
     audit = old.audit()
     old.close()
-    # As Headwater made it before migrations existed: no revision table, and (before topic
-    # epochs existed) no hw_topic_epochs either.
+    # As Headwater made it before migrations existed: no revision table, (before topic
+    # epochs existed) no hw_topic_epochs either, and none of revision 0002's tables/columns.
     engine = sa.create_engine(catalog_url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE {VERSION_TABLE}"))
         conn.execute(sa.text("DROP TABLE hw_topic_epochs"))
+        conn.execute(sa.text("DROP TABLE hw_api_keys"))
+        conn.execute(sa.text("DROP TABLE hw_erasures"))
+        conn.execute(sa.text("ALTER TABLE hw_audit DROP COLUMN actor"))
+        conn.execute(sa.text("ALTER TABLE hw_audit DROP COLUMN outcome"))
     engine.dispose()
     assert _revision(catalog_url) is None
 
