@@ -19,6 +19,7 @@ from headwater.schemas.errors import DefinitionError, EventError, UnknownNameErr
 
 __all__ = [
     "KEY_SEPARATOR",
+    "PII_TAG",
     "Definitions",
     "Entity",
     "Feature",
@@ -154,6 +155,10 @@ class Source:
         return replace(self, **names)
 
 
+PII_TAG = "pii"
+"""The tag of features (or whole feature sets) holding personal data (DESIGN §8)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Feature:
     """One output column: ``function`` of ``field`` over ``window_ms`` (``None`` = lifetime)."""
@@ -164,9 +169,12 @@ class Feature:
     window_ms: int | None = None
     n: int | None = None
     """How many values ``last_n`` keeps."""
+    tags: tuple[str, ...] = ()
+    """Labels such as ``pii`` (reading a ``pii`` feature over the API needs a grant)."""
 
     def __post_init__(self) -> None:
         _check_name("feature", self.name)
+        object.__setattr__(self, "tags", tuple(self.tags))
         if self.function == "last_n" and (self.n is None or self.n < 1):
             msg = f"feature {self.name!r}: last_n needs n, a count of 1 or more, e.g. n: 5"
             raise ValueError(msg)
@@ -236,6 +244,10 @@ class FeatureSet:
     @property
     def qualified_name(self) -> str:
         return f"{self.name}@v{self.version}"
+
+    def is_pii(self, feature: Feature) -> bool:
+        """Whether ``feature`` holds personal data: tagged ``pii`` itself or in a set that is."""
+        return PII_TAG in feature.tags or PII_TAG in self.tags
 
     def feature(self, name: str) -> Feature:
         """The feature called ``name``.

@@ -35,7 +35,7 @@ FEATURE_SET_KEYS = {
     "transforms",
     "relations",
 }
-_FEATURE_KEYS = {"name", "function", "field", "window", "n"}
+_FEATURE_KEYS = {"name", "function", "field", "window", "n", "tags"}
 _AGGREGATION_KEYS = {"field", "functions", "windows"}
 _FEATURE_EXAMPLE = "{name: spend_1h, function: sum, field: amount, window: 1h}"
 _AGGREGATION_EXAMPLE = "{field: amount, functions: [sum, mean], windows: [1h, 1d]}"
@@ -68,6 +68,16 @@ def _window(
         )
         return False, None
     return True, window
+
+
+def _tags(c: Collector, where: str, value: Any) -> tuple[str, ...]:
+    """A feature's tags: a list of names (a problem is added for anything else)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+        c.add(where, f"tags must be a list of names, e.g. tags: [pii]; got {value!r}")
+        return ()
+    return tuple(value)
 
 
 def _known_function(c: Collector, where: str, function: str) -> bool:
@@ -123,6 +133,7 @@ def read_feature_set(
             field=raw.get("field"),
             window_ms=window,
             n=raw.get("n"),
+            tags=_tags(c, f"{fwhere}.tags", raw.get("tags")),
         )
     for j, entry in enumerate(c.entries(f"{where}.aggregations", item.get("aggregations"))):
         awhere = f"{where}.aggregations[{j}]"

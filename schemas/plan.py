@@ -99,8 +99,12 @@ def _feature_set_changes(
     for name, f in old_features.items():
         if name not in new_features:
             breaking.append(f"feature {name!r} removed")
-        elif new_features[name] != f:
+        elif replace(new_features[name], tags=()) != replace(f, tags=()):
             breaking.append(f"feature {name!r}: {_describe(f)} -> {_describe(new_features[name])}")
+        elif new_features[name].tags != f.tags:  # metadata: who may read it, not its values
+            compatible.append(
+                f"feature {name!r} tags: {list(f.tags)} -> {list(new_features[name].tags)}"
+            )
     added = [n for n in new_features if n not in old_features]
     if added:
         if partial_keys(new) <= partial_keys(old):

@@ -58,6 +58,7 @@ def feature_set_to_dict(fs: FeatureSet) -> dict[str, Any]:
         "features": [
             {"name": f.name, "function": f.function, "field": f.field, "window_ms": f.window_ms}
             | ({"n": f.n} if f.n is not None else {})
+            | ({"tags": list(f.tags)} if f.tags else {})
             for f in fs.features
         ],
     }

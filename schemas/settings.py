@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,7 @@ __all__ = [
     "CatalogSettings",
     "KafkaSettings",
     "RedisSettings",
+    "SecuritySettings",
     "ServingSettings",
     "Settings",
     "StackSettings",
@@ -137,6 +138,28 @@ class ServingSettings(_Section):
     """Logged responses are committed to Delta at least this often."""
 
 
+class SecuritySettings(_Section):
+    """Who may use the API (DESIGN §8; README "Security")."""
+
+    require_keys: bool | None = None
+    """Whether every API request but health checks needs an API key. Unset (the default):
+    always when ``serving.host`` is beyond loopback; on loopback once any key exists, so a
+    laptop works before the first ``headwater keys create``. ``false`` turns keys off, and is
+    refused unless the API listens on loopback only."""
+    secret: SecretStr | None = None
+    """Server secret that API keys are hashed with (HMAC-SHA256). Unset: a random one kept in
+    ``<home>/security/server-secret`` (mode 0600). Every host of one catalog needs the same."""
+    api_key: SecretStr | None = None
+    """The key this process sends to a Headwater API (``headwater.client``) and acts as on
+    the command line (``HEADWATER_SECURITY__API_KEY``)."""
+    trusted_hosts: tuple[str, ...] | None = None
+    """Host names the API answers to (guards against DNS rebinding); ``*`` allows any.
+    Unset: the loopback names when ``serving.host`` is loopback, else any."""
+    key_cache_seconds: float = Field(default=5.0, ge=0.0)
+    """How long the API trusts a verified key before asking the catalog again: a revoked or
+    rotated key stops working within this time."""
+
+
 class Settings(BaseSettings):
     """Everything a Headwater process needs to know; validated once at start-up."""
 
@@ -160,6 +183,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     serving: ServingSettings = ServingSettings()
     catalog: CatalogSettings = CatalogSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @property
     def catalog_url(self) -> str:

@@ -4,6 +4,15 @@ to the current revision by Alembic migrations when opened (``migrate``)."""
 
 from __future__ import annotations
 
+from headwater.connectors.catalog.audit import AuditQuery, acting_as, current_actor, local_actor
+from headwater.connectors.catalog.keys import (
+    ApiKey,
+    Grants,
+    IssuedKey,
+    KeyStore,
+    Scope,
+    load_server_secret,
+)
 from headwater.connectors.catalog.records import (
     AuditEntry,
     CatalogError,
@@ -16,9 +25,19 @@ from headwater.connectors.catalog.tables import ACTIVE, RETIRED
 __all__ = [
     "ACTIVE",
     "RETIRED",
+    "ApiKey",
     "AuditEntry",
+    "AuditQuery",
     "Catalog",
     "CatalogError",
+    "Grants",
+    "IssuedKey",
+    "KeyStore",
     "SchemaVersion",
+    "Scope",
     "TrainingSetRecord",
+    "acting_as",
+    "current_actor",
+    "load_server_secret",
+    "local_actor",
 ]

@@ -28,6 +28,7 @@ from headwater.connectors.catalog.audit import (
     audit_row,
     read_audit,
 )
+from headwater.connectors.catalog.keys import KeyStore
 from headwater.connectors.catalog.migrate import bring_to_head
 from headwater.connectors.catalog.records import (
     AuditEntry,
@@ -372,6 +373,10 @@ class Catalog:
         """Add one audit entry by the current actor (``acting_as``)."""
         with self._tx() as conn:
             conn.execute(audit_row(action, target, detail, outcome))
+
+    def key_store(self, server_secret: bytes) -> KeyStore:
+        """The API keys in this catalog, hashed with ``server_secret`` (``load_server_secret``)."""
+        return KeyStore(self._engine, server_secret)
 
     # --- training sets -------------------------------------------------------------------
 
