@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from headwater.connectors.catalog.audit import acting_as, local_actor
 from headwater.schemas.errors import FeatureStoreError
 
 __all__ = ["app", "err", "fail"]
@@ -45,6 +46,8 @@ _ORDER = (
     "rebuild-online",
     "demo",
     "dlq",
+    "keys",
+    "audit",
 )
 
 
@@ -58,7 +61,8 @@ class _HeadwaterGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:  # the vendored click Context (typer >= 0.26)
         try:
-            return super().invoke(ctx)
+            with acting_as(local_actor()):  # the audit's "who" of every change made here
+                return super().invoke(ctx)
         except (FeatureStoreError, OSError) as exc:
             fail(exc)
 

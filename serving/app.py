@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +19,8 @@ from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.schemas.errors import FeatureStoreError
 from headwater.schemas.settings import Settings
+from headwater.serving.audit_api import audit_router
+from headwater.serving.auth import Guard, authorize_features
 from headwater.serving.catalog_views import feature_set_summary, lineage, search_features
 from headwater.serving.error_handlers import install_error_handlers
 from headwater.serving.errors import NotFoundError
@@ -28,6 +30,7 @@ from headwater.serving.metrics import instrument
 from headwater.serving.online import lookup
 from headwater.serving.push import push_router
 from headwater.serving.registry import registry_router
+from headwater.serving.request_guards import RequestGuards, trusted_hosts
 from headwater.serving.response_log import ResponseLog
 
 __all__ = ["create_app", "format_served_at"]
@@ -76,23 +79,29 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        guard.close()
         if response_log is not None:
             response_log.close()  # commit the responses still buffered
 
-    app = FastAPI(title="Headwater", version="0.1.0", lifespan=lifespan)
+    guard = Guard(catalog, settings)
+    app = FastAPI(
+        title="Headwater", version="0.1.0", lifespan=lifespan, dependencies=[Depends(guard)]
+    )
+    app.add_middleware(RequestGuards, hosts=trusted_hosts(settings))
 
     install_error_handlers(app)
 
     resolver = FeatureResolver()
 
     @app.post("/v1/online-features")
-    async def online_features(body: OnlineFeaturesRequest) -> Response:
+    async def online_features(body: OnlineFeaturesRequest, request: Request) -> Response:
         # Runs on the event loop, not a thread: a lookup is one pipelined Redis round trip
         # plus microseconds of Python, and thread hand-offs under load cost more than that
         # (bench/online_latency.py). Definitions are re-checked at most every
         # serving.definitions_max_age_seconds, not with a database query per request.
         defs = catalog.definitions(max_age_s=settings.serving.definitions_max_age_seconds)
         resolved = resolver(defs, body.features, body.feature_service)
+        authorize_features(guard, request, resolved)
         result = lookup(store, resolved, body.entities)
         statuses = [[s.value for s in row] for row in result.statuses]
         if response_log is not None:
@@ -124,8 +133,14 @@ def create_app(settings: Settings) -> FastAPI:
         )
     )
     app.include_router(
-        historical_router(catalog, offline, max_rows=settings.serving.historical_max_rows)
+        historical_router(
+            catalog,
+            offline,
+            max_rows=settings.serving.historical_max_rows,
+            authorize=lambda request, resolved: authorize_features(guard, request, resolved),
+        )
     )
+    app.include_router(audit_router(catalog))
     instrument(app)
 
     @app.get("/v1/feature-sets")

@@ -6,10 +6,11 @@ go through the SDK or ``headwater retrieve``, which have no row limit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.connectors.catalog import Catalog
@@ -17,7 +18,7 @@ from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.schemas.avro import event_time_ms
 from headwater.schemas.errors import EventError
 from headwater.serving.errors import BadRequestError, PayloadTooLargeError
-from headwater.serving.features import resolve_features
+from headwater.serving.features import ResolvedFeatures, resolve_features
 from headwater.serving.historical import column_names, get_historical_features
 
 __all__ = ["historical_router"]
@@ -43,11 +44,18 @@ def _epoch_ms(values: list[Any], column: str) -> list[int]:
         raise BadRequestError(str(exc), field=exc.field) from exc
 
 
-def historical_router(catalog: Catalog, offline: DeltaOfflineStore, *, max_rows: int) -> APIRouter:
+def historical_router(
+    catalog: Catalog,
+    offline: DeltaOfflineStore,
+    *,
+    max_rows: int,
+    authorize: Callable[[Request, ResolvedFeatures], None],
+) -> APIRouter:
+    """``authorize`` refuses features the caller may not read (``serving.auth``)."""
     router = APIRouter()
 
     @router.post("/v1/historical-features", response_model=None)
-    def historical_features(body: HistoricalFeaturesRequest) -> dict[str, Any]:
+    def historical_features(body: HistoricalFeaturesRequest, request: Request) -> dict[str, Any]:
         column = body.timestamp_column
         if column not in body.entities:
             raise BadRequestError(
@@ -68,6 +76,7 @@ def historical_router(catalog: Catalog, offline: DeltaOfflineStore, *, max_rows:
             )
             raise PayloadTooLargeError(detail, field="entities")
         resolved = resolve_features(catalog.definitions(), body.features, body.feature_service)
+        authorize(request, resolved)
         keys = {k: [str(v) for v in values] for k, values in body.entities.items() if k != column}
         table = pa.table(
             {**keys, column: pa.array(_epoch_ms(body.entities[column], column), pa.int64())}

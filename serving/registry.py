@@ -98,6 +98,13 @@ class _RegistryRoute(APIRoute):
                 return await handler(request)
             except RegistryError as exc:
                 return exc.response()
+            except ServingError as exc:  # refused by the API's guard: Confluent's body too
+                if exc.http_status not in (401, 403):
+                    raise
+                content = {"error_code": exc.http_status, "message": str(exc)}
+                return RegistryResponse(
+                    status_code=exc.http_status, content=content, headers=exc.headers
+                )
 
         return handle
 

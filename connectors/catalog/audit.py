@@ -32,6 +32,7 @@ __all__ = [
     "current_actor",
     "local_actor",
     "read_audit",
+    "set_actor",
 ]
 
 DEFINITION_ACTIONS = ("apply", "retire")
@@ -52,6 +53,12 @@ def local_actor() -> str:
     except (KeyError, OSError):  # no name for the uid (containers)
         user = "unknown"
     return f"cli:{user}@{socket.gethostname()}"
+
+
+def set_actor(actor: str) -> None:
+    """Attribute what the current context does from now on to ``actor`` (an API request's
+    dependency sets it once; its endpoint and the threads it starts inherit it)."""
+    _ACTOR.set(actor)
 
 
 @contextmanager

@@ -1,0 +1,330 @@
+"""Who is calling and what they may do: API keys on every endpoint but the health checks.
+
+One app-wide dependency (``Guard``) runs before every endpoint. It finds the scope the route
+needs (``required_scope``: one table for the whole API), reads the caller's key from
+``Authorization: Bearer``, ``X-API-Key`` or HTTP basic auth (the form confluent-kafka's
+``SchemaRegistryClient`` sends: any user name, the key as password), checks scope and the
+grants the path names (the source of a push or of a schema subject), and leaves the caller on
+``request.state.principal`` for the grants that depend on the body (``authorize_features``:
+feature sets and ``pii`` features). Every refusal is audited.
+
+Keys are required whenever the API listens beyond loopback; on loopback from the first key
+on, unless ``security.require_keys`` says otherwise (``SecuritySettings``). Verified keys are
+remembered for ``security.key_cache_seconds``, so a lookup costs no database query; checks
+that do query run in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from headwater.connectors.catalog import (
+    ApiKey,
+    Catalog,
+    CatalogError,
+    Grants,
+    Scope,
+    acting_as,
+    load_server_secret,
+)
+from headwater.connectors.catalog.audit import set_actor
+from headwater.connectors.catalog.keys import ANY
+from headwater.schemas.errors import ConfigError
+from headwater.schemas.settings import Settings
+from headwater.serving.errors import ErrorItem, ServingError
+from headwater.serving.features import ResolvedFeatures
+
+__all__ = [
+    "ForbiddenError",
+    "Guard",
+    "Principal",
+    "UnauthorizedError",
+    "authorize_features",
+    "is_loopback",
+    "required_scope",
+]
+
+log = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+)
+"""Paths anyone may call: health checks (which reveal nothing) and the API's description."""
+
+_ADMIN_ROUTES = frozenset(
+    {
+        ("GET", "/v1/audit"),
+        ("PUT", "/registry/config"),
+        ("PUT", "/registry/config/{subject}"),
+        ("DELETE", "/registry/subjects/{subject}"),
+    }
+)
+_WRITE_ROUTES = frozenset(
+    {("POST", "/v1/push/{source}"), ("POST", "/registry/subjects/{subject}/versions")}
+)
+_READ_POSTS = frozenset(
+    {
+        "/v1/online-features",
+        "/v1/historical-features",
+        "/registry/subjects/{subject}",
+        "/registry/compatibility/subjects/{subject}/versions/{version}",
+        "/registry/compatibility/subjects/{subject}/versions",
+    }
+)
+_HOW = "send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+
+
+def required_scope(method: str, path: str) -> Scope | None:
+    """The scope a route (its path template) needs; ``None`` for open ones.
+
+    Reads are ``read``; pushing events and registering schemas ``write``; changing registry
+    settings, deleting and the audit ``admin``; any route this table does not name needs
+    ``admin``, so a new endpoint is closed until someone decides otherwise.
+    """
+    if path in OPEN_PATHS:
+        return None
+    if (method, path) in _ADMIN_ROUTES:
+        return Scope.ADMIN
+    if (method, path) in _WRITE_ROUTES:
+        return Scope.WRITE
+    if method in ("GET", "HEAD") or (method == "POST" and path in _READ_POSTS):
+        return Scope.READ
+    if path == "/registry/{path:path}":  # endpoints the registry does not implement: 404s
+        return Scope.READ
+    return Scope.ADMIN
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or name the API binds) is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class UnauthorizedError(ServingError):
+    """No key, or one that is not valid: 401 with ``WWW-Authenticate``."""
+
+    http_status = 401
+
+
+class ForbiddenError(ServingError):
+    """A valid key without the scope or grant the request needs: 403 naming what is missing."""
+
+    http_status = 403
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: a key, or anyone when keys are off (a laptop on loopback)."""
+
+    actor: str
+    key: ApiKey | None = None
+
+    @property
+    def grants(self) -> Grants:
+        return self.key.grants if self.key is not None else Grants(pii=(ANY,))
+
+    def allows(self, scope: Scope) -> bool:
+        return self.key is None or self.key.scope.includes(scope)
+
+
+def _token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    kind, _, value = header.partition(" ")
+    if kind.lower() == "bearer" and value.strip():
+        return value.strip()
+    if kind.lower() == "basic" and value.strip():
+        try:
+            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or user
+    return request.headers.get("x-api-key") or None
+
+
+class Guard:
+    """The app-wide dependency that authenticates and authorizes every request."""
+
+    def __init__(self, catalog: Catalog, settings: Settings) -> None:
+        security = settings.security
+        self._loopback = is_loopback(settings.serving.host)
+        if security.require_keys is False and not self._loopback:
+            msg = (
+                f"security.require_keys=false is refused: the API listens on "
+                f"{settings.serving.host}, beyond loopback; create keys (`headwater keys "
+                "create`) or serve on 127.0.0.1"
+            )
+            raise ConfigError(msg)
+        self._catalog = catalog
+        self._keys = catalog.key_store(load_server_secret(security, settings.home))
+        self._require = security.require_keys
+        self._ttl = security.key_cache_seconds
+        self._verified: dict[bytes, tuple[float, ApiKey]] = {}
+        self._any_key: tuple[float, bool] = (-1.0, False)
+        self._audit = ThreadPoolExecutor(1, thread_name_prefix="audit")
+
+    def close(self) -> None:
+        self._audit.shutdown(wait=True)
+
+    async def keys_required(self) -> bool:
+        """Whether this request needs a key (see the module docstring)."""
+        if self._require is not None:
+            return self._require
+        if not self._loopback:
+            return True
+        checked, exists = self._any_key
+        if time.monotonic() - checked > self._ttl:
+            exists = await run_in_threadpool(self._keys.any_active)
+            self._any_key = (time.monotonic(), exists)
+        return exists
+
+    async def _key(self, token: str) -> tuple[ApiKey | None, str]:
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = self._verified.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1], ""
+        key, reason = await run_in_threadpool(self._keys.verify, token)
+        if key is not None:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[digest] = (time.monotonic() + self._ttl, key)
+        return key, reason
+
+    def refuse(
+        self, request: Request, error: ServingError, actor: str, detail: dict[str, Any]
+    ) -> ServingError:
+        """Audit a refusal (in the background: the answer does not wait for the catalog)."""
+        target = f"{request.method} {request.url.path}"
+        entry = {**detail, "status": error.http_status, "reason": str(error)}
+
+        def record() -> None:
+            try:
+                with acting_as(actor):
+                    self._catalog.record("refused", target, entry, outcome="refused")
+            except CatalogError:
+                log.exception("could not audit a refused request to %s", target)
+
+        self._audit.submit(record)
+        return error
+
+    async def __call__(self, request: Request) -> None:
+        route = request.scope.get("route")
+        path = getattr(route, "path", request.url.path)
+        scope = required_scope(request.method, path)
+        client = request.client.host if request.client else "unknown"
+        if scope is None:
+            return
+        if not await self.keys_required():
+            principal = Principal(f"anonymous@{client}")
+        else:
+            principal = await self._authenticate(request, client)
+        if not principal.allows(scope):
+            held = principal.key.scope.value if principal.key else ""
+            error = ForbiddenError(
+                f"this request needs a key with scope {scope.value!r}; key "
+                f"{principal.key.id if principal.key else ''} has {held!r}",
+                field="header.authorization",
+            )
+            raise self.refuse(request, error, principal.actor, {"needs": scope.value})
+        if scope is Scope.WRITE or path == "/registry/subjects/{subject}/versions":
+            await self._authorize_write(request, path, principal)
+        request.state.principal = principal
+        set_actor(principal.actor)
+
+    async def _authenticate(self, request: Request, client: str) -> Principal:
+        token = _token(request)
+        if token is None:
+            error = UnauthorizedError(
+                f"this API needs an API key; {_HOW} (an admin creates one with "
+                "`headwater keys create --name NAME --scope read`)",
+                field="header.authorization",
+                headers={"WWW-Authenticate": 'Bearer, Basic realm="headwater"'},
+            )
+            raise self.refuse(request, error, f"anonymous@{client}", {})
+        key, reason = await self._key(token)
+        if key is None:
+            error = UnauthorizedError(
+                f"the API key was refused: {reason}",
+                field="header.authorization",
+                headers={"WWW-Authenticate": 'Bearer, Basic realm="headwater"'},
+            )
+            raise self.refuse(request, error, f"anonymous@{client}", {})
+        return Principal(key.actor, key)
+
+    async def _authorize_write(self, request: Request, path: str, principal: Principal) -> None:
+        if principal.key is None:
+            return
+        if path == "/v1/push/{source}":
+            source = str(request.path_params.get("source", ""))
+        else:  # schema registration: the subject's source
+            subject = str(request.path_params.get("subject", ""))
+            defs = await run_in_threadpool(self._catalog.definitions, max_age_s=1.0)
+            owners = [s.name for s in defs.sources if s.subject == subject]
+            if not owners:
+                if principal.key.scope.includes(Scope.ADMIN):
+                    return
+                error = ForbiddenError(
+                    f"subject {subject!r} belongs to no source; registering it needs an admin "
+                    "key (write keys register the schemas of their sources)",
+                    field="path.subject",
+                )
+                raise self.refuse(request, error, principal.actor, {"subject": subject})
+            source = owners[0]
+        if not principal.grants.source(source):
+            error = ForbiddenError(
+                f"key {principal.key.id} has no grant for source {source!r}; an admin can "
+                f"issue one with `headwater keys create --scope write --source {source}`",
+                field="path.source",
+            )
+            raise self.refuse(request, error, principal.actor, {"source": source})
+
+
+def _refused_features(
+    resolved: ResolvedFeatures, grants: Grants
+) -> Iterable[tuple[str, ErrorItem]]:
+    for i, (p, f) in enumerate(resolved.columns):
+        fs = resolved.plans[p].feature_set
+        feature = fs.features[f]
+        ref = f"{fs.name}:{feature.name}"
+        if not grants.feature_set(fs.name):
+            reason = f"no grant for feature set {fs.name!r} (keys create --feature-set {fs.name})"
+            yield ref, ErrorItem(f"features[{i}]", f"{ref}: {reason}")
+        elif fs.is_pii(feature) and not grants.pii_of(fs.name):
+            reason = f"tagged pii: reading it needs a pii grant (keys create --pii {fs.name})"
+            yield ref, ErrorItem(f"features[{i}]", f"{ref} is {reason}")
+
+
+def authorize_features(guard: Guard, request: Request, resolved: ResolvedFeatures) -> None:
+    """Refuse (403, every refused feature named) a lookup of features the caller's key has no
+    grant for: feature sets outside its grants, and ``pii`` features without a pii grant.
+
+    Raises:
+        ForbiddenError: at least one feature is not granted; nothing was read.
+    """
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None or principal.key is None:
+        return
+    refused = list(_refused_features(resolved, principal.grants))
+    if refused:
+        names = [ref for ref, _ in refused]
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        error = ForbiddenError(
+            f"key {principal.key.id} may not read {shown}; nothing was returned",
+            errors=[item for _, item in refused],
+        )
+        raise guard.refuse(request, error, principal.actor, {"features": names})
