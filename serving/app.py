@@ -122,7 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     offline = DeltaOfflineStore(settings.offline_root)
     # The subset of the Confluent Schema Registry API that standard Avro producers use.
-    app.include_router(registry_router(catalog), prefix="/registry")
+    app.include_router(registry_router(catalog))
     app.include_router(
         push_router(
             catalog,

@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from fastapi import FastAPI
-from prometheus_client import Counter, Histogram, make_asgi_app
-from starlette.routing import Route
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["instrument"]
@@ -52,27 +52,16 @@ class _Measure:
             REQUESTS.labels(path, str(status[0])).inc()
 
 
-class _Exposition:
-    """prometheus_client's ASGI app as a route endpoint (an object, not a function, so
-    Starlette hands it the raw ASGI call rather than treating it as a request handler)."""
-
-    def __init__(self) -> None:
-        self._app = make_asgi_app()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._app(scope, receive, send)
-
-
 def instrument(app: FastAPI) -> None:
     """Add request metrics and serve the Prometheus exposition at ``/metrics``.
 
-    The route answers ``/metrics`` itself: a mount alone matches only ``/metrics/...`` and
-    redirects ``/metrics`` (307), which a scrape config naming ``/metrics`` does not expect.
-    The mount keeps ``/metrics/`` answering as before.
+    An ordinary route (not prometheus_client's ASGI app mounted beside the API), so the
+    API's key check applies to it like to every endpoint: scrape it with a read key
+    (Prometheus: ``authorization: {credentials: <key>}``).
     """
     app.add_middleware(_Measure)
-    exposition = _Exposition()
-    app.router.routes.append(
-        Route("/metrics", exposition, methods=["GET"], include_in_schema=False)
-    )
-    app.mount("/metrics", exposition)
+
+    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics/", include_in_schema=False)  # what some scrape configs name
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -254,8 +254,12 @@ def _compatibility_level(body: Mapping[str, Any]) -> str:
 
 
 def registry_router(catalog: Catalog) -> APIRouter:
-    """The registry endpoints over ``catalog``; include it with ``prefix="/registry"``."""
-    router = APIRouter(route_class=_RegistryRoute, tags=["schema registry"])
+    """The registry endpoints over ``catalog``, under ``/registry``.
+
+    The prefix is the router's own (not given at inclusion), so each route's path is the
+    full template the API's access table (``serving.auth.required_scope``) names.
+    """
+    router = APIRouter(prefix="/registry", route_class=_RegistryRoute, tags=["schema registry"])
 
     @router.post("/subjects/{subject}/versions")
     async def register(subject: str, request: Request) -> Response:

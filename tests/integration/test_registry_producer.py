@@ -61,7 +61,7 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
     """A uvicorn server on a free port with the registry under ``/registry``."""
     catalog = Catalog("sqlite:///" + str(tmp_path / "catalog.db"))
     app = FastAPI()
-    app.include_router(registry_router(catalog), prefix="/registry")
+    app.include_router(registry_router(catalog))
     seen: list[tuple[str, str, int]] = []
 
     @app.middleware("http")

@@ -52,7 +52,7 @@ def catalog(tmp_path: Path) -> Iterator[Catalog]:
 @pytest.fixture
 def client(catalog: Catalog) -> Iterator[TestClient]:
     app = FastAPI()
-    app.include_router(registry_router(catalog), prefix="/registry")
+    app.include_router(registry_router(catalog))
     with TestClient(app) as test_client:
         yield test_client
 
