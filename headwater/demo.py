@@ -21,14 +21,14 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import pyarrow as pa
 import redis
 from rich.console import Console
 from rich.table import Table
 
 from headwater.apply import apply_definitions
-from headwater.connectors.catalog import Catalog
+from headwater.client import HeadwaterClient
+from headwater.connectors.catalog import Catalog, Scope, load_server_secret
 from headwater.connectors.kafka import delete_topics
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.examples import EXAMPLES
@@ -187,8 +187,15 @@ def run_demo(
             }
         )[:3]
         users = [*recent, "u99999"]
-        body = {"feature_service": "fraud_model", "entities": {"user_id": users}}
-        response = httpx.post(f"{url}/v1/online-features", json=body, timeout=10).json()
+        # A read key of the demo's own catalog: the lookup goes through the API's key check
+        # as a model's would (and still works where HEADWATER_SECURITY__REQUIRE_KEYS=true).
+        key = (
+            Catalog(settings.catalog_url)
+            .key_store(load_server_secret(settings.security, settings.home))
+            .create("demo", Scope.READ)
+        )
+        with HeadwaterClient(url, api_key=key.token) as client:
+            response = client.get_online_features({"user_id": users}, feature_service="fraud_model")
         online = Table(title=f"POST /v1/online-features  (served_at {response['served_at']})")
         online.add_column("user_id")
         for ref in response["features"]:

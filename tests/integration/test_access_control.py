@@ -21,9 +21,11 @@ import redis
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from headwater.client import ApiError, HeadwaterClient
 from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import log_ends
 from headwater.processes import HeadwaterProcess, free_port, wait_http_ok
+from headwater.schemas.settings import load_settings
 from tests.integration.pipeline import Deployment
 
 pytestmark = pytest.mark.integration
@@ -246,6 +248,19 @@ def test_every_endpoint_enforces_scopes_and_grants(deployment: Deployment) -> No
         stranger_id = stranger.split("_")[1]
         by_stranger = [e for e in audit if e["actor"] == f"key:{stranger_id}:other"]
         assert {tuple(e["detail"]["features"]) for e in by_stranger} == {(f"{fs}:spend_1h",)}
+    # The Python client takes its key from the settings (HEADWATER_SECURITY__API_KEY).
+    with HeadwaterClient(
+        url, settings=load_settings(security={"api_key": pii_reader})
+    ) as python_client:
+        answer = python_client.get_online_features(
+            {"user_id": ["u1"]}, features=pii_lookup["features"]
+        )
+        assert answer["features"] == pii_lookup["features"]
+    with HeadwaterClient(url, api_key=stranger) as python_client:
+        with pytest.raises(ApiError) as refused_info:
+            python_client.get_online_features({"user_id": ["u1"]}, features=lookup["features"])
+        assert refused_info.value.status == 403
+        assert f"{fs}:spend_1h" in str(refused_info.value)
     cli_audit = deployment.cli("audit", "--action", "key_revoke", "--json")
     entries = [json.loads(line) for line in cli_audit.stdout.splitlines()]
     assert [e["target"] for e in entries] == [reader_id]
