@@ -52,6 +52,7 @@ __all__ = [
     "Principal",
     "UnauthorizedError",
     "authorize_features",
+    "describe_key_policy",
     "is_loopback",
     "required_scope",
 ]
@@ -114,6 +115,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def describe_key_policy(settings: Settings) -> str:
+    """When this API will require keys, in words for its start-up line."""
+    required = settings.security.require_keys
+    if required is True:
+        return "required (security.require_keys=true)"
+    if required is False:
+        return "OFF (security.require_keys=false; loopback only)"
+    if is_loopback(settings.serving.host):
+        return "required once any key exists (loopback)"
+    return "required (listening beyond loopback)"
 
 
 class UnauthorizedError(ServingError):

@@ -273,12 +273,11 @@ def test_beyond_loopback_keys_are_required_from_the_start(deployment: Deployment
     (``require_keys=false`` is refused beyond loopback: a unit test covers it.)
     """
     port = free_port()
-    env = {
-        **deployment.env,
-        "HEADWATER_SERVING__HOST": "0.0.0.0",
-        "HEADWATER_SERVING__PORT": str(port),
-    }
-    api = HeadwaterProcess(["serve"], env=env, log_file=deployment.settings.home / "api-any.log")
+    api = HeadwaterProcess(
+        ["serve", "--host", "0.0.0.0", "--port", str(port)],
+        env=deployment.env,
+        log_file=deployment.settings.home / "api-any.log",
+    )
     deployment.processes.append(api)
     url = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{url}/healthz", api)
@@ -286,3 +285,4 @@ def test_beyond_loopback_keys_are_required_from_the_start(deployment: Deployment
     assert refused.status_code == 401
     assert "headwater keys create" in refused.json()["detail"]
     assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+    assert "API keys required (listening beyond loopback)" in api.tail(20)

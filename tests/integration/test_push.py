@@ -107,7 +107,9 @@ def test_push_is_all_or_nothing_and_served_like_brute_force(deployment: Deployme
         big = client.post(push, content=huge, headers={"content-type": "application/json"})
         assert big.status_code == 413 and str(10 * 1024 * 1024) in big.json()["detail"]
         streamed = client.post(
-            push, content=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)])
+            push,
+            content=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)]),
+            headers={"content-type": "application/json"},
         )
         assert streamed.status_code == 413
 
