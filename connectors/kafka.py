@@ -16,7 +16,12 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # public API, not re-exported in the stubs
 
 from headwater.connectors.errors import KafkaUnavailableError, ProduceError
-from headwater.connectors.kafka_security import security_config
+from headwater.connectors.kafka_security import (
+    is_login_error,
+    login_problem,
+    probe_login,
+    security_config,
+)
 from headwater.schemas.settings import KafkaSettings
 
 __all__ = [
@@ -111,6 +116,13 @@ def wait_for_kafka(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
     else:
         cause = None
     if not brokers:
+        refused = (
+            probe_login(client_config(kafka), min(timeout_s, 5.0))
+            if kafka.security_protocol != "PLAINTEXT"
+            else None
+        )
+        if refused is not None:
+            raise KafkaUnavailableError(login_problem(kafka, refused)) from None
         msg = (
             f"no Kafka broker answered at {kafka.bootstrap_servers} within {timeout_s:g} s; "
             "start one with `headwater up` or set HEADWATER_KAFKA__BOOTSTRAP_SERVERS"
@@ -171,11 +183,23 @@ class EventProducer:
         self, kafka: KafkaSettings, *, delivery_timeout_s: float = 30.0, linger_ms: int = 20
     ) -> None:
         self._delivery_timeout_s = delivery_timeout_s
+        self._kafka = kafka
+        self._login_error: str | None = None
         self._producer = Producer(
-            producer_config(kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms)
+            {
+                **producer_config(
+                    kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms
+                ),
+                "error_cb": self._on_error,
+            }
         )
         self._failures: list[str] = []
         self.acknowledged = 0
+
+    def _on_error(self, err: KafkaError) -> None:
+        # Refused credentials surface here, not in delivery reports (those only time out).
+        if is_login_error(err):
+            self._login_error = err.str()
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -216,6 +240,9 @@ class EventProducer:
             ProduceError: a message failed or was not acknowledged in time.
         """
         remaining = self._producer.flush(self._delivery_timeout_s + 5)
+        if (self._failures or remaining) and self._login_error is not None:
+            self._failures = []
+            raise ProduceError(login_problem(self._kafka, self._login_error))
         if self._failures or remaining:
             failures, self._failures = self._failures, []
             detail = failures[0] if failures else f"{remaining} message(s) still unacknowledged"

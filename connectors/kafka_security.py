@@ -20,7 +20,15 @@ from headwater.connectors.errors import KafkaUnavailableError
 from headwater.schemas.redaction import MASK
 from headwater.schemas.settings import KafkaSettings
 
-__all__ = ["SECRET_KEYS", "faust_credentials", "redacted_config", "security_config"]
+__all__ = [
+    "SECRET_KEYS",
+    "faust_credentials",
+    "is_login_error",
+    "login_problem",
+    "probe_login",
+    "redacted_config",
+    "security_config",
+]
 
 SECRET_KEYS = frozenset({"sasl.password", "ssl.key.password"})
 """librdkafka properties whose values are secrets (``redacted_config`` masks them)."""
@@ -97,3 +105,66 @@ def faust_credentials(config: Mapping[str, Any]) -> CredentialsT | None:
         mechanism=config["sasl.mechanism"],
         ssl_context=context,
     )
+
+
+_LOGIN_ERRORS = frozenset({"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED"})
+
+
+def is_login_error(error: Any) -> bool:
+    """Whether a librdkafka ``KafkaError`` says the broker refused our credentials."""
+    try:
+        return str(error.name()) in _LOGIN_ERRORS
+    except AttributeError:
+        return False
+
+
+def login_problem(kafka: KafkaSettings, detail: str) -> str:
+    """The message for refused credentials: who tried, what the broker said, what to check.
+
+    ``detail`` is librdkafka's error text, which names the mechanism but never the password.
+    """
+    who = f"user {kafka.sasl_username!r}" if kafka.sasl_username else "this client"
+    return (
+        f"Kafka at {kafka.bootstrap_servers} refused the login of {who} ({detail}): check "
+        "kafka.sasl_username, kafka.sasl_password and kafka.sasl_mechanism "
+        "(HEADWATER_KAFKA__SASL_*)"
+    )
+
+
+def probe_login(config: Mapping[str, Any], timeout_s: float) -> str | None:
+    """librdkafka's text of the error a fresh client meets when it connects with ``config``
+    (``None`` when none). Only called after a failure, to tell refused credentials from an
+    absent broker, so its short-lived client costs nothing on the healthy path."""
+    from confluent_kafka import Consumer, KafkaException
+
+    errors: list[Any] = []
+    probe = Consumer(
+        {
+            **config,
+            "group.id": "headwater.login-probe",
+            "error_cb": errors.append,
+            "logger": _QUIET,
+        }
+    )
+    try:
+        probe.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        errors.append(exc.args[0])
+    finally:
+        probe.close()
+    for error in errors:
+        if is_login_error(error):
+            return str(error.str())
+    return None
+
+
+def _quiet_logger() -> Any:
+    import logging
+
+    quiet = logging.getLogger("headwater.kafka.login-probe")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    return quiet
+
+
+_QUIET = _quiet_logger()

@@ -160,7 +160,12 @@ def test_a_wrong_kafka_password_is_refused_without_showing_it(secure_stack: Sett
         "HEADWATER_KAFKA__SASL_PASSWORD": WRONG,
     }
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     output = done.stdout + done.stderr
     assert done.returncode != 0
