@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+import redis.asyncio
 
 from headwater.schemas.redaction import redact_url
 from headwater.schemas.settings import RedisSettings
 
-__all__ = ["redis_client", "redis_display"]
+__all__ = ["async_redis_client", "redis_client", "redis_display"]
 
 
 def redis_client(settings: RedisSettings, **options: Any) -> redis.Redis:
@@ -23,6 +24,16 @@ def redis_client(settings: RedisSettings, **options: Any) -> redis.Redis:
 
     ``options`` are further ``redis.Redis`` arguments (timeouts, ``decode_responses``).
     """
+    return redis.Redis.from_url(settings.url, **_connection_options(settings, options))
+
+
+def async_redis_client(settings: RedisSettings, **options: Any) -> redis.asyncio.Redis:
+    """``redis_client``'s asyncio twin (same identity and TLS), for code on an event loop."""
+    return redis.asyncio.Redis.from_url(settings.url, **_connection_options(settings, options))
+
+
+def _connection_options(settings: RedisSettings, options: dict[str, Any]) -> dict[str, Any]:
+    """``from_url`` keyword arguments: ``options`` plus the credentials and TLS files."""
     kwargs: dict[str, Any] = dict(options)
     if settings.username is not None:
         kwargs["username"] = settings.username
@@ -35,7 +46,7 @@ def redis_client(settings: RedisSettings, **options: Any) -> redis.Redis:
         if settings.ssl_certfile is not None:
             kwargs["ssl_certfile"] = str(settings.ssl_certfile)
             kwargs["ssl_keyfile"] = str(settings.ssl_keyfile)
-    return redis.Redis.from_url(settings.url, **kwargs)
+    return kwargs
 
 
 def redis_display(settings: RedisSettings) -> str:

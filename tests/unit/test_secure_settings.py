@@ -202,3 +202,17 @@ def test_online_store_names_its_server_without_the_password() -> None:
     )
     assert SECRET not in by_settings.url
     assert by_settings._client.connection_pool.connection_kwargs["password"] == SECRET
+
+
+def test_async_redis_client_has_the_same_identity() -> None:
+    from headwater.connectors.redis_client import async_redis_client
+
+    settings = RedisSettings(
+        url="redis://127.0.0.1:1/3",
+        username="hw",
+        password=SECRET,  # type: ignore[arg-type]
+    )
+    client = async_redis_client(settings, socket_timeout=1.0)
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["username"], kwargs["password"], kwargs["db"]) == ("hw", SECRET, 3)
+    assert kwargs["socket_timeout"] == 1.0
