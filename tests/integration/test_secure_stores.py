@@ -119,18 +119,14 @@ def test_pipeline_runs_through_sasl_kafka_and_acl_redis(
         # Every process of the test, the worker and API above all, got its passwords through
         # the environment or a 0600 file: none is on a command line.
         args = subprocess.run(
-            ["ps", "-eo", "args"], capture_output=True, text=True, check=True
+            ["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True
         ).stdout
-        for proc in (worker, *deployment.processes):
-            assert (
-                str(proc.pid)
-                in subprocess.run(
-                    ["ps", "-eo", "pid"], capture_output=True, text=True, check=True
-                ).stdout
-            )
+        by_pid = dict(line.strip().split(" ", 1) for line in args.splitlines() if " " in line)
+        assert [p.alive() for p in deployment.processes] == [True, True]
+        for proc in deployment.processes:
+            assert "-m headwater" in by_pid[str(proc.pid)], by_pid.get(str(proc.pid))
         for password in _passwords(secure_stack):
             assert password not in args
-        assert "headwater worker" in args and "headwater serve" in args
         logs = "".join(p.log_file.read_text(errors="replace") for p in deployment.processes)
         for password in _passwords(secure_stack):
             assert password not in logs
