@@ -37,7 +37,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from headwater.connectors.errors import KafkaUnavailableError
-from headwater.connectors.kafka import EventProducer, ensure_topics
+from headwater.connectors.kafka import EventProducer, client_config, ensure_topics
 from headwater.schemas.settings import KafkaSettings
 
 __all__ = [
@@ -103,8 +103,7 @@ def _consumer(kafka: KafkaSettings) -> Consumer:
     # Assigned partitions only, never subscribed and never committed: no group state is made.
     return Consumer(
         {
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "log_level": 4,
+            **client_config(kafka),
             "group.id": f"headwater.dlq-reader.{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

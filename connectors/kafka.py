@@ -1,7 +1,8 @@
 """confluent-kafka clients: topic creation and the producer every ingestion path uses.
 
-All client settings derive from ``Settings.kafka`` so producers, admin and the faust
-workers talk to the same cluster.
+All client settings derive from ``Settings.kafka`` through ``client_config`` (address,
+SASL and TLS, see ``connectors.kafka_security``), so producers, admin, consumers and the
+faust workers talk to the same cluster as the same identity.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # public API, not re-exported in the stubs
 
 from headwater.connectors.errors import KafkaUnavailableError, ProduceError
+from headwater.connectors.kafka_security import (
+    is_login_error,
+    login_problem,
+    probe_login,
+    security_config,
+)
 from headwater.schemas.settings import KafkaSettings
 
 __all__ = [
@@ -22,6 +29,7 @@ __all__ = [
     "KafkaRecord",
     "RawMessage",
     "admin_client",
+    "client_config",
     "committed_offsets",
     "consumer_lag",
     "delete_topics",
@@ -59,13 +67,24 @@ def shared_admin(config: Mapping[str, Any]) -> AdminClient:
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:
     """The shared admin client of the cluster ``kafka`` names (see ``shared_admin``)."""
-    return shared_admin(_base_config(kafka))
+    return shared_admin(client_config(kafka))
 
 
-def _base_config(kafka: KafkaSettings) -> dict[str, Any]:
+def client_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """The base of every Kafka client's configuration: the brokers, and how to authenticate
+    and encrypt (``kafka_security.security_config``). Every producer, consumer and admin
+    client starts from it, and the worker's faust credentials are derived from it
+    (``kafka_security.faust_credentials``), so no client can connect unauthenticated.
+
+    Holds passwords: give it to a client constructor only, never to a log or message.
+    """
     # log_level 4 (warning): librdkafka's informational lines, such as purging the admin
     # client's background queue on close, are noise on a command line.
-    return {"bootstrap.servers": kafka.bootstrap_servers, "log_level": 4}
+    return {
+        "bootstrap.servers": kafka.bootstrap_servers,
+        "log_level": 4,
+        **security_config(kafka),
+    }
 
 
 def producer_config(
@@ -75,7 +94,7 @@ def producer_config(
     (librdkafka's, with backoff) never duplicate or reorder; ``delivery_timeout_s`` bounds
     how long a message may wait, so an unreachable Kafka fails instead of hanging."""
     return {
-        **_base_config(kafka),
+        **client_config(kafka),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": linger_ms,
@@ -97,6 +116,13 @@ def wait_for_kafka(kafka: KafkaSettings, timeout_s: float = 10.0) -> None:
     else:
         cause = None
     if not brokers:
+        refused = (
+            probe_login(client_config(kafka), min(timeout_s, 5.0))
+            if kafka.security_protocol != "PLAINTEXT"
+            else None
+        )
+        if refused is not None:
+            raise KafkaUnavailableError(login_problem(kafka, refused)) from None
         msg = (
             f"no Kafka broker answered at {kafka.bootstrap_servers} within {timeout_s:g} s; "
             "start one with `headwater up` or set HEADWATER_KAFKA__BOOTSTRAP_SERVERS"
@@ -157,11 +183,23 @@ class EventProducer:
         self, kafka: KafkaSettings, *, delivery_timeout_s: float = 30.0, linger_ms: int = 20
     ) -> None:
         self._delivery_timeout_s = delivery_timeout_s
+        self._kafka = kafka
+        self._login_error: str | None = None
         self._producer = Producer(
-            producer_config(kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms)
+            {
+                **producer_config(
+                    kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms
+                ),
+                "error_cb": self._on_error,
+            }
         )
         self._failures: list[str] = []
         self.acknowledged = 0
+
+    def _on_error(self, err: KafkaError) -> None:
+        # Refused credentials surface here, not in delivery reports (those only time out).
+        if is_login_error(err):
+            self._login_error = err.str()
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -202,6 +240,9 @@ class EventProducer:
             ProduceError: a message failed or was not acknowledged in time.
         """
         remaining = self._producer.flush(self._delivery_timeout_s + 5)
+        if (self._failures or remaining) and self._login_error is not None:
+            self._failures = []
+            raise ProduceError(login_problem(self._kafka, self._login_error))
         if self._failures or remaining:
             failures, self._failures = self._failures, []
             detail = failures[0] if failures else f"{remaining} message(s) still unacknowledged"
@@ -289,7 +330,7 @@ def consumer_lag(
         committed = committed_offsets(kafka, group_id, topic)
     partitions = [TopicPartition(topic, p) for p in committed]
     probe = Consumer(
-        {**_base_config(kafka), "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False}
+        {**client_config(kafka), "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False}
     )
     try:
         lag = 0
@@ -347,7 +388,7 @@ def log_ends(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> dict[
     from confluent_kafka import Consumer, TopicPartition
 
     probe = Consumer(
-        {**_base_config(kafka), "group.id": "headwater.log-ends", "enable.auto.commit": False}
+        {**client_config(kafka), "group.id": "headwater.log-ends", "enable.auto.commit": False}
     )
     try:
         metadata = probe.list_topics(topic, timeout=timeout_s).topics[topic]
@@ -411,7 +452,7 @@ def read_range(
 
     consumer = Consumer(
         {
-            **_base_config(kafka),
+            **client_config(kafka),
             "group.id": f"headwater.read-range.{topic}",
             "enable.auto.commit": False,
         }

@@ -18,6 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from headwater.connectors.errors import ProduceError
 from headwater.connectors.kafka import producer_config
+from headwater.connectors.kafka_security import is_login_error, login_problem
 from headwater.schemas.settings import KafkaSettings
 
 __all__ = ["AsyncProducer"]
@@ -71,15 +72,28 @@ class AsyncProducer:
         linger_ms: float,
         name: str = "async-producer",
     ) -> None:
-        self._config = producer_config(
-            kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms
-        )
+        self._kafka = kafka
+        self._login_error: str | None = None
+        self._config = {
+            **producer_config(kafka, delivery_timeout_s=delivery_timeout_s, linger_ms=linger_ms),
+            "error_cb": self._on_error,
+        }
         self.delivery_timeout_s = delivery_timeout_s
         self._producer: Producer | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._name = name
+
+    def _on_error(self, err: KafkaError) -> None:
+        # Refused credentials surface here; delivery reports would only say "timed out".
+        self._login_error = err.str() if is_login_error(err) else self._login_error
+
+    def _failure(self, detail: str) -> ProduceError:
+        """The error of a failed batch: refused credentials named as such when they are why."""
+        if self._login_error is not None:
+            return ProduceError(login_problem(self._kafka, self._login_error))
+        return ProduceError(detail)
 
     def _get(self) -> Producer:
         producer = self._producer
@@ -152,12 +166,12 @@ class AsyncProducer:
         try:
             await asyncio.wait_for(asyncio.shield(delivery.future), wait_s)
         except TimeoutError:
-            msg = f"no acknowledgement within {wait_s:g} s"
-            raise ProduceError(msg) from None
+            raise self._failure(f"no acknowledgement within {wait_s:g} s") from None
         if delivery.error is not None:
             if delivery.fatal:
                 self._reset(kafka)
-            raise ProduceError(delivery.error)
+            raise self._failure(delivery.error)
+        self._login_error = None
 
     def close(self) -> None:
         """Stop the poll thread and flush what is still queued (up to 5 s)."""

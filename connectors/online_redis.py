@@ -37,6 +37,7 @@ from headwater.connectors.errors import (
     OnlineStoreEvictionError,
     OnlineStoreFullError,
 )
+from headwater.connectors.redis_client import redis_client, redis_display
 from headwater.schemas.definitions import KEY_SEPARATOR, FeatureSet
 from headwater.schemas.settings import RedisSettings
 from headwater.schemas.tiles import EntityState, expires_at_ms
@@ -185,12 +186,21 @@ def _decode(raw: Mapping[bytes, bytes]) -> EntityState | None:
 
 
 class RedisOnlineStore(BaseOnlineStore):
-    """Online store on a standalone Redis (``redis://host:port/db``)."""
+    """Online store on a standalone Redis (``redis://host:port/db``).
 
-    def __init__(self, url: str, *, cache_entities: int = 0, key_prefix: str = "hw") -> None:
-        self.url = url
+    Args:
+        url: the server, as a URL or as full ``redis`` settings (ACL user, password, TLS;
+            what ``from_settings`` passes).
+    """
+
+    def __init__(
+        self, url: str | RedisSettings, *, cache_entities: int = 0, key_prefix: str = "hw"
+    ) -> None:
+        settings = url if isinstance(url, RedisSettings) else RedisSettings(url=url)
+        # What messages call the server: never its password (see redis_display).
+        self.url = redis_display(settings)
         self.key_prefix = key_prefix
-        self._client = redis.Redis.from_url(url, decode_responses=False)
+        self._client = redis_client(settings, decode_responses=False)
         self._apply = self._client.register_script(_APPLY_LUA)
         self._cache_size = cache_entities
         self._cache: OrderedDict[str, tuple[bytes, EntityState]] = OrderedDict()
@@ -206,7 +216,7 @@ class RedisOnlineStore(BaseOnlineStore):
         """The store every process uses: the URL and key prefix of ``redis`` settings, so
         the worker, the API, the SDK and maintenance commands all see the same keys."""
         return cls(
-            redis_settings.url, cache_entities=cache_entities, key_prefix=redis_settings.key_prefix
+            redis_settings, cache_entities=cache_entities, key_prefix=redis_settings.key_prefix
         )
 
     def key(self, feature_set: FeatureSet, key: EntityKey) -> str:

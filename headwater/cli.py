@@ -28,11 +28,19 @@ _COMMANDS = (cli_catalog, cli_dlq, cli_ingest, cli_keys, cli_offline)
 
 
 @app.command()
-def up() -> None:
+def up(
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="Kafka with SASL/SCRAM and Redis with an ACL user (also: stack.secure)",
+        ),
+    ] = False,
+) -> None:
     """Start the local services (a KRaft Kafka broker and Redis); reuse running ones."""
     from headwater.stack.cli import up_command
 
-    up_command()
+    up_command(secure=secure)
 
 
 @app.command()

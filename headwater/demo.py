@@ -22,7 +22,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
-import redis
 from rich.console import Console
 from rich.table import Table
 
@@ -31,6 +30,7 @@ from headwater.client import HeadwaterClient
 from headwater.connectors.catalog import Catalog, Scope, load_server_secret
 from headwater.connectors.kafka import delete_topics
 from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.redis_client import redis_client
 from headwater.examples import EXAMPLES
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
@@ -69,7 +69,7 @@ def _demo_settings(base: Settings, port: int) -> tuple[Settings, dict[str, str]]
     settings = load_settings(
         home=Path(env["HEADWATER_HOME"]),
         kafka={**base.kafka.model_dump(), "topic_prefix": _TOPIC_PREFIX},
-        redis={"url": redis_url, "key_prefix": _KEY_PREFIX},
+        redis={**base.redis.model_dump(), "url": redis_url, "key_prefix": _KEY_PREFIX},
         worker={**base.worker.model_dump(), "group_id": _GROUP, "metrics_port": 0},
         serving={"host": "127.0.0.1", "port": port},
     )
@@ -101,7 +101,7 @@ def _reset_own_state(settings: Settings) -> None:
         msg = f"the demo's definitions name topics {sorted(set(topics) - set(own))} outside {_TOPIC_PREFIX}*"
         raise ConfigError(msg)
     delete_topics(settings.kafka, own)
-    client = redis.Redis.from_url(settings.redis.url)
+    client = redis_client(settings.redis)
     try:
         batch: list[bytes] = []
         for key in client.scan_iter(match=f"{_KEY_PREFIX}:*", count=1000):

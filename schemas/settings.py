@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from headwater.schemas.errors import ConfigError
+from headwater.schemas.redaction import redact_url
 
 __all__ = [
     "CatalogSettings",
@@ -52,14 +53,139 @@ class KafkaSettings(_Section):
     ``<prefix>dlq.<source>``) when ``apply`` registers them; the catalog keeps the full names.
     ``headwater demo`` sets its own (``headwater-demo.``) so it never touches a topic that a
     source of yours could own."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How every client (producer, admin, consumer, DLQ, worker) talks to the brokers:
+    ``SASL_*`` authenticates with ``sasl_*``, ``*SSL`` encrypts with the ``ssl_*`` files."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    """SASL mechanism; required with a ``SASL_*`` protocol. Prefer SCRAM (the password never
+    crosses the wire); PLAIN sends it, so use it only with ``SASL_SSL`` or on loopback."""
+    sasl_username: str | None = None
+    """SASL user; required with a ``SASL_*`` protocol."""
+    sasl_password: SecretStr | None = None
+    """SASL password; required with a ``SASL_*`` protocol. Never logged nor shown; pass it
+    in ``HEADWATER_KAFKA__SASL_PASSWORD`` (or headwater.yaml with mode 0600), never as an
+    argument."""
+    ssl_ca_location: Path | None = None
+    """PEM file of the CA that signed the brokers' certificates (``SSL``/``SASL_SSL``);
+    unset uses the system's trust store."""
+    ssl_certificate_location: Path | None = None
+    """PEM client certificate, for brokers that require mutual TLS; needs ``ssl_key_location``."""
+    ssl_key_location: Path | None = None
+    """PEM private key of ``ssl_certificate_location``."""
+    ssl_key_password: SecretStr | None = None
+    """Password of an encrypted ``ssl_key_location``; never logged nor shown."""
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        """Refuse half-configured security: a client would otherwise connect in the clear,
+        or fail later with librdkafka's far less helpful message."""
+        sasl = self.security_protocol.startswith("SASL_")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl:
+            missing = [
+                name
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                msg = (
+                    f"security_protocol {self.security_protocol} needs {', '.join(missing)}: "
+                    "set HEADWATER_KAFKA__" + "/HEADWATER_KAFKA__".join(m.upper() for m in missing)
+                )
+                raise ValueError(msg)
+        else:
+            given = [
+                name
+                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                if getattr(self, name) is not None
+            ]
+            if given:
+                msg = (
+                    f"{', '.join(given)} set but security_protocol is {self.security_protocol}, "
+                    "so they would be ignored and the client would not authenticate: set "
+                    "HEADWATER_KAFKA__SECURITY_PROTOCOL=SASL_PLAINTEXT (or SASL_SSL)"
+                )
+                raise ValueError(msg)
+        tls_files = [
+            name
+            for name in (
+                "ssl_ca_location",
+                "ssl_certificate_location",
+                "ssl_key_location",
+                "ssl_key_password",
+            )
+            if getattr(self, name) is not None
+        ]
+        if tls_files and not tls:
+            msg = (
+                f"{', '.join(tls_files)} set but security_protocol is {self.security_protocol} "
+                "(no TLS): set HEADWATER_KAFKA__SECURITY_PROTOCOL=SSL (or SASL_SSL)"
+            )
+            raise ValueError(msg)
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            msg = (
+                "ssl_certificate_location and ssl_key_location go together (mutual TLS): "
+                "set both, or neither"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class RedisSettings(_Section):
-    url: str = "redis://127.0.0.1:6379/0"
-    """Online store, as a standard ``redis://host:port/db`` URL."""
+    url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^(rediss?|unix)://")
+    """Online store, as a standard ``redis://host:port/db`` URL (``rediss://`` for TLS). A
+    password written in it is accepted but hidden everywhere it is shown; prefer
+    ``password``."""
     key_prefix: str = Field(default="hw", pattern=r"^[A-Za-z0-9._-]+$")
     """First part of every online key (``<prefix>:<set>:v<version>:{<entity>}``); the demo
     uses its own (``hw-demo``) so it never writes or deletes a key of yours."""
+    username: str | None = None
+    """Redis ACL user (Redis 6+); unset authenticates as ``default`` when a password is set."""
+    password: SecretStr | None = None
+    """Password of ``username`` (or of ``requirepass``); never logged nor shown. Pass it in
+    ``HEADWATER_REDIS__PASSWORD``, never as an argument."""
+    ssl_ca_certs: Path | None = None
+    """PEM file of the CA that signed the server's certificate (``rediss://`` only); unset
+    uses the system's trust store."""
+    ssl_certfile: Path | None = None
+    """PEM client certificate, for servers with ``tls-auth-clients yes``; needs ``ssl_keyfile``."""
+    ssl_keyfile: Path | None = None
+    """PEM private key of ``ssl_certfile``."""
+    ssl_check_hostname: bool = True
+    """Whether the server certificate must name the URL's host (``rediss://`` only)."""
+
+    @model_validator(mode="after")
+    def _check_security(self) -> RedisSettings:
+        """Refuse settings that would be silently ignored or contradict each other."""
+        tls_files = [
+            name
+            for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+            if getattr(self, name) is not None
+        ]
+        if tls_files and not self.url.startswith("rediss://"):
+            msg = (
+                f"{', '.join(tls_files)} set but url {redact_url(self.url)!r} is not TLS: "
+                "use a rediss:// URL"
+            )
+            raise ValueError(msg)
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            msg = "ssl_certfile and ssl_keyfile go together (mutual TLS): set both, or neither"
+            raise ValueError(msg)
+        if self.password is not None and redact_url(self.url) != self.url:
+            msg = (
+                "a password is set both in url and in password: keep it only in password "
+                "(HEADWATER_REDIS__PASSWORD) and remove it from the URL"
+            )
+            raise ValueError(msg)
+        if self.username is not None and self.password is None:
+            msg = "username set without password: set HEADWATER_REDIS__PASSWORD"
+            raise ValueError(msg)
+        return self
+
+    def __repr_args__(self) -> Any:
+        # The URL may hold a password: show it masked, as every message does.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" else value
 
 
 class StackSettings(_Section):
@@ -74,6 +200,10 @@ class StackSettings(_Section):
     """Where resolved Kafka jars are kept between runs; shared by every project on the machine."""
     start_timeout_s: float = 120.0
     """How long ``up`` waits for a service to answer before giving up."""
+    secure: bool = False
+    """``up`` starts Kafka with a SASL listener (PLAIN and SCRAM-SHA-512) and redis-server
+    with an ACL user, with passwords generated once into ``<home>/stack/secrets`` (mode
+    0600); ``headwater up --secure`` does the same for one run."""
 
 
 class WorkerSettings(_Section):
@@ -114,8 +244,36 @@ class WorkerSettings(_Section):
 
 class CatalogSettings(_Section):
     url: str | None = None
-    """SQLAlchemy URL of the catalog, e.g. ``postgresql+psycopg://user:pw@host/db``;
-    unset means a SQLite file at ``<home>/catalog.db``."""
+    """SQLAlchemy URL of the catalog, e.g. ``postgresql+psycopg://user@host/db``;
+    unset means a SQLite file at ``<home>/catalog.db``. A password written in it is accepted
+    but hidden everywhere it is shown; prefer ``password``."""
+    password: SecretStr | None = None
+    """Database password, put into ``url`` only when the engine is made; never logged nor
+    shown. Pass it in ``HEADWATER_CATALOG__PASSWORD``, never as an argument."""
+
+    @model_validator(mode="after")
+    def _check_password(self) -> CatalogSettings:
+        """A password needs a server URL to go into, and only one place to come from."""
+        if self.password is None:
+            return self
+        if self.url is None:
+            msg = (
+                "password set without url: the default SQLite catalog takes no password; "
+                "set HEADWATER_CATALOG__URL=postgresql+psycopg://user@host/db"
+            )
+            raise ValueError(msg)
+        if redact_url(self.url) != self.url:
+            msg = (
+                "a password is set both in url and in password: keep it only in password "
+                "(HEADWATER_CATALOG__PASSWORD) and remove it from the URL"
+            )
+            raise ValueError(msg)
+        return self
+
+    def __repr_args__(self) -> Any:
+        # The URL may hold a password: show it masked, as every message does.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" and value else value
 
 
 class ServingSettings(_Section):
@@ -187,9 +345,16 @@ class Settings(BaseSettings):
 
     @property
     def catalog_url(self) -> str:
-        """Where the catalog lives: ``catalog.url`` or a SQLite file under ``home``."""
+        """Where the catalog lives: ``catalog.url`` (with ``catalog.password`` put in) or a
+        SQLite file under ``home``. Holds the password: hand it only to SQLAlchemy, and show
+        ``redact_url`` of it."""
         if self.catalog.url:
-            return self.catalog.url
+            if self.catalog.password is None:
+                return self.catalog.url
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.catalog.url).set(password=self.catalog.password.get_secret_value())
+            return url.render_as_string(hide_password=False)
         return f"sqlite:///{(self.home / 'catalog.db').resolve()}"
 
     @property
@@ -221,4 +386,5 @@ def load_settings(**overrides: Any) -> Settings:
             f"invalid Headwater settings: {problems} "
             "(set them with HEADWATER_<SECTION>__<NAME> variables or in headwater.yaml)"
         )
-        raise ConfigError(msg) from exc
+        # Not chained: pydantic's own report quotes every input, passwords included.
+        raise ConfigError(msg) from None

@@ -25,9 +25,11 @@ from headwater.connectors.catalog import Catalog
 from headwater.connectors.errors import StoreFaultError, store_faults
 from headwater.connectors.kafka import (
     EventProducer,
+    client_config,
     committed_offsets,
     consumer_lag,
 )
+from headwater.connectors.kafka_security import faust_credentials
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.schemas.definitions import Definitions
@@ -72,6 +74,8 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.worker.group_id,
         broker=_broker_url(settings.kafka.bootstrap_servers),
+        # The same SASL/TLS identity as every other client (derived from client_config).
+        broker_credentials=faust_credentials(client_config(settings.kafka)),
         datadir=str(settings.home / "faust"),
         web_enabled=False,
         autodiscover=False,

@@ -45,6 +45,7 @@ from headwater.connectors.catalog.tables import topic_epochs as _topic_epochs
 from headwater.connectors.catalog.tables import training_sets as _training_sets
 from headwater.schemas.avro import AvroSchema
 from headwater.schemas.definitions import Definitions, FeatureSet
+from headwater.schemas.redaction import redact_url
 from headwater.schemas.serialize import (
     definitions_from_dict,
     entity_to_dict,
@@ -64,7 +65,8 @@ class Catalog:
     """Access to the catalog database. Cheap to open; keeps a small connection pool."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        # What the catalog is called in messages: never with its password.
+        self.url = redact_url(url)
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             path = url.removeprefix("sqlite:///")

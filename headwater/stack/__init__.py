@@ -11,6 +11,7 @@ from headwater.schemas.settings import Settings
 from headwater.stack.errors import StackError
 from headwater.stack.kafka import kafka_answers, start_kafka, stop_kafka
 from headwater.stack.redis import redis_answers, start_redis, stop_redis
+from headwater.stack.secure import secure_settings
 from headwater.stack.status import ServiceState, ServiceStatus
 
 __all__ = [
@@ -31,10 +32,15 @@ __all__ = [
 def up(settings: Settings) -> list[ServiceStatus]:
     """Bring up Kafka, then Redis, reusing whatever already answers.
 
+    With ``stack.secure`` both require authentication (``headwater.stack.secure``): the
+    passwords are generated on the first such run and kept under ``<home>/stack/secrets``.
+
     Raises:
         StackError: with a one-line cause and fix; services started before it keep running,
             and a rerun of ``up`` reuses them.
     """
+    if settings.stack.secure:
+        settings = secure_settings(settings)
     return [start_kafka(settings), start_redis(settings)]
 
 

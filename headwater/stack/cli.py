@@ -15,6 +15,7 @@ from rich.table import Table
 from headwater.schemas.errors import FeatureStoreError
 from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import ServiceStatus, down, up
+from headwater.stack.secure import client_exports
 
 __all__ = ["down_command", "status_table", "up_command"]
 
@@ -34,10 +35,16 @@ def status_table(statuses: list[ServiceStatus]) -> Table:
     return table
 
 
-def _run(action: Callable[[Settings], list[ServiceStatus]], doing: str) -> None:
+def _run(
+    action: Callable[[Settings], list[ServiceStatus]], doing: str, *, secure: bool = False
+) -> None:
     console, errors = Console(), Console(stderr=True)
     try:
         settings = load_settings()
+        if secure:
+            settings = settings.model_copy(
+                update={"stack": settings.stack.model_copy(update={"secure": True})}
+            )
         with console.status(doing):
             statuses = action(settings)
     except FeatureStoreError as exc:
@@ -48,11 +55,23 @@ def _run(action: Callable[[Settings], list[ServiceStatus]], doing: str) -> None:
             errors.print(escape(rest), style="dim", soft_wrap=True, highlight=False)
         raise typer.Exit(code=1) from None
     console.print(status_table(statuses))
+    if settings.stack.secure and action is up:
+        console.print(
+            "Kafka requires SASL (SCRAM-SHA-512) and Redis an ACL user. Point Headwater at "
+            "them with (the passwords stay in their 0600 files):"
+        )
+        for line in client_exports(settings):
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
 
 
-def up_command() -> None:
-    """Start the local Kafka broker and Redis, reusing any that already answer."""
-    _run(up, "starting Kafka and Redis (the first run fetches Kafka from Maven Central)...")
+def up_command(*, secure: bool = False) -> None:
+    """Start the local Kafka broker and Redis, reusing any that already answer; ``secure``
+    (or ``stack.secure``) makes them require SASL/SCRAM and an ACL user."""
+    _run(
+        up,
+        "starting Kafka and Redis (the first run fetches Kafka from Maven Central)...",
+        secure=secure,
+    )
 
 
 def down_command() -> None:

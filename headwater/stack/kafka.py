@@ -16,8 +16,8 @@ from typing import Any
 
 from confluent_kafka import KafkaException
 
-from headwater.connectors.kafka import shared_admin
-from headwater.schemas.settings import Settings
+from headwater.connectors.kafka import client_config, shared_admin
+from headwater.schemas.settings import KafkaSettings, Settings
 from headwater.stack import process
 from headwater.stack.errors import PortInUseError, ServiceStartError
 from headwater.stack.kafka_config import (
@@ -27,6 +27,8 @@ from headwater.stack.kafka_config import (
     parse_bootstrap,
     render_server_properties,
 )
+from headwater.stack.secrets import stack_secret, write_private
+from headwater.stack.secure import KAFKA_ADMIN_USER, admin_kafka, ensure_scram_user
 from headwater.stack.status import ServiceState, ServiceStatus
 from headwater.stack.toolchain import check_java, resolve_jars
 
@@ -83,13 +85,19 @@ def _write_config(settings: Settings, paths: KafkaPaths) -> None:
     host, port = parse_bootstrap(settings.kafka.bootstrap_servers)
     for directory in (paths.data_dir, paths.logs_dir):
         directory.mkdir(parents=True, exist_ok=True)
-    paths.server_properties.write_text(
+    sasl_admin = None
+    if settings.stack.secure:
+        sasl_admin = (KAFKA_ADMIN_USER, stack_secret(settings, "kafka-admin"))
+    # 0600: with stack.secure it holds the broker's password (its JAAS configuration).
+    write_private(
+        paths.server_properties,
         render_server_properties(
             host=host,
             port=port,
             controller_port=settings.stack.controller_port,
             data_dir=paths.data_dir,
-        )
+            sasl_admin=sasl_admin,
+        ),
     )
     paths.log4j2.write_text(LOG4J2_YAML)
 
@@ -143,9 +151,13 @@ def _format_storage(java: str, libs: Path, paths: KafkaPaths) -> None:
         raise ServiceStartError(msg)
 
 
-def kafka_answers(bootstrap: str, timeout_s: float = 1.0) -> bool:
-    """Whether a Kafka broker at ``bootstrap`` returns cluster metadata with a broker in it."""
+def kafka_answers(
+    bootstrap: str, timeout_s: float = 1.0, *, kafka: KafkaSettings | None = None
+) -> bool:
+    """Whether a Kafka broker at ``bootstrap`` returns cluster metadata with a broker in it
+    (authenticating as ``kafka``'s identity when given)."""
     config: dict[str, Any] = {
+        **(client_config(kafka) if kafka is not None else {}),
         "bootstrap.servers": bootstrap,
         "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000)),
         "logger": _rdkafka_log,
@@ -157,16 +169,24 @@ def kafka_answers(bootstrap: str, timeout_s: float = 1.0) -> bool:
         return False
 
 
-def _ready(host: str, port: int) -> bool:
+def _probe_identity(settings: Settings) -> KafkaSettings | None:
+    """Who ``up`` is when it checks the broker: the admin on a secure stack, nobody else."""
+    return admin_kafka(settings) if settings.stack.secure else None
+
+
+def _ready(settings: Settings) -> bool:
+    host, port = parse_bootstrap(settings.kafka.bootstrap_servers)
     # A TCP probe first keeps librdkafka from retrying against a port nobody listens on.
-    return process.port_open(host, port) and kafka_answers(host_port(host, port))
+    return process.port_open(host, port) and kafka_answers(
+        host_port(host, port), kafka=_probe_identity(settings)
+    )
 
 
 def _await_launched(pid: int, settings: Settings, paths: KafkaPaths) -> None:
     """Wait for the broker we just launched; on failure stop it and quote its log."""
     host, port = parse_bootstrap(settings.kafka.bootstrap_servers)
     address, timeout = host_port(host, port), settings.stack.start_timeout_s
-    ok = process.wait_until(lambda: not process.pid_alive(pid) or _ready(host, port), timeout, 0.25)
+    ok = process.wait_until(lambda: not process.pid_alive(pid) or _ready(settings), timeout, 0.25)
     if ok and process.pid_alive(pid):
         return
     if process.pid_alive(pid):
@@ -191,7 +211,7 @@ def _await_launched(pid: int, settings: Settings, paths: KafkaPaths) -> None:
 def _await_recorded(pid: int, settings: Settings) -> None:
     """Wait for a broker an earlier ``up`` launched (it may still be starting); never kill it."""
     host, port = parse_bootstrap(settings.kafka.bootstrap_servers)
-    if process.wait_until(lambda: _ready(host, port), settings.stack.start_timeout_s, 0.25):
+    if process.wait_until(lambda: _ready(settings), settings.stack.start_timeout_s, 0.25):
         return
     msg = (
         f"the Kafka broker started earlier (pid {pid}) does not answer at "
@@ -229,9 +249,19 @@ def start_kafka(settings: Settings) -> ServiceStatus:
     then any broker already answering at the address (``pid`` is ``None``: not ours to stop).
     Concurrent calls with the same ``home`` take turns, so only one broker is launched.
 
+    With ``stack.secure`` the broker requires SASL, and the SCRAM client user of
+    ``headwater.stack.secure`` is created (or its password reset) once it answers.
+
     Raises:
         StackError: with a one-line cause and fix when the broker cannot be started.
     """
+    status = _start_kafka(settings)
+    if settings.stack.secure:
+        ensure_scram_user(settings)
+    return status
+
+
+def _start_kafka(settings: Settings) -> ServiceStatus:
     began = time.monotonic()
     paths = kafka_paths(settings)
     host, port = parse_bootstrap(settings.kafka.bootstrap_servers)
@@ -247,11 +277,13 @@ def start_kafka(settings: Settings) -> ServiceStatus:
             return status("reused", pid)
         paths.pid_file.unlink(missing_ok=True)
         if process.port_open(host, port):
-            if kafka_answers(address, timeout_s=3.0):
+            if kafka_answers(address, timeout_s=3.0, kafka=_probe_identity(settings)):
                 return status("reused", None)
             msg = (
-                f"port {port} on {host} is in use by something that is not a Kafka broker: "
-                "stop it or set HEADWATER_KAFKA__BOOTSTRAP_SERVERS to a free port"
+                f"port {port} on {host} is in use by something that is not a Kafka broker "
+                "accepting this stack's identity (a plaintext broker when --secure was asked, "
+                "or the other way round): stop it or set HEADWATER_KAFKA__BOOTSTRAP_SERVERS "
+                "to a free port"
             )
             raise PortInUseError(msg)
         controller_port = settings.stack.controller_port

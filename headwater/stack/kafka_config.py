@@ -15,6 +15,7 @@ from headwater.stack.errors import StackConfigError
 __all__ = [
     "LOG4J2_YAML",
     "MIN_JAVA",
+    "SASL_MECHANISMS",
     "heap_flags",
     "host_port",
     "parse_bootstrap",
@@ -113,24 +114,74 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\")
 
 
-def render_server_properties(*, host: str, port: int, controller_port: int, data_dir: Path) -> str:
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-512")
+"""What the secure broker's client listener accepts: SCRAM for Headwater's clients, PLAIN
+for the broker's own identity (inter-broker, controller, and the admin that creates users)."""
+
+
+def _plain_jaas(user: str, password: str) -> str:
+    # The broker logs in as ``user`` and accepts exactly that one PLAIN user; SCRAM users
+    # live in the cluster metadata (created with the admin API, never on a command line).
+    return (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{user}" password="{password}" user_{user}="{password}";'
+    )
+
+
+def _sasl_settings(broker: str, controller: str, admin: tuple[str, str]) -> dict[str, str]:
+    """Listeners of the secure broker: both SASL_PLAINTEXT on loopback, the broker and the
+    controller authenticating to each other with the PLAIN admin identity."""
+    jaas = _plain_jaas(*admin)
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    return {
+        "listeners": f"SASL_PLAINTEXT://{broker},CONTROLLER://{controller}",
+        "advertised.listeners": f"SASL_PLAINTEXT://{broker},CONTROLLER://{controller}",
+        "inter.broker.listener.name": "SASL_PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        "sasl.mechanism.inter.broker.protocol": "PLAIN",
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": jaas,
+        "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": scram,
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": jaas,
+    }
+
+
+def render_server_properties(
+    *,
+    host: str,
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    sasl_admin: tuple[str, str] | None = None,
+) -> str:
     """server.properties of a single-node KRaft broker+controller on ``host``.
 
     One partition for internal topics and few threads make the first consumer group and
     transaction fast on a small machine; replication factors of 1 are the only valid ones
     with one node.
+
+    With ``sasl_admin`` (user, password) every listener requires SASL (``SASL_MECHANISMS``)
+    and the broker's own identity is that PLAIN user: the file then holds a password and
+    must be written with mode 0600.
     """
     broker = host_port(host, port)
     controller = host_port(host, controller_port)
+    listeners = {
+        "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+        "advertised.listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    }
+    if sasl_admin is not None:
+        listeners = _sasl_settings(broker, controller, sasl_admin)
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": controller,
-        "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
-        "advertised.listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
-        "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        **listeners,
         "log.dirs": _escape(str(data_dir)),
         "num.partitions": "1",
         "auto.create.topics.enable": "true",

@@ -22,7 +22,8 @@ from urllib.parse import unquote, urlsplit
 
 import redis
 
-from headwater.schemas.settings import Settings
+from headwater.connectors.redis_client import redis_client
+from headwater.schemas.settings import RedisSettings, Settings
 from headwater.stack import process
 from headwater.stack.errors import (
     PortInUseError,
@@ -30,6 +31,7 @@ from headwater.stack.errors import (
     StackConfigError,
     ToolMissingError,
 )
+from headwater.stack.secrets import write_private
 from headwater.stack.status import ServiceState, ServiceStatus
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "parse_redis_url",
     "redis_answers",
     "redis_paths",
+    "render_redis_conf",
     "start_redis",
     "stop_redis",
 ]
@@ -66,6 +69,11 @@ class RedisPaths:
     @property
     def log_file(self) -> Path:
         return self.root / "redis.log"
+
+    @property
+    def config_file(self) -> Path:
+        """redis.conf (0600): it may hold the password, which must not be an argument."""
+        return self.root / "redis.conf"
 
     @property
     def server_pid_file(self) -> Path:
@@ -106,9 +114,11 @@ def parse_redis_url(url: str) -> tuple[str, int, str | None]:
     return host, port, password
 
 
-def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
-    """Whether a Redis at ``url`` answers PING (with the URL's credentials)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+def redis_answers(server: str | RedisSettings, timeout_s: float = 1.0) -> bool:
+    """Whether a Redis answers PING at a URL (with its credentials) or as ``redis``
+    settings describe it (ACL user, password, TLS)."""
+    settings = server if isinstance(server, RedisSettings) else RedisSettings(url=server)
+    client = redis_client(settings, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         return bool(client.ping())
     except (redis.RedisError, OSError):
@@ -181,7 +191,7 @@ def find_redis_server(*, install: bool = True) -> str:
 
 def _await_launched(pid: int, settings: Settings, paths: RedisPaths, address: str) -> None:
     """Wait for the redis-server we just launched; on failure stop it and quote its log."""
-    url, timeout = settings.redis.url, settings.stack.start_timeout_s
+    url, timeout = settings.redis, settings.stack.start_timeout_s
     ok = process.wait_until(
         lambda: not process.pid_alive(pid) or redis_answers(url, 0.5), timeout, 0.05
     )
@@ -199,7 +209,7 @@ def _await_launched(pid: int, settings: Settings, paths: RedisPaths, address: st
 
 def _await_recorded(pid: int, settings: Settings, address: str) -> None:
     """Wait for a redis-server an earlier ``up`` launched; never kill it on failure."""
-    url, timeout = settings.redis.url, settings.stack.start_timeout_s
+    url, timeout = settings.redis, settings.stack.start_timeout_s
     if process.wait_until(lambda: redis_answers(url, 0.5), timeout, 0.05):
         return
     msg = (
@@ -209,16 +219,51 @@ def _await_recorded(pid: int, settings: Settings, address: str) -> None:
     raise ServiceStartError(msg)
 
 
-def _launch(settings: Settings, paths: RedisPaths, binary: str) -> int:
-    host, port, password = parse_redis_url(settings.redis.url)
-    paths.root.mkdir(parents=True, exist_ok=True)
+def _conf_value(value: str) -> str:
+    """A redis.conf argument: quoted, with backslashes and quotes escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_redis_conf(settings: Settings, paths: RedisPaths) -> str:
+    """redis.conf of our server: address, durability, files and who may connect.
+
+    With ``redis.username`` (``up --secure`` sets it) the ``default`` user is switched off
+    and that named ACL user gets the password; otherwise a password in ``redis.password``
+    or the URL becomes ``requirepass``. Either way it is in this file (0600), not in argv.
+    """
+    host, port, url_password = parse_redis_url(settings.redis.url)
     # redis-server binds addresses, not names.
     bind = "127.0.0.1" if host == "localhost" else host
-    argv = [binary, "--bind", bind, "--port", str(port), "--daemonize", "no"]
-    argv += list(DURABILITY_ARGS)
-    argv += ["--dir", str(paths.root), "--pidfile", str(paths.server_pid_file)]
-    if password is not None:
-        argv += ["--requirepass", password]
+    lines = [f"bind {bind}", f"port {port}", "daemonize no"]
+    lines += [f"{name} {_conf_value(value)}" for name, value in _pairs(DURABILITY_ARGS)]
+    lines += [f"dir {_conf_value(str(paths.root))}"]
+    lines += [f"pidfile {_conf_value(str(paths.server_pid_file))}"]
+    password = (
+        settings.redis.password.get_secret_value()
+        if settings.redis.password is not None
+        else url_password
+    )
+    if settings.redis.username is not None and password is not None:
+        lines += [
+            "user default off",
+            f"user {settings.redis.username} on {_conf_value('>' + password)} ~* &* +@all",
+        ]
+    elif password is not None:
+        lines += [f"requirepass {_conf_value(password)}"]
+    header = "# Written by `headwater up` (mode 0600); edits are overwritten on the next start.\n"
+    return header + "\n".join(lines) + "\n"
+
+
+def _pairs(args: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``("--name", "value", ...)`` command-line options as (name, value) pairs."""
+    return [(args[i].removeprefix("--"), args[i + 1]) for i in range(0, len(args), 2)]
+
+
+def _launch(settings: Settings, paths: RedisPaths, binary: str) -> int:
+    host, port, _ = parse_redis_url(settings.redis.url)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    write_private(paths.config_file, render_redis_conf(settings, paths))
+    argv = [binary, str(paths.config_file)]
     pid = process.spawn_detached(argv, log_path=paths.log_file, cwd=paths.root)
     process.write_pid_file(paths.pid_file, pid)
     _await_launched(pid, settings, paths, f"redis://{host}:{port}")
@@ -249,7 +294,7 @@ def start_redis(settings: Settings) -> ServiceStatus:
             _await_recorded(pid, settings, address)
             return status("reused", pid)
         paths.pid_file.unlink(missing_ok=True)
-        if redis_answers(settings.redis.url):
+        if redis_answers(settings.redis):
             return status("reused", None)
         if process.port_open(host, port):
             msg = (
@@ -259,7 +304,7 @@ def start_redis(settings: Settings) -> ServiceStatus:
             raise PortInUseError(msg)
         binary = find_redis_server()
         # Debian's package may start a system redis from its postinst; reuse it if it answers.
-        if redis_answers(settings.redis.url):
+        if redis_answers(settings.redis):
             return status("reused", None)
         log.info("starting redis-server at %s", address)
         return status("started", _launch(settings, paths, binary))

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,12 +115,35 @@ class Deployment:
         )
 
 
+def _section_env(section: str, values: Mapping[str, object]) -> dict[str, str]:
+    """``HEADWATER_<SECTION>__<NAME>`` variables for settings given to ``make_deployment``
+    (secrets in plain text: the environment is how child processes get them, never argv)."""
+    env = {}
+    for name, value in values.items():
+        shown = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        env[f"HEADWATER_{section.upper()}__{name.upper()}"] = str(shown)
+    return env
+
+
 @contextmanager
-def make_deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Iterator[Deployment]:
-    """A deployment on the given Kafka and Redis; removes its topics and keys at the end."""
+def make_deployment(
+    tmp_path: Path,
+    kafka_bootstrap: str,
+    redis_url: str,
+    *,
+    kafka: Mapping[str, object] | None = None,
+    redis: Mapping[str, object] | None = None,
+) -> Iterator[Deployment]:
+    """A deployment on the given Kafka and Redis; removes its topics and keys at the end.
+
+    ``kafka`` and ``redis`` add settings of those sections (credentials, TLS), for the
+    test's own clients and, through the environment, for its worker and API processes.
+    """
     suffix = uuid.uuid4().hex[:8]
     port = free_port()
     env = {
+        **_section_env("kafka", kafka or {}),
+        **_section_env("redis", redis or {}),
         "HEADWATER_HOME": str(tmp_path / "home"),
         "HEADWATER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "HEADWATER_REDIS__URL": redis_url,
@@ -134,8 +157,8 @@ def make_deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Ite
     }
     settings = load_settings(
         home=tmp_path / "home",
-        kafka={"bootstrap_servers": kafka_bootstrap},
-        redis={"url": redis_url},
+        kafka={**(kafka or {}), "bootstrap_servers": kafka_bootstrap},
+        redis={**(redis or {}), "url": redis_url},
         worker={
             "group_id": f"test-{suffix}",
             "batch_max_events": 500,
@@ -159,9 +182,9 @@ def make_deployment(tmp_path: Path, kafka_bootstrap: str, redis_url: str) -> Ite
         admin = admin_client(settings.kafka)
         own = [t for t in admin.list_topics(timeout=10).topics if f"_{suffix}" in t]
         delete_topics(settings.kafka, own)
-        import redis
+        from headwater.connectors.redis_client import redis_client
 
-        client = redis.Redis.from_url(redis_url)
+        client = redis_client(settings.redis)
         keys = list(client.scan_iter(match=f"hw:*_{suffix}*", count=1000))
         if keys:
             client.delete(*keys)

@@ -223,9 +223,16 @@ def test_startup_order(services: dict[str, Any]) -> None:
         deps = services[name]["depends_on"]
         assert deps["apply"]["condition"] == "service_completed_successfully", name
     assert services["worker"]["restart"] == "unless-stopped"
-    assert "8000:8000" in [str(p) for p in services["api"]["ports"]]
     for name in HEADWATER_SERVICES:
         assert services[name]["build"] == ".", name
+
+
+def test_only_the_api_is_published_and_only_on_loopback(services: dict[str, Any]) -> None:
+    """Nothing listens beyond the machine by default: publishing wider is a decision (API
+    keys first), and Kafka and Redis stay inside the compose network."""
+    assert [str(p) for p in services["api"]["ports"]] == ["127.0.0.1:8000:8000"]
+    published = sorted(name for name, svc in services.items() if svc.get("ports"))
+    assert published == ["api"]
 
 
 def test_home_volume_is_shared(compose: dict[str, Any], services: dict[str, Any]) -> None:
