@@ -31,6 +31,19 @@ class ApiError(FeatureStoreError):
         self.errors = list(errors)
 
 
+def _lookup_body(
+    entities: Mapping[str, Sequence[Any]],
+    features: Sequence[str] | None,
+    feature_service: str | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"entities": {k: list(v) for k, v in entities.items()}}
+    if features is not None:
+        body["features"] = list(features)
+    if feature_service is not None:
+        body["feature_service"] = feature_service
+    return body
+
+
 class HeadwaterClient:
     """Online and historical lookups and pushes over a Headwater API.
 
@@ -88,11 +101,7 @@ class HeadwaterClient:
     ) -> dict[str, Any]:
         """``POST /v1/online-features``: the answer as the API gives it (``results`` per
         entity with ``values`` and ``statuses``)."""
-        body: dict[str, Any] = {"entities": {k: list(v) for k, v in entities.items()}}
-        if features is not None:
-            body["features"] = list(features)
-        if feature_service is not None:
-            body["feature_service"] = feature_service
+        body = _lookup_body(entities, features, feature_service)
         result: dict[str, Any] = self._post("/v1/online-features", body)
         return result
 
@@ -105,14 +114,8 @@ class HeadwaterClient:
         timestamp_column: str = "event_timestamp",
     ) -> dict[str, Any]:
         """``POST /v1/historical-features``: point-in-time values per label row."""
-        body: dict[str, Any] = {
-            "entities": {k: list(v) for k, v in entities.items()},
-            "timestamp_column": timestamp_column,
-        }
-        if features is not None:
-            body["features"] = list(features)
-        if feature_service is not None:
-            body["feature_service"] = feature_service
+        body = _lookup_body(entities, features, feature_service)
+        body["timestamp_column"] = timestamp_column
         result: dict[str, Any] = self._post("/v1/historical-features", body)
         return result
 
