@@ -4,6 +4,7 @@ to the current revision by Alembic migrations when opened (``migrate``)."""
 
 from __future__ import annotations
 
+from headwater.connectors.catalog.erasures import ErasureRecord, Erasures, TopicEnd
 from headwater.connectors.catalog.records import (
     AuditEntry,
     CatalogError,
@@ -19,6 +20,9 @@ __all__ = [
     "AuditEntry",
     "Catalog",
     "CatalogError",
+    "ErasureRecord",
+    "Erasures",
     "SchemaVersion",
+    "TopicEnd",
     "TrainingSetRecord",
 ]
