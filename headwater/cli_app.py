@@ -45,6 +45,7 @@ _ORDER = (
     "rebuild-online",
     "demo",
     "dlq",
+    "erase",
 )
 
 
