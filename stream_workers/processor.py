@@ -278,8 +278,7 @@ class BatchProcessor:
         with BATCH_SECONDS.labels(self.source.name).time():
             self._process_isolating(self.plans, messages, result, dead_letter=True)
         EVENTS_IN.labels(self.source.name).inc(len(messages))
-        if result.erased:
-            EVENTS_ERASED.labels(self.source.name).inc(result.erased)
+        EVENTS_ERASED.labels(self.source.name).inc(result.erased)
         for reason, count in result.dead_lettered.items():
             DEAD_LETTERED.labels(self.source.name, reason).inc(count)
         return result
@@ -316,6 +315,7 @@ class BatchProcessor:
             # that fails only for this version is isolated and dead-lettered all the same.
             self._process_isolating([plan], batch, scratch, dead_letter=False)
             count += len(batch)
+        EVENTS_ERASED.labels(self.source.name).inc(scratch.erased)
         return count
 
     def _process_isolating(
@@ -463,7 +463,7 @@ class BatchProcessor:
         self._offline_history.commit_due(plans)
         if dead_letter:
             result.accepted += len(records)
-            result.erased += len(messages) - len(accepted) - len(bad)
+        result.erased += len(messages) - len(accepted) - len(bad)
 
     def flush(self, *, older_than_s: float = 0.0) -> int:
         """Commit buffered history rows (see ``HistoryWriter.flush``); called on a timer,
