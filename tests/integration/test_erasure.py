@@ -110,6 +110,14 @@ def test_erase_removes_a_user_everywhere_and_replays_of_the_raw_topic_skip_them(
     log.close()
     assert _rows_of(_tables(settings.offline_root)["_served_responses"], ERASED) == 1
 
+    # Bad requests are refused naming the field and the fix; nothing is recorded.
+    unknown = deployment.cli("erase", "--entity", f"usr_id={ERASED}")
+    assert unknown.returncode == 1 and "unknown key field 'usr_id'" in unknown.stderr
+    assert "'user_id'" in unknown.stderr, unknown.stderr
+    malformed = deployment.cli("erase", "--entity", ERASED)
+    assert malformed.returncode == 1 and "write FIELD=VALUE" in malformed.stderr
+    assert catalog.erasures.all() == [] and catalog.audit(AuditQuery(action="erase")) == []
+
     # The erasure, next to the running worker.
     done = deployment.cli("erase", "--entity", f"user_id={ERASED}")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -137,6 +145,10 @@ def test_erase_removes_a_user_everywhere_and_replays_of_the_raw_topic_skip_them(
     assert sorted(history.column("transaction_id").to_pylist()) == _approved_ids(kept)
     t = time.time_ns() // 1_000_000
     assert _online_values(deployment, others, t) == _reference(deployment, kept, others, t)
+
+    # The old files stay for the retention; a vacuum now says when it can run.
+    early = deployment.cli("erase", "--vacuum")
+    assert early.returncode == 0 and "retention not passed" in early.stdout, early.stdout
 
     # Audited, by the user who ran the command.
     (entry,) = catalog.audit(AuditQuery(action="erase"))
