@@ -127,8 +127,9 @@ def erase_entity(
         wait_timeout_s: how long to wait for running workers (step 2).
 
     Raises:
-        UnknownNameError: no such entity. ``ErasureRequestError``-like ``EventError``: the
-            key does not fit the entity. KafkaUnavailableError: the topics cannot be read
+        UnknownNameError: no such entity. ValueError (``EventError`` among them): the key
+            does not fit the entity (``erasure_keys.resolve_entity_key`` checks requests
+            first, naming the field). KafkaUnavailableError: the topics cannot be read
             (nothing recorded). ErasureIncompleteError, StoreFaultError: recorded but not
             fully cleaned (audited as failed); run it again.
     """
