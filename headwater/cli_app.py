@@ -48,6 +48,7 @@ _ORDER = (
     "dlq",
     "keys",
     "audit",
+    "erase",
 )
 
 

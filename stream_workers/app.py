@@ -35,6 +35,7 @@ from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.schemas.definitions import Definitions
 from headwater.schemas.serialize import definitions_to_dict
 from headwater.schemas.settings import Settings
+from headwater.stream_workers.erasure_skips import skips_for
 from headwater.stream_workers.errors import EventProcessingError, TopicTruncatedError
 from headwater.stream_workers.metrics import (
     CONSUMER_LAG,
@@ -205,8 +206,47 @@ def create_app(settings: Settings) -> faust.App:
             os.kill(os.getpid(), signal.SIGTERM)
 
     app.timer(interval=settings.worker.reload_check_seconds)(_watch_definitions)
+    app.timer(interval=settings.worker.reload_check_seconds)(
+        _erasure_watcher(catalog, defs, processors, faults)
+    )
 
     return app
+
+
+def _erasure_watcher(
+    catalog: Catalog, defs: Definitions, processors: list[BatchProcessor], faults: _Faults
+) -> Any:
+    """Loads the catalog's erasure requests into the processors now, and returns a timer
+    that reloads them when they change (one small query per tick while they do not).
+
+    ``headwater erase`` waits for a tick to pass before it cleans the stores, so every
+    batch processed after the clean-up skips the erased entity's old events.
+    """
+    seen: tuple[int, int] | None = None
+
+    def load() -> None:
+        nonlocal seen
+        state = catalog.erasures.state()
+        if state == seen:
+            return
+        records = catalog.erasures.all() if state[0] else []
+        for processor in processors:
+            # A reference swap: a batch reads the attribute once, before its first event.
+            processor.erasures = skips_for(records, processor.source.topic, defs.entities)
+        if seen is not None:
+            log.warning("erasure requests changed; %d in force", state[0])
+        seen = state
+
+    load()
+
+    async def tick() -> None:
+        try:
+            with store_faults("catalog", "reading the erasure requests"):
+                await asyncio.to_thread(load)
+        except StoreFaultError as exc:
+            faults.failed(exc, "watching the erasure requests")
+
+    return tick
 
 
 _RELOAD = threading.Event()

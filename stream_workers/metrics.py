@@ -14,6 +14,7 @@ __all__ = [
     "CONSUMER_LAG",
     "DEAD_LETTERED",
     "EVENTS_APPLIED",
+    "EVENTS_ERASED",
     "EVENTS_IN",
     "NEWEST_EVENT_TIME",
     "PROCESSING_ERRORS",
@@ -38,6 +39,12 @@ EVENTS_APPLIED = Counter(
     "headwater_events_applied_total",
     "Events that passed a feature-set version's filter and reached both stores",
     ["feature_set"],
+)
+EVENTS_ERASED = Counter(
+    "headwater_events_erased_skipped_total",
+    "Messages skipped because their entity was erased before they were produced (replays "
+    "of the raw topic); neither stored nor dead-lettered",
+    ["source"],
 )
 BATCH_SECONDS = Histogram(
     "headwater_batch_seconds",

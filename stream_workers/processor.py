@@ -41,6 +41,7 @@ from headwater.schemas.errors import EventError
 from headwater.schemas.expressions import apply_filter_and_transforms
 from headwater.schemas.tiles import FeatureSetPlan, TopicEpoch
 from headwater.stream_workers.dead_letters import DeadLetters
+from headwater.stream_workers.erasure_skips import ErasureSkips, applicable
 from headwater.stream_workers.errors import EventProcessingError, TopicTruncatedError
 from headwater.stream_workers.event_decoding import EventDecoder
 from headwater.stream_workers.history_writer import HistoryRows, HistoryWriter
@@ -48,6 +49,7 @@ from headwater.stream_workers.metrics import (
     BATCH_SECONDS,
     DEAD_LETTERED,
     EVENTS_APPLIED,
+    EVENTS_ERASED,
     EVENTS_IN,
     NEWEST_EVENT_TIME,
     PROCESSING_ERRORS,
@@ -70,6 +72,7 @@ class BatchResult:
     accepted: int = 0
     dead_lettered: dict[str, int] = field(default_factory=dict)
     caught_up: dict[str, int] = field(default_factory=dict)
+    erased: int = 0
 
 
 class BatchProcessor:
@@ -156,6 +159,8 @@ class BatchProcessor:
         self._epoch_of = topic_epoch
         self._log_ends = log_ends
         self._epoch: TopicEpoch | None = None
+        self.erasures: ErasureSkips | None = None
+        """Erasures of this source (``erasure_skips``), swapped in by the worker; per batch."""
 
     def forget_positions(self) -> None:
         """Commit buffered rows, then drop cached positions and states; call when partitions
@@ -273,6 +278,7 @@ class BatchProcessor:
         with BATCH_SECONDS.labels(self.source.name).time():
             self._process_isolating(self.plans, messages, result, dead_letter=True)
         EVENTS_IN.labels(self.source.name).inc(len(messages))
+        EVENTS_ERASED.labels(self.source.name).inc(result.erased)
         for reason, count in result.dead_lettered.items():
             DEAD_LETTERED.labels(self.source.name, reason).inc(count)
         return result
@@ -309,6 +315,7 @@ class BatchProcessor:
             # that fails only for this version is isolated and dead-lettered all the same.
             self._process_isolating([plan], batch, scratch, dead_letter=False)
             count += len(batch)
+        EVENTS_ERASED.labels(self.source.name).inc(scratch.erased)
         return count
 
     def _process_isolating(
@@ -401,6 +408,7 @@ class BatchProcessor:
         accepted: list[KafkaRecord] = []
         bad: list[tuple[KafkaRecord, EventError]] = []
         last: dict[int, int] = {}
+        skips = self.erasures and applicable(self.erasures, self._current_epoch())
         for msg in messages:
             partition = msg.partition
             if msg.offset > last.get(partition, -1):
@@ -412,11 +420,13 @@ class BatchProcessor:
                 except EventError as exc:
                     error = exc
                 else:
-                    records.append(record)
-                    times.append(e)
-                    accepted.append(msg)
-                    continue
-            bad.append((msg, error))
+                    if skips is None or not skips.erased(partition, msg.offset, record):
+                        records.append(record)
+                        times.append(e)
+                        accepted.append(msg)
+                    continue  # an erased entity's event is skipped (its position advances)
+            if skips is None or not skips.erased_message(partition, msg.offset, msg.key):
+                bad.append((msg, error))
         batch = self._decoder.arrow(records, times, accepted)
         work: list[tuple[FeatureSetPlan, pa.Table, HistoryRows | None, OnlineWrite | None]] = []
         for plan in plans:
@@ -453,6 +463,7 @@ class BatchProcessor:
         self._offline_history.commit_due(plans)
         if dead_letter:
             result.accepted += len(records)
+        result.erased += len(messages) - len(accepted) - len(bad)
 
     def flush(self, *, older_than_s: float = 0.0) -> int:
         """Commit buffered history rows (see ``HistoryWriter.flush``); called on a timer,

@@ -5,6 +5,7 @@ to the current revision by Alembic migrations when opened (``migrate``)."""
 from __future__ import annotations
 
 from headwater.connectors.catalog.audit import AuditQuery, acting_as, current_actor, local_actor
+from headwater.connectors.catalog.erasures import ErasureRecord, Erasures, TopicEnd
 from headwater.connectors.catalog.keys import (
     ApiKey,
     Grants,
@@ -30,11 +31,14 @@ __all__ = [
     "AuditQuery",
     "Catalog",
     "CatalogError",
+    "ErasureRecord",
+    "Erasures",
     "Grants",
     "IssuedKey",
     "KeyStore",
     "SchemaVersion",
     "Scope",
+    "TopicEnd",
     "TrainingSetRecord",
     "acting_as",
     "current_actor",

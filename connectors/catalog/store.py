@@ -28,6 +28,7 @@ from headwater.connectors.catalog.audit import (
     audit_row,
     read_audit,
 )
+from headwater.connectors.catalog.erasures import Erasures
 from headwater.connectors.catalog.keys import KeyStore
 from headwater.connectors.catalog.migrate import bring_to_head
 from headwater.connectors.catalog.records import (
@@ -84,6 +85,11 @@ class Catalog:
 
     def close(self) -> None:
         self._engine.dispose()
+
+    @property
+    def erasures(self) -> Erasures:
+        """Right-to-erasure requests (``connectors/catalog/erasures.py``)."""
+        return Erasures(self._engine)
 
     @contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
