@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from headwater.cli_app import app
+from headwater.cli_app import app, err
 from headwater.connectors.catalog import (
     ApiKey,
     AuditQuery,
@@ -54,47 +54,72 @@ def _when(ms: int | None) -> str:
 
 
 def _show_new(token: str, key: ApiKey) -> None:
-    _out.print(f"created key {key.id} ({key.name}, scope {key.scope.value})")
-    _out.print(f"  {token}")
-    _out.print(
-        "Store it now: it is shown once and kept only as a hash. Send it as "
-        "`Authorization: Bearer <key>` or `X-API-Key: <key>`; Python clients read "
-        "HEADWATER_SECURITY__API_KEY."
+    """The key alone on stdout (``KEY=$(headwater keys create ...)``), the rest on stderr."""
+    err.print(
+        f"created key {key.id} ({key.name}, scope {key.scope.value}). Store it now: it is "
+        "shown once and kept only as a hash. Send it as `Authorization: Bearer <key>` or "
+        "`X-API-Key: <key>`; Python clients read HEADWATER_SECURITY__API_KEY.",
+        highlight=False,
+        soft_wrap=True,
     )
+    typer.echo(token)
+
+
+def _names(values: list[str] | None) -> list[str]:
+    """Repeated and comma-separated option values, in order, without blanks."""
+    return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
 
 
 @keys_app.command("create")
 def keys_create(
-    name: Annotated[str, typer.Option(help="Who holds the key, e.g. fraud-scoring")],
-    scope: Annotated[Scope, typer.Option(help="read, write (push, schemas) or admin")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", "--scopes", help="read, write (push, schemas) or admin; they nest"),
+    ],
+    name: Annotated[str | None, typer.Option(help="Who holds the key, e.g. fraud-scoring")] = None,
     feature_set: Annotated[
         list[str] | None,
-        typer.Option("--feature-set", help="Feature sets it may read (repeat; default all)"),
+        typer.Option(
+            "--feature-set", "--feature-sets", help="Feature sets it may read (default all)"
+        ),
     ] = None,
     source: Annotated[
         list[str] | None,
-        typer.Option("--source", help="Sources it may push to (repeat; default all)"),
+        typer.Option("--source", "--sources", help="Sources it may push to (default all)"),
     ] = None,
     pii: Annotated[
         list[str] | None,
         typer.Option("--pii", help="Feature sets whose pii features it may read ('*': all)"),
     ] = None,
 ) -> None:
-    """Create a key; its text is printed once."""
+    """Create a key; its text is printed once, alone on stdout."""
+    try:
+        scopes = [Scope(s.lower()) for s in _names(scope)]
+    except ValueError:
+        msg = f"unknown scope in {scope}; use read, write or admin"
+        raise typer.BadParameter(msg, param_hint="--scope") from None
+    if not scopes:
+        raise typer.BadParameter("give read, write or admin", param_hint="--scope")
+    highest = max(scopes, key=lambda s: [Scope.READ, Scope.WRITE, Scope.ADMIN].index(s))
     grants = Grants(
-        feature_sets=tuple(feature_set or [ANY]),
-        sources=tuple(source or [ANY]),
-        pii=tuple(pii or []),
+        feature_sets=tuple(_names(feature_set) or [ANY]),
+        sources=tuple(_names(source) or [ANY]),
+        pii=tuple(_names(pii)),
     )
-    issued = _store().create(name, scope, grants)
+    issued = _store().create(name or f"{highest.value}-key", highest, grants)
     _show_new(issued.token, issued.key)
 
 
 @keys_app.command("list")
 def keys_list(
     all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
 ) -> None:
     """Keys with their scope, grants and dates (never their secrets)."""
+    if as_json:
+        for key in _store().list(include_revoked=all_keys):
+            typer.echo(json.dumps(key.to_dict(), sort_keys=True))
+        return
     table = Table("name", "scope", "feature sets", "sources", "pii", "created", "revoked")
     table.add_column("id", no_wrap=True, min_width=12)
     for key in _store().list(include_revoked=all_keys):
@@ -116,7 +141,7 @@ def keys_list(
 def keys_rotate(key_id: Annotated[str, typer.Argument(help="Id of the key to replace")]) -> None:
     """Replace a key by a new one with the same grants; the old one stops working."""
     issued = _store().rotate(key_id)
-    _out.print(f"key {key_id} is revoked; its replacement:")
+    err.print(f"key {key_id} is revoked; its replacement:", highlight=False)
     _show_new(issued.token, issued.key)
 
 
