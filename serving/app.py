@@ -14,18 +14,21 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.connectors.catalog import Catalog
-from headwater.connectors.kafka import wait_for_kafka
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
-from headwater.schemas.errors import FeatureStoreError
+from headwater.connectors.online_redis_async import AsyncRedisReader
+from headwater.connectors.redis_timeouts import RedisTimeouts
 from headwater.schemas.settings import Settings
 from headwater.serving.catalog_views import feature_set_summary, lineage, search_features
 from headwater.serving.error_handlers import install_error_handlers
 from headwater.serving.errors import NotFoundError
 from headwater.serving.features import FeatureResolver
+from headwater.serving.fresh_definitions import FreshDefinitions
+from headwater.serving.health import readiness
 from headwater.serving.historical_api import historical_router
+from headwater.serving.limits import BodyLimit, check_entity_count
 from headwater.serving.metrics import instrument
-from headwater.serving.online import lookup
+from headwater.serving.online import lookup_async
 from headwater.serving.push import push_router
 from headwater.serving.registry import registry_router
 from headwater.serving.response_log import ResponseLog
@@ -60,9 +63,15 @@ class OnlineFeaturesRequest(BaseModel):
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI app; it reads the definitions the last ``headwater apply`` stored."""
     catalog = Catalog(settings.catalog_url)
-    store = RedisOnlineStore.from_settings(
-        settings.redis, cache_entities=settings.serving.online_cache_entities
+    serving = settings.serving
+    timeouts = RedisTimeouts(
+        serving.redis_connect_timeout_seconds, serving.redis_read_timeout_seconds
     )
+    store = RedisOnlineStore.from_settings(
+        settings.redis, cache_entities=serving.online_cache_entities, timeouts=timeouts
+    )
+    reader = AsyncRedisReader(store, timeouts)
+    definitions = FreshDefinitions(catalog, serving.definitions_max_age_seconds)
     response_log = (
         ResponseLog(
             settings.offline_root,
@@ -76,12 +85,19 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await reader.close()
         if response_log is not None:
             response_log.close()  # commit the responses still buffered
 
     app = FastAPI(title="Headwater", version="0.1.0", lifespan=lifespan)
 
-    install_error_handlers(app)
+    install_error_handlers(app, retry_after_s=serving.retry_after_seconds)
+    app.add_middleware(
+        BodyLimit,
+        limit_of=lambda path: (
+            serving.push_max_body_bytes if path.startswith("/v1/push/") else serving.max_body_bytes
+        ),
+    )
 
     resolver = FeatureResolver()
 
@@ -89,11 +105,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def online_features(body: OnlineFeaturesRequest) -> Response:
         # Runs on the event loop, not a thread: a lookup is one pipelined Redis round trip
         # plus microseconds of Python, and thread hand-offs under load cost more than that
-        # (bench/online_latency.py). Definitions are re-checked at most every
-        # serving.definitions_max_age_seconds, not with a database query per request.
-        defs = catalog.definitions(max_age_s=settings.serving.definitions_max_age_seconds)
-        resolved = resolver(defs, body.features, body.feature_service)
-        result = lookup(store, resolved, body.entities)
+        # (bench/online_latency.py). The round trip is awaited (redis.asyncio, bounded by
+        # the serving.redis_*_timeout_seconds), so a stalled Redis holds only the lookups,
+        # answered 503, never the loop. Definitions are re-read at most every
+        # serving.definitions_max_age_seconds, in a thread (FreshDefinitions).
+        check_entity_count(body.entities, serving.online_max_entities)
+        resolved = resolver(await definitions(), body.features, body.feature_service)
+        result = await lookup_async(reader.read_many, resolved, body.entities)
         statuses = [[s.value for s in row] for row in result.statuses]
         if response_log is not None:
             response_log.record(
@@ -158,19 +176,8 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        checks: dict[str, str] = {}
-        checks["redis"] = "ok" if store.ping() else f"no answer at {settings.redis.url}"
-        try:
-            wait_for_kafka(settings.kafka, timeout_s=2)
-            checks["kafka"] = "ok"
-        except FeatureStoreError as exc:
-            checks["kafka"] = str(exc)
-        try:
-            catalog.definitions()
-            checks["catalog"] = "ok"
-        except FeatureStoreError as exc:
-            checks["catalog"] = str(exc)
+    async def readyz() -> JSONResponse:
+        checks = await readiness(reader, settings.kafka, catalog)
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             status_code=200 if ready else 503, content={"ready": ready, "checks": checks}

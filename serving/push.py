@@ -10,6 +10,7 @@ Errors are answered by the app's one handler (``serving.errors``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from headwater.connectors.catalog import Catalog, CatalogError
-from headwater.connectors.errors import ProduceError
+from headwater.connectors.errors import ProduceError, store_faults
 from headwater.connectors.kafka_async import AsyncProducer
 from headwater.schemas.definitions import Definitions
 from headwater.schemas.settings import KafkaSettings
@@ -43,13 +44,22 @@ class _Plans:
         self._checked = 0.0
         self._plans: dict[str, PushPlan] = {}
 
+    async def get(self, name: str) -> PushPlan:
+        """The plan of ``name``: from memory while fresh, else read in a thread (the catalog
+        is a synchronous database, which must not hold the event loop)."""
+        plan = self._plans.get(name)
+        if plan is not None and time.monotonic() - self._checked <= self._check_s:
+            return plan
+        return await asyncio.to_thread(self, name)
+
     def __call__(self, name: str) -> PushPlan:
         """Raises ``NotFoundError`` or ``UnknownNameError`` (404) for an unknown source."""
         now = time.monotonic()
         defs = self._defs
         if defs is None or now - self._checked > self._check_s or name not in self._plans:
             try:
-                defs = self._catalog.definitions()
+                with store_faults("catalog", "reading the definitions", CatalogError):
+                    defs = self._catalog.definitions()
             except CatalogError as exc:
                 msg = f"unknown source {name!r}: {exc}"
                 raise NotFoundError(msg) from None
@@ -59,7 +69,8 @@ class _Plans:
         plan = self._plans.get(name)
         if plan is None:
             source = defs.source(name)
-            schema_id = self._catalog.register_schema(source.subject, source.schema)
+            with store_faults("catalog", f"registering the schema of {name!r}"):
+                schema_id = self._catalog.register_schema(source.subject, source.schema)
             plan = self._plans[name] = plan_push(source, defs.entity_of_source(name), schema_id)
         return plan
 
@@ -123,7 +134,7 @@ def push_router(
 
         Body: ``{"events": [{...}, ...]}``.
         """
-        plan = plan_for(source)
+        plan = await plan_for.get(source)
         events = events_of_body(await _read_body(request, max_body_bytes), max_events=max_events)
         now_ms = time.time_ns() // 1_000_000
         records, problems = check_events(plan, events, now_ms, max_future_skew_ms)
