@@ -110,7 +110,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # too deep a nesting
         msg = f'request body is not JSON ({exc}); expected an object like {{"schema": "<Avro schema JSON>"}}'
         raise BadBodyError(msg) from exc
     if not isinstance(data, dict):
