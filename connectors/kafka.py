@@ -282,6 +282,13 @@ def consumer_lag(
     """Messages of ``topic`` not yet committed by ``group_id`` (all of them if it never committed).
 
     ``committed`` saves a round trip when the caller already has the group's offsets.
+
+    Offsets are not all messages: a transaction (the push endpoint writes each request in
+    one) ends with a marker that takes an offset and that no consumer ever receives, and the
+    messages of an aborted transaction are skipped by read-committed consumers. So a group
+    that consumed everything may sit one or more offsets below the log end; a partition whose
+    committed position is below its end counts as caught up when a read-committed read from
+    that position finds no message before the end.
     """
     from confluent_kafka import Consumer, TopicPartition
 
@@ -289,17 +296,39 @@ def consumer_lag(
         committed = committed_offsets(kafka, group_id, topic)
     partitions = [TopicPartition(topic, p) for p in committed]
     probe = Consumer(
-        {**_base_config(kafka), "group.id": f"{group_id}.lag-probe", "enable.auto.commit": False}
+        {
+            **_base_config(kafka),
+            "group.id": f"{group_id}.lag-probe",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }
     )
     try:
         lag = 0
         for tp in partitions:
             low, high = probe.get_watermark_offsets(tp, timeout=10)
             done = committed.get(tp.partition, -1)
-            lag += high - (done if done >= 0 else low)
+            start = done if done >= 0 else low
+            if high > start and _has_message(probe, TopicPartition(topic, tp.partition, start)):
+                lag += high - start
         return lag
     finally:
         probe.close()
+
+
+def _has_message(probe: Any, position: Any) -> bool:
+    """Whether a read-committed read from ``position`` finds a message before the end
+    (``True`` too when the broker does not tell within 5 s)."""
+    probe.assign([position])
+    try:
+        messages = probe.consume(1, timeout=5)
+    finally:
+        probe.unassign()
+    if not messages:
+        return True
+    error = messages[0].error()
+    return error is None or error.code() != KafkaError._PARTITION_EOF
 
 
 def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float = 30.0) -> None:
@@ -414,6 +443,10 @@ def read_range(
             **_base_config(kafka),
             "group.id": f"headwater.read-range.{topic}",
             "enable.auto.commit": False,
+            # Aborted pushes (connectors.kafka_transactions) are never read; the range may
+            # end with a transaction marker, which no read returns: the end of the log says so.
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
         }
     )
     try:
@@ -426,9 +459,14 @@ def read_range(
         while position < end:
             messages = consumer.consume(min(batch_size, end - position), timeout=10)
             batch = []
+            at_end = False
             for m in messages:
-                if m.error() is not None:
-                    raise KafkaUnavailableError(f"reading {topic}[{partition}] failed: {m.error()}")
+                error = m.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    at_end = True
+                    continue
+                if error is not None:
+                    raise KafkaUnavailableError(f"reading {topic}[{partition}] failed: {error}")
                 offset = m.offset() or 0
                 if offset < end:
                     batch.append(
@@ -442,7 +480,7 @@ def read_range(
             if batch:
                 position = batch[-1].offset + 1
                 yield batch
-            else:
+            if at_end or not batch:
                 position = end
     finally:
         consumer.close()

@@ -40,6 +40,10 @@ class AsyncRedisReader:
         self.timeouts = timeouts
         self._clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
 
+    def client(self) -> redis.asyncio.Redis:
+        """The asyncio client of the running loop (also for the API's other Redis keys)."""
+        return self._client()
+
     def _client(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)

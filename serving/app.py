@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.connectors.catalog import Catalog
+from headwater.connectors.idempotency_redis import RedisIdempotency
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.connectors.online_redis_async import AsyncRedisReader
@@ -139,6 +140,9 @@ def create_app(settings: Settings) -> FastAPI:
             max_future_skew_ms=settings.max_future_skew_ms,
             max_events=settings.serving.push_max_events,
             max_body_bytes=settings.serving.push_max_body_bytes,
+            idempotency=RedisIdempotency(
+                reader, settings.redis.key_prefix, serving.idempotency_ttl_seconds
+            ),
         )
     )
     app.include_router(

@@ -25,9 +25,11 @@ from headwater.schemas.errors import EventError, FeatureStoreError, UnknownNameE
 
 __all__ = [
     "BadRequestError",
+    "ConflictError",
     "ErrorItem",
     "InvalidEventsError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PayloadTooLargeError",
     "ServingError",
     "UnavailableError",
@@ -112,6 +114,18 @@ class PayloadTooLargeError(ServingError):
     """A request over a size limit (events per request, body bytes); the message names the setting."""
 
     http_status = 413
+
+
+class ConflictError(ServingError):
+    """The request collides with another one still being processed (same Idempotency-Key)."""
+
+    http_status = 409
+
+
+class OutcomeUnknownError(ServingError):
+    """A store did not confirm a write in time: it may or may not have happened."""
+
+    http_status = 504
 
 
 class UnavailableError(ServingError):

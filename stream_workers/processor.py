@@ -156,6 +156,9 @@ class BatchProcessor:
         self._epoch_of = topic_epoch
         self._log_ends = log_ends
         self._epoch: TopicEpoch | None = None
+        # Last offset per partition processed since the partitions were assigned: offsets
+        # between it and the next batch are not events (transaction markers, aborted pushes).
+        self._delivered: dict[int, int] = {}
 
     def forget_positions(self) -> None:
         """Commit buffered rows, then drop cached positions and states; call when partitions
@@ -177,6 +180,7 @@ class BatchProcessor:
         self._offline_history.forget()
         self._folder.drop_states()
         self._epoch = None  # read again: the topic may have been replaced meanwhile
+        self._delivered.clear()
 
     def _position(self, plan: FeatureSetPlan, partition: int) -> int:
         return self._offline_history.position(plan, partition)
@@ -242,6 +246,7 @@ class BatchProcessor:
         self._epoch = new
         self._offline_history.forget()
         self._folder.drop_states()
+        self._delivered.clear()
 
     def process(self, messages: Sequence[KafkaRecord]) -> BatchResult:
         """Write one batch to the DLQ, Delta and Redis; returns what happened to it.
@@ -273,6 +278,8 @@ class BatchProcessor:
         with BATCH_SECONDS.labels(self.source.name).time():
             self._process_isolating(self.plans, messages, result, dead_letter=True)
         EVENTS_IN.labels(self.source.name).inc(len(messages))
+        for m in messages:
+            self._delivered[m.partition] = max(self._delivered.get(m.partition, -1), m.offset)
         for reason, count in result.dead_lettered.items():
             DEAD_LETTERED.labels(self.source.name, reason).inc(count)
         return result
@@ -285,6 +292,9 @@ class BatchProcessor:
         done: dict[str, int] = {}
         if self._read_range is None:
             return done
+        delivered = self._delivered.get(partition)
+        if delivered is not None and delivered < end - 1:
+            end = delivered + 1  # the consumer skipped the offsets between: not events
         for plan in self.plans:
             behind = self._position(plan, partition)
             if behind < end - 1:
