@@ -7,6 +7,7 @@ workers talk to the same cluster.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -302,33 +303,43 @@ def consumer_lag(
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 10,
         }
     )
     try:
-        lag = 0
+        behind: dict[int, int] = {}
+        starts: dict[int, int] = {}
         for tp in partitions:
             low, high = probe.get_watermark_offsets(tp, timeout=10)
             done = committed.get(tp.partition, -1)
             start = done if done >= 0 else low
-            if high > start and _has_message(probe, TopicPartition(topic, tp.partition, start)):
-                lag += high - start
-        return lag
+            if high > start:
+                behind[tp.partition], starts[tp.partition] = high - start, start
+        with_messages = _with_messages(probe, topic, starts) if starts else set()
+        return sum(behind[p] for p in with_messages)
     finally:
         probe.close()
 
 
-def _has_message(probe: Any, position: Any) -> bool:
-    """Whether a read-committed read from ``position`` finds a message before the end
-    (``True`` too when the broker does not tell within 5 s)."""
-    probe.assign([position])
-    try:
-        messages = probe.consume(1, timeout=5)
-    finally:
-        probe.unassign()
-    if not messages:
-        return True
-    error = messages[0].error()
-    return error is None or error.code() != KafkaError._PARTITION_EOF
+def _with_messages(probe: Any, topic: str, starts: Mapping[int, int]) -> set[int]:
+    """The partitions where a read-committed read from ``starts[p]`` finds a message before
+    the end (those the broker does not tell about within 5 s count too)."""
+    from confluent_kafka import TopicPartition
+
+    probe.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
+    pending, found = set(starts), set()
+    deadline = time.monotonic() + 5
+    while pending and time.monotonic() < deadline:
+        for m in probe.consume(len(pending), timeout=0.2):
+            partition, error = m.partition(), m.error()
+            if partition not in pending:
+                continue
+            if error is None:
+                found.add(partition)
+                pending.discard(partition)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                pending.discard(partition)
+    return found | pending
 
 
 def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float = 30.0) -> None:

@@ -22,6 +22,7 @@ from headwater.connectors.redis_timeouts import RedisTimeouts
 from headwater.schemas.settings import Settings
 from headwater.serving.catalog_views import feature_set_summary, lineage, search_features
 from headwater.serving.error_handlers import install_error_handlers
+from headwater.serving.error_schema import ERROR_RESPONSES
 from headwater.serving.errors import NotFoundError
 from headwater.serving.features import FeatureResolver
 from headwater.serving.fresh_definitions import FreshDefinitions
@@ -90,7 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
         if response_log is not None:
             response_log.close()  # commit the responses still buffered
 
-    app = FastAPI(title="Headwater", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="Headwater", version="0.1.0", lifespan=lifespan, responses=ERROR_RESPONSES)
 
     install_error_handlers(app, retry_after_s=serving.retry_after_seconds)
     app.add_middleware(

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from headwater.connectors.catalog import Catalog, CatalogError, SchemaVersion
 from headwater.schemas.avro import AvroSchema
 from headwater.schemas.compatibility import backward_problems
+from headwater.serving.error_schema import REGISTRY_ERROR_RESPONSES
 from headwater.serving.errors import ServingError
 
 __all__ = ["CONTENT_TYPE", "RegistryError", "RegistryResponse", "registry_router"]
@@ -248,7 +249,9 @@ def _compatibility_level(body: Mapping[str, Any]) -> str:
 
 def registry_router(catalog: Catalog) -> APIRouter:
     """The registry endpoints over ``catalog``; include it with ``prefix="/registry"``."""
-    router = APIRouter(route_class=_RegistryRoute, tags=["schema registry"])
+    router = APIRouter(
+        route_class=_RegistryRoute, tags=["schema registry"], responses=REGISTRY_ERROR_RESPONSES
+    )
 
     @router.post("/subjects/{subject}/versions")
     async def register(subject: str, request: Request) -> Response:
