@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar, cast
 
 from headwater.schemas.errors import ConfigError, FeatureStoreError
+
+T = TypeVar("T")
+_END = object()
 
 __all__ = [
     "KafkaUnavailableError",
@@ -21,6 +25,7 @@ __all__ = [
     "OnlineStoreFullError",
     "ProduceError",
     "StoreFaultError",
+    "iterate_with_faults",
     "store_faults",
 ]
 
@@ -95,3 +100,14 @@ def store_faults(store: str, action: str, *answers: type[Exception]) -> Iterator
     except Exception as exc:
         msg = f"{action} failed: {type(exc).__name__}: {exc}"
         raise StoreFaultError(msg, store=store) from exc
+
+
+def iterate_with_faults(items: Iterator[T], store: str, action: str) -> Iterator[T]:
+    """``items``, with any failure of producing the next one turned into a ``StoreFaultError``
+    of ``store`` (as ``store_faults`` does for one call): for readers that fetch lazily."""
+    while True:
+        with store_faults(store, action):
+            item = next(items, _END)
+        if item is _END:
+            return
+        yield cast("T", item)

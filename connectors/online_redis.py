@@ -38,11 +38,12 @@ from headwater.connectors.errors import (
     OnlineStoreFullError,
 )
 from headwater.connectors.redis_client import redis_client, redis_display
+from headwater.connectors.redis_timeouts import RedisTimeouts
 from headwater.schemas.definitions import KEY_SEPARATOR, FeatureSet
 from headwater.schemas.settings import RedisSettings
 from headwater.schemas.tiles import EntityState, expires_at_ms
 
-__all__ = ["RedisOnlineStore", "entity_redis_key"]
+__all__ = ["RedisOnlineStore", "RedisTimeouts", "decode_state", "entity_redis_key"]
 
 _VERSION = b"v"
 
@@ -162,7 +163,8 @@ def _changes(state: EntityState, old: EntityState | None) -> tuple[dict[bytes, b
     return changed, [f for f in old_fields if f not in new]
 
 
-def _decode(raw: Mapping[bytes, bytes]) -> EntityState | None:
+def decode_state(raw: Mapping[bytes, bytes]) -> EntityState | None:
+    """A stored hash as an ``EntityState`` (``None`` for a missing entity's empty hash)."""
     if not raw:
         return None
     try:
@@ -191,16 +193,29 @@ class RedisOnlineStore(BaseOnlineStore):
     Args:
         url: the server, as a URL or as full ``redis`` settings (ACL user, password, TLS;
             what ``from_settings`` passes).
+        timeouts: connect and read timeouts of every call (``serving.redis_*``); none: wait.
     """
 
     def __init__(
-        self, url: str | RedisSettings, *, cache_entities: int = 0, key_prefix: str = "hw"
+        self,
+        url: str | RedisSettings,
+        *,
+        cache_entities: int = 0,
+        key_prefix: str = "hw",
+        timeouts: RedisTimeouts | None = None,
     ) -> None:
         settings = url if isinstance(url, RedisSettings) else RedisSettings(url=url)
         # What messages call the server: never its password (see redis_display).
         self.url = redis_display(settings)
+        self.settings = settings
+        """Where and as whom to connect (for clients of other kinds, e.g. asyncio)."""
         self.key_prefix = key_prefix
-        self._client = redis_client(settings, decode_responses=False)
+        self.timeouts = timeouts
+        self._client = redis_client(
+            settings,
+            decode_responses=False,
+            **(timeouts.client_options() if timeouts else {}),
+        )
         self._apply = self._client.register_script(_APPLY_LUA)
         self._cache_size = cache_entities
         self._cache: OrderedDict[str, tuple[bytes, EntityState]] = OrderedDict()
@@ -211,12 +226,20 @@ class RedisOnlineStore(BaseOnlineStore):
 
     @classmethod
     def from_settings(
-        cls, redis_settings: RedisSettings, *, cache_entities: int = 0
+        cls,
+        redis_settings: RedisSettings,
+        *,
+        cache_entities: int = 0,
+        timeouts: RedisTimeouts | None = None,
     ) -> RedisOnlineStore:
         """The store every process uses: the URL and key prefix of ``redis`` settings, so
-        the worker, the API, the SDK and maintenance commands all see the same keys."""
+        the worker, the API, the SDK and maintenance commands all see the same keys.
+        ``timeouts`` (the API's) bound every command; without, redis-py's defaults apply."""
         return cls(
-            redis_settings, cache_entities=cache_entities, key_prefix=redis_settings.key_prefix
+            redis_settings,
+            cache_entities=cache_entities,
+            key_prefix=redis_settings.key_prefix,
+            timeouts=timeouts,
         )
 
     def key(self, feature_set: FeatureSet, key: EntityKey) -> str:
@@ -325,7 +348,7 @@ class RedisOnlineStore(BaseOnlineStore):
         if self._cache_size:
             states = self._read_cached(names)
         else:
-            states = [_decode(raw) for raw in self._pipeline("hgetall", names)]
+            states = [decode_state(raw) for raw in self._pipeline("hgetall", names)]
         out: list[list[EntityState | None]] = []
         start = 0
         for _, keys in requests:
@@ -344,7 +367,24 @@ class RedisOnlineStore(BaseOnlineStore):
             raise OnlineStoreError(msg) from exc
 
     def _read_cached(self, names: list[str]) -> list[EntityState | None]:
-        tokens = self._pipeline("hget", names, _VERSION)
+        states, stale = self.cache_hits(names, self._pipeline("hget", names, _VERSION))
+        if stale:
+            self.cache_fill(
+                names, stale, self._pipeline("hgetall", [names[i] for i in stale]), states
+            )
+        return states
+
+    @property
+    def caching(self) -> bool:
+        """Whether decoded states are kept (``cache_entities`` > 0)."""
+        return self._cache_size > 0
+
+    def cache_hits(
+        self, names: Sequence[str], tokens: Sequence[bytes | None]
+    ) -> tuple[list[EntityState | None], list[int]]:
+        """The cached states whose write token (``HGET v``) is unchanged, and the indexes of
+        the others, which must be read whole (``cache_fill``). Shared by the sync and the
+        async (``connectors.online_redis_async``) read paths."""
         states: list[EntityState | None] = [None] * len(names)
         stale = []
         for i, (name, token) in enumerate(zip(names, tokens, strict=True)):
@@ -354,19 +394,26 @@ class RedisOnlineStore(BaseOnlineStore):
                 self._cache.move_to_end(name)
             else:
                 stale.append(i)
-        if stale:
-            raws = self._pipeline("hgetall", [names[i] for i in stale])
-            for i, raw in zip(stale, raws, strict=True):
-                states[i] = _decode(raw)
-                token = raw.get(_VERSION) if raw else None
-                state = states[i]
-                if token is not None and state is not None:
-                    state.stored = None  # only writers need the raw fields; halve the memory
-                    self._cache[names[i]] = (token, state)
-                    self._cache.move_to_end(names[i])
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return states
+        return states, stale
+
+    def cache_fill(
+        self,
+        names: Sequence[str],
+        stale: Sequence[int],
+        raws: Sequence[Mapping[bytes, bytes]],
+        states: list[EntityState | None],
+    ) -> None:
+        """Decode the hashes read for the ``stale`` indexes into ``states`` and cache them."""
+        for i, raw in zip(stale, raws, strict=True):
+            states[i] = decode_state(raw)
+            token = raw.get(_VERSION) if raw else None
+            state = states[i]
+            if token is not None and state is not None:
+                state.stored = None  # only writers need the raw fields; halve the memory
+                self._cache[names[i]] = (token, state)
+                self._cache.move_to_end(names[i])
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     def write(
         self,

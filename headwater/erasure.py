@@ -47,7 +47,8 @@ from headwater.connectors.delta_erasure import (
     table_schema,
     vacuum_table,
 )
-from headwater.connectors.kafka import committed_offsets, group_members, log_ends, topic_id
+from headwater.connectors.kafka import log_ends, topic_id
+from headwater.connectors.kafka_groups import committed_offsets, group_members
 from headwater.connectors.offline_delta import DeltaOfflineStore, read_delta
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.connectors.topic_epochs import current_epoch, positions_prefix

@@ -15,7 +15,7 @@ import httpx
 
 from headwater.connectors.base import BaseOfflineStore
 from headwater.connectors.catalog import Catalog
-from headwater.connectors.kafka import committed_offsets, consumer_lag
+from headwater.connectors.kafka_groups import committed_offsets, consumer_lag
 from headwater.connectors.topic_epochs import current_epoch, positions_prefix
 from headwater.schemas.definitions import FeatureSet
 from headwater.schemas.settings import KafkaSettings

@@ -294,6 +294,22 @@ class ServingSettings(_Section):
     """Share of online responses logged to Delta for ``headwater consistency`` (0: off)."""
     log_flush_seconds: float = Field(default=2.0, gt=0)
     """Logged responses are committed to Delta at least this often."""
+    redis_connect_timeout_seconds: float = Field(default=1.0, gt=0)
+    """How long the API waits to connect to Redis before a lookup is answered 503 (a Redis
+    that is down must not hold requests, or the threads and connections they use)."""
+    redis_read_timeout_seconds: float = Field(default=1.0, gt=0)
+    """How long the API waits for Redis to answer a command (a stalled or paused Redis
+    accepts connections but never answers) before a lookup is answered 503."""
+    retry_after_seconds: int = Field(default=1, ge=0)
+    """``Retry-After`` of a 503 answered because a store (Redis, Kafka, the catalog) failed."""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest body of every POST/PUT other than push (online and historical lookups,
+    registry requests); 413 beyond. Push has its own, ``push_max_body_bytes``."""
+    online_max_entities: int = Field(default=10_000, ge=1)
+    """Most entities one ``POST /v1/online-features`` may ask for (413 beyond)."""
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    """How long the answer of a push with an ``Idempotency-Key`` header is kept in Redis: a
+    retry with the same key within it gets that answer again and produces nothing."""
 
 
 class SecuritySettings(_Section):

@@ -14,20 +14,25 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater.connectors.catalog import Catalog
-from headwater.connectors.kafka import wait_for_kafka
+from headwater.connectors.idempotency_redis import RedisIdempotency
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
-from headwater.schemas.errors import FeatureStoreError
+from headwater.connectors.online_redis_async import AsyncRedisReader
+from headwater.connectors.redis_timeouts import RedisTimeouts
 from headwater.schemas.settings import Settings
 from headwater.serving.audit_api import audit_router
 from headwater.serving.auth import Guard, authorize_features
 from headwater.serving.catalog_views import feature_set_summary, lineage, search_features
 from headwater.serving.error_handlers import install_error_handlers
+from headwater.serving.error_schema import ERROR_RESPONSES
 from headwater.serving.errors import NotFoundError
 from headwater.serving.features import FeatureResolver
+from headwater.serving.fresh_definitions import FreshDefinitions
+from headwater.serving.health import readiness
 from headwater.serving.historical_api import historical_router
+from headwater.serving.limits import BodyLimit, check_entity_count
 from headwater.serving.metrics import instrument
-from headwater.serving.online import lookup
+from headwater.serving.online import lookup_async
 from headwater.serving.push import push_router
 from headwater.serving.registry import registry_router
 from headwater.serving.request_guards import RequestGuards, trusted_hosts
@@ -63,9 +68,15 @@ class OnlineFeaturesRequest(BaseModel):
 def create_app(settings: Settings) -> FastAPI:
     """The FastAPI app; it reads the definitions the last ``headwater apply`` stored."""
     catalog = Catalog(settings.catalog_url)
-    store = RedisOnlineStore.from_settings(
-        settings.redis, cache_entities=settings.serving.online_cache_entities
+    serving = settings.serving
+    timeouts = RedisTimeouts(
+        serving.redis_connect_timeout_seconds, serving.redis_read_timeout_seconds
     )
+    store = RedisOnlineStore.from_settings(
+        settings.redis, cache_entities=serving.online_cache_entities, timeouts=timeouts
+    )
+    reader = AsyncRedisReader(store, timeouts)
+    definitions = FreshDefinitions(catalog, serving.definitions_max_age_seconds)
     response_log = (
         ResponseLog(
             settings.offline_root,
@@ -80,16 +91,27 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         guard.close()
+        await reader.close()
         if response_log is not None:
             response_log.close()  # commit the responses still buffered
 
     guard = Guard(catalog, settings)
     app = FastAPI(
-        title="Headwater", version="0.1.0", lifespan=lifespan, dependencies=[Depends(guard)]
+        title="Headwater",
+        version="0.1.0",
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+        dependencies=[Depends(guard)],
     )
     app.add_middleware(RequestGuards, hosts=trusted_hosts(settings))
 
-    install_error_handlers(app)
+    install_error_handlers(app, retry_after_s=serving.retry_after_seconds)
+    app.add_middleware(
+        BodyLimit,
+        limit_of=lambda path: (
+            serving.push_max_body_bytes if path.startswith("/v1/push/") else serving.max_body_bytes
+        ),
+    )
 
     resolver = FeatureResolver()
 
@@ -97,12 +119,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def online_features(body: OnlineFeaturesRequest, request: Request) -> Response:
         # Runs on the event loop, not a thread: a lookup is one pipelined Redis round trip
         # plus microseconds of Python, and thread hand-offs under load cost more than that
-        # (bench/online_latency.py). Definitions are re-checked at most every
-        # serving.definitions_max_age_seconds, not with a database query per request.
-        defs = catalog.definitions(max_age_s=settings.serving.definitions_max_age_seconds)
-        resolved = resolver(defs, body.features, body.feature_service)
+        # (bench/online_latency.py). The round trip is awaited (redis.asyncio, bounded by
+        # the serving.redis_*_timeout_seconds), so a stalled Redis holds only the lookups,
+        # answered 503, never the loop. Definitions are re-read at most every
+        # serving.definitions_max_age_seconds, in a thread (FreshDefinitions).
+        check_entity_count(body.entities, serving.online_max_entities)
+        resolved = resolver(await definitions(), body.features, body.feature_service)
         authorize_features(guard, request, resolved)
-        result = lookup(store, resolved, body.entities)
+        result = await lookup_async(reader.read_many, resolved, body.entities)
         statuses = [[s.value for s in row] for row in result.statuses]
         if response_log is not None:
             response_log.record(
@@ -130,6 +154,9 @@ def create_app(settings: Settings) -> FastAPI:
             max_future_skew_ms=settings.max_future_skew_ms,
             max_events=settings.serving.push_max_events,
             max_body_bytes=settings.serving.push_max_body_bytes,
+            idempotency=RedisIdempotency(
+                reader, settings.redis.key_prefix, serving.idempotency_ttl_seconds
+            ),
         )
     )
     app.include_router(
@@ -173,20 +200,8 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> JSONResponse:
-        checks: dict[str, str] = {}
-        # Never the URL: it may carry a password, and a health endpoint shows no addresses.
-        checks["redis"] = "ok" if store.ping() else "no answer"
-        try:
-            wait_for_kafka(settings.kafka, timeout_s=2)
-            checks["kafka"] = "ok"
-        except FeatureStoreError as exc:
-            checks["kafka"] = str(exc)
-        try:
-            catalog.definitions()
-            checks["catalog"] = "ok"
-        except FeatureStoreError as exc:
-            checks["catalog"] = str(exc)
+    async def readyz() -> JSONResponse:
+        checks = await readiness(reader, settings.kafka, catalog)
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse(
             status_code=200 if ready else 503, content={"ready": ready, "checks": checks}

@@ -19,8 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from headwater.connectors.errors import StoreFaultError
 from headwater.schemas.errors import FeatureStoreError
-from headwater.serving.errors import ErrorItem, ServingError, error_body, http_status
+from headwater.serving.errors import ErrorItem, ServingError, bounded, error_body, http_status
 
 __all__ = ["install_error_handlers", "validation_items"]
 
@@ -33,7 +34,10 @@ def _answer(
     status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+        orjson.dumps(bounded(body)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
 
 
@@ -69,25 +73,33 @@ def validation_items(errors: Sequence[Any]) -> list[ErrorItem]:
     return items
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error of ``app`` with ``{"detail", "errors"}`` (see ``serving.errors``).
+def install_error_handlers(app: FastAPI, *, retry_after_s: int = 1) -> None:
+    """Answer every error of ``app`` with ``{"detail", "errors"}`` (see ``serving.errors``),
+    bounded in size whatever the request (``serving.errors.bounded``).
 
     Routers that answer errors their own way (the registry's Confluent body) turn them into
-    responses before these handlers see them.
+    responses before these handlers see them. A store fault is answered 503 with
+    ``Retry-After: retry_after_s``.
     """
 
     async def project_error(request: Request, exc: Exception) -> Response:
         error = cast("FeatureStoreError", exc)  # registered for this class only
         status = http_status(error)
-        if status >= 500 and not isinstance(error, ServingError):
+        if status >= 500 and not isinstance(error, ServingError | StoreFaultError):
             # Not an answer we planned: keep the traceback, which the body leaves out.
             log.error("%s %s answered %d", request.method, request.url.path, status, exc_info=exc)
         headers = error.headers if isinstance(error, ServingError) else None
+        if isinstance(error, StoreFaultError):
+            # The cause (with the store's address) goes to the log, never to the client.
+            log.warning("%s %s: %s", request.method, request.url.path, error)
+            headers = {"Retry-After": str(retry_after_s)}
         return _answer(status, error_body(error), headers)
 
     async def request_invalid(request: Request, exc: Exception) -> Response:
         items = validation_items(cast("RequestValidationError", exc).errors())
-        problems = "; ".join(f"{i.field}: {i.reason}" for i in items)
+        problems = "; ".join(f"{i.field}: {i.reason}" for i in items[:5])
+        if len(items) > 5:
+            problems += f"; and {len(items) - 5} more"
         detail = f"the request does not match the endpoint's schema (see /docs): {problems}"
         return _answer(422, {"detail": detail, "errors": [i.as_dict() for i in items]})
 

@@ -25,12 +25,15 @@ from headwater.schemas.errors import EventError, FeatureStoreError, UnknownNameE
 
 __all__ = [
     "BadRequestError",
+    "ConflictError",
     "ErrorItem",
     "InvalidEventsError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PayloadTooLargeError",
     "ServingError",
     "UnavailableError",
+    "bounded",
     "error_body",
     "http_status",
 ]
@@ -113,6 +116,18 @@ class PayloadTooLargeError(ServingError):
     http_status = 413
 
 
+class ConflictError(ServingError):
+    """The request collides with another one still being processed (same Idempotency-Key)."""
+
+    http_status = 409
+
+
+class OutcomeUnknownError(ServingError):
+    """A store did not confirm a write in time: it may or may not have happened."""
+
+    http_status = 504
+
+
 class UnavailableError(ServingError):
     """A service the request needs did not answer in time; ``Retry-After`` says when to retry."""
 
@@ -127,9 +142,12 @@ _PROJECT_STATUS: tuple[tuple[type[FeatureStoreError], int], ...] = (
 
 
 def http_status(exc: FeatureStoreError) -> int:
-    """The HTTP status that answers ``exc``."""
+    """The HTTP status that answers ``exc``: a store that failed (Redis, Kafka, the catalog
+    database) is 503, for the client to retry (``Retry-After``), not a 500."""
     if isinstance(exc, ServingError):
         return exc.http_status
+    if isinstance(exc, StoreFaultError):
+        return 503
     for kind, status in _PROJECT_STATUS:
         if isinstance(exc, kind):
             return status
@@ -150,3 +168,35 @@ def error_body(exc: FeatureStoreError) -> dict[str, Any]:
     else:
         items = []
     return {"detail": detail, "errors": items}
+
+
+MAX_ERROR_ITEMS = 100
+"""Most items an error body lists; the detail then says how many there were."""
+_MAX_DETAIL = 2000
+_MAX_ITEM_TEXT = 500
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def bounded(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` cut to a size independent of the request's: at most ``MAX_ERROR_ITEMS``
+    items (``errors_total`` then counts them all) and texts of bounded length. A request of
+    thousands of bad events or unknown fields must not get an answer many times its size."""
+    items = body.get("errors") or []
+    detail = _clip(str(body.get("detail", "")), _MAX_DETAIL)
+    out: dict[str, Any] = {
+        **body,
+        "detail": detail,
+        "errors": [
+            {k: _clip(v, _MAX_ITEM_TEXT) if isinstance(v, str) else v for k, v in item.items()}
+            for item in items[:MAX_ERROR_ITEMS]
+        ],
+    }
+    if len(items) > MAX_ERROR_ITEMS:
+        out["detail"] = (
+            f"{detail} (the first {MAX_ERROR_ITEMS} of {len(items)} problems are listed)"
+        )
+        out["errors_total"] = len(items)
+    return out

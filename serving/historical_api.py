@@ -20,6 +20,7 @@ from headwater.schemas.errors import EventError
 from headwater.serving.errors import BadRequestError, PayloadTooLargeError
 from headwater.serving.features import ResolvedFeatures, resolve_features
 from headwater.serving.historical import column_names, get_historical_features
+from headwater.serving.limits import event_time_problem
 
 __all__ = ["historical_router"]
 
@@ -38,10 +39,18 @@ class HistoricalFeaturesRequest(BaseModel):
 
 
 def _epoch_ms(values: list[Any], column: str) -> list[int]:
-    try:
-        return [event_time_ms(v, f"entities.{column}[{i}]") for i, v in enumerate(values)]
-    except EventError as exc:
-        raise BadRequestError(str(exc), field=exc.field) from exc
+    out = []
+    for i, v in enumerate(values):
+        field = f"entities.{column}[{i}]"
+        try:
+            ms = event_time_ms(v, field)
+        except EventError as exc:
+            raise BadRequestError(str(exc), field=exc.field) from exc
+        problem = event_time_problem(ms)
+        if problem is not None:
+            raise BadRequestError(f"{field}: {problem}", field=field)
+        out.append(ms)
+    return out
 
 
 def historical_router(

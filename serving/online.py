@@ -9,17 +9,18 @@ applied by a worker whose clock had passed the event's time, so no event from af
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from headwater.connectors.base import BaseOnlineStore, EntityKey
+from headwater.schemas.definitions import FeatureSet
 from headwater.schemas.errors import EventError
-from headwater.schemas.tiles import Status
+from headwater.schemas.tiles import EntityState, Status
 from headwater.serving.errors import BadRequestError, ErrorItem
 from headwater.serving.features import ResolvedFeatures
 
-__all__ = ["OnlineResult", "lookup"]
+__all__ = ["OnlineResult", "Requests", "lookup", "lookup_async"]
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,34 @@ def _entity_columns(resolved: ResolvedFeatures, entities: Mapping[str, Sequence[
     return lengths.pop() if lengths else 0
 
 
+Requests = list[tuple[FeatureSet, list[EntityKey]]]
+"""What one lookup reads: the entity keys per feature set, in request order."""
+
+
 def lookup(
     store: BaseOnlineStore, resolved: ResolvedFeatures, entities: Mapping[str, Sequence[Any]]
 ) -> OnlineResult:
     """Feature values and statuses per entity row, in request order."""
+    rows, requests = _requests(resolved, entities)
+    return _result(resolved, entities, rows, store.read_many(requests))
+
+
+async def lookup_async(
+    read_many: Callable[[Requests], Awaitable[list[list[EntityState | None]]]],
+    resolved: ResolvedFeatures,
+    entities: Mapping[str, Sequence[Any]],
+) -> OnlineResult:
+    """``lookup`` with an awaited read (``AsyncRedisReader.read_many``), so the event loop
+    serves other requests while Redis answers."""
+    rows, requests = _requests(resolved, entities)
+    return _result(resolved, entities, rows, await read_many(requests))
+
+
+def _requests(
+    resolved: ResolvedFeatures, entities: Mapping[str, Sequence[Any]]
+) -> tuple[int, Requests]:
     rows = _entity_columns(resolved, entities)
-    requests = []
+    requests: Requests = []
     for plan, entity in zip(resolved.plans, resolved.entities, strict=True):
         try:
             entity_keys: list[EntityKey] = entity.keys_of_columns(
@@ -59,7 +82,15 @@ def lookup(
             field = f"entities.{exc.field}" if exc.field else "entities"
             raise BadRequestError(f"entities: {exc}", field=field) from None
         requests.append((plan.feature_set, entity_keys))
-    per_plan = store.read_many(requests)
+    return rows, requests
+
+
+def _result(
+    resolved: ResolvedFeatures,
+    entities: Mapping[str, Sequence[Any]],
+    rows: int,
+    per_plan: Sequence[Sequence[EntityState | None]],
+) -> OnlineResult:
     served_at = time.time_ns() // 1_000_000
     values: list[list[Any]] = []
     statuses: list[list[Status]] = []

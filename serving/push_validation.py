@@ -33,6 +33,7 @@ from headwater.serving.errors import (
     InvalidEventsError,
     PayloadTooLargeError,
 )
+from headwater.serving.limits import event_time_problem
 
 __all__ = ["PushPlan", "check_events", "events_of_body", "plan_push", "validate_events"]
 
@@ -278,6 +279,10 @@ def check_events(
                     )
                 except EventError as exc:
                     errors.append(ErrorItem(name, str(exc), i))
+                    continue
+                out_of_range = event_time_problem(ms)
+                if out_of_range is not None:
+                    errors.append(ErrorItem(name, out_of_range, i))
                     continue
                 if ms > latest:
                     reason = (

@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from headwater.connectors.catalog import Catalog, CatalogError, SchemaVersion
 from headwater.schemas.avro import AvroSchema
 from headwater.schemas.compatibility import backward_problems
+from headwater.serving.error_schema import REGISTRY_ERROR_RESPONSES
 from headwater.serving.errors import ServingError
 
 __all__ = ["CONTENT_TYPE", "RegistryError", "RegistryResponse", "registry_router"]
@@ -117,7 +118,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # too deep a nesting
         msg = f'request body is not JSON ({exc}); expected an object like {{"schema": "<Avro schema JSON>"}}'
         raise BadBodyError(msg) from exc
     if not isinstance(data, dict):
@@ -259,7 +260,12 @@ def registry_router(catalog: Catalog) -> APIRouter:
     The prefix is the router's own (not given at inclusion), so each route's path is the
     full template the API's access table (``serving.auth.required_scope``) names.
     """
-    router = APIRouter(prefix="/registry", route_class=_RegistryRoute, tags=["schema registry"])
+    router = APIRouter(
+        prefix="/registry",
+        route_class=_RegistryRoute,
+        tags=["schema registry"],
+        responses=REGISTRY_ERROR_RESPONSES,
+    )
 
     @router.post("/subjects/{subject}/versions")
     async def register(subject: str, request: Request) -> Response:

@@ -26,9 +26,8 @@ from headwater.connectors.errors import StoreFaultError, store_faults
 from headwater.connectors.kafka import (
     EventProducer,
     client_config,
-    committed_offsets,
-    consumer_lag,
 )
+from headwater.connectors.kafka_groups import committed_offsets, consumer_lag
 from headwater.connectors.kafka_security import faust_credentials
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore

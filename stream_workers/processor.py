@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from headwater.connectors.base import BaseOfflineStore, BaseOnlineStore
 from headwater.connectors.catalog import Catalog
-from headwater.connectors.errors import StoreFaultError, store_faults
+from headwater.connectors.errors import StoreFaultError, iterate_with_faults, store_faults
 from headwater.connectors.kafka import EventProducer, KafkaRecord, RawMessage
 from headwater.connectors.offline_delta import history_schema
 from headwater.schemas.definitions import Entity, FeatureSet, Source
@@ -161,6 +161,9 @@ class BatchProcessor:
         self._epoch: TopicEpoch | None = None
         self.erasures: ErasureSkips | None = None
         """Erasures of this source (``erasure_skips``), swapped in by the worker; per batch."""
+        # Last offset per partition processed since the partitions were assigned: offsets
+        # between it and the next batch are not events (transaction markers, aborted pushes).
+        self._delivered: dict[int, int] = {}
 
     def forget_positions(self) -> None:
         """Commit buffered rows, then drop cached positions and states; call when partitions
@@ -182,6 +185,7 @@ class BatchProcessor:
         self._offline_history.forget()
         self._folder.drop_states()
         self._epoch = None  # read again: the topic may have been replaced meanwhile
+        self._delivered.clear()
 
     def _position(self, plan: FeatureSetPlan, partition: int) -> int:
         return self._offline_history.position(plan, partition)
@@ -247,6 +251,7 @@ class BatchProcessor:
         self._epoch = new
         self._offline_history.forget()
         self._folder.drop_states()
+        self._delivered.clear()
 
     def process(self, messages: Sequence[KafkaRecord]) -> BatchResult:
         """Write one batch to the DLQ, Delta and Redis; returns what happened to it.
@@ -279,6 +284,8 @@ class BatchProcessor:
             self._process_isolating(self.plans, messages, result, dead_letter=True)
         EVENTS_IN.labels(self.source.name).inc(len(messages))
         EVENTS_ERASED.labels(self.source.name).inc(result.erased)
+        for m in messages:
+            self._delivered[m.partition] = max(self._delivered.get(m.partition, -1), m.offset)
         for reason, count in result.dead_lettered.items():
             DEAD_LETTERED.labels(self.source.name, reason).inc(count)
         return result
@@ -291,6 +298,9 @@ class BatchProcessor:
         done: dict[str, int] = {}
         if self._read_range is None:
             return done
+        delivered = self._delivered.get(partition)
+        if delivered is not None and delivered < end - 1:
+            end = delivered + 1  # the consumer skipped the offsets between: not events
         for plan in self.plans:
             behind = self._position(plan, partition)
             if behind < end - 1:
@@ -310,7 +320,9 @@ class BatchProcessor:
         )
         count = 0
         scratch = BatchResult()
-        for batch in _kafka_faults(self._read_range(partition, start, end), self.source.topic):
+        for batch in iterate_with_faults(
+            self._read_range(partition, start, end), "kafka", f"re-reading {self.source.topic}"
+        ):
             # These events went through the DLQ when the worker first consumed them; one
             # that fails only for this version is isolated and dead-lettered all the same.
             self._process_isolating([plan], batch, scratch, dead_letter=False)
@@ -485,15 +497,3 @@ class BatchProcessor:
             msg = f"{feature_set.qualified_name} is not one of this processor's feature sets"
             raise ValueError(msg)
         self._folder.replace(plans[0], rows)
-
-
-def _kafka_faults(
-    batches: Iterator[Sequence[KafkaRecord]], topic: str
-) -> Iterator[Sequence[KafkaRecord]]:
-    """``batches``, with any failure of reading them turned into a Kafka store fault."""
-    while True:
-        with store_faults("kafka", f"re-reading {topic}"):
-            batch = next(batches, None)
-        if batch is None:
-            return
-        yield batch

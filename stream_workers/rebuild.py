@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.connectors.catalog import Catalog
-from headwater.connectors.kafka import group_members
+from headwater.connectors.kafka_groups import group_members
 from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.schemas.definitions import Definitions, FeatureSet

@@ -95,8 +95,27 @@ async def _deliver(channel: ChannelT[Any], batch: Fetched) -> None:
         raise put.exception()  # type: ignore[misc]
 
 
+class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread, whose aiokafka consumer reads committed messages only.
+
+    The push endpoint writes each request in a Kafka transaction and answers 503 when it
+    aborts one, promising that none of its events count (``connectors.kafka_transactions``):
+    the messages of aborted transactions must never reach the worker. faust itself asks for
+    ``read_committed`` only with its own exactly-once processing, which Headwater does not use.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._isolation_level = "read_committed"  # read by start(), which comes later
+        return consumer
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
-    """faust's aiokafka consumer with a fetch loop that delivers batch topics whole."""
+    """faust's aiokafka consumer with a fetch loop that delivers batch topics whole (and
+    reads committed messages only, see ``_ReadCommittedThread``)."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
         routing = batch_routing(self.app)

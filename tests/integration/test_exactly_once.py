@@ -38,7 +38,7 @@ import pytest
 import redis
 from deltalake import DeltaTable
 
-from headwater.connectors.kafka import committed_offsets, consumer_lag
+from headwater.connectors.kafka_groups import committed_offsets, consumer_lag
 from headwater.connectors.offline_delta import DeltaOfflineStore, read_delta
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.connectors.topic_epochs import current_epoch, positions_prefix

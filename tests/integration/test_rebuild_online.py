@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from headwater.connectors.kafka import committed_offsets, consumer_lag, group_members
+from headwater.connectors.kafka_groups import committed_offsets, consumer_lag, group_members
 from headwater.connectors.online_redis import RedisOnlineStore, entity_redis_key
 from headwater.ingest import ingest_files
 from headwater.sample_data import generate_transactions

@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from headwater.connectors.kafka import admin_client, consumer_lag
+from headwater.connectors.kafka import admin_client
+from headwater.connectors.kafka_groups import consumer_lag
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess
 from headwater.sample_data import generate_transactions

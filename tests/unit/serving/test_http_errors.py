@@ -260,10 +260,11 @@ def test_push_problems_keep_their_index() -> None:
     }
 
 
-def test_unexpected_errors_answer_500_without_their_text() -> None:
+def test_store_faults_answer_503_and_unexpected_errors_500_without_their_text() -> None:
     secret = "redis://:hunter2@db:6379"
     store = _app_raising(OnlineStoreError(f"Redis at {secret} did not answer")).get("/boom")
-    assert store.status_code == 500
+    assert store.status_code == 503  # a store outage is the client's to retry, not a bug
+    assert store.headers["retry-after"] == "1"
     assert store.json() == {
         "detail": "the redis store failed (OnlineStoreError); see the server's log",
         "errors": [],
