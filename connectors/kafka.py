@@ -236,8 +236,6 @@ def committed_offsets(
     Raises:
         KafkaUnavailableError: no answer, or a retriable one for longer than ``timeout_s``.
     """
-    import time
-
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
     admin = admin_client(kafka)
@@ -250,6 +248,11 @@ def committed_offsets(
         )
         try:
             result = future[group_id].result(timeout=10)
+        except TimeoutError as exc:  # no answer yet (a coordinator moving after a restart)
+            if time.monotonic() < deadline:
+                continue
+            msg = f"reading the offsets of group {group_id!r} on {topic!r}: no answer"
+            raise KafkaUnavailableError(msg) from exc
         except KafkaException as exc:
             error = exc.args[0]
             if (
@@ -344,8 +347,6 @@ def _with_messages(probe: Any, topic: str, starts: Mapping[int, int]) -> set[int
 
 def delete_topics(kafka: KafkaSettings, topics: Sequence[str], timeout_s: float = 30.0) -> None:
     """Delete ``topics`` (missing ones are ignored) and wait until the broker forgot them."""
-    import time
-
     admin = admin_client(kafka)
     existing = [t for t in topics if t in admin.list_topics(timeout=10).topics]
     if not existing:
