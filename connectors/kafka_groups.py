@@ -41,8 +41,6 @@ def committed_offsets(
     Raises:
         KafkaUnavailableError: no answer, or a retriable one for longer than ``timeout_s``.
     """
-    import time
-
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 
     admin = admin_client(kafka)
@@ -55,6 +53,11 @@ def committed_offsets(
         )
         try:
             result = future[group_id].result(timeout=10)
+        except TimeoutError as exc:  # no answer yet (a coordinator moving after a restart)
+            if time.monotonic() < deadline:
+                continue
+            msg = f"reading the offsets of group {group_id!r} on {topic!r}: no answer"
+            raise KafkaUnavailableError(msg) from exc
         except KafkaException as exc:
             error = exc.args[0]
             if (
