@@ -152,13 +152,16 @@ def push_router(
         try:
             await producer.produce_all(topic, messages)
         except ProduceOutcomeUnknownError as exc:
+            # The cause (with the broker's address) goes to the log, not to the client.
+            log.warning("push to %s: outcome unknown: %s", topic, exc)
             msg = (
-                f"Kafka did not confirm the events' transaction ({exc}): they may or may not "
-                "be written; retry with the same Idempotency-Key"
+                "Kafka did not confirm the events' transaction: they may or may not be "
+                "written; retry with the same Idempotency-Key"
             )
             raise OutcomeUnknownError(msg, headers=retry) from None
         except ProduceError as exc:
-            msg = f"Kafka did not take the events ({exc}); none of them was written, retry later"
+            log.warning("push to %s: refused, nothing written: %s", topic, exc)
+            msg = "Kafka did not take the events; none of them was written, retry later"
             raise UnavailableError(msg, headers=retry) from None
         return _json(202, {"accepted": len(messages)})
 
