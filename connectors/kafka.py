@@ -36,6 +36,7 @@ __all__ = [
     "log_ends",
     "producer_config",
     "read_range",
+    "renew_admin",
     "shared_admin",
     "topic_id",
     "wait_for_kafka",
@@ -61,6 +62,23 @@ def shared_admin(config: Mapping[str, Any]) -> AdminClient:
         if admin is None:
             admin = _ADMINS[key] = AdminClient(dict(config))
         return admin
+
+
+_RETIRED: list[AdminClient] = []
+"""Admin clients replaced by ``renew_admin``: still referenced, so never destroyed."""
+
+
+def renew_admin(kafka: KafkaSettings) -> AdminClient:
+    """A new shared admin client for ``kafka``, for when the current one stopped answering
+    (seen for group requests after a broker restart). The old one is kept referenced rather
+    than destroyed, for the reason ``shared_admin`` gives."""
+    config = client_config(kafka)
+    key = tuple(sorted(config.items()))
+    with _ADMINS_LOCK:
+        old = _ADMINS.pop(key, None)
+        if old is not None:
+            _RETIRED.append(old)
+    return shared_admin(config)
 
 
 def admin_client(kafka: KafkaSettings) -> AdminClient:

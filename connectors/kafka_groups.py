@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from headwater.connectors.errors import KafkaUnavailableError
-from headwater.connectors.kafka import admin_client, client_config
+from headwater.connectors.kafka import admin_client, client_config, renew_admin
 from headwater.schemas.settings import KafkaSettings
 
 __all__ = ["committed_offsets", "consumer_lag", "group_members"]
@@ -55,6 +55,7 @@ def committed_offsets(
             result = future[group_id].result(timeout=10)
         except TimeoutError as exc:  # no answer yet (a coordinator moving after a restart)
             if time.monotonic() < deadline:
+                admin = renew_admin(kafka)  # a kept client may not recover by itself
                 continue
             msg = f"reading the offsets of group {group_id!r} on {topic!r}: no answer"
             raise KafkaUnavailableError(msg) from exc
