@@ -43,7 +43,13 @@ from headwater.schemas.definitions import KEY_SEPARATOR, FeatureSet
 from headwater.schemas.settings import RedisSettings
 from headwater.schemas.tiles import EntityState, expires_at_ms
 
-__all__ = ["RedisOnlineStore", "RedisTimeouts", "decode_state", "entity_redis_key"]
+__all__ = [
+    "RedisOnlineStore",
+    "RedisTimeouts",
+    "decode_state",
+    "entity_redis_key",
+    "split_per_request",
+]
 
 _VERSION = b"v"
 
@@ -161,6 +167,19 @@ def _changes(state: EntityState, old: EntityState | None) -> tuple[dict[bytes, b
     new = _encode(state)
     changed = {f: v for f, v in new.items() if old_fields.get(f) != v}
     return changed, [f for f in old_fields if f not in new]
+
+
+def split_per_request(
+    requests: Sequence[tuple[FeatureSet, Sequence[EntityKey]]],
+    states: Sequence[EntityState | None],
+) -> list[list[EntityState | None]]:
+    """``states`` (read for every request's keys, in order) cut back into one list each."""
+    out: list[list[EntityState | None]] = []
+    start = 0
+    for _, keys in requests:
+        out.append(list(states[start : start + len(keys)]))
+        start += len(keys)
+    return out
 
 
 def decode_state(raw: Mapping[bytes, bytes]) -> EntityState | None:
@@ -349,12 +368,7 @@ class RedisOnlineStore(BaseOnlineStore):
             states = self._read_cached(names)
         else:
             states = [decode_state(raw) for raw in self._pipeline("hgetall", names)]
-        out: list[list[EntityState | None]] = []
-        start = 0
-        for _, keys in requests:
-            out.append(states[start : start + len(keys)])
-            start += len(keys)
-        return out
+        return split_per_request(requests, states)
 
     def _pipeline(self, command: str, names: list[str], *args: bytes) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)

@@ -22,7 +22,7 @@ import redis.asyncio
 
 from headwater.connectors.base import EntityKey
 from headwater.connectors.errors import OnlineStoreError
-from headwater.connectors.online_redis import RedisOnlineStore, decode_state
+from headwater.connectors.online_redis import RedisOnlineStore, decode_state, split_per_request
 from headwater.connectors.redis_client import async_redis_client
 from headwater.connectors.redis_timeouts import RedisTimeouts
 from headwater.schemas.definitions import FeatureSet
@@ -84,12 +84,7 @@ class AsyncRedisReader:
                 self.store.cache_fill(names, stale, raws, states)
         else:
             states = [decode_state(raw) for raw in await self._pipeline("hgetall", names)]
-        out: list[list[EntityState | None]] = []
-        start = 0
-        for _, keys in requests:
-            out.append(states[start : start + len(keys)])
-            start += len(keys)
-        return out
+        return split_per_request(requests, states)
 
     async def _pipeline(self, command: str, names: list[str], *args: bytes) -> list[Any]:
         if not names:
