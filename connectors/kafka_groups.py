@@ -16,7 +16,7 @@ from headwater.connectors.errors import KafkaUnavailableError
 from headwater.connectors.kafka import admin_client, client_config, renew_admin
 from headwater.schemas.settings import KafkaSettings
 
-__all__ = ["committed_offsets", "consumer_lag", "group_members"]
+__all__ = ["committed_offsets", "consumer_lag", "group_members", "messages_between"]
 
 
 _COORDINATOR_BUSY = frozenset(
@@ -100,21 +100,12 @@ def consumer_lag(
     committed position is below its end counts as caught up when a read-committed read from
     that position finds no message before the end.
     """
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     if committed is None:
         committed = committed_offsets(kafka, group_id, topic)
     partitions = [TopicPartition(topic, p) for p in committed]
-    probe = Consumer(
-        {
-            **client_config(kafka),
-            "group.id": f"{group_id}.lag-probe",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 10,
-        }
-    )
+    probe = _probe(kafka, group_id)
     try:
         behind: dict[int, int] = {}
         starts: dict[int, int] = {}
@@ -130,9 +121,12 @@ def consumer_lag(
         probe.close()
 
 
-def _with_messages(probe: Any, topic: str, starts: Mapping[int, int]) -> set[int]:
+def _with_messages(
+    probe: Any, topic: str, starts: Mapping[int, int], ends: Mapping[int, int] | None = None
+) -> set[int]:
     """The partitions where a read-committed read from ``starts[p]`` finds a message before
-    the end (those the broker does not tell about within 5 s count too)."""
+    ``ends[p]`` (default: the log's end); those the broker does not tell about within 5 s
+    count too."""
     from confluent_kafka import TopicPartition
 
     probe.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
@@ -144,8 +138,43 @@ def _with_messages(probe: Any, topic: str, starts: Mapping[int, int]) -> set[int
             if partition not in pending:
                 continue
             if error is None:
-                found.add(partition)
+                if ends is None or m.offset() < ends[partition]:
+                    found.add(partition)
                 pending.discard(partition)
             elif error.code() == KafkaError._PARTITION_EOF:
                 pending.discard(partition)
     return found | pending
+
+
+def _probe(kafka: KafkaSettings, group_id: str) -> Any:
+    """A read-committed consumer that reads without committing (closed by the caller)."""
+    from confluent_kafka import Consumer
+
+    return Consumer(
+        {
+            **client_config(kafka),
+            "group.id": f"{group_id}.lag-probe",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",  # a start below the log's beginning
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 10,
+        }
+    )
+
+
+def messages_between(
+    kafka: KafkaSettings, group_id: str, topic: str, ranges: Mapping[int, tuple[int, int]]
+) -> set[int]:
+    """The partitions ``p`` of ``topic`` holding a committed message at an offset in
+    ``ranges[p] = (start, end)``: positions stored as "last offset done" can sit below an
+    end that only transaction markers (or aborted messages) follow, which no reader gets."""
+    todo = {p: (s, e) for p, (s, e) in ranges.items() if e > s}
+    if not todo:
+        return set()
+    probe = _probe(kafka, group_id)
+    try:
+        starts = {p: s for p, (s, _) in todo.items()}
+        return _with_messages(probe, topic, starts, {p: e for p, (_, e) in todo.items()})
+    finally:
+        probe.close()

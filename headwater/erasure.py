@@ -48,7 +48,7 @@ from headwater.connectors.delta_erasure import (
     vacuum_table,
 )
 from headwater.connectors.kafka import log_ends, topic_id
-from headwater.connectors.kafka_groups import committed_offsets, group_members
+from headwater.connectors.kafka_groups import committed_offsets, group_members, messages_between
 from headwater.connectors.offline_delta import DeltaOfflineStore, read_delta
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.connectors.topic_epochs import current_epoch, positions_prefix
@@ -210,12 +210,23 @@ def _wait_for_workers(
             epoch = current_epoch(settings.kafka, catalog, topic)
             prefix = positions_prefix(group, epoch)
             needed = {p: o for p, o in end.ends.items() if o > epoch.start.get(p, -1) + 1}
-            done = all(committed.get(p, -1) >= o for p, o in needed.items())
+            # Positions may stop short of an end that only transaction markers follow.
+            done = not messages_between(
+                settings.kafka,
+                group,
+                topic,
+                {p: (max(committed.get(p, -1), 0), o) for p, o in needed.items()},
+            )
             for fs in active:
                 if not done:
                     break
                 stored = offline.committed_offsets(fs, prefix, needed)
-                done = all(stored.get(p, -1) >= o - 1 for p, o in needed.items())
+                done = not messages_between(
+                    settings.kafka,
+                    group,
+                    topic,
+                    {p: (stored.get(p, -1) + 1, o) for p, o in needed.items()},
+                )
             if done:
                 del pending[topic]
         if pending and time.monotonic() - start > timeout_s:

@@ -16,6 +16,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -118,8 +119,25 @@ def test_erase_removes_a_user_everywhere_and_replays_of_the_raw_topic_skip_them(
     assert malformed.returncode == 1 and "write FIELD=VALUE" in malformed.stderr
     assert catalog.erasures.all() == [] and catalog.audit(AuditQuery(action="erase")) == []
 
+    # The user's partition ends with a push (a transaction: its marker takes the last offset
+    # and no reader ever gets it), so stored positions stop below the log's end; the erasure
+    # must still see the workers caught up. (Declined: no history row, no feature changes.)
+    url = deployment.start_api()
+    event = {
+        "transaction_id": "pushed",
+        "user_id": ERASED,
+        "merchant_id": "m1",
+        "amount": 1.0,
+        "currency": "EUR",
+        "status": "declined",
+        "event_time": end - 1000,
+    }
+    pushed = httpx.post(f"{url}/v1/push/{deployment.source}", json={"events": [event]}, timeout=30)
+    assert pushed.status_code == 202, pushed.text
+    deployment.wait_caught_up(worker)
+
     # The erasure, next to the running worker.
-    done = deployment.cli("erase", "--entity", f"user_id={ERASED}")
+    done = deployment.cli("erase", "--entity", f"user_id={ERASED}", "--wait-seconds", "40")
     assert done.returncode == 0, done.stdout + done.stderr
     out = " ".join(done.stdout.split())
     approved = len(example_events_by_user(data)[ERASED])
