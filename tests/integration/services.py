@@ -36,7 +36,7 @@ from headwater.stack.errors import PortInUseError
 from headwater.stack.kafka_config import parse_bootstrap
 from headwater.stack.process import port_open
 
-__all__ = ["free_ports", "kafka_bootstrap", "redis_url"]
+__all__ = ["free_ports", "kafka_bootstrap", "private_kafka", "redis_url"]
 
 _PORT_ATTEMPTS = 3
 
@@ -123,3 +123,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         if status.state == "started":
             stop_redis(settings)
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[Settings]:
+    """A broker of this test's own on free ports, for tests that stop or restart Kafka;
+    stopped (by pid) at the end."""
+    broker, controller = free_ports(2)
+    own = load_settings(
+        home=tmp_path / "kafka",
+        kafka={"bootstrap_servers": f"127.0.0.1:{broker}"},
+        stack={"controller_port": controller},
+    )
+    start_kafka(own)
+    try:
+        yield own
+    finally:
+        stop_kafka(own)

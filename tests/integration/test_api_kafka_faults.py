@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,9 @@ import httpx
 import pytest
 
 from headwater.sample_data import generate_transactions
-from headwater.schemas.settings import Settings, load_settings
+from headwater.schemas.settings import Settings
 from headwater.stack import start_kafka, stop_kafka
 from tests.integration.pipeline import Deployment, make_deployment
-from tests.integration.services import free_ports
 from tests.integration.test_push import committed_messages
 
 pytestmark = pytest.mark.integration
@@ -33,21 +31,6 @@ pytestmark = pytest.mark.integration
 MINUTE = 60_000
 CLIENTS = 4
 REQUEST_EVENTS = 10
-
-
-@pytest.fixture
-def private_kafka(tmp_path: Path) -> Iterator[Settings]:
-    broker, controller = free_ports(2)
-    own = load_settings(
-        home=tmp_path / "kafka",
-        kafka={"bootstrap_servers": f"127.0.0.1:{broker}"},
-        stack={"controller_port": controller},
-    )
-    start_kafka(own)
-    try:
-        yield own
-    finally:
-        stop_kafka(own)
 
 
 class _Client(threading.Thread):

@@ -25,7 +25,6 @@ from headwater.sample_data import generate_transactions
 from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import start_kafka, start_redis, stop_kafka, stop_redis
 from tests.integration.pipeline import Deployment, make_deployment
-from tests.integration.services import free_ports
 from tests.integration.test_exactly_once import (
     FAST_FAILOVER,
     assert_offline_exactly_once,
@@ -117,32 +116,25 @@ def test_redis_stopped_30s_mid_stream_loses_nothing(
         assert dead_letters(deployment) == 0
 
 
-def test_kafka_stopped_30s_mid_stream_loses_nothing(tmp_path: Path, redis_url: str) -> None:
-    broker, controller = free_ports(2)
-    own = load_settings(
-        home=tmp_path / "kafka",
-        kafka={"bootstrap_servers": f"127.0.0.1:{broker}"},
-        stack={"controller_port": controller},
-    )
-    start_kafka(own)
-    try:
-        data, first, second = _data(seed=32)
-        with make_deployment(tmp_path, own.kafka.bootstrap_servers, redis_url) as deployment:
-            worker = start_worker(deployment, {**deployment.env, **FAST_FAILOVER}, "worker")
-            deployment.ingest(first, worker)
-            _produce(deployment, second, "second")
-            stop_kafka(own)  # while the worker consumes the second half
-            time.sleep(OUTAGE_S)
-            assert worker.alive(), f"the worker died while Kafka was down:\n{worker.tail(40)}"
+def test_kafka_stopped_30s_mid_stream_loses_nothing(
+    tmp_path: Path, redis_url: str, private_kafka: Settings
+) -> None:
+    own = private_kafka
+    data, first, second = _data(seed=32)
+    with make_deployment(tmp_path, own.kafka.bootstrap_servers, redis_url) as deployment:
+        worker = start_worker(deployment, {**deployment.env, **FAST_FAILOVER}, "worker")
+        deployment.ingest(first, worker)
+        _produce(deployment, second, "second")
+        stop_kafka(own)  # while the worker consumes the second half
+        time.sleep(OUTAGE_S)
+        assert worker.alive(), f"the worker died while Kafka was down:\n{worker.tail(40)}"
 
-            start_kafka(own)
-            deployment.wait_caught_up(worker, timeout_s=180)
-            assert worker.alive()
-            assert "CRITICAL" not in log_text(worker)
+        start_kafka(own)
+        deployment.wait_caught_up(worker, timeout_s=180)
+        assert worker.alive()
+        assert "CRITICAL" not in log_text(worker)
 
-            url = deployment.start_api()
-            assert_online_equals_brute_force(deployment, url, data)
-            assert_offline_exactly_once(deployment, data)
-            assert dead_letters(deployment) == 0
-    finally:
-        stop_kafka(own)
+        url = deployment.start_api()
+        assert_online_equals_brute_force(deployment, url, data)
+        assert_offline_exactly_once(deployment, data)
+        assert dead_letters(deployment) == 0
