@@ -330,8 +330,9 @@ class SecuritySettings(_Section):
     """Host names the API answers to (guards against DNS rebinding); ``*`` allows any.
     Unset: the loopback names when ``serving.host`` is loopback, else any."""
     key_cache_seconds: float = Field(default=5.0, ge=0.0)
-    """How long the API trusts a verified key before asking the catalog again: a revoked or
-    rotated key stops working within this time."""
+    """With a PostgreSQL catalog, how long the API trusts a verified key (and its "are there
+    keys?" answer) before asking again: a revoked key stops working within this time. A SQLite
+    catalog needs no such delay: the API re-reads as soon as the file changes."""
 
 
 class Settings(BaseSettings):

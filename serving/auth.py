@@ -84,6 +84,9 @@ _READ_POSTS = frozenset(
         "/registry/compatibility/subjects/{subject}/versions",
     }
 )
+_LOOK_EVERY_S = 0.05
+"""How often (at most) the guard looks whether the catalog changed: keys made or revoked
+count within this (a command that makes one takes far longer), at no cost under load."""
 _HOW = "send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 
 
@@ -187,12 +190,31 @@ class Guard:
         self._keys = catalog.key_store(load_server_secret(security, settings.home))
         self._require = security.require_keys
         self._ttl = security.key_cache_seconds
-        self._verified: dict[bytes, tuple[float, ApiKey]] = {}
-        self._any_key: tuple[float, bool] = (-1.0, False)
+        self._verified: dict[bytes, ApiKey] = {}
+        self._any_key: bool | None = None
+        self._token: tuple[int, ...] | None = None
+        self._read_at = time.monotonic()
+        self._looked_at = 0.0
         self._audit = ThreadPoolExecutor(1, thread_name_prefix="audit")
 
     def close(self) -> None:
         self._audit.shutdown(wait=True)
+
+    def _fresh(self) -> bool:
+        """Whether what was read from the catalog may still be used: on SQLite until the
+        file changes (so a key made or revoked counts from the next request); on a server
+        database for ``security.key_cache_seconds``."""
+        now = time.monotonic()
+        if now - self._looked_at < _LOOK_EVERY_S:
+            return True  # under load: at most one look at the file per interval
+        self._looked_at = now
+        token = self._catalog.change_token()
+        if token is None:
+            return now - self._read_at <= self._ttl
+        if token != self._token:
+            self._token, self._any_key, self._verified = token, None, {}
+            return False
+        return True
 
     async def keys_required(self) -> bool:
         """Whether this request needs a key (see the module docstring)."""
@@ -200,22 +222,23 @@ class Guard:
             return self._require
         if not self._loopback:
             return True
-        checked, exists = self._any_key
-        if time.monotonic() - checked > self._ttl:
-            exists = await run_in_threadpool(self._keys.any_active)
-            self._any_key = (time.monotonic(), exists)
-        return exists
+        if self._any_key is None or not self._fresh():
+            self._read_at = time.monotonic()
+            self._any_key = await run_in_threadpool(self._keys.any_active)
+        return self._any_key
 
     async def _key(self, token: str) -> tuple[ApiKey | None, str]:
         digest = hashlib.sha256(token.encode()).digest()
+        if not self._fresh():
+            self._verified, self._read_at = {}, time.monotonic()
         cached = self._verified.get(digest)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1], ""
+        if cached is not None:
+            return cached, ""
         key, reason = await run_in_threadpool(self._keys.verify, token)
         if key is not None:
             if len(self._verified) > 10_000:
                 self._verified.clear()
-            self._verified[digest] = (time.monotonic() + self._ttl, key)
+            self._verified[digest] = key
         return key, reason
 
     def refuse(

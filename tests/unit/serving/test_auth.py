@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import stat
 from pathlib import Path
 
@@ -102,14 +103,22 @@ def test_keys_off_is_refused_beyond_loopback(tmp_path: Path) -> None:
 
 
 def test_without_keys_on_loopback_a_laptop_needs_none_until_the_first_key(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path / "home", security={"key_cache_seconds": 0})
+    """The first key, and a revocation, count within 50 ms (SQLite catalog: the guard sees
+    the file change; no cache delay)."""
+    settings = load_settings(home=tmp_path / "home")
     catalog = _catalog(settings)
+    store = catalog.key_store(load_server_secret(settings.security, settings.home))
     with TestClient(create_app(settings)) as client:
         assert client.get("/v1/feature-sets").status_code == 200
-        catalog.key_store(load_server_secret(settings.security, settings.home)).create(
-            "first", Scope.READ
-        )
+        first = store.create("first", Scope.READ)
+        time.sleep(0.06)
         assert client.get("/v1/feature-sets").status_code == 401
+        headers = {"Authorization": f"Bearer {first.token}"}
+        assert client.get("/v1/feature-sets", headers=headers).status_code == 200
+        store.create("second", Scope.READ)  # keys stay on once the first is revoked
+        store.revoke(first.key.id)
+        time.sleep(0.06)
+        assert client.get("/v1/feature-sets", headers=headers).status_code == 401
 
 
 def test_beyond_loopback_every_request_but_health_needs_a_key(tmp_path: Path) -> None:
