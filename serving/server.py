@@ -44,4 +44,5 @@ def run_server(settings: Settings, *, host: str | None = None, port: int | None 
         host=serving.host,
         port=serving.port,
         log_level="warning",
+        server_header=False,  # answers name no server software (DESIGN §8: reveal nothing)
     )
