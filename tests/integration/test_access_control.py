@@ -217,6 +217,7 @@ def test_every_endpoint_enforces_scopes_and_grants(deployment: Deployment) -> No
         # Health stays open and says nothing about the deployment.
         health = client.get("/healthz")
         assert health.status_code == 200 and health.json() == {"status": "ok"}
+        assert "server" not in health.headers  # no software named, no versions
         ready = client.get("/readyz").text
         assert deployment.settings.redis.url not in ready
         assert "127.0.0.1" not in ready and "9092" not in ready
