@@ -34,6 +34,7 @@ __all__ = [
     "delete_topics",
     "ensure_topics",
     "log_ends",
+    "probe_config",
     "producer_config",
     "read_range",
     "renew_admin",
@@ -100,6 +101,22 @@ def client_config(kafka: KafkaSettings) -> dict[str, Any]:
         "bootstrap.servers": kafka.bootstrap_servers,
         "log_level": 4,
         **security_config(kafka),
+    }
+
+
+def probe_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
+    """A short-lived consumer that reads positions or a range without joining ``group_id``.
+
+    librdkafka still opens a connection to the group's coordinator, which closing the probe
+    a moment later interrupts; with SASL that logs a misleading "SASL authentication error
+    ... Broker transport failure" each time. A probe's real failures reach its caller as
+    exceptions, so its log is kept to critical lines.
+    """
+    return {
+        **client_config(kafka),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "log_level": 2,
     }
 
 
@@ -313,9 +330,7 @@ def log_ends(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> dict[
     """The offset the next message of each partition of ``topic`` will get (high watermarks)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    probe = Consumer(
-        {**client_config(kafka), "group.id": "headwater.log-ends", "enable.auto.commit": False}
-    )
+    probe = Consumer(probe_config(kafka, "headwater.log-ends"))
     try:
         metadata = probe.list_topics(topic, timeout=timeout_s).topics[topic]
         ends = {}

@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from headwater.connectors.errors import KafkaUnavailableError
-from headwater.connectors.kafka import admin_client, client_config, renew_admin
+from headwater.connectors.kafka import admin_client, probe_config, renew_admin
 from headwater.schemas.settings import KafkaSettings
 
 __all__ = ["committed_offsets", "consumer_lag", "group_members", "messages_between"]
@@ -152,9 +152,7 @@ def _probe(kafka: KafkaSettings, group_id: str) -> Any:
 
     return Consumer(
         {
-            **client_config(kafka),
-            "group.id": f"{group_id}.lag-probe",
-            "enable.auto.commit": False,
+            **probe_config(kafka, f"{group_id}.lag-probe"),
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",  # a start below the log's beginning
             "isolation.level": "read_committed",
