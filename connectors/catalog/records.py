@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from headwater.schemas.errors import FeatureStoreError
@@ -34,7 +35,9 @@ class AuditEntry:
     """``ok``, or ``refused`` / ``failed``."""
 
     def to_dict(self) -> dict[str, Any]:
+        when = datetime.fromtimestamp(self.at_ms / 1000, UTC)
         return {
+            "at": when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.at_ms % 1000:03d}Z",
             "at_ms": self.at_ms,
             "action": self.action,
             "target": self.target,
