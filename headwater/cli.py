@@ -178,11 +178,14 @@ def worker(
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from settings)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from settings)")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes sharing the port (one per core)")
+    ] = 1,
 ) -> None:
     """Run the HTTP API."""
     from headwater.serving.server import run_server
 
-    run_server(load_settings(), host=host, port=port)
+    run_server(load_settings(), host=host, port=port, workers=workers)
 
 
 @app.command("rebuild-online")
