@@ -126,6 +126,9 @@ def main() -> None:
         help="also py-spy the Headwater server; raw stacks to DIR",
     )
     parser.add_argument(
+        "--workers", type=int, default=1, help="headwater serve --workers (server processes)"
+    )
+    parser.add_argument(
         "--live-rate", type=int, default=1000, help="events/s of the live-stream pass (0: skip it)"
     )
     args = parser.parse_args()
@@ -231,7 +234,9 @@ def main() -> None:
             ("100 entities", bodies(100, 200), args.clients),
         ]
 
-        api = HeadwaterProcess(["serve"], env=env, log_file=work / "api.log")
+        api = HeadwaterProcess(
+            ["serve", "--workers", str(args.workers)], env=env, log_file=work / "api.log"
+        )
         bare = subprocess.Popen(
             [
                 sys.executable,
