@@ -181,11 +181,27 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Server processes sharing the port (one per core)")
     ] = 1,
+    reuse_port: Annotated[
+        bool, typer.Option(hidden=True, help="Bind with SO_REUSEPORT (set by --workers)")
+    ] = False,
+    processes: Annotated[int, typer.Option(hidden=True)] = 1,
 ) -> None:
     """Run the HTTP API."""
+    settings = load_settings()
+    if workers > 1:
+        from headwater.processes import supervise
+
+        bound = [
+            "--host",
+            host or settings.serving.host,
+            "--port",
+            str(port or settings.serving.port),
+        ]
+        args = ["serve", *bound, "--reuse-port", "--processes", str(workers)]
+        raise typer.Exit(supervise(args, workers, "API"))
     from headwater.serving.server import run_server
 
-    run_server(load_settings(), host=host, port=port, workers=workers)
+    run_server(settings, host=host, port=port, reuse_port=reuse_port, processes=processes)
 
 
 @app.command("rebuild-online")

@@ -20,7 +20,14 @@ from headwater.connectors.topic_epochs import current_epoch, positions_prefix
 from headwater.schemas.definitions import FeatureSet
 from headwater.schemas.settings import KafkaSettings
 
-__all__ = ["HeadwaterProcess", "free_port", "wait_caught_up", "wait_http_ok"]
+__all__ = [
+    "HeadwaterProcess",
+    "free_port",
+    "supervise",
+    "supervise_workers",
+    "wait_caught_up",
+    "wait_http_ok",
+]
 
 
 class HeadwaterProcess:
@@ -142,20 +149,25 @@ def wait_caught_up(
 
 
 def supervise_workers(count: int) -> int:
-    """Run ``count`` worker processes in one consumer group until stopped; returns the exit code.
+    """Run ``count`` worker processes in one consumer group until stopped (``supervise``).
 
     One Python process uses one core (the GIL); this is the one-command way to use more.
-    SIGTERM or SIGINT stops them all gracefully. If one exits on its own (a crash: workers
-    only exit when stopped, and a catalog reload keeps the process), the others are stopped
-    too and its exit code is returned, so a supervisor above (systemd, Kubernetes) sees the
-    failure instead of a deployment quietly running short of processes.
+    """
+    return supervise(["worker"], count, "worker")
+
+
+def supervise(args: list[str], count: int, what: str) -> int:
+    """Run ``count`` processes of ``headwater ARGS`` until stopped; returns the exit code.
+
+    SIGTERM or SIGINT stops them all gracefully. If one exits on its own (a crash: they only
+    exit when stopped), the others are stopped too and its exit code is returned, so a
+    supervisor above (systemd, Kubernetes) sees the failure instead of a deployment quietly
+    running short of processes.
     """
     import logging
 
-    log = logging.getLogger("headwater.worker")
-    children = [
-        subprocess.Popen([sys.executable, "-m", "headwater", "worker"]) for _ in range(count)
-    ]
+    log = logging.getLogger(f"headwater.{what}")
+    children = [subprocess.Popen([sys.executable, "-m", "headwater", *args]) for _ in range(count)]
     stopping = False
 
     def stop(*_: object) -> None:
@@ -177,7 +189,8 @@ def supervise_workers(count: int) -> int:
                     128 - code if code < 0 else code or 1
                 )  # killed by a signal: 128 + its number
                 log.critical(
-                    "worker process %d exited with code %s; stopping the other %d",
+                    "%s process %d exited with code %s; stopping the other %d",
+                    what,
                     exited[0].pid,
                     exited[0].returncode,
                     count - len(exited),

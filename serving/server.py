@@ -2,10 +2,11 @@
 
 ``headwater serve`` calls ``run_server``; the server's options live here, beside the app,
 because they are the API's latency, not the CLI's. One Python process uses one core (the
-GIL); ``--workers N`` runs N server processes on one port (uvicorn's supervisor), each with
-its own app built from the environment by ``app_from_environment``. They share everything
-that must be shared through the stores: keys and definitions (catalog), idempotency answers
-(Redis), and each has its own transactional producer (a random ``transactional.id``).
+GIL); ``serve --workers N`` runs N server processes, each with its own socket on the same
+port (``SO_REUSEPORT``: the kernel spreads connections evenly over the sockets; one shared
+listening socket left most keep-alive connections with whichever process woke first). They
+share what must be shared through the stores: keys and definitions (catalog), idempotency
+answers (Redis); each has its own transactional producer (a random ``transactional.id``).
 """
 
 from __future__ import annotations
@@ -13,35 +14,39 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+import socket
 
 from headwater.schemas.settings import Settings
 from headwater.serving.auth import describe_key_policy
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
-
 log = logging.getLogger("headwater.serve")
 
-__all__ = ["app_from_environment", "run_server"]
+__all__ = ["run_server"]
 
 
-def app_from_environment() -> FastAPI:
-    """The app of one server process of several (``serve --workers N``): its settings come
-    from the environment and ``headwater.yaml``, with the address the parent bound."""
-    from headwater.schemas.settings import load_settings
-    from headwater.serving.app import create_app
-
-    api = create_app(load_settings())
-    gc.freeze()  # see run_server
-    return api
+def _reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` that other server processes may bind too."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(address)
+    return sock
 
 
 def run_server(
-    settings: Settings, *, host: str | None = None, port: int | None = None, workers: int = 1
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    reuse_port: bool = False,
+    processes: int = 1,
 ) -> None:
-    """Serve the HTTP API until stopped; ``host``/``port`` override the settings; ``workers``
-    server processes share the port (one per core serves the most lookups)."""
+    """Serve the HTTP API until stopped; ``host``/``port`` override the settings.
+
+    ``reuse_port``: bind with ``SO_REUSEPORT``, as one of ``processes`` server processes
+    started by ``serve --workers`` (the count only goes into the start-up line).
+    """
     import uvicorn
 
     from headwater.serving.app import create_app
@@ -52,32 +57,27 @@ def run_server(
         update={"host": host or settings.serving.host, "port": port or settings.serving.port}
     )
     settings = settings.model_copy(update={"serving": serving})
-    api = create_app(settings)  # with several workers: a check of the settings, then dropped
+    api = create_app(settings)
     log.warning(
-        "serving on %s:%d with %d process(es); API keys %s",
+        "serving on %s:%d (pid %d, one of %d process(es)); API keys %s",
         serving.host,
         serving.port,
-        workers,
+        os.getpid(),
+        processes,
         describe_key_policy(settings),
     )
-    options: dict[str, Any] = {
-        "host": serving.host,
-        "port": serving.port,
-        "log_level": "warning",
-        "server_header": False,  # answers name no server software (DESIGN §8: reveal nothing)
-    }
-    if workers > 1:
-        del api
-        os.environ["HEADWATER_SERVING__HOST"] = serving.host
-        os.environ["HEADWATER_SERVING__PORT"] = str(serving.port)
-        uvicorn.run(
-            "headwater.serving.server:app_from_environment",
-            factory=True,
-            workers=workers,
-            **options,
-        )
-        return
+    config = uvicorn.Config(
+        api,
+        host=serving.host,
+        port=serving.port,
+        log_level="warning",
+        server_header=False,  # answers name no server software (DESIGN §8: reveal nothing)
+    )
     # Lookups allocate many short-lived objects; without this, full collections that walk
     # every long-lived object (modules, plans) add tens of ms to the tail.
     gc.freeze()
-    uvicorn.run(api, **options)
+    server = uvicorn.Server(config)
+    if reuse_port:
+        server.run(sockets=[_reuse_port_socket(serving.host, serving.port)])
+    else:
+        server.run()
