@@ -48,6 +48,10 @@ _ADMINS: dict[tuple[tuple[str, Any], ...], AdminClient] = {}
 _ADMINS_LOCK = threading.Lock()
 
 
+def _admin_key(config: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(config.items()))
+
+
 def shared_admin(config: Mapping[str, Any]) -> AdminClient:
     """The process's one admin client for ``config``, created on first use and kept.
 
@@ -57,7 +61,7 @@ def shared_admin(config: Mapping[str, Any]) -> AdminClient:
     offsets) called several times a second made that a rare segfault; a kept client is
     never destroyed mid-request, and saves a connection setup per call.
     """
-    key = tuple(sorted(config.items()))
+    key = _admin_key(config)
     with _ADMINS_LOCK:
         admin = _ADMINS.get(key)
         if admin is None:
@@ -74,9 +78,8 @@ def renew_admin(kafka: KafkaSettings) -> AdminClient:
     (seen for group requests after a broker restart). The old one is kept referenced rather
     than destroyed, for the reason ``shared_admin`` gives."""
     config = client_config(kafka)
-    key = tuple(sorted(config.items()))
     with _ADMINS_LOCK:
-        old = _ADMINS.pop(key, None)
+        old = _ADMINS.pop(_admin_key(config), None)
         if old is not None:
             _RETIRED.append(old)
     return shared_admin(config)

@@ -95,7 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
         if response_log is not None:
             response_log.close()  # commit the responses still buffered
 
-    guard = Guard(catalog, settings)
+    guard = Guard(catalog, settings, definitions)
     app = FastAPI(
         title="Headwater",
         version="0.1.0",

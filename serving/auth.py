@@ -22,7 +22,7 @@ import hashlib
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +41,7 @@ from headwater.connectors.catalog import (
 )
 from headwater.connectors.catalog.audit import set_actor
 from headwater.connectors.catalog.keys import ANY
+from headwater.schemas.definitions import Definitions
 from headwater.schemas.errors import ConfigError
 from headwater.schemas.settings import Settings
 from headwater.serving.errors import ErrorItem, ServingError
@@ -176,7 +177,14 @@ def _token(request: Request) -> str | None:
 class Guard:
     """The app-wide dependency that authenticates and authorizes every request."""
 
-    def __init__(self, catalog: Catalog, settings: Settings) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        definitions: Callable[[], Awaitable[Definitions]],
+    ) -> None:
+        """``definitions``: the app's view of the catalog's definitions, read off the event
+        loop (``FreshDefinitions``); they map a schema subject to its source."""
         security = settings.security
         self._loopback = is_loopback(settings.serving.host)
         if security.require_keys is False and not self._loopback:
@@ -187,6 +195,7 @@ class Guard:
             )
             raise ConfigError(msg)
         self._catalog = catalog
+        self._definitions = definitions
         self._keys = catalog.key_store(load_server_secret(security, settings.home))
         self._require = security.require_keys
         self._ttl = security.key_cache_seconds
@@ -262,9 +271,9 @@ class Guard:
         route = request.scope.get("route")
         path = getattr(route, "path", request.url.path)
         scope = required_scope(request.method, path)
-        client = request.client.host if request.client else "unknown"
         if scope is None:
             return
+        client = request.client.host if request.client else "unknown"
         if not await self.keys_required():
             principal = Principal(f"anonymous@{client}")
         else:
@@ -277,7 +286,7 @@ class Guard:
                 field="header.authorization",
             )
             raise self.refuse(request, error, principal.actor, {"needs": scope.value})
-        if scope is Scope.WRITE or path == "/registry/subjects/{subject}/versions":
+        if scope is Scope.WRITE:
             await self._authorize_write(request, path, principal)
         request.state.principal = principal
         set_actor(principal.actor)
@@ -309,7 +318,7 @@ class Guard:
             source = str(request.path_params.get("source", ""))
         else:  # schema registration: the subject's source
             subject = str(request.path_params.get("subject", ""))
-            defs = await run_in_threadpool(self._catalog.definitions, max_age_s=1.0)
+            defs = await self._definitions()
             owners = [s.name for s in defs.sources if s.subject == subject]
             if not owners:
                 if principal.key.scope.includes(Scope.ADMIN):
