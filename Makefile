@@ -3,6 +3,12 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed-stamp
+# The native extension (native/: Rust, PyO3) is built with cargo from crates.io; rustup
+# installs cargo under ~/.cargo/bin, which a non-login shell may not have on its PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+NATIVE_STAMP := $(VENV)/.native-stamp
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock native/pyproject.toml \
+	native/headwater_native.pyi $(wildcard native/src/*.rs)
 
 .PHONY: setup demo test check unit up down clean
 
@@ -12,7 +18,12 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(NATIVE_STAMP): $(STAMP) $(NATIVE_SOURCES)
+	@command -v cargo >/dev/null || { echo "make setup: the native extension needs Rust's cargo; install it with rustup (https://rustup.rs) and run make again"; exit 1; }
+	$(VENV)/bin/pip install -q ./native
+	touch $(NATIVE_STAMP)
+
+setup: $(STAMP) $(NATIVE_STAMP)
 
 demo: setup
 	$(VENV)/bin/headwater demo

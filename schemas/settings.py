@@ -240,6 +240,11 @@ class WorkerSettings(_Section):
     stays up, logs CRITICAL and sets ``headwater_source_paused``) for someone to look."""
     reload_check_seconds: float = Field(default=5.0, gt=0)
     """How often a worker checks the catalog for changed definitions (then restarts itself)."""
+    native_decoding: bool = True
+    """Decode batches of the source's own schema with the native extension (``native/``,
+    built by ``make setup``) straight into Arrow columns; without the extension, or with
+    ``false``, every event is decoded by fastavro. Both give the same rows; the switch is
+    for comparing them."""
 
 
 class CatalogSettings(_Section):

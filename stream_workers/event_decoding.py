@@ -1,6 +1,12 @@
 """The first step of a batch: each Kafka message decoded and validated into a record and its
 event time, and the valid ones gathered into one Arrow table.
 
+A batch whose messages share the source's own schema is first offered to the native decoder
+(``schemas.avro_batch``), which fills the Arrow columns without a Python object per event;
+the checks (event time present and not too far ahead, keys present, numbers finite) then run
+on whole columns. Any batch it refuses, or whose checks find a bad event, is decoded event by
+event, which gives the same table and names each bad event's reason and field.
+
 Kept apart from the batch's orchestration (``stream_workers/processor.py``) because it is
 the step whose failures are the data's: every reason an event is refused here is an
 ``EventError`` whose ``reason`` and ``field`` go with the event to the DLQ, and nothing here
@@ -10,9 +16,11 @@ writes anywhere.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -27,10 +35,25 @@ from headwater.schemas.avro import (
     event_time_ms,
     wire_schema_id,
 )
+from headwater.schemas.avro_batch import NativeBatchDecoder
 from headwater.schemas.definitions import Entity, Source
 from headwater.schemas.errors import EventError
+from headwater.stream_workers.erasure_skips import ErasureSkips
 
-__all__ = ["EventDecoder"]
+__all__ = ["DecodedBatch", "EventDecoder"]
+
+
+@dataclass
+class DecodedBatch:
+    """A batch after decoding: the valid events as one table, and what happened to the rest."""
+
+    table: pa.Table
+    """Source fields plus the metadata columns, in message order."""
+    accepted: int
+    bad: list[tuple[KafkaRecord, EventError]]
+    """The events that cannot be used, with the reason (they go to the DLQ)."""
+    last: dict[int, int]
+    """The last offset of each partition in the batch (events skipped or bad included)."""
 
 
 class EventDecoder:
@@ -43,6 +66,7 @@ class EventDecoder:
             source's feature sets describe).
         joined_keys: the entities whose keys have several fields, whose values must not hold
             the separator that joins them (``Entity.key_from_parts``).
+        native: offer batches to the native decoder first (``worker.native_decoding``).
     """
 
     def __init__(
@@ -52,6 +76,8 @@ class EventDecoder:
         max_future_skew_ms: int,
         key_fields: Sequence[str],
         joined_keys: Sequence[Entity],
+        *,
+        native: bool = True,
     ) -> None:
         self.source = source
         self._catalog = catalog
@@ -63,6 +89,8 @@ class EventDecoder:
         self._numeric = [
             f for f, t in source.schema.field_types.items() if t in ("float", "double")
         ]
+        self._native: dict[int, NativeBatchDecoder | None] = {}
+        self._native_enabled = native
 
     def _writer_schema(self, schema_id: int) -> AvroSchema:
         schema = self._writers.get(schema_id)
@@ -111,6 +139,83 @@ class EventDecoder:
             entity.key_of(record)  # raises EventError (to the DLQ) for a key that would collide
         return record, e
 
+    def decode(
+        self,
+        messages: Sequence[KafkaRecord],
+        *,
+        skips: ErasureSkips | None = None,
+        poison: Mapping[tuple[int, int], EventError] | None = None,
+    ) -> DecodedBatch:
+        """Decode and validate a batch; ``skips`` drops erased entities' events (counted
+        neither accepted nor bad), ``poison`` marks events already known to be bad.
+
+        Raises:
+            StoreFaultError: the catalog failed while looking up a writer schema.
+        """
+        last: dict[int, int] = {}
+        for msg in messages:
+            if msg.offset > last.get(msg.partition, -1):
+                last[msg.partition] = msg.offset
+        if skips is None and not poison and not self._joined_keys:
+            table = self._decode_natively(messages)
+            if table is not None:
+                return DecodedBatch(table, len(messages), [], last)
+        records: list[dict[str, Any]] = []
+        times: list[int] = []
+        accepted: list[KafkaRecord] = []
+        bad: list[tuple[KafkaRecord, EventError]] = []
+        for msg in messages:
+            partition = msg.partition
+            error = poison.get((partition, msg.offset)) if poison else None
+            if error is None:
+                try:
+                    record, e = self.validate(msg)
+                except EventError as exc:
+                    error = exc
+                else:
+                    if skips is None or not skips.erased(partition, msg.offset, record):
+                        records.append(record)
+                        times.append(e)
+                        accepted.append(msg)
+                    continue  # an erased entity's event is skipped (its position advances)
+            if skips is None or not skips.erased_message(partition, msg.offset, msg.key):
+                bad.append((msg, error))
+        return DecodedBatch(self.arrow(records, times, accepted), len(records), bad, last)
+
+    def _decode_natively(self, messages: Sequence[KafkaRecord]) -> pa.Table | None:
+        """The batch's table by the native decoder, or ``None`` if it must go event by event
+        (not all of the source's own schema, or some event is bad: the per-event path names
+        it)."""
+        first = messages[0].value if self._native_enabled and messages else None
+        if first is None or len(first) < WIRE_HEADER_SIZE:
+            return None
+        schema_id = wire_schema_id(first)
+        if schema_id not in self._native:
+            writer = self._writer_schema(schema_id)
+            same = writer.canonical == self.source.schema.canonical
+            kind = self.source.schema.field_types.get(self.source.timestamp)
+            self._native[schema_id] = (
+                NativeBatchDecoder.for_schema(writer, schema_id, self._numeric)
+                if same and kind in ("timestamp", "long", "int")
+                else None
+            )
+        decoder = self._native[schema_id]
+        arrays = decoder.decode([m.value for m in messages]) if decoder is not None else None
+        if arrays is None:
+            return None
+        assert decoder is not None
+        by_name = dict(zip(decoder.names, arrays, strict=True))
+        if any(k not in by_name or by_name[k].null_count for k in self._required):
+            return None  # a missing key: the per-event path names the event
+        times = by_name[self.source.timestamp]
+        if times.null_count:
+            return None
+        arrival = np.fromiter((m.timestamp for m in messages), np.int64, len(messages))
+        event_times = times.cast(pa.int64())
+        if np.any(event_times.to_numpy() - arrival > self._skew):
+            return None
+        return self._table(by_name, event_times, arrival, messages)
+
     def arrow(
         self,
         records: Sequence[dict[str, Any]],
@@ -120,14 +225,28 @@ class EventDecoder:
         """The valid events as one Arrow table: source fields plus the metadata columns."""
         fields = self._source_history.names[: -len(META_COLUMNS)]
         columns: dict[str, Any] = {name: [r.get(name) for r in records] for name in fields}
-        event_times = pa.array(times, pa.int64())
+        arrival = [m.timestamp for m in messages]
+        return self._table(columns, pa.array(times, pa.int64()), arrival, messages)
+
+    def _table(
+        self,
+        columns: Mapping[str, Any],
+        event_times: pa.Array,
+        arrival: Any,
+        messages: Sequence[KafkaRecord],
+    ) -> pa.Table:
+        """The history table of the source ``columns`` (lists or arrays) plus metadata."""
         # The partition column, as a date string, computed for the whole batch at once (a
         # cast through date32 gives the same ISO text as strftime, 15x faster).
         dates = pc.cast(pc.cast(event_times, pa.timestamp("ms", tz="UTC")), pa.date32())
-        days = pc.cast(dates, pa.string())
-        columns["event_time_ms"] = event_times
-        columns["_event_date"] = days
-        columns["_partition"] = [m.partition for m in messages]
-        columns["_offset"] = [m.offset for m in messages]
-        columns["_arrival_ms"] = [m.timestamp for m in messages]
-        return pa.Table.from_pydict(columns, schema=self._source_history)
+        return pa.Table.from_pydict(
+            {
+                **columns,
+                "event_time_ms": event_times,
+                "_event_date": pc.cast(dates, pa.string()),
+                "_partition": [m.partition for m in messages],
+                "_offset": [m.offset for m in messages],
+                "_arrival_ms": arrival,
+            },
+            schema=self._source_history,
+        )

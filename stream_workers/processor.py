@@ -26,7 +26,6 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -119,6 +118,7 @@ class BatchProcessor:
         offline_idle_flush_seconds: float = math.inf,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         stop_on_processing_error: bool = False,
+        native_decoding: bool = True,
         topic_epoch: Callable[[], TopicEpoch] | None = None,
         log_ends: Callable[[], dict[int, int]] | None = None,
     ) -> None:
@@ -139,6 +139,7 @@ class BatchProcessor:
                     if len(self._keys[fs.qualified_name]) > 1
                 )
             ),
+            native=native_decoding,
         )
         self._dead_letters = DeadLetters(source, dlq, self._position)
         self._read_range = read_range
@@ -415,31 +416,9 @@ class BatchProcessor:
         transforms, folding into entity states) happens before the first write, so an
         exception before the writes leaves both stores and the offline buffers untouched.
         """
-        records: list[dict[str, Any]] = []
-        times: list[int] = []
-        accepted: list[KafkaRecord] = []
-        bad: list[tuple[KafkaRecord, EventError]] = []
-        last: dict[int, int] = {}
-        skips = self.erasures and applicable(self.erasures, self._current_epoch())
-        for msg in messages:
-            partition = msg.partition
-            if msg.offset > last.get(partition, -1):
-                last[partition] = msg.offset
-            error = poison.get((partition, msg.offset)) if poison else None
-            if error is None:
-                try:
-                    record, e = self._decoder.validate(msg)
-                except EventError as exc:
-                    error = exc
-                else:
-                    if skips is None or not skips.erased(partition, msg.offset, record):
-                        records.append(record)
-                        times.append(e)
-                        accepted.append(msg)
-                    continue  # an erased entity's event is skipped (its position advances)
-            if skips is None or not skips.erased_message(partition, msg.offset, msg.key):
-                bad.append((msg, error))
-        batch = self._decoder.arrow(records, times, accepted)
+        skips = applicable(self.erasures, self._current_epoch()) if self.erasures else None
+        decoded = self._decoder.decode(messages, skips=skips, poison=poison)
+        batch, bad, last = decoded.table, decoded.bad, decoded.last
         work: list[tuple[FeatureSetPlan, pa.Table, HistoryRows | None, OnlineWrite | None]] = []
         for plan in plans:
             rows = batch
@@ -474,8 +453,8 @@ class BatchProcessor:
                 NEWEST_EVENT_TIME.labels(name).set(newest / 1000)
         self._offline_history.commit_due(plans)
         if dead_letter:
-            result.accepted += len(records)
-        result.erased += len(messages) - len(accepted) - len(bad)
+            result.accepted += decoded.accepted
+        result.erased += len(messages) - decoded.accepted - len(bad)
 
     def flush(self, *, older_than_s: float = 0.0) -> int:
         """Commit buffered history rows (see ``HistoryWriter.flush``); called on a timer,

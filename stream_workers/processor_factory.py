@@ -49,7 +49,7 @@ def processor_from_settings(
         options: further ``BatchProcessor`` arguments, which win over those above (e.g.
             ``state_cache_entities=0`` for a rebuild).
     """
-    arguments: dict[str, Any] = {}
+    arguments: dict[str, Any] = {"native_decoding": settings.worker.native_decoding}
     if consuming:
         worker = settings.worker
         arguments.update(
