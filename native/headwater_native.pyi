@@ -9,3 +9,26 @@ class AvroBatchDecoder:
     def decode(self, payloads: list[bytes | None]) -> list[tuple[Any, ...]] | str:
         """One ``(length, null_count, validity, buffers, children)`` per field, or why the
         batch must take the per-event path."""
+
+class FoldBatch:
+    """The columns a plan's partials read, with event times and arrival seqs, of one batch."""
+
+    def __init__(self, columns: list[list[Any]], times: list[int], seqs: list[int]) -> None: ...
+
+class TileFolder:
+    """The native fold of one plan: ``(partial key, field index or -1, kind)`` per partial."""
+
+    def __init__(self, adders: list[tuple[str, int, str]], resolution_ms: int) -> None: ...
+    def fold(
+        self,
+        batch: FoldBatch,
+        indices: list[int],
+        tiles: dict[int, dict[str, Any]],
+        lifetime: dict[str, Any],
+        changed: set[int],
+        offsets: dict[int, int],
+        now: int,
+        keep_from: int,
+        newest: int | None,
+    ) -> tuple[bool, int | None, list[int]]:
+        """Fold one entity's events; returns (any new, newest, indices dated after now)."""

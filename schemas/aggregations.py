@@ -62,6 +62,9 @@ NUMERIC_TYPES: Final[frozenset[str]] = frozenset({"int", "long", "float", "doubl
 """Types ``sum``, ``mean`` and ``stddev`` take; decimals are doubles (``schemas.avro_types``)."""
 _INTEGER_TYPES: Final[frozenset[str]] = frozenset({"int", "long"})
 
+_NATIVE_KINDS: Final = frozenset({"n", "nn", "isum", "fsum", "min", "max", "last", "first"})
+"""Partial kinds whose fold the native extension does too (``native/src/fold.rs``)."""
+
 State = dict[str, Any]
 """Partial states of one tile (or of the lifetime), keyed by partial name."""
 
@@ -271,6 +274,17 @@ class Aggregator:
                     raise ValueError(msg)
                 return [_Partial("lastn", field, n)]
         raise ValueError(unknown_function(function))
+
+    def native_adders(self, fields: Sequence[str]) -> list[tuple[str, int, str]] | None:
+        """The partials as the native fold takes them (``headwater_native.TileFolder``):
+        ``(key, index of the field in fields or -1 for the event itself, kind)``; ``None``
+        when some kind has only the Python fold (exact squares, distinct sets, last_n)."""
+        if any(p.kind not in _NATIVE_KINDS for p in self._partials):
+            return None
+        return [
+            (p.key, -1 if p.field is None else fields.index(p.field), p.kind)
+            for p in self._partials
+        ]
 
     @property
     def partial_keys(self) -> frozenset[str]:

@@ -25,17 +25,9 @@ from typing import Any, Final
 import pyarrow as pa
 
 from headwater.schemas.avro import AvroSchema
-
-_NativeDecoder: Any
-try:  # the native extension is built by `make setup`; without it, the Python path serves
-    from headwater_native import AvroBatchDecoder as _NativeDecoder
-except ImportError:  # pragma: no cover - exercised only without the extension
-    _NativeDecoder = None
+from headwater.schemas.native import extension, native_available
 
 __all__ = ["NativeBatchDecoder", "native_available", "native_plan"]
-
-native_available: Final[bool] = _NativeDecoder is not None
-"""Whether the native extension is installed (``make setup`` builds it)."""
 
 _PRIMITIVES: Final = frozenset(
     {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
@@ -169,12 +161,12 @@ class NativeBatchDecoder:
         cls, schema: AvroSchema, schema_id: int, finite: Collection[str] = ()
     ) -> NativeBatchDecoder | None:
         """The decoder of ``schema`` registered as ``schema_id``, or ``None`` (Python path)."""
-        if _NativeDecoder is None or not 0 <= schema_id < 2**32:
+        if extension is None or not 0 <= schema_id < 2**32:
             return None
         plan = native_plan(schema.definition, finite)
         if plan is None or any(t is None for t in (f.arrow for f in schema.forms.values())):
             return None
-        return cls(schema, _NativeDecoder(plan, schema_id))
+        return cls(schema, extension.AvroBatchDecoder(plan, schema_id))
 
     @property
     def names(self) -> list[str]:

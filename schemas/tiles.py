@@ -37,9 +37,11 @@ import pyarrow.compute as pc
 from headwater.schemas.aggregations import Aggregator, State
 from headwater.schemas.definitions import FeatureSet, Source
 from headwater.schemas.expressions import Expression, compile_expression
+from headwater.schemas.native import extension
 
 __all__ = [
     "EXPIRY_GRACE_MS",
+    "ColumnBatch",
     "EntityState",
     "FeatureSetPlan",
     "Status",
@@ -140,6 +142,24 @@ def expires_at_ms(feature_set: FeatureSet, state: EntityState) -> int | None:
     return max(times) + useful_ms + EXPIRY_GRACE_MS
 
 
+@dataclass
+class ColumnBatch:
+    """The events of a batch by column, for ``FeatureSetPlan.apply_columns``: the values of
+    the plan's ``fields``, event times and ``arrival_seq``s, one item per event."""
+
+    fields: list[str]
+    columns: list[list[Any]]
+    times: list[int]
+    seqs: list[int]
+    native: Any = field(default=None, repr=False)
+    """The same columns for the native fold (made once per batch, when the plan has one)."""
+
+    def event(self, i: int) -> tuple[dict[str, Any], int, int]:
+        """Event ``i`` as ``apply`` takes it: ``(row, e, seq)``."""
+        row = {f: column[i] for f, column in zip(self.fields, self.columns, strict=True)}
+        return row, self.times[i], self.seqs[i]
+
+
 class FeatureSetPlan:
     """The compiled aggregation plan of one feature set version."""
 
@@ -170,6 +190,12 @@ class FeatureSetPlan:
         self.retention_tiles = feature_set.max_window_ms // feature_set.resolution_ms
         self.fields = self.aggregator.fields
         self.field_types = {f: types[f] for f in self.fields}
+        adders = self.aggregator.native_adders(self.fields)
+        self._native_fold = (
+            None
+            if extension is None or adders is None
+            else extension.TileFolder(adders, self.resolution_ms)
+        )
         # Features grouped by window so each window's tiles are merged once per lookup.
         self._by_window: dict[int | None, list[int]] = {}
         for i, f in enumerate(feature_set.features):
@@ -206,14 +232,7 @@ class FeatureSetPlan:
         whether the state changed.
         """
         keep_from = tile_of(now, self.resolution_ms) - self.retention_tiles + 1
-        changed = False
-        if epoch is not None and state.epoch != epoch.name:
-            # A state of another epoch (or a new one) starts this epoch at its start; a state
-            # written before epochs were kept keeps its offsets (the topic is the same one).
-            if state.epoch is not None or not state.offsets:
-                state.offsets = dict(epoch.start)
-            state.epoch = epoch.name
-            changed = True
+        changed = self._enter_epoch(state, epoch)
         offsets = state.offsets
         for row, e, seq in events:
             partition, offset = seq >> _OFFSET_BITS, seq & _OFFSET_MASK
@@ -225,6 +244,63 @@ class FeatureSetPlan:
                 state.pending.append([e, seq, {f: row.get(f) for f in self.fields}])
             else:
                 self.fold(state, row, e, seq, keep_from=keep_from)
+        return self._settle(state, now, keep_from) or changed
+
+    def column_batch(
+        self, columns: list[list[Any]], times: list[int], seqs: list[int]
+    ) -> ColumnBatch:
+        """A batch's columns of ``fields`` (in that order) for ``apply_columns``."""
+        native = None
+        if self._native_fold is not None and extension is not None:
+            native = extension.FoldBatch(columns, times, seqs)
+        return ColumnBatch(list(self.fields), columns, times, seqs, native)
+
+    def apply_columns(
+        self,
+        state: EntityState,
+        batch: ColumnBatch,
+        indices: list[int],
+        now: int,
+        epoch: TopicEpoch | None = None,
+    ) -> bool:
+        """``apply`` to the events ``indices`` of ``batch`` (in arrival order): the same
+        result, by the native fold when the plan has one."""
+        if self._native_fold is None or batch.native is None:
+            return self.apply(state, (batch.event(i) for i in indices), now, epoch)
+        keep_from = tile_of(now, self.resolution_ms) - self.retention_tiles + 1
+        changed = self._enter_epoch(state, epoch)
+        folded, state.newest, future = self._native_fold.fold(
+            batch.native,
+            indices,
+            state.tiles,
+            state.lifetime,
+            state.changed,
+            state.offsets,
+            now,
+            keep_from,
+            state.newest,
+        )
+        for i in future:
+            row, e, seq = batch.event(i)
+            state.pending.append([e, seq, row])
+        return self._settle(state, now, keep_from) or changed or folded
+
+    @staticmethod
+    def _enter_epoch(state: EntityState, epoch: TopicEpoch | None) -> bool:
+        """Move ``state`` into the topic ``epoch``; whether that changed it."""
+        if epoch is None or state.epoch == epoch.name:
+            return False
+        # A state of another epoch (or a new one) starts this epoch at its start; a state
+        # written before epochs were kept keeps its offsets (the topic is the same one).
+        if state.epoch is not None or not state.offsets:
+            state.offsets = dict(epoch.start)
+        state.epoch = epoch.name
+        return True
+
+    def _settle(self, state: EntityState, now: int, keep_from: int) -> bool:
+        """Fold the pending events that ``now`` reached and drop tiles before ``keep_from``;
+        whether that changed the state."""
+        changed = False
         if state.pending and any(p[0] <= now for p in state.pending):
             matured = [p for p in state.pending if p[0] <= now]
             state.pending = [p for p in state.pending if p[0] > now]

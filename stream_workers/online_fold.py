@@ -17,21 +17,31 @@ from __future__ import annotations
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 
 from headwater.connectors.base import BaseOnlineStore, EntityKey
 from headwater.connectors.errors import OnlineStoreError, store_faults
 from headwater.schemas.avro_types import column
-from headwater.schemas.tiles import EntityState, FeatureSetPlan, TopicEpoch, arrival_seqs
+from headwater.schemas.tiles import (
+    ColumnBatch,
+    EntityState,
+    FeatureSetPlan,
+    TopicEpoch,
+    arrival_seqs,
+)
 
 __all__ = ["OnlineFolder", "OnlineWrite"]
 
 _WRITE_ATTEMPTS = 5
 
-Grouped = dict[EntityKey, list[tuple[dict[str, Any], int, int]]]
-"""Rows per entity as ``(values, event time, arrival seq)``, in arrival order."""
+
+@dataclass
+class Grouped:
+    """A batch's rows by column, and the indexes of each entity's rows in arrival order."""
+
+    batch: ColumnBatch
+    rows: dict[EntityKey, list[int]]
 
 
 @dataclass
@@ -76,14 +86,14 @@ class OnlineFolder:
         if rows.num_rows == 0:
             return None
         grouped = self._group_by_entity(plan, rows)
-        return self._fold(plan, grouped, list(grouped), use_cache=True)
+        return self._fold(plan, grouped, list(grouped.rows), use_cache=True)
 
     def replace(self, plan: FeatureSetPlan, rows: pa.Table) -> None:
         """Fold ``rows`` into empty states that replace the stored ones (each atomically)."""
         if rows.num_rows == 0:
             return
         grouped = self._group_by_entity(plan, rows)
-        work = self._fold(plan, grouped, list(grouped), use_cache=False, replace=True)
+        work = self._fold(plan, grouped, list(grouped.rows), use_cache=False, replace=True)
         self.write(plan, work, replace=True)
 
     def write(self, plan: FeatureSetPlan, work: OnlineWrite, *, replace: bool = False) -> None:
@@ -155,7 +165,7 @@ class OnlineFolder:
             # encoding, and after a conflict the entity is read again, not reused.
             old = before[key]
             state = EntityState() if old is None or replace else old
-            if plan.apply(state, grouped[key], now, epoch):
+            if plan.apply_columns(state, grouped.batch, grouped.rows[key], now, epoch):
                 after[key] = state
         return OnlineWrite(grouped, keys, before, after)
 
@@ -171,16 +181,11 @@ class OnlineFolder:
             entities = [(k,) for k in key_columns[0]]
         else:
             entities = list(zip(*key_columns, strict=True))
-        fields = list(plan.fields)
-        if fields:
-            # Fields of nested records (``address.city``) come out of their struct column.
-            columns = [column(rows, f).to_pylist() for f in fields]
-            values = [dict(zip(fields, row, strict=True)) for row in zip(*columns, strict=True)]
-        else:
-            values = [{}] * rows.num_rows
+        # Fields of nested records (``address.city``) come out of their struct column.
+        columns = [column(rows, f).to_pylist() for f in plan.fields]
         seqs = arrival_seqs(rows.column("_partition"), rows.column("_offset"))
         times = rows.column("event_time_ms").to_pylist()
-        grouped: Grouped = defaultdict(list)
-        for key, row, e, seq in zip(entities, values, times, seqs, strict=True):
-            grouped[key].append((row, e, seq))
-        return grouped
+        grouped: defaultdict[EntityKey, list[int]] = defaultdict(list)
+        for i, key in enumerate(entities):
+            grouped[key].append(i)
+        return Grouped(plan.column_batch(columns, times, seqs), grouped)

@@ -1,5 +1,7 @@
 //! Native hot paths of Headwater.
 //!
+//! `TileFolder` (module `fold`) folds a batch's events into entity states.
+//!
 //! `AvroBatchDecoder` decodes a whole batch of Confluent-framed Avro messages of one writer
 //! schema straight into Arrow buffers (validity bitmaps, values, string offsets), which the
 //! Python side wraps with `pyarrow.Array.from_buffers` without touching a value. It produces
@@ -17,6 +19,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 mod avro;
 mod columns;
+mod fold;
 
 use avro::{Kind, Node, Reader};
 use columns::{Column, Data};
@@ -199,5 +202,7 @@ fn base64_text(data: &[u8]) -> String {
 #[pymodule]
 fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AvroBatchDecoder>()?;
+    m.add_class::<fold::FoldBatch>()?;
+    m.add_class::<fold::TileFolder>()?;
     Ok(())
 }
