@@ -38,6 +38,7 @@ from headwater.connectors.errors import (
     OnlineStoreFullError,
 )
 from headwater.connectors.redis_client import redis_client, redis_display
+from headwater.connectors.redis_scripts import PackedScript
 from headwater.connectors.redis_timeouts import RedisTimeouts
 from headwater.schemas.definitions import KEY_SEPARATOR, FeatureSet
 from headwater.schemas.settings import RedisSettings
@@ -235,7 +236,7 @@ class RedisOnlineStore(BaseOnlineStore):
             decode_responses=False,
             **(timeouts.client_options() if timeouts else {}),
         )
-        self._apply = self._client.register_script(_APPLY_LUA)
+        self._apply = PackedScript(self._client, _APPLY_LUA)
         self._cache_size = cache_entities
         self._cache: OrderedDict[str, tuple[bytes, EntityState]] = OrderedDict()
         # Write tokens: random per store object, then counted (a syscall per entity was 5 %
@@ -460,15 +461,12 @@ class RedisOnlineStore(BaseOnlineStore):
             args.append([expected, expire_arg, len(items), len(gone), *items, *gone])
         # One script call per chunk of entities of a hash slot: Redis Cluster needs all keys
         # of a call in one slot; standalone Redis has a single "slot".
-        pipe = self._client.pipeline(transaction=False)
-        for chunk in _chunks([len(a) for a in args]):
-            self._apply(
-                keys=[names[i] for i in chunk],
-                args=[x for i in chunk for x in args[i]],
-                client=pipe,
-            )
+        calls = [
+            ([names[i] for i in chunk], [x for i in chunk for x in args[i]])
+            for chunk in _chunks([len(a) for a in args])
+        ]
         try:
-            results = [ok for chunk_result in pipe.execute() for ok in chunk_result]
+            results = [ok for chunk_result in self._apply.run_many(calls) for ok in chunk_result]
         except redis.OutOfMemoryError as exc:
             # Redis refuses a script's first write when it started over maxmemory and never
             # stops one half-way, so each entity is stored whole or not at all (script calls
