@@ -283,7 +283,8 @@ class FeatureSetPlan:
         for i in future:
             row, e, seq = batch.event(i)
             state.pending.append([e, seq, row])
-        return self._settle(state, now, keep_from) or changed or folded
+        # The native fold dropped the stale tiles; matured events only add newer ones.
+        return self._mature(state, now, keep_from) or changed or folded
 
     @staticmethod
     def _enter_epoch(state: EntityState, epoch: TopicEpoch | None) -> bool:
@@ -297,16 +298,20 @@ class FeatureSetPlan:
         state.epoch = epoch.name
         return True
 
+    def _mature(self, state: EntityState, now: int, keep_from: int) -> bool:
+        """Fold the pending events that ``now`` reached; whether there were any."""
+        if not state.pending or all(p[0] > now for p in state.pending):
+            return False
+        matured = [p for p in state.pending if p[0] <= now]
+        state.pending = [p for p in state.pending if p[0] > now]
+        for e, seq, row in matured:
+            self.fold(state, row, e, seq, keep_from=keep_from)
+        return True
+
     def _settle(self, state: EntityState, now: int, keep_from: int) -> bool:
         """Fold the pending events that ``now`` reached and drop tiles before ``keep_from``;
         whether that changed the state."""
-        changed = False
-        if state.pending and any(p[0] <= now for p in state.pending):
-            matured = [p for p in state.pending if p[0] <= now]
-            state.pending = [p for p in state.pending if p[0] > now]
-            for e, seq, row in matured:
-                self.fold(state, row, e, seq, keep_from=keep_from)
-            changed = True
+        changed = self._mature(state, now, keep_from)
         stale = [k for k in state.tiles if k < keep_from]
         for k in stale:
             del state.tiles[k]
