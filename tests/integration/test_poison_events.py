@@ -133,17 +133,18 @@ def data() -> Iterator[pa.Table]:
 
 
 def _plant_bug(processor: BatchProcessor, poison: RawMessage) -> None:
-    """A fault in the fold that only ``poison`` hits."""
-    aggregator = processor.plans[0].aggregator
-    original = aggregator.add_both
+    """A fault in the fold that only ``poison`` hits (the native fold and the Python one
+    both go through ``apply_columns``)."""
+    plan = processor.plans[0]
+    original = plan.apply_columns
     bad_seq = arrival_seq(poison.partition, poison.offset)
 
-    def add_both(tile: Any, lifetime: Any, row: Any, e: int, seq: int) -> None:
-        if seq == bad_seq:
+    def apply_columns(state: Any, batch: Any, indices: Any, *args: Any, **kwargs: Any) -> bool:
+        if any(batch.seqs[i] == bad_seq for i in indices):
             raise RuntimeError("a bug that only this event hits")
-        original(tile, lifetime, row, e, seq)
+        return original(state, batch, indices, *args, **kwargs)
 
-    aggregator.add_both = add_both  # type: ignore[method-assign,assignment]  # the planted bug
+    plan.apply_columns = apply_columns  # type: ignore[method-assign]  # the planted bug
 
 
 def test_an_event_that_fails_unforeseen_is_isolated_and_dead_lettered(
