@@ -46,6 +46,7 @@ import httpx
 import orjson
 from http_load import load, request_bytes, run_loop
 from online_latency_bare import wait_bare
+from online_latency_peers import feast_results
 from online_latency_profile import profile
 from online_latency_report import print_report
 from rich.console import Console
@@ -130,6 +131,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--live-rate", type=int, default=1000, help="events/s of the live-stream pass (0: skip it)"
+    )
+    parser.add_argument(
+        "--no-peers", action="store_true", help="skip Feast (installed in .bench-venv on first use)"
     )
     args = parser.parse_args()
 
@@ -278,6 +282,21 @@ def main() -> None:
                     f"{name:9} {key:26} {r['requests_s']:8,.0f} req/s  p50 {r['p50_ms']:6.2f}  "
                     f"p95 {r['p95_ms']:6.2f}  p99 {r['p99_ms']:6.2f} ms  failures {r['failures']:.0f}"
                 )
+        if not args.no_peers:
+            try:
+                results.update(
+                    feast_results(
+                        work,
+                        settings.redis.url,
+                        users,
+                        [(label, int(label.split()[0]), clients) for label, _, clients in loads],
+                        args.seconds,
+                        args.warmup,
+                        console,
+                    )
+                )
+            except RuntimeError as exc:
+                console.print(f"[red]Feast peer not measured[/]: {exc}")
         if args.live_rate:
             # The same 100-entity lookups while a worker applies a live stream: entities
             # written since their last read cost Headwater a second round trip and a decode.
