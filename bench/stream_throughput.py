@@ -36,6 +36,7 @@ from confluent_kafka import Consumer, TopicPartition
 from live_load import delete_online_state, produce_at_rate, sample_event
 from rich.console import Console
 from rich.table import Table
+from stream_peers import feast_materialize, quix_window
 
 from headwater.apply import apply_definitions
 from headwater.connectors.catalog import Catalog
@@ -153,6 +154,11 @@ def main() -> None:
     parser.add_argument(
         "--rates", default="10000,2000", help="freshness load(s), events/s, comma-separated"
     )
+    parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip Quix Streams and Feast (installed in .bench-venv on first use)",
+    )
     args = parser.parse_args()
     console = Console()
     base = load_settings()
@@ -196,6 +202,21 @@ def main() -> None:
     console.print(f"bare faust agent: {faust_rate:,.0f} events/s")
     batch_rate = faust_consume(source.topic, produced, batched=True)
     console.print(f"bare faust agent, batch transport: {batch_rate:,.0f} events/s")
+    peers: dict[str, dict[str, float]] = {}
+    if not args.no_peers:
+        try:
+            peers["quix"] = quix_window(
+                work,
+                settings.kafka.bootstrap_servers,
+                source.topic,
+                produced,
+                dict(source.schema.definition),
+            )
+            console.print(f"quix streams sliding window: {peers['quix']['events_s']:,.0f} events/s")
+            peers["feast"] = feast_materialize(work, settings.redis.url, data)
+            console.print(f"feast materialize: {peers['feast']['seconds']:.1f} s")
+        except RuntimeError as exc:
+            console.print(f"[red]peer not measured[/]: {exc}")
 
     workers = [
         HeadwaterProcess(["worker"], env=env, log_file=work / f"worker{'' if i == 0 else i}.log")
@@ -266,6 +287,26 @@ def main() -> None:
         "",
         f"{steady_rate / faust_rate:.2f} of faust",
     )
+    if "quix" in peers:
+        quix = peers["quix"]["events_s"]
+        table.add_row(
+            "quix streams, 1 h sliding sum + count per user, events/s",
+            f"{quix:,.0f}",
+            f"{quix / raw_rate:.2f} (headwater {steady_rate / quix:.1f}x)",
+        )
+    table.add_row(
+        f"headwater backfill of {produced:,} events into Redis + Delta, with aggregations, s",
+        f"{total_s:.1f}",
+        "",
+    )
+    if "feast" in peers:
+        feast_s = peers["feast"]["seconds"]
+        table.add_row(
+            f"feast materialize of the same {peers['feast']['rows']:,.0f} rows into Redis "
+            "(latest row per user, no aggregations), s",
+            f"{feast_s:.1f}",
+            f"headwater {feast_s / total_s:.2f}x as fast",
+        )
     for rate, latencies in measured.items():
         q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else latencies * 99
         table.add_row(
