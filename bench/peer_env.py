@@ -19,7 +19,7 @@ __all__ = ["PEERS", "peer_python", "run_peer", "start_peer"]
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".bench-venv"
-PEERS = ("feast[redis]==0.67.*", "quixstreams==3.28.*", "fastavro>=1.9")
+PEERS = ("feast[redis,duckdb]==0.67.*", "quixstreams==3.28.*", "fastavro>=1.9")
 """What the peer venv holds: the releases the benchmarks were written against."""
 SCRIPTS = Path(__file__).with_name("peers")
 
