@@ -32,3 +32,19 @@ class TileFolder:
         newest: int | None,
     ) -> tuple[bool, int | None, list[int]]:
         """Fold one entity's events; returns (any new, newest, indices dated after now)."""
+
+class PushEncoder:
+    """Checks and encodes pushed events of one source whose fields are plain primitives."""
+
+    def __init__(
+        self,
+        fields: list[tuple[str, str, int]],
+        schema_id: int,
+        timestamp: int,
+        scale: int,
+        keys: list[int],
+        time_min: int,
+        time_max: int,
+    ) -> None: ...
+    def encode(self, events: list[Any], latest_ms: int) -> list[tuple[bytes, bytes]] | None:
+        """``(key, value)`` messages, or ``None`` when some event needs the Python path."""

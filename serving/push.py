@@ -199,10 +199,12 @@ def push_router(
         raw = await _read_body(request, max_body_bytes)
         events = events_of_body(raw, max_events=max_events)
         now_ms = time.time_ns() // 1_000_000
-        records, problems = check_events(plan, events, now_ms, max_future_skew_ms)
-        if problems:
-            raise InvalidEventsError(problems, len(events))
-        messages = plan.messages(records)
+        messages = plan.native_messages(events, now_ms, max_future_skew_ms)
+        if messages is None:
+            records, problems = check_events(plan, events, now_ms, max_future_skew_ms)
+            if problems:
+                raise InvalidEventsError(problems, len(events))
+            messages = plan.messages(records)
         if idempotency_key is None:
             return await produce(plan.source.topic, messages)
         if idempotency is None:

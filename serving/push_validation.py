@@ -27,13 +27,14 @@ from headwater.schemas.avro_inputs import physicaliser
 from headwater.schemas.avro_types import AvroValueError, physical_schema
 from headwater.schemas.definitions import Entity, Source
 from headwater.schemas.errors import EventError
+from headwater.schemas.native import extension
 from headwater.serving.errors import (
     BadRequestError,
     ErrorItem,
     InvalidEventsError,
     PayloadTooLargeError,
 )
-from headwater.serving.limits import event_time_problem
+from headwater.serving.limits import EVENT_TIME_MAX_MS, EVENT_TIME_MIN_MS, event_time_problem
 
 __all__ = ["PushPlan", "check_events", "events_of_body", "plan_push", "validate_events"]
 
@@ -162,6 +163,21 @@ class PushPlan:
     encoder: WireEncoder
     naive_is_utc: bool = False
     """The event time is a local-timestamp: a time without a zone is read as UTC."""
+    native: Any = None
+    """The native check-and-encode of this source (``headwater_native.PushEncoder``), when
+    its fields are plain primitives; ``None``: the Python path only."""
+
+    def native_messages(
+        self, events: list[Any], now_ms: int, max_future_skew_ms: int
+    ) -> list[tuple[bytes, bytes]] | None:
+        """``messages(check_events(...))`` of events that pass unchanged, natively in one
+        pass; ``None`` when some event needs the Python path (which names its problems)."""
+        if self.native is None:
+            return None
+        messages: list[tuple[bytes, bytes]] | None = self.native.encode(
+            events, now_ms + max_future_skew_ms
+        )
+        return messages
 
     def messages(self, records: Sequence[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
         """``(key, value)`` Kafka messages of records that ``check_events`` passed, in order
@@ -198,15 +214,59 @@ def plan_push(source: Source, entity: Entity | None, schema_id: int) -> PushPlan
         convert = physicaliser(forms[f["name"]])
         rules.append(_FieldRule(f["name"], check, nullable, f.get("default", _MISSING), convert))
     ts_form = forms[source.timestamp]
+    scale = None if ts_form.kind == "string" else ts_form.unit
     return PushPlan(
         source=source,
         rules=tuple(rules),
         names=frozenset(r.name for r in rules),
         timestamp=source.timestamp,
-        timestamp_scale=None if ts_form.kind == "string" else ts_form.unit,
+        timestamp_scale=scale,
         entity=entity,
         encoder=WireEncoder(source.schema, schema_id),
         naive_is_utc=ts_form.local,
+        native=_native_encoder(source, entity, schema_id, rules, scale),
+    )
+
+
+def _native_encoder(
+    source: Source,
+    entity: Entity | None,
+    schema_id: int,
+    rules: Sequence[_FieldRule],
+    scale: int | None,
+) -> Any:
+    """The native encoder of a source whose fields are all plain primitives (nullable or
+    not) and whose event time is a long of epoch ms (or micros); else ``None``."""
+    if extension is None or scale is None or not 0 <= schema_id < 2**32:
+        return None
+    fields: list[tuple[str, str, int]] = []
+    for f, rule in zip(source.schema.definition["fields"], rules, strict=True):
+        avro = physical_schema(f["type"])
+        null_index = -1
+        if isinstance(avro, list):
+            if len(avro) != 2 or avro.count("null") != 1:
+                return None
+            null_index = avro.index("null")
+            avro = avro[1 - null_index]
+        if isinstance(avro, dict) and set(avro) == {"type"}:
+            avro = avro["type"]
+        if not isinstance(avro, str) or avro not in _FAST:
+            return None
+        if rule.convert is not None and f["name"] != source.timestamp:
+            return None
+        fields.append((str(f["name"]), str(avro), null_index))
+    names = [name for name, _, _ in fields]
+    keys = [names.index(k) for k in entity.keys] if entity is not None else []
+    if source.timestamp not in names or any(k < 0 for k in keys):
+        return None
+    return extension.PushEncoder(
+        fields,
+        schema_id,
+        names.index(source.timestamp),
+        scale,
+        keys,
+        EVENT_TIME_MIN_MS,
+        EVENT_TIME_MAX_MS,
     )
 
 

@@ -19,6 +19,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 mod avro;
 mod columns;
+mod encode;
 mod fold;
 
 use avro::{Kind, Node, Reader};
@@ -204,5 +205,6 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AvroBatchDecoder>()?;
     m.add_class::<fold::FoldBatch>()?;
     m.add_class::<fold::TileFolder>()?;
+    m.add_class::<encode::PushEncoder>()?;
     Ok(())
 }
