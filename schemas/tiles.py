@@ -59,6 +59,9 @@ class Status(StrEnum):
     EXPIRED = "EXPIRED"
 
 
+_KEPT_VALUES = 20_000
+"""Most states whose values a plan keeps for ``evaluate(reuse=True)``."""
+
 _OFFSET_BITS = 40
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 
@@ -201,6 +204,8 @@ class FeatureSetPlan:
         for i, f in enumerate(feature_set.features):
             self._by_window.setdefault(f.window_ms, []).append(i)
         self._windows = sorted(w for w in self._by_window if w is not None)
+        self._kept: dict[int, tuple[EntityState, int, list[Any]]] = {}
+        """Values of recently evaluated states (``evaluate(reuse=True)``), by state id."""
 
     def fold(
         self, state: EntityState, row: Mapping[str, Any], e: int, seq: int, *, keep_from: int | None
@@ -318,8 +323,30 @@ class FeatureSetPlan:
         state.changed.update(stale)
         return changed or bool(stale)
 
-    def evaluate(self, state: EntityState | None, t: int) -> tuple[list[Any], Status]:
-        """Feature values (in feature order) and the status of one entity at time ``t``."""
+    def evaluate(
+        self, state: EntityState | None, t: int, *, reuse: bool = False
+    ) -> tuple[list[Any], Status]:
+        """Feature values (in feature order) and the status of one entity at time ``t``.
+
+        ``reuse``: the caller never changes ``state`` (the API's states, decoded from Redis
+        and shared while their version is the stored one), so the values of a state without
+        pending events are kept and given again for any ``t`` in the same tile: they depend
+        on ``t`` only through its tile (status and expiry are still judged at ``t``). A
+        changed entity is a new state object, which is never served old values.
+        """
+        if reuse and state is not None and not state.pending and state.newest is not None:
+            ttl = self.feature_set.ttl_ms
+            if ttl is not None and state.newest < t - ttl:
+                return self._empty(), Status.EXPIRED
+            k_t = tile_of(t, self.resolution_ms)
+            kept = self._kept.get(id(state))
+            if kept is not None and kept[0] is state and kept[1] == k_t:
+                return list(kept[2]), Status.PRESENT
+            fresh, status = self.evaluate(state, t)
+            self._kept[id(state)] = (state, k_t, fresh)  # holds the state: ids stay unique
+            if len(self._kept) > _KEPT_VALUES:
+                del self._kept[next(iter(self._kept))]
+            return list(fresh), status
         features = self.feature_set.features
         if state is None:
             return self._empty(), Status.NOT_FOUND
