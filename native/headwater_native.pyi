@@ -48,3 +48,7 @@ class PushEncoder:
     ) -> None: ...
     def encode(self, events: list[Any], latest_ms: int) -> list[tuple[bytes, bytes]] | None:
         """``(key, value)`` messages, or ``None`` when some event needs the Python path."""
+
+def fsum_ranges(values: bytes, a: list[int], b: list[int]) -> bytes | None:
+    """``math.fsum(values[a[i]:b[i]])`` per slice (float64 bytes in and out), or ``None``
+    when a value is not finite or a sum overflows (Python's special cases)."""

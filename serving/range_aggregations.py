@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.schemas.aggregations import empty_value
+from headwater.schemas.native import extension
 
 __all__ = ["RangeColumn", "aggregate_ranges", "output_type"]
 
@@ -92,6 +93,17 @@ def _per_slice(
     values: list[Any], a: np.ndarray, b: np.ndarray, fn: Callable[[list[Any]], Any]
 ) -> list[Any]:
     return [fn(values[i:j]) for i, j in zip(a.tolist(), b.tolist(), strict=True)]
+
+
+def _fsum_ranges(column: RangeColumn, a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """``math.fsum`` of every slice ``[a, b)`` of a float column, natively (the same bits);
+    ``None`` without the extension, for non-float columns, or when Python's special cases
+    (infinities, NaN, overflow) apply."""
+    if extension is None or column.numpy.dtype.kind != "f":
+        return None
+    values = np.ascontiguousarray(column.numpy, dtype=np.float64).tobytes()
+    sums = extension.fsum_ranges(values, a.tolist(), b.tolist())
+    return None if sums is None else np.frombuffer(sums, dtype=np.float64)
 
 
 def _exact_scaled(column: RangeColumn) -> tuple[list[int], int]:
@@ -196,6 +208,11 @@ def aggregate_ranges(
             return pa.array(quotients, type=out_type)
         return pa.array(sums / np.where(empty, 1, count), type=out_type, mask=empty)
     if function in ("sum", "mean"):
+        exact = _fsum_ranges(column, a, b)
+        if exact is not None:
+            if function == "sum":
+                return pa.array(exact, type=out_type)
+            return pa.array(exact / np.where(empty, 1, count), type=out_type, mask=empty)
         totals = _per_slice(column.list, a, b, math.fsum)
         if function == "sum":
             return pa.array(totals, type=out_type)

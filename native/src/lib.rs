@@ -21,6 +21,7 @@ mod avro;
 mod columns;
 mod encode;
 mod fold;
+mod fsum;
 
 use avro::{Kind, Node, Reader};
 use columns::{Column, Data};
@@ -206,5 +207,6 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<fold::FoldBatch>()?;
     m.add_class::<fold::TileFolder>()?;
     m.add_class::<encode::PushEncoder>()?;
+    m.add_function(wrap_pyfunction!(fsum::fsum_ranges, m)?)?;
     Ok(())
 }
