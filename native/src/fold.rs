@@ -409,22 +409,9 @@ fn triple<'py>(value: &Bound<'py, PyAny>) -> PyResult<(i64, i64, Bound<'py, PyAn
 }
 
 /// Add `x` to Shewchuk's non-overlapping partials, keeping the sum exact: the same steps as
-/// `headwater.schemas.aggregations._grow`, so the partials are the same floats.
-fn grow(partials: &mut Vec<f64>, mut x: f64) {
-    let mut i = 0;
-    for j in 0..partials.len() {
-        let mut y = partials[j];
-        if x.abs() < y.abs() {
-            std::mem::swap(&mut x, &mut y);
-        }
-        let hi = x + y;
-        let lo = y - (hi - x);
-        if lo != 0.0 {
-            partials[i] = lo;
-            i += 1;
-        }
-        x = hi;
-    }
-    partials.truncate(i);
-    partials.push(x);
+/// `headwater.schemas.aggregations._grow`, so the partials are the same floats (which
+/// always keeps the new top partial, zero included).
+fn grow(partials: &mut Vec<f64>, x: f64) {
+    let top = crate::fsum::absorb(partials, x);
+    partials.push(top);
 }

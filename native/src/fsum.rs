@@ -8,6 +8,28 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+/// Shewchuk's step: add `x` to the non-overlapping `partials`, keeping every non-zero
+/// low part in place, and return the new top partial (not yet stored: `math.fsum` drops a
+/// zero one, the aggregation states keep it).
+pub fn absorb(partials: &mut Vec<f64>, mut x: f64) -> f64 {
+    let mut i = 0;
+    for j in 0..partials.len() {
+        let mut y = partials[j];
+        if x.abs() < y.abs() {
+            std::mem::swap(&mut x, &mut y);
+        }
+        let hi = x + y;
+        let lo = y - (hi - x);
+        if lo != 0.0 {
+            partials[i] = lo;
+            i += 1;
+        }
+        x = hi;
+    }
+    partials.truncate(i);
+    x
+}
+
 /// The correctly rounded sum of `values`, or `None` when a value is not finite or the
 /// partials overflow (CPython's special cases).
 fn fsum(values: &[f64], partials: &mut Vec<f64>) -> Option<f64> {
@@ -16,23 +38,7 @@ fn fsum(values: &[f64], partials: &mut Vec<f64>) -> Option<f64> {
         if !value.is_finite() {
             return None;
         }
-        let mut x = value;
-        let mut i = 0;
-        for j in 0..partials.len() {
-            let mut y = partials[j];
-            if x.abs() < y.abs() {
-                std::mem::swap(&mut x, &mut y);
-            }
-            let hi = x + y;
-            let yr = hi - x;
-            let lo = y - yr;
-            if lo != 0.0 {
-                partials[i] = lo;
-                i += 1;
-            }
-            x = hi;
-        }
-        partials.truncate(i);
+        let x = absorb(partials, value);
         if x != 0.0 {
             if !x.is_finite() {
                 return None; // intermediate overflow: Python raises OverflowError
