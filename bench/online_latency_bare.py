@@ -79,20 +79,22 @@ def bare_server(port: int, redis_url: str, key_prefixes: str, style: str) -> Non
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def wait_bare(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
-    """Wait until the bare server at ``url`` answers its health check."""
+def wait_bare(
+    url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60, path: str = "/healthz"
+) -> None:
+    """Wait until the server ``proc`` at ``url`` answers its health check at ``path``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            msg = f"bare server exited with {proc.returncode}"
+            msg = f"server at {url} exited with {proc.returncode}"
             raise RuntimeError(msg)
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    msg = f"bare server at {url} did not answer within {timeout_s:g} s"
+    msg = f"server at {url} did not answer within {timeout_s:g} s"
     raise TimeoutError(msg)
 
 

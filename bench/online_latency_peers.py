@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from http_load import load, request_bytes, run_loop
+from online_latency_bare import wait_bare
 from peer_env import run_peer, start_peer
 from rich.console import Console
 
@@ -63,7 +63,7 @@ def feast_results(
                 "feast_peer.py", "serve", repo, port, *options, log=work / f"{name}.log"
             )
             try:
-                _wait(port, server)
+                wait_bare(f"http://127.0.0.1:{port}", server, timeout_s=120, path="/health")
                 results[name] = {}
                 for label, per_request, clients in loads:
                     bodies = [
@@ -98,18 +98,3 @@ def feast_results(
         if (repo / "feature_store.yaml").exists():
             run_peer("feast_peer.py", "teardown", repo)
     return results
-
-
-def _wait(port: int, server: Any) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            msg = f"feast serve exited with {server.returncode}"
-            raise RuntimeError(msg)
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    msg = "feast serve did not answer within 120 s"
-    raise RuntimeError(msg)

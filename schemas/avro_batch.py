@@ -25,6 +25,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from headwater.schemas.avro import AvroSchema
+from headwater.schemas.avro_types import _TIMES, _TIMESTAMPS, _fullname
 from headwater.schemas.native import extension, native_available
 
 __all__ = ["NativeBatchDecoder", "native_available", "native_plan"]
@@ -33,13 +34,9 @@ _PRIMITIVES: Final = frozenset(
     {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 )
 _SCALED: Final[Mapping[tuple[str, str], int]] = {
-    # (logicalType, physical type) -> physical units per millisecond (schemas.avro_types)
-    ("timestamp-millis", "long"): 1,
-    ("timestamp-micros", "long"): 1000,
-    ("local-timestamp-millis", "long"): 1,
-    ("local-timestamp-micros", "long"): 1000,
-    ("time-millis", "int"): 1,
-    ("time-micros", "long"): 1000,
+    # (logicalType, physical type) -> physical units per millisecond, as parse_forms reads them
+    **{(logical, "long"): unit for logical, (unit, _) in _TIMESTAMPS.items()},
+    **{(logical, "int" if unit == 1 else "long"): unit for logical, unit in _TIMES.items()},
 }
 
 PlanField = tuple[str, str, int, int, list[str], int, bool, list[Any]]
@@ -68,10 +65,6 @@ def native_plan(
         ]
     except (_Unsupported, KeyError, TypeError, ValueError):
         return None
-
-
-def _fullname(name: str, namespace: str | None) -> str:
-    return name if "." in name or not namespace else f"{namespace}.{name}"
 
 
 def _field(

@@ -236,7 +236,7 @@ class FeatureSetPlan:
         below the state's offset of their partition are skipped (already applied). Returns
         whether the state changed.
         """
-        keep_from = tile_of(now, self.resolution_ms) - self.retention_tiles + 1
+        keep_from = self._oldest_kept_tile(now)
         changed = self._enter_epoch(state, epoch)
         offsets = state.offsets
         for row, e, seq in events:
@@ -256,7 +256,8 @@ class FeatureSetPlan:
     ) -> ColumnBatch:
         """A batch's columns of ``fields`` (in that order) for ``apply_columns``."""
         native = None
-        if self._native_fold is not None and extension is not None:
+        if self._native_fold is not None:
+            assert extension is not None  # a native fold exists only with the extension
             native = extension.FoldBatch(columns, times, seqs)
         return ColumnBatch(list(self.fields), columns, times, seqs, native)
 
@@ -272,7 +273,7 @@ class FeatureSetPlan:
         result, by the native fold when the plan has one."""
         if self._native_fold is None or batch.native is None:
             return self.apply(state, (batch.event(i) for i in indices), now, epoch)
-        keep_from = tile_of(now, self.resolution_ms) - self.retention_tiles + 1
+        keep_from = self._oldest_kept_tile(now)
         changed = self._enter_epoch(state, epoch)
         folded, state.newest, future = self._native_fold.fold(
             batch.native,
@@ -290,6 +291,10 @@ class FeatureSetPlan:
             state.pending.append([e, seq, row])
         # The native fold dropped the stale tiles; matured events only add newer ones.
         return self._mature(state, now, keep_from) or changed or folded
+
+    def _oldest_kept_tile(self, now: int) -> int:
+        """The oldest tile a state keeps at the writer's clock ``now`` (the longest window's)."""
+        return tile_of(now, self.resolution_ms) - self.retention_tiles + 1
 
     @staticmethod
     def _enter_epoch(state: EntityState, epoch: TopicEpoch | None) -> bool:

@@ -200,10 +200,11 @@ class EventDecoder:
                 else None
             )
         decoder = self._native[schema_id]
-        arrays = decoder.decode([m.value for m in messages]) if decoder is not None else None
+        if decoder is None:
+            return None
+        arrays = decoder.decode([m.value for m in messages])
         if arrays is None:
             return None
-        assert decoder is not None
         by_name = dict(zip(decoder.names, arrays, strict=True))
         if any(k not in by_name or by_name[k].null_count for k in self._required):
             return None  # a missing key: the per-event path names the event

@@ -22,6 +22,23 @@ pub enum Kind {
     Record(Vec<Node>),
 }
 
+impl Kind {
+    /// The Avro primitive type named `name` (`None` for any other name).
+    pub fn primitive(name: &str) -> Option<Kind> {
+        Some(match name {
+            "null" => Kind::Null,
+            "boolean" => Kind::Boolean,
+            "int" => Kind::Int,
+            "long" => Kind::Long,
+            "float" => Kind::Float,
+            "double" => Kind::Double,
+            "string" => Kind::Str,
+            "bytes" => Kind::Bytes,
+            _ => return None,
+        })
+    }
+}
+
 pub struct Node {
     pub name: String,
     pub kind: Kind,
@@ -208,7 +225,9 @@ pub fn iso_date(days: i64) -> Result<String, String> {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     if !(1..=9999).contains(&year) {
-        return Err(format!("date {days} days from 1970-01-01 is outside years 1 to 9999"));
+        return Err(format!(
+            "date {days} days from 1970-01-01 is outside years 1 to 9999"
+        ));
     }
     Ok(format!("{year:04}-{month:02}-{day:02}"))
 }

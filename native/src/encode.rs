@@ -11,16 +11,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Null,
-    Boolean,
-    Int,
-    Long,
-    Float,
-    Double,
-    Str,
-}
+use crate::avro::Kind;
 
 struct Field {
     name: Py<PyString>,
@@ -59,28 +50,37 @@ impl PushEncoder {
     ) -> PyResult<Self> {
         let mut out = Vec::new();
         for (name, kind, null_index) in fields {
-            let kind = match kind.as_str() {
-                "null" => Kind::Null,
-                "boolean" => Kind::Boolean,
-                "int" => Kind::Int,
-                "long" => Kind::Long,
-                "float" => Kind::Float,
-                "double" => Kind::Double,
-                "string" => Kind::Str,
-                other => {
+            // Bytes would need base64 text in, raw bytes out: left to the Python path.
+            let kind = match Kind::primitive(&kind) {
+                Some(Kind::Bytes) | None => {
                     return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                        "kind {other:?} has no native push encoder"
+                        "kind {kind:?} has no native push encoder"
                     )))
                 }
+                Some(primitive) => primitive,
             };
-            out.push(Field { name: name.unbind(), kind, null_index });
+            out.push(Field {
+                name: name.unbind(),
+                kind,
+                null_index,
+            });
         }
         if timestamp >= out.len() || keys.iter().any(|&k| k >= out.len()) {
-            return Err(pyo3::exceptions::PyValueError::new_err("field index out of range"));
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "field index out of range",
+            ));
         }
         let mut header = [0u8; 5];
         header[1..].copy_from_slice(&schema_id.to_be_bytes());
-        Ok(Self { fields: out, header, timestamp, scale, keys, time_min, time_max })
+        Ok(Self {
+            fields: out,
+            header,
+            timestamp,
+            scale,
+            keys,
+            time_min,
+            time_max,
+        })
     }
 
     /// `[(key, value), ...]` for `events`, or `None` if some event needs the Python path.
@@ -125,19 +125,22 @@ impl PushEncoder {
                     if !v.is_exact_instance_of::<PyInt>() || !matches!(field.kind, Kind::Long) {
                         return Ok(None);
                     }
-                    let Ok(ms) = v.extract::<i64>() else { return Ok(None) };
+                    let Ok(ms) = v.extract::<i64>() else {
+                        return Ok(None);
+                    };
                     if ms < self.time_min || ms >= self.time_max || ms > latest_ms {
                         return Ok(None);
                     }
-                    let Some(stored) = ms.checked_mul(self.scale) else { return Ok(None) };
+                    let Some(stored) = ms.checked_mul(self.scale) else {
+                        return Ok(None);
+                    };
                     write_long(&mut value, stored);
                     if wanted_key {
                         parts[i] = Some(stored.to_string());
                     }
                     continue;
                 }
-                match field.kind {
-                    Kind::Null => return Ok(None),
+                match &field.kind {
                     Kind::Boolean => {
                         if !v.is_exact_instance_of::<PyBool>() {
                             return Ok(None);
@@ -151,8 +154,10 @@ impl PushEncoder {
                         if !v.is_exact_instance_of::<PyInt>() {
                             return Ok(None);
                         }
-                        let Ok(n) = v.extract::<i64>() else { return Ok(None) };
-                        if field.kind == Kind::Int && i32::try_from(n).is_err() {
+                        let Ok(n) = v.extract::<i64>() else {
+                            return Ok(None);
+                        };
+                        if matches!(field.kind, Kind::Int) && i32::try_from(n).is_err() {
                             return Ok(None);
                         }
                         write_long(&mut value, n);
@@ -164,11 +169,15 @@ impl PushEncoder {
                         if wanted_key {
                             return Ok(None);
                         }
-                        if !(v.is_exact_instance_of::<PyFloat>() || v.is_exact_instance_of::<PyInt>()) {
+                        if !(v.is_exact_instance_of::<PyFloat>()
+                            || v.is_exact_instance_of::<PyInt>())
+                        {
                             return Ok(None);
                         }
-                        let Ok(x) = v.extract::<f64>() else { return Ok(None) };
-                        if field.kind == Kind::Float {
+                        let Ok(x) = v.extract::<f64>() else {
+                            return Ok(None);
+                        };
+                        if matches!(field.kind, Kind::Float) {
                             let narrow = x as f32;
                             if x.is_finite() && !narrow.is_finite() {
                                 return Ok(None); // Python refuses to pack it
@@ -179,19 +188,27 @@ impl PushEncoder {
                         }
                     }
                     Kind::Str => {
-                        let Ok(text) = v.downcast_exact::<PyString>() else { return Ok(None) };
-                        let Ok(text) = text.to_str() else { return Ok(None) };
+                        let Ok(text) = v.downcast_exact::<PyString>() else {
+                            return Ok(None);
+                        };
+                        let Ok(text) = text.to_str() else {
+                            return Ok(None);
+                        };
                         write_long(&mut value, text.len() as i64);
                         value.extend_from_slice(text.as_bytes());
                         if wanted_key {
                             parts[i] = Some(text.to_owned());
                         }
                     }
+                    // Null-typed fields: left to the Python path (as any other form).
+                    _ => return Ok(None),
                 }
             }
             key.clear();
             for (n, &k) in self.keys.iter().enumerate() {
-                let Some(part) = parts[k].take() else { return Ok(None) };
+                let Some(part) = parts[k].take() else {
+                    return Ok(None);
+                };
                 if self.keys.len() > 1 && part.contains('\u{1f}') {
                     return Ok(None);
                 }

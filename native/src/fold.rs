@@ -127,13 +127,14 @@ impl TileFolder {
         let mut any = false;
         let mut newest = newest;
         let mut pending = Vec::new();
-        let columns: Vec<&Bound<'_, PyList>> =
-            batch.columns.iter().map(|c| c.bind(py)).collect();
+        let columns: Vec<&Bound<'_, PyList>> = batch.columns.iter().map(|c| c.bind(py)).collect();
         let mut life: Option<Folding<'_>> = None;
         let mut open: Vec<(i64, Folding<'_>)> = Vec::new();
         for i in indices {
             let (Some(&e), Some(&seq)) = (batch.times.get(i), batch.seqs.get(i)) else {
-                return Err(PyValueError::new_err(format!("event index {i} is not in the batch")));
+                return Err(PyValueError::new_err(format!(
+                    "event index {i} is not in the batch"
+                )));
             };
             let partition = seq >> OFFSET_BITS;
             let offset = seq & OFFSET_MASK;
@@ -353,7 +354,11 @@ impl<'py> Folding<'py> {
         } = self;
         let mut values: Vec<Option<Bound<'py, PyAny>>> = Vec::with_capacity(accs.len());
         for (j, acc) in accs.into_iter().enumerate() {
-            values.push(if touched[j] { Some(acc.into_value(py)?) } else { None });
+            values.push(if touched[j] {
+                Some(acc.into_value(py)?)
+            } else {
+                None
+            });
         }
         for j in (0..values.len()).filter(|&j| present[j]) {
             if let Some(value) = &values[j] {
@@ -382,16 +387,19 @@ impl<'py> Acc<'py> {
                 }
             }
             Acc::FSum(partials) => PyList::new(py, partials.unwrap_or_default())?.into_any(),
-            Acc::Min(value) | Acc::Max(value) => value.ok_or_else(|| {
-                PyValueError::new_err("a touched min/max has a value (a bug)")
-            })?,
+            Acc::Min(value) | Acc::Max(value) => value
+                .ok_or_else(|| PyValueError::new_err("a touched min/max has a value (a bug)"))?,
             Acc::Last(value) | Acc::First(value) => {
                 let (e, seq, v) = value.ok_or_else(|| {
                     PyValueError::new_err("a touched last/first has a value (a bug)")
                 })?;
                 PyList::new(
                     py,
-                    [e.into_pyobject(py)?.into_any(), seq.into_pyobject(py)?.into_any(), v],
+                    [
+                        e.into_pyobject(py)?.into_any(),
+                        seq.into_pyobject(py)?.into_any(),
+                        v,
+                    ],
                 )?
                 .into_any()
             }

@@ -99,7 +99,9 @@ pub fn fsum_ranges<'py>(
     let mut partials = Vec::new();
     for (&i, &j) in a.iter().zip(&b) {
         if i > j || j > floats.len() {
-            return Err(pyo3::exceptions::PyValueError::new_err("fsum_ranges: slice out of range"));
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "fsum_ranges: slice out of range",
+            ));
         }
         match fsum(&floats[i..j], &mut partials) {
             Some(total) => out.extend_from_slice(&total.to_le_bytes()),

@@ -42,36 +42,32 @@ type PlanTuple<'py> = (
 fn node_from_plan(item: &Bound<'_, PyAny>) -> PyResult<Node> {
     let (name, kind, null_index, unit, symbols, size, finite, children): PlanTuple =
         item.extract()?;
-    let kind = match kind.as_str() {
-        "null" => Kind::Null,
-        "boolean" => Kind::Boolean,
-        "int" => Kind::Int,
-        "long" => Kind::Long,
-        "float" => Kind::Float,
-        "double" => Kind::Double,
-        "string" => Kind::Str,
-        "bytes" => Kind::Bytes,
-        "fixed" => Kind::Fixed(size),
-        "enum" => Kind::Enum(symbols),
-        "scaled" => {
-            if unit < 1 {
-                return Err(PyValueError::new_err(format!(
-                    "field {name:?}: unit must be >= 1, got {unit}"
-                )));
+    let kind = if let Some(primitive) = Kind::primitive(&kind) {
+        primitive
+    } else {
+        match kind.as_str() {
+            "fixed" => Kind::Fixed(size),
+            "enum" => Kind::Enum(symbols),
+            "scaled" => {
+                if unit < 1 {
+                    return Err(PyValueError::new_err(format!(
+                        "field {name:?}: unit must be >= 1, got {unit}"
+                    )));
+                }
+                Kind::Scaled(unit)
             }
-            Kind::Scaled(unit)
-        }
-        "date" => Kind::Date,
-        "record" => Kind::Record(
-            children
-                .iter()
-                .map(node_from_plan)
-                .collect::<PyResult<Vec<Node>>>()?,
-        ),
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "field {name:?}: kind {other:?} has no native decoder"
-            )))
+            "date" => Kind::Date,
+            "record" => Kind::Record(
+                children
+                    .iter()
+                    .map(node_from_plan)
+                    .collect::<PyResult<Vec<Node>>>()?,
+            ),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "field {name:?}: kind {other:?} has no native decoder"
+                )))
+            }
         }
     };
     if !(-1..=1).contains(&null_index) {
