@@ -48,7 +48,12 @@ def label_times_ms(table: pa.Table, column: str) -> np.ndarray:
                 f"column {column!r} holds timestamps without a time zone; make them tz-aware (UTC)"
             )
             raise BadRequestError(msg)
-        values = pc.cast(pc.cast(col, pa.timestamp("ms", tz="UTC")), pa.int64())
+        # A label at 12:00:00.000999 sees the events of 12:00:00.000 and before: times finer
+        # than ms are floored (pandas' Timestamp.now() carries micro- and nanoseconds).
+        unit = col.type.unit
+        raw = pc.fill_null(pc.cast(col, pa.int64()), 0).to_numpy(zero_copy_only=False)
+        ms = raw * 1000 if unit == "s" else raw // {"ms": 1, "us": 1_000, "ns": 1_000_000}[unit]
+        values = pa.array(ms, type=pa.int64(), mask=pc.is_null(col).to_numpy(zero_copy_only=False))
     else:
         msg = f"column {column!r} has type {col.type}; expected epoch milliseconds or tz-aware timestamps"
         raise BadRequestError(msg)

@@ -121,3 +121,16 @@ def test_rows_keep_the_callers_order_and_none_is_dropped() -> None:
     assert n_life == [1, 0, 1, 0, 1]
     assert columns[names.index("last_life")].type == pa.string()
     assert columns[names.index("mean_60")].type == pa.float64()
+
+
+def test_label_times_finer_than_ms_are_floored_to_the_ms_they_fall_in() -> None:
+    from headwater.serving.historical import label_times_ms
+
+    instants = [-1_500, 0, 1_796_444_496_974_662]  # microseconds, one before 1970
+    for unit, scale in (("us", 1), ("ns", 1000)):
+        table = pa.table(
+            {"t": pa.array([i * scale for i in instants], pa.timestamp(unit, tz="UTC"))}
+        )
+        assert label_times_ms(table, "t").tolist() == [-2, 0, 1_796_444_496_974]
+    seconds = pa.table({"t": pa.array([-1, 2], pa.timestamp("s", tz="UTC"))})
+    assert label_times_ms(seconds, "t").tolist() == [-1000, 2000]
