@@ -89,10 +89,13 @@ class AsyncRedisReader:
     async def _pipeline(self, command: str, names: list[str], *args: bytes) -> list[Any]:
         if not names:
             return []
-        pipe = self._client().pipeline(transaction=False)
-        for name in names:
-            getattr(pipe, command)(name, *args)
+        client = self._client()
         try:
+            if len(names) == 1:  # one command: a pipeline's bookkeeping costs more than it saves
+                return [await getattr(client, command)(names[0], *args)]
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                getattr(pipe, command)(name, *args)
             return list(await pipe.execute())
         except (redis.RedisError, OSError) as exc:
             # The store's URL stays in the log (it may hold a password): the HTTP answer

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,38 +18,23 @@ from headwater.connectors.online_redis_async import AsyncRedisReader
 from headwater.connectors.redis_timeouts import RedisTimeouts
 from headwater.schemas.settings import Settings
 from headwater.serving.audit_api import audit_router
-from headwater.serving.auth import Guard, authorize_features
+from headwater.serving.auth import Guard, Principal, authorize_features
 from headwater.serving.catalog_views import feature_set_summary, lineage, search_features
 from headwater.serving.error_handlers import install_error_handlers
 from headwater.serving.error_schema import ERROR_RESPONSES
 from headwater.serving.errors import NotFoundError
-from headwater.serving.features import FeatureResolver
 from headwater.serving.fresh_definitions import FreshDefinitions
 from headwater.serving.health import readiness
 from headwater.serving.historical_api import historical_router
-from headwater.serving.limits import BodyLimit, check_entity_count
+from headwater.serving.limits import BodyLimit
+from headwater.serving.lookup_route import PATH, LeanLookups, OnlineLookups
 from headwater.serving.metrics import instrument
-from headwater.serving.online import lookup_async
 from headwater.serving.push import push_router
 from headwater.serving.registry import registry_router
 from headwater.serving.request_guards import RequestGuards, trusted_hosts
 from headwater.serving.response_log import ResponseLog
 
-__all__ = ["create_app", "format_served_at"]
-
-
-def format_served_at(ms: int) -> str:
-    """ISO-8601 UTC with milliseconds: ``2026-11-26T15:04:05.123Z``."""
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
-    )
-
-
-def _dumps(payload: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(payload)
-    except TypeError:  # an integer sum beyond 64 bits
-        return json.dumps(payload).encode()
+__all__ = ["create_app"]
 
 
 class OnlineFeaturesRequest(BaseModel):
@@ -113,36 +95,21 @@ def create_app(settings: Settings) -> FastAPI:
         ),
     )
 
-    resolver = FeatureResolver()
+    lookups = OnlineLookups(
+        definitions=definitions,
+        reader=reader,
+        guard=guard,
+        max_entities=serving.online_max_entities,
+        response_log=response_log,
+    )
 
-    @app.post("/v1/online-features")
+    @app.post(PATH)
     async def online_features(body: OnlineFeaturesRequest, request: Request) -> Response:
-        # Runs on the event loop, not a thread: a lookup is one pipelined Redis round trip
-        # plus microseconds of Python, and thread hand-offs under load cost more than that
-        # (bench/online_latency.py). The round trip is awaited (redis.asyncio, bounded by
-        # the serving.redis_*_timeout_seconds), so a stalled Redis holds only the lookups,
-        # answered 503, never the loop. Definitions are re-read at most every
-        # serving.definitions_max_age_seconds, in a thread (FreshDefinitions).
-        check_entity_count(body.entities, serving.online_max_entities)
-        resolved = resolver(await definitions(), body.features, body.feature_service)
-        authorize_features(guard, request, resolved)
-        result = await lookup_async(reader.read_many, resolved, body.entities)
-        statuses = [[s.value for s in row] for row in result.statuses]
-        if response_log is not None:
-            response_log.record(
-                result.served_at_ms, resolved.pinned_refs, result.entities, result.values, statuses
-            )
-        payload = {
-            "served_at": format_served_at(result.served_at_ms),
-            "features": list(resolved.refs),
-            "results": [
-                {"entity": entity, "values": values, "statuses": row}
-                for entity, values, row in zip(
-                    result.entities, result.values, statuses, strict=True
-                )
-            ],
-        }
-        return Response(_dumps(payload), media_type="application/json")
+        # Reached by the lookups the lean path (serving.lookup_route) hands on: the same
+        # handler, after FastAPI's own checks.
+        principal: Principal | None = getattr(request.state, "principal", None)
+        answer = await lookups.answer(principal, body.features, body.feature_service, body.entities)
+        return Response(answer, media_type="application/json")
 
     offline = DeltaOfflineStore(settings.offline_root)
     # The subset of the Confluent Schema Registry API that standard Avro producers use.
@@ -169,6 +136,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(audit_router(catalog))
     instrument(app)
+    # Outermost: the lookups it takes skip the stack above (serving.lookup_route).
+    app.add_middleware(
+        LeanLookups,
+        lookups=lookups,
+        guard=guard,
+        hosts=trusted_hosts(settings),
+        max_body_bytes=serving.max_body_bytes,
+        retry_after_s=serving.retry_after_seconds,
+    )
 
     @app.get("/v1/feature-sets")
     def feature_sets() -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ import hashlib
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -160,8 +160,12 @@ class Principal:
         return self.key is None or self.key.scope.includes(scope)
 
 
-def _token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+def _target(request: Request) -> str:
+    return f"{request.method} {request.url.path}"
+
+
+def _token(headers: Mapping[str, str]) -> str | None:
+    header = headers.get("authorization", "")
     kind, _, value = header.partition(" ")
     if kind.lower() == "bearer" and value.strip():
         return value.strip()
@@ -171,7 +175,7 @@ def _token(request: Request) -> str | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
         return password or user
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
 class Guard:
@@ -236,11 +240,15 @@ class Guard:
             self._any_key = await run_in_threadpool(self._keys.any_active)
         return self._any_key
 
-    async def _key(self, token: str) -> tuple[ApiKey | None, str]:
+    def _cached_key(self, token: str) -> tuple[bytes, ApiKey | None]:
+        """The token's digest and the key verified for it while the catalog is unchanged."""
         digest = hashlib.sha256(token.encode()).digest()
         if not self._fresh():
             self._verified, self._read_at = {}, time.monotonic()
-        cached = self._verified.get(digest)
+        return digest, self._verified.get(digest)
+
+    async def _key(self, token: str) -> tuple[ApiKey | None, str]:
+        digest, cached = self._cached_key(token)
         if cached is not None:
             return cached, ""
         key, reason = await run_in_threadpool(self._keys.verify, token)
@@ -251,10 +259,10 @@ class Guard:
         return key, reason
 
     def refuse(
-        self, request: Request, error: ServingError, actor: str, detail: dict[str, Any]
+        self, target: str, error: ServingError, actor: str, detail: dict[str, Any]
     ) -> ServingError:
-        """Audit a refusal (in the background: the answer does not wait for the catalog)."""
-        target = f"{request.method} {request.url.path}"
+        """Audit a refusal of ``target`` (``"POST /v1/push/x"``) in the background: the answer
+        does not wait for the catalog."""
         entry = {**detail, "status": error.http_status, "reason": str(error)}
 
         def record() -> None:
@@ -285,14 +293,53 @@ class Guard:
                 f"{principal.key.id if principal.key else ''} has {held!r}",
                 field="header.authorization",
             )
-            raise self.refuse(request, error, principal.actor, {"needs": scope.value})
+            raise self.refuse(_target(request), error, principal.actor, {"needs": scope.value})
         if scope is Scope.WRITE:
             await self._authorize_write(request, path, principal)
         request.state.principal = principal
         set_actor(principal.actor)
 
+    async def plain_reader(self, headers: Mapping[str, str], client: str) -> Principal | None:
+        """The caller of a read request when it is plainly allowed without asking the
+        catalog for its key (no key needed, or a key verified earlier with a read scope);
+        ``None`` otherwise, and nothing refused or audited: the lean lookup path
+        (``serving.lookup_route``) then hands the request to the full app, which decides."""
+        if not await self.keys_required():
+            return Principal(f"anonymous@{client}")
+        token = _token(headers)
+        if token is None:
+            return None
+        _, key = self._cached_key(token)
+        if key is None or not key.scope.includes(Scope.READ):
+            return None
+        return Principal(key.actor, key)
+
+    def authorize_features(
+        self, principal: Principal | None, resolved: ResolvedFeatures, target: str
+    ) -> None:
+        """Refuse (403, every refused feature named) a lookup of features the caller's key
+        has no grant for: feature sets outside its grants, and ``pii`` features without a
+        pii grant.
+
+        Raises:
+            ForbiddenError: at least one feature is not granted; nothing was read.
+        """
+        if principal is None or principal.key is None:
+            return
+        refused = list(_refused_features(resolved, principal.grants))
+        if refused:
+            names = [ref for ref, _ in refused]
+            shown = ", ".join(names[:10])
+            if len(names) > 10:
+                shown += f" and {len(names) - 10} more"
+            error = ForbiddenError(
+                f"key {principal.key.id} may not read {shown}; nothing was returned",
+                errors=[item for _, item in refused],
+            )
+            raise self.refuse(target, error, principal.actor, {"features": names})
+
     async def _authenticate(self, request: Request, client: str) -> Principal:
-        token = _token(request)
+        token = _token(request.headers)
         if token is None:
             error = UnauthorizedError(
                 f"this API needs an API key; {_HOW} (an admin creates one with "
@@ -300,7 +347,7 @@ class Guard:
                 field="header.authorization",
                 headers={"WWW-Authenticate": 'Bearer, Basic realm="headwater"'},
             )
-            raise self.refuse(request, error, f"anonymous@{client}", {})
+            raise self.refuse(_target(request), error, f"anonymous@{client}", {})
         key, reason = await self._key(token)
         if key is None:
             error = UnauthorizedError(
@@ -308,7 +355,7 @@ class Guard:
                 field="header.authorization",
                 headers={"WWW-Authenticate": 'Bearer, Basic realm="headwater"'},
             )
-            raise self.refuse(request, error, f"anonymous@{client}", {})
+            raise self.refuse(_target(request), error, f"anonymous@{client}", {})
         return Principal(key.actor, key)
 
     async def _authorize_write(self, request: Request, path: str, principal: Principal) -> None:
@@ -328,7 +375,7 @@ class Guard:
                     "key (write keys register the schemas of their sources)",
                     field="path.subject",
                 )
-                raise self.refuse(request, error, principal.actor, {"subject": subject})
+                raise self.refuse(_target(request), error, principal.actor, {"subject": subject})
             source = owners[0]
         if not principal.grants.source(source):
             error = ForbiddenError(
@@ -336,7 +383,7 @@ class Guard:
                 f"issue one with `headwater keys create --scope write --source {source}`",
                 field="path.source",
             )
-            raise self.refuse(request, error, principal.actor, {"source": source})
+            raise self.refuse(_target(request), error, principal.actor, {"source": source})
 
 
 def _refused_features(
@@ -355,21 +402,6 @@ def _refused_features(
 
 
 def authorize_features(guard: Guard, request: Request, resolved: ResolvedFeatures) -> None:
-    """Refuse (403, every refused feature named) a lookup of features the caller's key has no
-    grant for: feature sets outside its grants, and ``pii`` features without a pii grant.
-
-    Raises:
-        ForbiddenError: at least one feature is not granted; nothing was read.
-    """
+    """``Guard.authorize_features`` for the caller the Guard left on ``request``."""
     principal: Principal | None = getattr(request.state, "principal", None)
-    if principal is None or principal.key is None:
-        return
-    refused = list(_refused_features(resolved, principal.grants))
-    if refused:
-        names = [ref for ref, _ in refused]
-        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        error = ForbiddenError(
-            f"key {principal.key.id} may not read {shown}; nothing was returned",
-            errors=[item for _, item in refused],
-        )
-        raise guard.refuse(request, error, principal.actor, {"features": names})
+    guard.authorize_features(principal, resolved, _target(request))

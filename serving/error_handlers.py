@@ -23,7 +23,12 @@ from headwater.connectors.errors import StoreFaultError
 from headwater.schemas.errors import FeatureStoreError
 from headwater.serving.errors import ErrorItem, ServingError, bounded, error_body, http_status
 
-__all__ = ["install_error_handlers", "validation_items"]
+__all__ = [
+    "install_error_handlers",
+    "project_error_response",
+    "unexpected_response",
+    "validation_items",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,31 @@ def validation_items(errors: Sequence[Any]) -> list[ErrorItem]:
     return items
 
 
+def _target(request: Request) -> str:
+    return f"{request.method} {request.url.path}"
+
+
+def project_error_response(error: FeatureStoreError, target: str, retry_after_s: int) -> Response:
+    """The answer to one of the project's errors raised while serving ``target``
+    (``"POST /v1/online-features"``); the status and body come from ``serving.errors``."""
+    status = http_status(error)
+    if status >= 500 and not isinstance(error, ServingError | StoreFaultError):
+        # Not an answer we planned: keep the traceback, which the body leaves out.
+        log.error("%s answered %d", target, status, exc_info=error)
+    headers = error.headers if isinstance(error, ServingError) else None
+    if isinstance(error, StoreFaultError):
+        # The cause (with the store's address) goes to the log, never to the client.
+        log.warning("%s: %s", target, error)
+        headers = {"Retry-After": str(retry_after_s)}
+    return _answer(status, error_body(error), headers)
+
+
+def unexpected_response(exc: BaseException) -> Response:
+    """500 for an exception nobody planned: its text may hold anything, so it is not sent."""
+    detail = f"internal error ({type(exc).__name__}); see the server's log"
+    return _answer(500, {"detail": detail, "errors": []})
+
+
 def install_error_handlers(app: FastAPI, *, retry_after_s: int = 1) -> None:
     """Answer every error of ``app`` with ``{"detail", "errors"}`` (see ``serving.errors``),
     bounded in size whatever the request (``serving.errors.bounded``).
@@ -84,16 +114,7 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int = 1) -> None:
 
     async def project_error(request: Request, exc: Exception) -> Response:
         error = cast("FeatureStoreError", exc)  # registered for this class only
-        status = http_status(error)
-        if status >= 500 and not isinstance(error, ServingError | StoreFaultError):
-            # Not an answer we planned: keep the traceback, which the body leaves out.
-            log.error("%s %s answered %d", request.method, request.url.path, status, exc_info=exc)
-        headers = error.headers if isinstance(error, ServingError) else None
-        if isinstance(error, StoreFaultError):
-            # The cause (with the store's address) goes to the log, never to the client.
-            log.warning("%s %s: %s", request.method, request.url.path, error)
-            headers = {"Retry-After": str(retry_after_s)}
-        return _answer(status, error_body(error), headers)
+        return project_error_response(error, _target(request), retry_after_s)
 
     async def request_invalid(request: Request, exc: Exception) -> Response:
         items = validation_items(cast("RequestValidationError", exc).errors())
@@ -110,10 +131,8 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int = 1) -> None:
         return _answer(error.status_code, {"detail": error.detail, "errors": []}, error.headers)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        # Starlette logs the exception and re-raises it after this answer; its text may hold
-        # anything, so it is not sent.
-        detail = f"internal error ({type(exc).__name__}); see the server's log"
-        return _answer(500, {"detail": detail, "errors": []})
+        # Starlette logs the exception and re-raises it after this answer.
+        return unexpected_response(exc)
 
     app.add_exception_handler(FeatureStoreError, project_error)
     app.add_exception_handler(RequestValidationError, request_invalid)

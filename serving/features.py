@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from headwater.schemas.definitions import Definitions, Entity, FeatureRef
+from headwater.schemas.errors import UnknownNameError
 from headwater.schemas.tiles import FeatureSetPlan
-from headwater.serving.errors import BadRequestError
+from headwater.serving.errors import BadRequestError, NotFoundError
 
 __all__ = ["FeatureResolver", "ResolvedFeatures", "resolve_features"]
 
@@ -48,12 +49,15 @@ def resolve_features(
     """The requested features, grouped by feature set.
 
     Raises:
-        UnknownNameError: a feature set (or version), feature or service does not exist; the
-            message lists the known names (answered 404 over HTTP).
+        NotFoundError: a feature set (or version), feature or service does not exist; the
+            message lists the known names and the field names the reference (404 over HTTP).
         BadRequestError: no features requested, or a reference that does not parse.
     """
     if feature_service is not None:
-        features = defs.feature_service(feature_service).features
+        try:
+            features = defs.feature_service(feature_service).features
+        except UnknownNameError as exc:
+            raise NotFoundError(str(exc), field="feature_service") from None
     if not features:
         msg = "no features requested; give 'features': ['set:feature', ...] or a 'feature_service'"
         raise BadRequestError(msg, field="features")
@@ -66,11 +70,15 @@ def resolve_features(
         except ValueError as exc:
             field = "feature_service" if feature_service is not None else f"features[{i}]"
             raise BadRequestError(str(exc), field=field) from exc
-        fs = defs.feature_set(ref.feature_set, ref.version)
+        try:
+            fs = defs.feature_set(ref.feature_set, ref.version)
+            feature_index = fs.features.index(fs.feature(ref.feature))
+        except UnknownNameError as exc:
+            field = "feature_service" if feature_service is not None else f"features[{i}]"
+            raise NotFoundError(str(exc), field=field) from None
         if fs.qualified_name not in index:
             index[fs.qualified_name] = len(plans)
             plans.append(FeatureSetPlan(fs, defs.source(fs.source)))
-        feature_index = fs.features.index(fs.feature(ref.feature))
         columns.append((index[fs.qualified_name], feature_index))
     return ResolvedFeatures(
         refs=tuple(features),

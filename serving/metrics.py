@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["instrument"]
+__all__ = ["instrument", "observe"]
 
 REQUESTS = Counter("headwater_http_requests_total", "HTTP requests", ["route", "status"])
 LATENCY = Histogram(
@@ -47,9 +47,13 @@ class _Measure:
             await self.app(scope, receive, send_status)
         finally:
             route: Any = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            LATENCY.labels(path).observe(time.perf_counter() - start)
-            REQUESTS.labels(path, str(status[0])).inc()
+            observe(getattr(route, "path", "unmatched"), status[0], time.perf_counter() - start)
+
+
+def observe(route: str, status: int, seconds: float) -> None:
+    """Count and time one request of ``route`` (its template, a bounded label value)."""
+    LATENCY.labels(route).observe(seconds)
+    REQUESTS.labels(route, str(status)).inc()
 
 
 def instrument(app: FastAPI) -> None:

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from headwater.schemas.settings import Settings
 from headwater.serving.auth import is_loopback
 
-__all__ = ["LOOPBACK_NAMES", "RequestGuards", "trusted_hosts"]
+__all__ = ["LOOPBACK_NAMES", "RequestGuards", "request_problem", "trusted_hosts"]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "testserver")
 """Host names answered by default on loopback (``testserver`` is Starlette's test client's,
@@ -76,6 +76,29 @@ async def _reject(send: Send, status: int, detail: str, field: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def request_problem(scope: Scope, hosts: frozenset[str] | None) -> tuple[int, str, str] | None:
+    """``(status, detail, field)`` when an HTTP request's host is not trusted (400) or its
+    body has a type its endpoint does not take (415); ``None`` when it passes."""
+    if hosts is not None:
+        host = _host_name(_header(scope, b"host"))
+        if host not in hosts:
+            detail = (
+                f"host {host!r} is not one this API answers to; add it to "
+                "security.trusted_hosts (HEADWATER_SECURITY__TRUSTED_HOSTS) if it is yours"
+            )
+            return 400, detail, "header.host"
+    if scope["method"] in _BODY_METHODS:
+        media = _header(scope, b"content-type").split(";", 1)[0].strip().lower()
+        allowed = _REGISTRY if scope["path"].startswith("/registry/") else _JSON
+        if media not in allowed:
+            detail = (
+                f"content type {media or '(none)'!r} is not accepted here; send "
+                f"{' or '.join(sorted(allowed))} (curl: -H 'Content-Type: application/json')"
+            )
+            return 415, detail, "header.content-type"
+    return None
+
+
 class RequestGuards:
     """Refuses untrusted ``Host`` headers (400) and bodies of other types (415)."""
 
@@ -84,26 +107,9 @@ class RequestGuards:
         self.hosts = frozenset(hosts) if hosts is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if self.hosts is not None:
-            host = _host_name(_header(scope, b"host"))
-            if host not in self.hosts:
-                detail = (
-                    f"host {host!r} is not one this API answers to; add it to "
-                    "security.trusted_hosts (HEADWATER_SECURITY__TRUSTED_HOSTS) if it is yours"
-                )
-                await _reject(send, 400, detail, "header.host")
-                return
-        if scope["method"] in _BODY_METHODS:
-            media = _header(scope, b"content-type").split(";", 1)[0].strip().lower()
-            allowed = _REGISTRY if scope["path"].startswith("/registry/") else _JSON
-            if media not in allowed:
-                detail = (
-                    f"content type {media or '(none)'!r} is not accepted here; send "
-                    f"{' or '.join(sorted(allowed))} (curl: -H 'Content-Type: application/json')"
-                )
-                await _reject(send, 415, detail, "header.content-type")
+        if scope["type"] == "http":
+            problem = request_problem(scope, self.hosts)
+            if problem is not None:
+                await _reject(send, *problem)
                 return
         await self.app(scope, receive, send)

@@ -155,9 +155,11 @@ def assert_offline_exactly_once(deployment: Deployment, data: pa.Table) -> pa.Ta
     return history
 
 
-def assert_online_equals_brute_force(deployment: Deployment, url: str, data: pa.Table) -> int:
+def assert_online_equals_brute_force(
+    deployment: Deployment, url: str, data: pa.Table, headers: Mapping[str, str] | None = None
+) -> int:
     """Every user's served values (and a never-seen user's) equal brute force at ``served_at``;
-    returns ``served_at`` in epoch ms."""
+    returns ``served_at`` in epoch ms. ``headers``: the request's (an API key)."""
     fs = deployment.definitions().feature_set(deployment.feature_set)
     types = deployment.history_types()
     by_user = _events_by_user(data)
@@ -166,6 +168,7 @@ def assert_online_equals_brute_force(deployment: Deployment, url: str, data: pa.
     response = httpx.post(
         f"{url}/v1/online-features",
         json={"features": refs, "entities": {"user_id": users}},
+        headers=headers,
         timeout=30,
     )
     assert response.status_code == 200, response.text

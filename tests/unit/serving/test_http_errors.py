@@ -117,9 +117,10 @@ def test_project_and_serving_errors_share_the_shape(client: TestClient) -> None:
         "/v1/online-features", json={"features": ["nope:x"], "entities": {"user_id": ["u1"]}}
     )
     assert unknown_set.status_code == 404
+    detail = "unknown feature set 'nope'; known: ['user_spend']"
     assert unknown_set.json() == {
-        "detail": "unknown feature set 'nope'; known: ['user_spend']",
-        "errors": [],
+        "detail": detail,
+        "errors": [{"field": "features[0]", "reason": detail}],
     }
     unknown_feature = client.post(
         "/v1/online-features",
@@ -127,6 +128,12 @@ def test_project_and_serving_errors_share_the_shape(client: TestClient) -> None:
     )
     assert unknown_feature.status_code == 404
     assert "has no feature 'nope'" in unknown_feature.json()["detail"]
+    assert [e["field"] for e in unknown_feature.json()["errors"]] == ["features[0]"]
+    unknown_service = client.post(
+        "/v1/online-features", json={"feature_service": "nope", "entities": {"user_id": ["u1"]}}
+    )
+    assert unknown_service.status_code == 404
+    assert [e["field"] for e in unknown_service.json()["errors"]] == ["feature_service"]
 
     unknown_source = client.post("/v1/push/nope", json={"events": []})
     assert unknown_source.status_code == 404
