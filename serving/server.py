@@ -73,9 +73,13 @@ def run_server(
         log_level="warning",
         server_header=False,  # answers name no server software (DESIGN §8: reveal nothing)
     )
-    # Lookups allocate many short-lived objects; without this, full collections that walk
-    # every long-lived object (modules, plans) add tens of ms to the tail.
+    # Lookups allocate many short-lived objects next to a large cache of decoded entity
+    # states. Full collections walk that cache: with the default thresholds, under 1,000
+    # events/s of writes (the cache churning), one ran about every second and took 150-380
+    # ms, collecting nothing (bench/online_latency.py, gc.callbacks). The worker's setting
+    # makes them rare (every ~250M allocations); young collections keep cycles collected.
     gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     server = uvicorn.Server(config)
     if reuse_port:
         server.run(sockets=[_reuse_port_socket(serving.host, serving.port)])
