@@ -10,12 +10,14 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from confluent_kafka.admin import NewTopic
 
 from headwater.connectors.errors import ProduceError
-from headwater.connectors.kafka import admin_client
+from headwater.connectors.kafka import admin_client, delete_topics
 from headwater.connectors.kafka_idempotent import (
     IdempotentProducer,
     ProduceOutcomeUnknownError,
@@ -28,16 +30,25 @@ from tests.integration.test_push import committed_messages
 pytestmark = pytest.mark.integration
 
 
-def _topic(kafka: KafkaSettings, **config: str) -> str:
+@contextmanager
+def _topic(kafka: KafkaSettings, **config: str) -> Iterator[str]:
+    """A topic of this test's own, deleted afterwards."""
     name = f"single-{uuid.uuid4().hex[:10]}"
     futures = admin_client(kafka).create_topics([NewTopic(name, 2, 1, config=config)])
     futures[name].result(timeout=30)
-    return name
+    try:
+        yield name
+    finally:
+        delete_topics(kafka, [name])
 
 
 def test_single_messages_are_written_once_without_a_transaction(kafka_bootstrap: str) -> None:
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
-    topic = _topic(kafka)
+    with _topic(kafka) as topic:
+        _single_messages_once(kafka_bootstrap, kafka, topic)
+
+
+def _single_messages_once(kafka_bootstrap: str, kafka: KafkaSettings, topic: str) -> None:
     producer = TransactionalProducer(kafka, delivery_timeout_s=10, name="single-test")
 
     async def push() -> None:
@@ -63,7 +74,11 @@ def test_single_messages_are_written_once_without_a_transaction(kafka_bootstrap:
 
 def test_a_message_the_broker_refuses_is_not_written(kafka_bootstrap: str) -> None:
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
-    topic = _topic(kafka, **{"max.message.bytes": "2000"})
+    with _topic(kafka, **{"max.message.bytes": "2000"}) as topic:
+        _refused_not_written(kafka_bootstrap, kafka, topic)
+
+
+def _refused_not_written(kafka_bootstrap: str, kafka: KafkaSettings, topic: str) -> None:
     producer = IdempotentProducer(kafka, delivery_timeout_s=10, name="refused-test")
 
     async def push() -> None:
