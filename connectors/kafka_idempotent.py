@@ -32,7 +32,12 @@ from headwater.connectors.kafka import producer_config
 from headwater.connectors.kafka_security import is_login_error, login_problem
 from headwater.schemas.settings import KafkaSettings
 
-__all__ = ["NOT_WRITTEN", "IdempotentProducer", "ProduceOutcomeUnknownError"]
+__all__ = [
+    "NOT_WRITTEN",
+    "IdempotentProducer",
+    "ProduceOutcomeUnknownError",
+    "settle_from_thread",
+]
 
 
 class ProduceOutcomeUnknownError(ProduceError):
@@ -61,6 +66,24 @@ NOT_WRITTEN = frozenset(
 """Delivery errors that mean the broker did not write the message (it refused it, or it was
 never accepted); every other failure leaves the outcome unknown."""
 _UNREACHABLE = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
+
+
+def settle_from_thread(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[None], error: ProduceError | None
+) -> None:
+    """Complete ``future`` (with ``error``, if any) on ``loop`` from a Kafka thread; a future
+    already done (its caller gone) or a closed loop is left alone."""
+
+    def settle() -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    if not loop.is_closed():
+        loop.call_soon_threadsafe(settle)
 
 
 class IdempotentProducer:
@@ -153,18 +176,7 @@ class IdempotentProducer:
                 self._login_error, self.healthy = None, True
             else:
                 self.healthy = False
-            error = None if err is None else self._failure(err)
-
-            def settle() -> None:
-                if future.done():
-                    return
-                if error is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(error)
-
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle)
+            settle_from_thread(loop, future, None if err is None else self._failure(err))
 
         return delivered
 
