@@ -10,8 +10,13 @@ Python.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +36,32 @@ __all__ = [
 ]
 
 _OFFSET_BITS = 40  # as schemas.tiles.arrival_seq
+_SPLIT_ROWS = 1_000_000
+"""Histories of at least this many rows are matched, sorted and gathered in one part per core."""
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="pit")
+
+
+def _parts() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _each(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``fn`` over ``items``, on the cores when there are several.
+
+    Arrow's hash lookups, filters and takes and numpy's sorts release the GIL but each runs on
+    one core; DuckDB uses them all. A few large parts, not many small ones: ``index_in``
+    rebuilds its hash table of the wanted entities for every call.
+    """
+    if len(items) < 2:
+        return [fn(item) for item in items]
+    return list(_pool().map(fn, items))
 
 
 def entity_keys(table: pa.Table, key_names: Sequence[str]) -> pa.Array:
@@ -113,6 +144,39 @@ def _order(key: np.ndarray, seq: np.ndarray) -> np.ndarray:
     return order
 
 
+def _split_order(key: np.ndarray, seq: np.ndarray, n_codes: int, span: int) -> list[np.ndarray]:
+    """``_order`` in one part per core, the parts split by entity code so that they follow
+    each other: their concatenation is the whole order."""
+    parts = _parts() if len(key) >= _SPLIT_ROWS else 1
+    if parts == 1:
+        return [_order(key, seq)]
+    bounds = [(n_codes * i // parts) * span for i in range(parts + 1)]
+    bounds[-1] = np.iinfo(np.int64).max
+    members = [np.flatnonzero((key >= lo) & (key < hi)) for lo, hi in itertools.pairwise(bounds)]
+    return _each(lambda m: m[_order(key[m], seq[m])], members)
+
+
+def _match(
+    history: pa.Table, key_names: Sequence[str], wanted: pa.Array
+) -> tuple[pa.Table, np.ndarray]:
+    """The rows of entities in ``wanted`` and their codes (index in ``wanted``)."""
+
+    def part(rows: pa.Table) -> tuple[pa.Table, pa.Array]:
+        codes = pc.index_in(entity_keys(rows, key_names), value_set=wanted)
+        if codes.null_count:
+            keep = pc.is_valid(codes)
+            return rows.filter(keep), codes.filter(keep)
+        return rows, codes
+
+    n = history.num_rows
+    parts = _parts() if n >= _SPLIT_ROWS else 1
+    cuts = [n * i // parts for i in range(parts + 1)]
+    matched = _each(part, [history.slice(lo, hi - lo) for lo, hi in itertools.pairwise(cuts)])
+    rows = pa.concat_tables([m[0] for m in matched])
+    codes = np.concatenate([m[1].to_numpy(zero_copy_only=False).astype(np.int64) for m in matched])
+    return rows, codes
+
+
 def sort_history(
     history: pa.Table, key_names: Sequence[str], labels: pa.Table, fields: Sequence[str]
 ) -> SortedHistory:
@@ -125,13 +189,11 @@ def sort_history(
     wanted = pc.unique(label_entities).drop_null()
     label_codes = pc.index_in(label_entities, value_set=wanted)
     label_codes_np = label_codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    codes = pc.index_in(entity_keys(history, key_names), value_set=wanted)
-    history = history.select(["event_time_ms", "_partition", "_offset", *fields])
-    if codes.null_count:
-        keep = pc.is_valid(codes)
-        history = history.filter(keep)
-        codes = codes.filter(keep)
-    code = codes.to_numpy(zero_copy_only=False).astype(np.int64)
+    history, code = _match(
+        history.select([*key_names, "event_time_ms", "_partition", "_offset", *fields]),
+        key_names,
+        wanted,
+    )
     e = history.column("event_time_ms").to_numpy().astype(np.int64)
     seq = (
         history.column("_partition").to_numpy().astype(np.int64) << _OFFSET_BITS
@@ -152,9 +214,12 @@ def sort_history(
     else:
         e_key = e - origin
     key = code * span + e_key
-    order = _order(key, seq)
+    orders = _split_order(key, seq, n_codes, span)
+    values = history.select(list(fields))
+    taken = _each(lambda o: values.take(pa.array(o)), orders)
+    order = np.concatenate(orders) if len(orders) > 1 else orders[0]
     return SortedHistory(
-        table=history.select(list(fields)).take(pa.array(order)),
+        table=pa.concat_tables(taken) if len(taken) > 1 else taken[0],
         key=key[order],
         event_time=e[order],
         label_key=label_codes_np,

@@ -8,6 +8,7 @@ times before every event; every aggregation over several windows and the lifetim
 from __future__ import annotations
 
 from collections.abc import Sequence
+from unittest import mock
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headwater.schemas.tiles import FeatureSetPlan, arrival_seq
+from headwater.serving import windows
 from headwater.serving.historical import plan_features
 from tests.reference import brute_force
 from tests.unit.schemas.test_tiles import FS, SCHEMA, SOURCE, _feature_set, _same, amounts
@@ -106,6 +108,21 @@ def test_times_spread_beyond_the_packed_key_are_ranked(
     raw = [*raw, ("u0", far, 1.0, 1, "a", 0), ("u1", -far, 2.0, 2, "b", 1)]
     rows = [*rows, ("u0", far), ("u1", -far + 1), ("u2", far)]
     _check(PLAN, raw, rows)
+
+
+@settings(max_examples=75, deadline=None)
+@given(raw=events, rows=labels, parts=st.integers(min_value=2, max_value=5))
+def test_histories_split_across_cores_give_the_same_values(
+    raw: list[RawEvent], rows: list[tuple[str, int]], parts: int
+) -> None:
+    """Large histories are matched and sorted in parts (one per core); forced here on small
+    ones, with more parts than entities too, the values still equal the reference."""
+    with (
+        mock.patch.object(windows, "_SPLIT_ROWS", 1),
+        mock.patch.object(windows, "_parts", lambda: parts),
+    ):
+        _check(PLAN, raw, rows)
+        _check(PLAN_TTL, raw, rows)
 
 
 def test_rows_keep_the_callers_order_and_none_is_dropped() -> None:
