@@ -179,13 +179,17 @@ def ensure_topics(
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
         return []
+    settings = dict(config or {})
+    if kafka.min_insync_replicas is not None:
+        settings.setdefault("min.insync.replicas", str(kafka.min_insync_replicas))
     futures = admin.create_topics(
         [
             NewTopic(
                 t,
                 partitions or kafka.partitions,
-                kafka.replication_factor,
-                config=dict(config or {}),
+                # -1: the brokers' default.replication.factor.
+                kafka.replication_factor or -1,
+                config=settings,
             )
             for t in wanted
         ],
@@ -203,6 +207,11 @@ def _await_admin(futures: Mapping[str, Any], verb: str, harmless: int) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != harmless:
                 msg = f"could not {verb} topic {topic!r}: {exc.args[0].str()}"
+                if exc.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR:
+                    msg += (
+                        "; set HEADWATER_KAFKA__REPLICATION_FACTOR to at most the number of "
+                        "brokers (or unset it to take the brokers' default)"
+                    )
                 raise KafkaUnavailableError(msg) from exc
 
 

@@ -36,11 +36,21 @@ def up(
             help="Kafka with SASL/SCRAM and Redis with an ACL user (also: stack.secure)",
         ),
     ] = False,
+    kafka_brokers: Annotated[
+        int | None,
+        typer.Option(
+            "--kafka-brokers",
+            min=1,
+            max=9,
+            help="Kafka nodes to run; 3 or more replicate every topic 3 times and survive "
+            "one node's loss (also: stack.kafka_brokers)",
+        ),
+    ] = None,
 ) -> None:
-    """Start the local services (a KRaft Kafka broker and Redis); reuse running ones."""
+    """Start the local services (a KRaft Kafka broker or cluster, and Redis); reuse running ones."""
     from headwater.stack.cli import up_command
 
-    up_command(secure=secure)
+    up_command(secure=secure, kafka_brokers=kafka_brokers)
 
 
 @app.command()

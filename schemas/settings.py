@@ -43,8 +43,14 @@ class KafkaSettings(_Section):
     """Comma-separated ``host:port`` list; the same value configures confluent-kafka and faust."""
     partitions: int = Field(default=4, ge=1)
     """Partitions of topics that ``apply`` creates."""
-    replication_factor: int = Field(default=1, ge=1)
-    """Replication factor of topics that ``apply`` creates."""
+    replication_factor: int | None = Field(default=None, ge=1)
+    """Replication factor of topics that ``apply`` creates; unset takes the brokers'
+    ``default.replication.factor`` (1 on ``headwater up``'s single node, 3 on its
+    ``--kafka-brokers 3`` cluster and on most managed services)."""
+    min_insync_replicas: int | None = Field(default=None, ge=1)
+    """``min.insync.replicas`` of topics that ``apply`` creates: how many copies must have an
+    event before Kafka acknowledges it (every Headwater producer asks for acks=all). Unset
+    takes the brokers' default."""
     retention_ms: int = -1
     """Retention of source topics that ``apply`` creates; -1 keeps every event, so a new
     feature-set version can be computed from the whole history."""
@@ -194,6 +200,11 @@ class StackSettings(_Section):
     controller_port: int = 9093
     """Port of the KRaft controller listener of the local broker (the broker port comes from
     ``kafka.bootstrap_servers``)."""
+    kafka_brokers: int = Field(default=1, ge=1, le=9)
+    """Nodes of the local Kafka cluster ``up`` starts (``headwater up --kafka-brokers 3``).
+    Node k listens at the ``kafka.bootstrap_servers`` port + 2(k-1) and its controller at
+    ``controller_port`` + 2(k-1). With 3 or more, topics and Kafka's internal topics keep 3
+    copies and acknowledged writes 2 (``min.insync.replicas``), so one node may fail."""
     kafka_heap: str = "768m"
     """JVM heap (-Xmx) of the local broker."""
     cache_dir: Path = Path.home() / ".cache" / "headwater"

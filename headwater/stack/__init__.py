@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from headwater.schemas.settings import Settings
 from headwater.stack.errors import StackError
-from headwater.stack.kafka import kafka_answers, start_kafka, stop_kafka
+from headwater.stack.kafka import (
+    kafka_answers,
+    start_kafka,
+    start_kafka_nodes,
+    stop_kafka,
+    stop_kafka_nodes,
+)
 from headwater.stack.redis import redis_answers, start_redis, stop_redis
 from headwater.stack.secure import secure_settings
 from headwater.stack.status import ServiceState, ServiceStatus
@@ -30,7 +36,8 @@ __all__ = [
 
 
 def up(settings: Settings) -> list[ServiceStatus]:
-    """Bring up Kafka, then Redis, reusing whatever already answers.
+    """Bring up Kafka (one broker, or ``stack.kafka_brokers`` nodes), then Redis, reusing
+    whatever already answers.
 
     With ``stack.secure`` both require authentication (``headwater.stack.secure``): the
     passwords are generated on the first such run and kept under ``<home>/stack/secrets``.
@@ -41,9 +48,9 @@ def up(settings: Settings) -> list[ServiceStatus]:
     """
     if settings.stack.secure:
         settings = secure_settings(settings)
-    return [start_kafka(settings), start_redis(settings)]
+    return [*start_kafka_nodes(settings), start_redis(settings)]
 
 
 def down(settings: Settings) -> list[ServiceStatus]:
-    """Stop the Kafka broker and Redis that ``up`` started with these settings' ``home``."""
-    return [stop_kafka(settings), stop_redis(settings)]
+    """Stop the Kafka broker(s) and Redis that ``up`` started with these settings' ``home``."""
+    return [*stop_kafka_nodes(settings), stop_redis(settings)]

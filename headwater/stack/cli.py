@@ -15,6 +15,7 @@ from rich.table import Table
 from headwater.schemas.errors import FeatureStoreError
 from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import ServiceStatus, down, up
+from headwater.stack.kafka_nodes import cluster_bootstrap
 from headwater.stack.secure import client_exports
 
 __all__ = ["down_command", "status_table", "up_command"]
@@ -36,15 +37,23 @@ def status_table(statuses: list[ServiceStatus]) -> Table:
 
 
 def _run(
-    action: Callable[[Settings], list[ServiceStatus]], doing: str, *, secure: bool = False
+    action: Callable[[Settings], list[ServiceStatus]],
+    doing: str,
+    *,
+    secure: bool = False,
+    kafka_brokers: int | None = None,
 ) -> None:
     console, errors = Console(), Console(stderr=True)
     try:
         settings = load_settings()
+        stack: dict[str, object] = {}
         if secure:
-            settings = settings.model_copy(
-                update={"stack": settings.stack.model_copy(update={"secure": True})}
-            )
+            stack["secure"] = True
+        if kafka_brokers is not None:
+            stack["kafka_brokers"] = kafka_brokers
+        if stack:
+            # Validated like the settings themselves (1 to 9 brokers).
+            settings = load_settings(stack={**settings.stack.model_dump(), **stack})
         with console.status(doing):
             statuses = action(settings)
     except FeatureStoreError as exc:
@@ -55,6 +64,16 @@ def _run(
             errors.print(escape(rest), style="dim", soft_wrap=True, highlight=False)
         raise typer.Exit(code=1) from None
     console.print(status_table(statuses))
+    if action is up and settings.stack.kafka_brokers > 1:
+        console.print(
+            "Point every Headwater process at all the brokers, so that a client starting "
+            "while one is down finds the others:"
+        )
+        console.print(
+            f"  export HEADWATER_KAFKA__BOOTSTRAP_SERVERS={cluster_bootstrap(settings)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if settings.stack.secure and action is up:
         console.print(
             "Kafka requires SASL (SCRAM-SHA-512) and Redis an ACL user. Point Headwater at "
@@ -64,13 +83,15 @@ def _run(
             console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
 
 
-def up_command(*, secure: bool = False) -> None:
-    """Start the local Kafka broker and Redis, reusing any that already answer; ``secure``
-    (or ``stack.secure``) makes them require SASL/SCRAM and an ACL user."""
+def up_command(*, secure: bool = False, kafka_brokers: int | None = None) -> None:
+    """Start the local Kafka broker(s) and Redis, reusing any that already answer; ``secure``
+    (or ``stack.secure``) makes them require SASL/SCRAM and an ACL user; ``kafka_brokers``
+    (or ``stack.kafka_brokers``) starts a cluster of that many nodes."""
     _run(
         up,
         "starting Kafka and Redis (the first run fetches Kafka from Maven Central)...",
         secure=secure,
+        kafka_brokers=kafka_brokers,
     )
 
 

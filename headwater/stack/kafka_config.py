@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 from headwater.stack.errors import StackConfigError
@@ -16,12 +17,15 @@ __all__ = [
     "LOG4J2_YAML",
     "MIN_JAVA",
     "SASL_MECHANISMS",
+    "NodeAddress",
+    "cluster_layout",
     "heap_flags",
     "host_port",
     "parse_bootstrap",
     "parse_java_version",
     "pom_kafka_version",
     "render_server_properties",
+    "replication",
 ]
 
 MIN_JAVA = 17
@@ -60,6 +64,51 @@ def parse_bootstrap(servers: str) -> tuple[str, int]:
 def host_port(host: str, port: int) -> str:
     """``host:port`` with brackets around IPv6 addresses, as Kafka listeners expect."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    """Where one KRaft node (broker and controller in one process) listens."""
+
+    node_id: int
+    host: str
+    port: int
+    controller_port: int
+
+    @property
+    def address(self) -> str:
+        return host_port(self.host, self.port)
+
+
+def cluster_layout(bootstrap_servers: str, controller_port: int, brokers: int) -> list[NodeAddress]:
+    """The nodes of a local cluster of ``brokers`` nodes: node ``k`` (from 1) listens at the
+    first bootstrap port + 2(k-1), its controller at ``controller_port`` + 2(k-1).
+
+    With the defaults that is 9092/9093, 9094/9095, 9096/9097: one setting pair describes the
+    whole cluster, and a single node keeps the addresses it always had.
+
+    Raises:
+        StackConfigError: when two listeners would share a port or a port is out of range.
+    """
+    host, port = parse_bootstrap(bootstrap_servers)
+    nodes = [
+        NodeAddress(k + 1, host, port + 2 * k, controller_port + 2 * k) for k in range(brokers)
+    ]
+    ports = [p for n in nodes for p in (n.port, n.controller_port)]
+    if max(ports) > 65535:
+        msg = (
+            f"{brokers} Kafka nodes from port {port} need ports up to {max(ports)}: "
+            "set HEADWATER_KAFKA__BOOTSTRAP_SERVERS and HEADWATER_STACK__CONTROLLER_PORT lower"
+        )
+        raise StackConfigError(msg)
+    if len(set(ports)) != len(ports):
+        msg = (
+            f"{brokers} Kafka nodes from broker port {port} and controller port "
+            f"{controller_port} would share ports (node k uses both + 2(k-1)): set "
+            "HEADWATER_STACK__CONTROLLER_PORT to the broker port + 1 (the default 9092/9093)"
+        )
+        raise StackConfigError(msg)
+    return nodes
 
 
 def parse_java_version(output: str) -> int | None:
@@ -148,6 +197,14 @@ def _sasl_settings(broker: str, controller: str, admin: tuple[str, str]) -> dict
     }
 
 
+def replication(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) of a local cluster of ``brokers`` nodes:
+    three copies at most, and writes acknowledged by all in-sync copies keep working with one
+    node down (``acks=all`` then waits for at least two copies from three nodes)."""
+    factor = min(3, brokers)
+    return factor, max(1, factor - 1)
+
+
 def render_server_properties(
     *,
     host: str,
@@ -155,12 +212,16 @@ def render_server_properties(
     controller_port: int,
     data_dir: Path,
     sasl_admin: tuple[str, str] | None = None,
+    node_id: int = 1,
+    voters: list[NodeAddress] | None = None,
 ) -> str:
-    """server.properties of a single-node KRaft broker+controller on ``host``.
+    """server.properties of a KRaft broker+controller on ``host``: a single node, or node
+    ``node_id`` of the static quorum ``voters`` (two or more nodes).
 
     One partition for internal topics and few threads make the first consumer group and
-    transaction fast on a small machine; replication factors of 1 are the only valid ones
-    with one node.
+    transaction fast on a small machine. A single node can only keep one copy of anything;
+    a cluster keeps ``replication(len(voters))`` for internal topics and, by default, for the
+    topics clients create.
 
     With ``sasl_admin`` (user, password) every listener requires SASL (``SASL_MECHANISMS``)
     and the broker's own identity is that PLAIN user: the file then holds a password and
@@ -168,6 +229,20 @@ def render_server_properties(
     """
     broker = host_port(host, port)
     controller = host_port(host, controller_port)
+    if voters is not None and len(voters) > 1:
+        quorum = {
+            "controller.quorum.voters": ",".join(
+                f"{v.node_id}@{host_port(v.host, v.controller_port)}" for v in voters
+            )
+        }
+        factor, min_isr = replication(len(voters))
+        # A node that stops heartbeating is fenced (and leaves every in-sync replica set, so
+        # acks=all writes go on with the others) after 6 s instead of Kafka's 9.
+        quorum["broker.heartbeat.interval.ms"] = "1000"
+        quorum["broker.session.timeout.ms"] = "6000"
+    else:
+        quorum = {"controller.quorum.bootstrap.servers": controller}
+        factor, min_isr = 1, 1
     listeners = {
         "listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
         "advertised.listeners": f"PLAINTEXT://{broker},CONTROLLER://{controller}",
@@ -178,20 +253,22 @@ def render_server_properties(
         listeners = _sasl_settings(broker, controller, sasl_admin)
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.bootstrap.servers": controller,
+        "node.id": str(node_id),
+        **quorum,
         "controller.listener.names": "CONTROLLER",
         **listeners,
         "log.dirs": _escape(str(data_dir)),
         "num.partitions": "1",
         "auto.create.topics.enable": "true",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": str(factor),
+        "min.insync.replicas": str(min_isr),
+        "offsets.topic.replication.factor": str(factor),
         "offsets.topic.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(factor),
+        "transaction.state.log.min.isr": str(min_isr),
         "transaction.state.log.num.partitions": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": str(factor),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
         "group.initial.rebalance.delay.ms": "0",
         "num.network.threads": "2",
         "num.io.threads": "4",
