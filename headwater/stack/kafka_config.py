@@ -97,7 +97,7 @@ def cluster_layout(bootstrap_servers: str, controller_port: int, brokers: int) -
     ports = [p for n in nodes for p in (n.port, n.controller_port)]
     if max(ports) > 65535:
         msg = (
-            f"{brokers} Kafka nodes from port {port} need ports up to {max(ports)}: "
+            f"{brokers} Kafka nodes from port {port} need ports up to {max(ports)}, beyond 65535: "
             "set HEADWATER_KAFKA__BOOTSTRAP_SERVERS and HEADWATER_STACK__CONTROLLER_PORT lower"
         )
         raise StackConfigError(msg)

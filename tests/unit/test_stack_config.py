@@ -19,11 +19,13 @@ from headwater.stack.errors import (
 )
 from headwater.stack.kafka_config import (
     LOG4J2_YAML,
+    cluster_layout,
     heap_flags,
     parse_bootstrap,
     parse_java_version,
     pom_kafka_version,
     render_server_properties,
+    replication,
 )
 from headwater.stack.process import read_pid_file, tail, write_pid_file
 from headwater.stack.redis import parse_redis_url
@@ -90,6 +92,68 @@ def test_server_properties_describe_one_kraft_node(tmp_path: Path) -> None:
     ):
         assert props[key] == "1", key
     assert props["group.initial.rebalance.delay.ms"] == "0"
+
+
+def test_cluster_nodes_take_every_other_port_from_the_two_settings() -> None:
+    nodes = cluster_layout("127.0.0.1:9092,127.0.0.1:9094", 9093, 3)
+    assert [(n.node_id, n.port, n.controller_port) for n in nodes] == [
+        (1, 9092, 9093),
+        (2, 9094, 9095),
+        (3, 9096, 9097),
+    ]
+    assert [n.address for n in nodes] == ["127.0.0.1:9092", "127.0.0.1:9094", "127.0.0.1:9096"]
+    assert [(n.port, n.controller_port) for n in cluster_layout("h:9092", 9093, 1)] == [
+        (9092, 9093)
+    ]
+
+
+def test_cluster_ports_that_collide_or_overflow_are_refused() -> None:
+    with pytest.raises(StackConfigError, match="CONTROLLER_PORT"):
+        cluster_layout("127.0.0.1:9092", 9094, 3)  # broker 2 would take controller 1's port
+    with pytest.raises(StackConfigError, match="65535"):
+        cluster_layout("127.0.0.1:65530", 65531, 4)
+
+
+@pytest.mark.parametrize(
+    ("brokers", "expected"), [(1, (1, 1)), (2, (2, 1)), (3, (3, 2)), (5, (3, 2))]
+)
+def test_replication_keeps_three_copies_and_survives_one_node(
+    brokers: int, expected: tuple[int, int]
+) -> None:
+    assert replication(brokers) == expected
+
+
+def test_server_properties_of_a_cluster_node_name_the_static_quorum(tmp_path: Path) -> None:
+    voters = cluster_layout("127.0.0.1:19092", 19093, 3)
+    props = _properties(
+        render_server_properties(
+            host="127.0.0.1",
+            port=19094,
+            controller_port=19095,
+            data_dir=tmp_path,
+            node_id=2,
+            voters=voters,
+        )
+    )
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:19093,2@127.0.0.1:19095,3@127.0.0.1:19097"
+    )
+    assert "controller.quorum.bootstrap.servers" not in props
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19094,CONTROLLER://127.0.0.1:19095"
+    for key in (
+        "default.replication.factor",
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "share.coordinator.state.topic.replication.factor",
+    ):
+        assert props[key] == "3", key
+    for key in (
+        "min.insync.replicas",
+        "transaction.state.log.min.isr",
+        "share.coordinator.state.topic.min.isr",
+    ):
+        assert props[key] == "2", key
 
 
 def test_server_properties_bracket_ipv6_listeners(tmp_path: Path) -> None:
