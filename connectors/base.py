@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -73,3 +73,18 @@ class BaseOfflineStore(ABC):
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
         """Every appended row (optionally as of a table version, only ``columns``)."""
+
+    @abstractmethod
+    def history_rows(self, feature_set: FeatureSet, version: int | None = None) -> int:
+        """How many rows ``history`` would return, from the table's metadata (no scan)."""
+
+    @abstractmethod
+    def history_batches(
+        self,
+        feature_set: FeatureSet,
+        version: int | None = None,
+        columns: Sequence[str] | None = None,
+        batch_rows: int = 1_000_000,
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``history`` in batches of at most ``batch_rows``, read as they are
+        taken, so a caller holds one batch at a time."""

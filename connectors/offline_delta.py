@@ -12,11 +12,12 @@ crash reads them back and drops what was already committed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
@@ -93,6 +94,16 @@ class DeltaOfflineStore(BaseOfflineStore):
         except TableNotFoundError:
             return None
 
+    def _existing(self, feature_set: FeatureSet, version: int | None = None) -> DeltaTable:
+        table = self._table(feature_set, version)
+        if table is None:
+            msg = (
+                f"no offline table at {self.table_uri(feature_set)}; "
+                "run `headwater apply` and `headwater worker` first"
+            )
+            raise OfflineStoreError(msg)
+        return table
+
     def create(self, feature_set: FeatureSet, field_types: Mapping[str, str | pa.DataType]) -> bool:
         """Create the empty table if missing; returns whether it was created."""
         if self._table(feature_set) is not None:
@@ -156,14 +167,36 @@ class DeltaOfflineStore(BaseOfflineStore):
         version: int | None = None,
         columns: Sequence[str] | None = None,
     ) -> pa.Table:
+        return read_delta(self._existing(feature_set, version), columns)
+
+    def history_rows(self, feature_set: FeatureSet, version: int | None = None) -> int:
         table = self._table(feature_set, version)
         if table is None:
-            msg = (
-                f"no offline table at {self.table_uri(feature_set)}; "
-                "run `headwater apply` and `headwater worker` first"
-            )
-            raise OfflineStoreError(msg)
-        return read_delta(table, columns)
+            return 0
+        actions = table.get_add_actions(flatten=True)
+        if actions.num_rows == 0:
+            return 0
+        counts = pa.table(actions).column("num_records")
+        # A file written without statistics has no count: read it to know.
+        if counts.null_count:
+            scanned: int = read_delta(table, ["event_time_ms"]).num_rows
+            return scanned
+        return int(pc.sum(counts).as_py() or 0)
+
+    def history_batches(
+        self,
+        feature_set: FeatureSet,
+        version: int | None = None,
+        columns: Sequence[str] | None = None,
+        batch_rows: int = 1_000_000,
+    ) -> Iterator[pa.RecordBatch]:
+        table = self._existing(feature_set, version)
+        # On the calling thread, for the reason read_delta gives.
+        yield from table.to_pyarrow_dataset().to_batches(
+            columns=list(columns) if columns is not None else None,
+            batch_size=batch_rows,
+            use_threads=False,
+        )
 
     def compact(
         self, feature_set: FeatureSet, *, vacuum_hours: int | None = None

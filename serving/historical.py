@@ -22,6 +22,11 @@ from headwater.schemas.avro_types import top_field
 from headwater.schemas.tiles import FeatureSetPlan
 from headwater.serving.errors import BadRequestError
 from headwater.serving.features import ResolvedFeatures
+from headwater.serving.historical_partitions import (
+    PARTITION_ROWS,
+    partitioned_features,
+    parts_for,
+)
 from headwater.serving.range_aggregations import RangeColumn, aggregate_ranges, output_type
 from headwater.serving.windows import sort_history, window_ranges
 
@@ -113,11 +118,14 @@ def get_historical_features(
     *,
     timestamp_column: str = "event_timestamp",
     table_versions: Mapping[str, int] | None = None,
+    partition_rows: int = PARTITION_ROWS,
 ) -> pa.Table:
     """``entity_table`` with one column per requested feature, rows in the same order.
 
     ``table_versions`` pins the Delta version read per feature-set qualified name
-    (``set@vN``), for reproducible training sets.
+    (``set@vN``), for reproducible training sets. A history of more than ``partition_rows``
+    rows is read in entity parts of about that size (``serving.historical_partitions``), so
+    memory stays bounded; the values are the same.
     """
     times = label_times_ms(entity_table, timestamp_column)
     per_plan: list[list[pa.Array]] = []
@@ -130,6 +138,21 @@ def get_historical_features(
         needed = dict.fromkeys(
             [*key_names, "event_time_ms", "_partition", "_offset", *map(top_field, plan.fields)]
         )
+        parts = parts_for(offline.history_rows(plan.feature_set, version), partition_rows)
+        if parts > 1:
+            per_plan.append(
+                partitioned_features(
+                    offline,
+                    plan,
+                    key_names,
+                    entity_table,
+                    times,
+                    version=version,
+                    columns=list(needed),
+                    parts=parts,
+                )
+            )
+            continue
         history = offline.history(plan.feature_set, version, columns=list(needed))
         per_plan.append(plan_features(plan, history, key_names, entity_table, times))
     result = entity_table
