@@ -17,10 +17,12 @@ from collections.abc import Mapping
 
 import pyarrow as pa
 from deltalake import DeltaTable
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError
 
 from headwater.connectors.errors import OfflineStoreError
+from headwater.connectors.offline_delta import open_delta
 from headwater.schemas.errors import EventError
+from headwater.schemas.offline_location import OfflineLocation
 
 __all__ = [
     "delete_where",
@@ -89,12 +91,10 @@ def key_predicate(schema: pa.Schema, key: Mapping[str, str]) -> str:
     return " AND ".join(f"({p})" for p in parts)
 
 
-def open_table(uri: str) -> DeltaTable | None:
-    """The table at ``uri``, or ``None`` when there is none."""
-    try:
-        return DeltaTable(uri)
-    except TableNotFoundError:
-        return None
+def open_table(uri: str, location: OfflineLocation | None = None) -> DeltaTable | None:
+    """The table at ``uri`` (with ``location``'s storage options), or ``None`` when there is
+    none."""
+    return open_delta(location or OfflineLocation.of(uri), uri)
 
 
 def table_schema(table: DeltaTable) -> pa.Schema:
@@ -102,7 +102,7 @@ def table_schema(table: DeltaTable) -> pa.Schema:
     return pa.schema(table.schema().to_arrow())
 
 
-def delete_where(uri: str, predicate: str) -> int:
+def delete_where(uri: str, predicate: str, location: OfflineLocation | None = None) -> int:
     """Delete the rows of the table at ``uri`` that match ``predicate``; returns how many.
 
     A concurrent commit (a worker appending) makes the delete retry on the new version.
@@ -114,7 +114,7 @@ def delete_where(uri: str, predicate: str) -> int:
         msg = "refusing a delete without a predicate: it would delete every row"
         raise OfflineStoreError(msg)
     for attempt in range(_ATTEMPTS):
-        table = open_table(uri)
+        table = open_table(uri, location)
         if table is None:
             return 0
         try:
@@ -134,11 +134,13 @@ def delete_where(uri: str, predicate: str) -> int:
     return 0  # pragma: no cover - the loop returns or raises
 
 
-def vacuum_table(uri: str, retention_hours: int) -> list[str]:
+def vacuum_table(
+    uri: str, retention_hours: int, location: OfflineLocation | None = None
+) -> list[str]:
     """Delete the files of ``uri`` that no current row needs and that were removed from the
     table at least ``retention_hours`` ago; returns them. Versions older than that can no
     longer be read (time travel) afterwards."""
-    table = open_table(uri)
+    table = open_table(uri, location)
     if table is None:
         return []
     try:

@@ -25,8 +25,9 @@ from headwater.connectors.base import BaseOfflineStore
 from headwater.connectors.errors import OfflineStoreError
 from headwater.schemas.avro_types import ARROW_TYPES
 from headwater.schemas.definitions import FeatureSet
+from headwater.schemas.offline_location import OfflineLocation
 
-__all__ = ["META_COLUMNS", "DeltaOfflineStore", "history_schema", "read_delta"]
+__all__ = ["META_COLUMNS", "DeltaOfflineStore", "history_schema", "open_delta", "read_delta"]
 
 META_COLUMNS = ("event_time_ms", "_event_date", "_partition", "_offset", "_arrival_ms")
 
@@ -65,6 +66,17 @@ def history_schema(field_types: Mapping[str, str | pa.DataType]) -> pa.Schema:
     )
 
 
+def open_delta(
+    location: OfflineLocation, uri: str, version: int | None = None
+) -> DeltaTable | None:
+    """The Delta table at ``uri`` (below ``location``, with its storage options), or ``None``
+    when there is none."""
+    try:
+        return DeltaTable(uri, version=version, storage_options=location.options())
+    except TableNotFoundError:
+        return None
+
+
 def read_delta(table: DeltaTable, columns: Sequence[str] | None = None) -> pa.Table:
     """The rows of a Delta table (at the version it was opened at), as one Arrow table.
 
@@ -80,19 +92,23 @@ def read_delta(table: DeltaTable, columns: Sequence[str] | None = None) -> pa.Ta
 
 
 class DeltaOfflineStore(BaseOfflineStore):
-    """Offline store on local disk (or any URI deltalake accepts)."""
+    """Offline store on local disk or object storage (``OfflineLocation``: S3 and
+    S3-compatible servers, GCS, Azure), through deltalake.
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    Concurrent writers (several workers, an erasure beside them) are safe on every store:
+    each commit is a put-if-absent of the next log entry (S3's conditional ``If-None-Match``
+    write, which deltalake 1.x uses), and a writer that loses the race retries on the new
+    version.
+    """
+
+    def __init__(self, root: OfflineLocation | Path) -> None:
+        self.location = OfflineLocation.of(root)
 
     def table_uri(self, feature_set: FeatureSet) -> str:
-        return str(self.root / f"{feature_set.name}__v{feature_set.version}")
+        return self.location.uri(f"{feature_set.name}__v{feature_set.version}")
 
     def _table(self, feature_set: FeatureSet, version: int | None = None) -> DeltaTable | None:
-        try:
-            return DeltaTable(self.table_uri(feature_set), version=version)
-        except TableNotFoundError:
-            return None
+        return open_delta(self.location, self.table_uri(feature_set), version)
 
     def _existing(self, feature_set: FeatureSet, version: int | None = None) -> DeltaTable:
         table = self._table(feature_set, version)
@@ -108,10 +124,12 @@ class DeltaOfflineStore(BaseOfflineStore):
         """Create the empty table if missing; returns whether it was created."""
         if self._table(feature_set) is not None:
             return False
-        Path(self.table_uri(feature_set)).mkdir(parents=True, exist_ok=True)
+        if self.location.is_local:
+            Path(self.table_uri(feature_set)).mkdir(parents=True, exist_ok=True)
         write_deltalake(
             self.table_uri(feature_set),
             history_schema(field_types).empty_table(),
+            storage_options=self.location.options(),
             mode="append",
             partition_by=["_event_date"],
             name=feature_set.qualified_name,
@@ -145,6 +163,7 @@ class DeltaOfflineStore(BaseOfflineStore):
                 write_deltalake(
                     self.table_uri(feature_set),
                     rows,
+                    storage_options=self.location.options(),
                     mode="append",
                     partition_by=["_event_date"],
                     # A source schema may gain fields compatibly (with defaults) while its
@@ -222,7 +241,7 @@ class DeltaOfflineStore(BaseOfflineStore):
             )
         return {
             "files_before": before,
-            "files_after": len(DeltaTable(self.table_uri(feature_set)).file_uris()),
+            "files_after": len(self._existing(feature_set).file_uris()),
             "files_added": int(metrics.get("numFilesAdded", 0)),
             "files_removed": int(metrics.get("numFilesRemoved", 0)),
             "files_vacuumed": removed,

@@ -97,7 +97,7 @@ def apply_definitions(settings: Settings, path: Path, *, dry_run: bool = False) 
         )
         for source in defs.sources:
             report.schema_ids[source.name] = catalog.register_schema(source.subject, source.schema)
-        offline = DeltaOfflineStore(settings.offline_root)
+        offline = DeltaOfflineStore(settings.offline_location)
         for fs in plan.new_versions:
             if offline.create(fs, FeatureSetPlan(fs, defs.source(fs.source)).history_columns):
                 report.tables_created.append(offline.table_uri(fs))

@@ -134,7 +134,7 @@ def compact(
     if not chosen:
         msg = f"unknown feature set {name!r}; see `headwater catalog list`"
         raise UnknownNameError(msg, kind="feature set", name=str(name))
-    offline = DeltaOfflineStore(settings.offline_root)
+    offline = DeltaOfflineStore(settings.offline_location)
     for fs in chosen:
         result = offline.compact(fs, vacuum_hours=vacuum_hours)
         Console().print(

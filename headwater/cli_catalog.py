@@ -20,7 +20,7 @@ def _catalog() -> tuple[Any, Any]:
     from headwater.connectors.offline_delta import DeltaOfflineStore
 
     settings = load_settings()
-    return Catalog(settings.catalog_url), DeltaOfflineStore(settings.offline_root)
+    return Catalog(settings.catalog_url), DeltaOfflineStore(settings.offline_location)
 
 
 @catalog_app.command("list")

@@ -65,7 +65,7 @@ def retrieve(
             raise ConfigError(f"--out {out}: use a .parquet or .csv file")
         settings = load_settings()
         catalog = Catalog(settings.catalog_url)
-        offline = DeltaOfflineStore(settings.offline_root)
+        offline = DeltaOfflineStore(settings.offline_location)
         if rebuild_name is not None:
             if entities or features or feature_service or as_of or save:
                 raise ConfigError(
@@ -130,7 +130,7 @@ def consistency(
         since_ms = None if since is None else event_time_ms(since, "--since")
         settings = load_settings()
         report = check_consistency(
-            DeltaOfflineStore(settings.offline_root),
+            DeltaOfflineStore(settings.offline_location),
             Catalog(settings.catalog_url),
             since_ms=since_ms,
             limit=limit,

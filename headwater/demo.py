@@ -158,7 +158,7 @@ def run_demo(
         produce_start = time.monotonic()
         ingest_files(settings, "transactions", [sample])
         produced_s = time.monotonic() - produce_start
-        offline = DeltaOfflineStore(settings.offline_root)
+        offline = DeltaOfflineStore(settings.offline_location)
         waited = wait_caught_up(
             settings.kafka,
             _GROUP,

@@ -25,17 +25,14 @@ everything produced since) and deletes whatever arrived meanwhile.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from headwater.connectors.catalog import Catalog, ErasureRecord, TopicEnd
 from headwater.connectors.delta_erasure import (
@@ -50,12 +47,15 @@ from headwater.connectors.delta_erasure import (
 from headwater.connectors.kafka import log_ends, topic_id
 from headwater.connectors.kafka_groups import committed_offsets, group_members, messages_between
 from headwater.connectors.offline_delta import DeltaOfflineStore, read_delta
+from headwater.connectors.offline_files import read_parquet, write_parquet
 from headwater.connectors.online_redis import RedisOnlineStore
 from headwater.connectors.topic_epochs import current_epoch, positions_prefix
 from headwater.schemas.definitions import Entity, FeatureSet
 from headwater.schemas.errors import FeatureStoreError
+from headwater.schemas.offline_location import OfflineLocation
 from headwater.schemas.settings import Settings
 from headwater.serving.response_log import response_log_uri
+from headwater.serving.training_sets import entities_path
 
 __all__ = [
     "DEFAULT_RETENTION_HOURS",
@@ -162,7 +162,8 @@ def erase_entity(
         active = [fs for fs in catalog.definitions().feature_sets if fs.entity == entity.name]
         report.waited_s = _wait_for_workers(settings, catalog, active, topics, wait_timeout_s)
         _clean(settings, catalog, entity, key, versions, report)
-        tables = [DeltaOfflineStore(settings.offline_root).table_uri(fs) for fs in versions]
+        location = settings.offline_location
+        tables = [DeltaOfflineStore(location).table_uri(fs) for fs in versions]
         report.vacuum_after_ms = time.time_ns() // 1_000_000 + retention_hours * _HOUR_MS
         changes: dict[str, Any] = {
             "removed": {
@@ -171,13 +172,15 @@ def erase_entity(
                 "training_set_rows": report.training_set_rows,
                 "response_log_rows": report.response_log_rows,
             },
-            "tables": [*tables, response_log_uri(settings.offline_root)],
+            "tables": [*tables, response_log_uri(location)],
             "retention_hours": retention_hours,
             "vacuum_after_ms": report.vacuum_after_ms,
             "completed_at_ms": time.time_ns() // 1_000_000,
         }
         if retention_hours == 0:
-            report.vacuumed_files = sum(len(vacuum_table(uri, 0)) for uri in changes["tables"])
+            report.vacuumed_files = sum(
+                len(vacuum_table(uri, 0, location)) for uri in changes["tables"]
+            )
             changes["vacuumed_at_ms"] = time.time_ns() // 1_000_000
         catalog.erasures.update(request.id, changes)
     except Exception as exc:
@@ -202,7 +205,7 @@ def _wait_for_workers(
     if not group_members(settings.kafka, group):
         return 0.0  # a worker started later loads the request before its first batch
     time.sleep(settings.worker.reload_check_seconds + 1.0)
-    offline = DeltaOfflineStore(settings.offline_root)
+    offline = DeltaOfflineStore(settings.offline_location)
     pending = dict(topics)
     while pending:
         for topic, end in list(pending.items()):
@@ -261,32 +264,36 @@ def _clean(
             )
     finally:
         online.close()
-    offline = DeltaOfflineStore(settings.offline_root)
+    offline = DeltaOfflineStore(settings.offline_location)
     fields = report.key
     erased_tables: set[str] = set()
     for fs in versions:
         uri = offline.table_uri(fs)
-        table = open_table(uri)
+        table = open_table(uri, offline.location)
         if table is None:
             continue
-        rows = delete_where(uri, key_predicate(table_schema(table), fields))
+        rows = delete_where(uri, key_predicate(table_schema(table), fields), offline.location)
         report.rows_deleted[fs.qualified_name] = rows
         if rows:
             erased_tables.add(fs.qualified_name)
     names = {fs.name for fs in versions}
     for other in catalog.definitions(include_retired=True).feature_sets:
-        table = open_table(offline.table_uri(other)) if other.name not in names else None
+        table = (
+            open_table(offline.table_uri(other), offline.location)
+            if other.name not in names
+            else None
+        )
         if table is not None and set(entity.keys) <= set(table_schema(table).names):
             report.warnings.append(
                 f"{other.qualified_name} (entity {other.entity!r}) has the column(s) "
                 f"{list(entity.keys)}: its rows describe {other.entity!r} entities and were kept"
             )
-    _clean_training_sets(settings.offline_root, catalog, fields, erased_tables, report)
-    report.response_log_rows = _clean_response_log(settings.offline_root, fields)
+    _clean_training_sets(offline.location, catalog, fields, erased_tables, report)
+    report.response_log_rows = _clean_response_log(offline.location, fields)
 
 
 def _clean_training_sets(
-    root: Path,
+    location: OfflineLocation,
     catalog: Catalog,
     fields: dict[str, str],
     erased_tables: set[str],
@@ -295,18 +302,15 @@ def _clean_training_sets(
     """Drop the entity's rows from the kept entity inputs of saved training sets, and warn
     about every training set that can no longer be rebuilt bit for bit."""
     for record in catalog.training_sets():
-        path = root / "_training_sets" / record.name / "entities.parquet"
+        path = entities_path(record.name)
         removed = 0
-        if path.exists():
-            table = pq.read_table(path)
-            if set(fields) <= set(table.column_names):
-                keep = _not_key(table, fields)
-                removed = table.num_rows - int(pc.sum(keep.cast(pa.int64())).as_py() or 0)
-                if removed:
-                    partial = path.with_suffix(".erasing")
-                    pq.write_table(table.filter(keep), partial)
-                    os.replace(partial, path)
-                    report.training_set_rows[record.name] = removed
+        table = read_parquet(location, path)
+        if table is not None and set(fields) <= set(table.column_names):
+            keep = _not_key(table, fields)
+            removed = table.num_rows - int(pc.sum(keep.cast(pa.int64())).as_py() or 0)
+            if removed:
+                write_parquet(location, path, table.filter(keep))
+                report.training_set_rows[record.name] = removed
         pinned = [name for name in record.table_versions if name in erased_tables]
         if removed:
             report.warnings.append(
@@ -330,11 +334,11 @@ def _not_key(table: pa.Table, fields: dict[str, str]) -> pa.ChunkedArray:
     return pc.invert(match)
 
 
-def _clean_response_log(root: Path, fields: dict[str, str]) -> int:
+def _clean_response_log(location: OfflineLocation, fields: dict[str, str]) -> int:
     """Delete the logged responses whose entity is the key (every key field equal, as text;
     a response's entity may hold other entities' keys too)."""
-    uri = response_log_uri(root)
-    table = open_table(uri)
+    uri = response_log_uri(location)
+    table = open_table(uri, location)
     if table is None:
         return 0
     texts = set(read_delta(table, ["entity"]).column("entity").to_pylist())
@@ -346,7 +350,7 @@ def _clean_response_log(root: Path, fields: dict[str, str]) -> int:
     deleted = 0
     for start in range(0, len(matching), 200):
         literals = ", ".join(sql_literal(t) for t in sorted(matching)[start : start + 200])
-        deleted += delete_where(uri, f"{sql_identifier('entity')} IN ({literals})")
+        deleted += delete_where(uri, f"{sql_identifier('entity')} IN ({literals})", location)
     return deleted
 
 
@@ -372,7 +376,8 @@ def vacuum_erasures(settings: Settings, catalog: Catalog) -> VacuumReport:
             report.pending[record.id] = int(detail["vacuum_after_ms"])
             continue
         hours = int(detail.get("retention_hours", DEFAULT_RETENTION_HOURS))
-        files = sum(len(vacuum_table(uri, hours)) for uri in detail.get("tables", []))
+        location = settings.offline_location
+        files = sum(len(vacuum_table(uri, hours, location)) for uri in detail.get("tables", []))
         catalog.erasures.update(record.id, {"vacuumed_at_ms": now, "vacuumed_files": files})
         report.vacuumed[record.id] = files
     if report.vacuumed:

@@ -56,7 +56,7 @@ class FeatureStore:
         self.settings = settings or load_settings()
         self.catalog = Catalog(self.settings.catalog_url)
         self._online: RedisOnlineStore | None = None
-        self.offline = DeltaOfflineStore(self.settings.offline_root)
+        self.offline = DeltaOfflineStore(self.settings.offline_location)
 
     @property
     def online(self) -> RedisOnlineStore:

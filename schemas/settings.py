@@ -19,11 +19,13 @@ from pydantic_settings import (
 )
 
 from headwater.schemas.errors import ConfigError
+from headwater.schemas.offline_location import OfflineLocation, OfflineSettings
 from headwater.schemas.redaction import redact_url
 
 __all__ = [
     "CatalogSettings",
     "KafkaSettings",
+    "OfflineSettings",
     "RedisSettings",
     "SecuritySettings",
     "ServingSettings",
@@ -378,6 +380,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     catalog: CatalogSettings = CatalogSettings()
     security: SecuritySettings = SecuritySettings()
+    offline: OfflineSettings = OfflineSettings()
 
     @property
     def catalog_url(self) -> str:
@@ -395,7 +398,23 @@ class Settings(BaseSettings):
 
     @property
     def offline_root(self) -> Path:
+        """The local directory of the default offline store (``offline.url`` unset)."""
         return self.home / "offline"
+
+    @property
+    def offline_location(self) -> OfflineLocation:
+        """Where every Delta table and training-set input is read and written, with the
+        storage options (secrets in plain text: hand them only to deltalake)."""
+        url = self.offline.url
+        if url is None:
+            return OfflineLocation.of(self.offline_root)
+        if "://" not in url or url.startswith("file://"):
+            return OfflineLocation.of(Path(url.removeprefix("file://")))
+        options = {k.upper(): v for k, v in self.offline.storage_options.items()}
+        options.update(
+            {k.upper(): v.get_secret_value() for k, v in self.offline.secret_options.items()}
+        )
+        return OfflineLocation(url.rstrip("/"), options)
 
     @classmethod
     def settings_customise_sources(

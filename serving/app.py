@@ -61,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
     definitions = FreshDefinitions(catalog, serving.definitions_max_age_seconds)
     response_log = (
         ResponseLog(
-            settings.offline_root,
+            settings.offline_location,
             sample_rate=settings.serving.log_sample_rate,
             flush_seconds=settings.serving.log_flush_seconds,
         )
@@ -111,7 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
         answer = await lookups.answer(principal, body.features, body.feature_service, body.entities)
         return Response(answer, media_type="application/json")
 
-    offline = DeltaOfflineStore(settings.offline_root)
+    offline = DeltaOfflineStore(settings.offline_location)
     # The subset of the Confluent Schema Registry API that standard Avro producers use.
     app.include_router(registry_router(catalog))
     app.include_router(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -62,7 +61,7 @@ def check_consistency(
     examples: int = 3,
 ) -> ConsistencyReport:
     """Recompute logged responses offline and count mismatches per feature."""
-    logged = read_response_log(Path(offline.root), since_ms=since_ms)
+    logged = read_response_log(offline.location, since_ms=since_ms)
     if limit is not None:
         logged = logged.slice(max(0, logged.num_rows - limit))
     defs = catalog.definitions(include_retired=True)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake import write_deltalake
 
-from headwater.connectors.offline_delta import read_delta
+from headwater.connectors.offline_delta import open_delta, read_delta
+from headwater.schemas.offline_location import OfflineLocation
 
 __all__ = ["LOG_SCHEMA", "ResponseLog", "read_response_log", "response_log_uri"]
 
@@ -38,15 +38,18 @@ LOG_SCHEMA = pa.schema(
 )
 
 
-def response_log_uri(offline_root: Path) -> str:
-    return str(Path(offline_root) / "_served_responses")
+def response_log_uri(where: OfflineLocation | Path) -> str:
+    return OfflineLocation.of(where).uri("_served_responses")
 
 
 class ResponseLog:
     """Samples responses (``sample_rate`` of them) and commits them every ``flush_seconds``."""
 
-    def __init__(self, offline_root: Path, *, sample_rate: float, flush_seconds: float) -> None:
-        self.uri = response_log_uri(offline_root)
+    def __init__(
+        self, where: OfflineLocation | Path, *, sample_rate: float, flush_seconds: float
+    ) -> None:
+        self._location = OfflineLocation.of(where)
+        self.uri = response_log_uri(self._location)
         self._rate = sample_rate
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -95,6 +98,7 @@ class ResponseLog:
             pa.Table.from_pylist(rows, schema=LOG_SCHEMA),
             mode="append",
             partition_by=["_served_date"],
+            storage_options=self._location.options(),
         )
         return len(rows)
 
@@ -111,11 +115,11 @@ class ResponseLog:
         self.flush()
 
 
-def read_response_log(offline_root: Path, *, since_ms: int | None = None) -> pa.Table:
+def read_response_log(where: OfflineLocation | Path, *, since_ms: int | None = None) -> pa.Table:
     """The logged rows (served at or after ``since_ms``); empty when nothing was logged."""
-    try:
-        table = DeltaTable(response_log_uri(offline_root))
-    except TableNotFoundError:
+    location = OfflineLocation.of(where)
+    table = open_delta(location, response_log_uri(location))
+    if table is None:
         return LOG_SCHEMA.empty_table()
     rows = read_delta(table)
     if since_ms is not None:

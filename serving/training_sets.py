@@ -15,18 +15,25 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from headwater.connectors.catalog import Catalog, TrainingSetRecord
 from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.connectors.offline_files import read_parquet, write_parquet
 from headwater.serving.errors import BadRequestError
 from headwater.serving.features import ResolvedFeatures, resolve_features
 from headwater.serving.historical import get_historical_features
 
-__all__ = ["AsOf", "TrainingSetError", "fingerprint", "parse_as_of", "rebuild", "retrieve"]
+__all__ = [
+    "AsOf",
+    "TrainingSetError",
+    "entities_path",
+    "fingerprint",
+    "parse_as_of",
+    "rebuild",
+    "retrieve",
+]
 
 AsOf = datetime | int | Mapping[str, int] | None
 """A time (every table as of then), a version (one feature set only), or versions by
@@ -103,8 +110,9 @@ def _pin_versions(
     return pinned
 
 
-def _entities_path(offline: DeltaOfflineStore, name: str) -> Path:
-    return Path(offline.root) / "_training_sets" / name / "entities.parquet"
+def entities_path(name: str) -> str:
+    """Where a saved training set's entity input is kept, below the offline location."""
+    return f"_training_sets/{name}/entities.parquet"
 
 
 def retrieve(
@@ -130,9 +138,7 @@ def retrieve(
         offline, resolved, entity_table, timestamp_column=timestamp_column, table_versions=versions
     )
     if save_as is not None:
-        path = _entities_path(offline, save_as)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(entity_table, path)
+        write_parquet(offline.location, entities_path(save_as), entity_table)
         catalog.save_training_set(
             TrainingSetRecord(
                 name=save_as,
@@ -157,11 +163,11 @@ def rebuild(offline: DeltaOfflineStore, catalog: Catalog, name: str) -> pa.Table
         TrainingSetError: the kept entity input is gone or changed.
     """
     record = catalog.training_set(name)
-    path = _entities_path(offline, name)
-    if not path.exists():
+    path = offline.location.uri(*entities_path(name).split("/"))
+    entities = read_parquet(offline.location, entities_path(name))
+    if entities is None:
         msg = f"training set {name!r}: its entity input {path} is missing; it cannot be rebuilt"
         raise TrainingSetError(msg)
-    entities = pq.read_table(path)
     if fingerprint(entities) != record.entity_fingerprint:
         msg = (
             f"training set {name!r}: {path} no longer matches the fingerprint recorded at save time"

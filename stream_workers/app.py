@@ -101,7 +101,7 @@ def create_app(settings: Settings) -> faust.App:
     problem = online.durability_problem()
     if problem is not None:
         log.warning("%s", problem)
-    offline = DeltaOfflineStore(settings.offline_root)
+    offline = DeltaOfflineStore(settings.offline_location)
     dlq = EventProducer(settings.kafka)
     processors: list[BatchProcessor] = []
     locks: list[asyncio.Lock] = []

@@ -108,7 +108,7 @@ def rebuild_online(
             unchecked = online.check_no_eviction()
             if unchecked is not None:
                 report.warnings.append(unchecked)
-            offline = DeltaOfflineStore(settings.offline_root)
+            offline = DeltaOfflineStore(settings.offline_location)
             for source_name in dict.fromkeys(fs.source for fs in targets):
                 sets = [fs for fs in targets if fs.source == source_name]
                 processor = processor_from_settings(

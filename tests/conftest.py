@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.integration.postgres",
     "tests.integration.avro_forms",
     "tests.integration.kafka_cluster",
+    "tests.integration.s3",
 ]

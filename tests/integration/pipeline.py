@@ -103,7 +103,7 @@ class Deployment:
     def wait_caught_up(self, worker: HeadwaterProcess, timeout_s: float = 120) -> None:
         """Until every event on the topic is in Redis and in every active version's Delta table."""
         sets = [fs for fs in self.definitions().feature_sets if fs.source == self.source]
-        offline = DeltaOfflineStore(self.settings.offline_root)
+        offline = DeltaOfflineStore(self.settings.offline_location)
         wait_caught_up(
             self.settings.kafka,
             self.settings.worker.group_id,
@@ -125,6 +125,19 @@ def _section_env(section: str, values: Mapping[str, object]) -> dict[str, str]:
     return env
 
 
+def _offline_env(offline: Mapping[str, object]) -> dict[str, str]:
+    """``HEADWATER_OFFLINE__*`` variables, the option maps one variable per option."""
+    env = {}
+    for name, value in offline.items():
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                shown = item.get_secret_value() if hasattr(item, "get_secret_value") else item
+                env[f"HEADWATER_OFFLINE__{name.upper()}__{key.upper()}"] = str(shown)
+        else:
+            env[f"HEADWATER_OFFLINE__{name.upper()}"] = str(value)
+    return env
+
+
 @contextmanager
 def make_deployment(
     tmp_path: Path,
@@ -133,17 +146,20 @@ def make_deployment(
     *,
     kafka: Mapping[str, object] | None = None,
     redis: Mapping[str, object] | None = None,
+    offline: Mapping[str, object] | None = None,
 ) -> Iterator[Deployment]:
     """A deployment on the given Kafka and Redis; removes its topics and keys at the end.
 
-    ``kafka`` and ``redis`` add settings of those sections (credentials, TLS), for the
-    test's own clients and, through the environment, for its worker and API processes.
+    ``kafka``, ``redis`` and ``offline`` add settings of those sections (credentials, TLS,
+    object storage), for the test's own clients and, through the environment, for its worker
+    and API processes.
     """
     suffix = uuid.uuid4().hex[:8]
     port = free_port()
     env = {
         **_section_env("kafka", kafka or {}),
         **_section_env("redis", redis or {}),
+        **_offline_env(offline or {}),
         "HEADWATER_HOME": str(tmp_path / "home"),
         "HEADWATER_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
         "HEADWATER_REDIS__URL": redis_url,
@@ -166,6 +182,7 @@ def make_deployment(
             "reload_check_seconds": 1,
         },
         serving={"port": port},
+        **({"offline": dict(offline)} if offline else {}),
     )
     write_example_definitions(tmp_path / "defs", suffix)
     apply_definitions(settings, tmp_path / "defs")

@@ -126,7 +126,7 @@ class SlowProducer(threading.Thread):
 def assert_offline_exactly_once(deployment: Deployment, data: pa.Table) -> pa.Table:
     """Delta holds every approved event of ``data`` exactly once, at unique Kafka positions."""
     fs = deployment.definitions().feature_set(deployment.feature_set)
-    history = DeltaOfflineStore(deployment.settings.offline_root).history(fs)
+    history = DeltaOfflineStore(deployment.settings.offline_location).history(fs)
     by_user = _events_by_user(data)
     approved = [row for rows in by_user.values() for row, _, _ in rows]
     got = Counter(history.column("transaction_id").to_pylist())
@@ -199,7 +199,7 @@ def assert_point_in_time_equals_brute_force(
     label_users = [u for _ in label_times for u in users]
     times = [t for t in label_times for _ in users]
     refs = [f"{fs.name}:{f.name}" for f in fs.features]
-    offline = DeltaOfflineStore(deployment.settings.offline_root)
+    offline = DeltaOfflineStore(deployment.settings.offline_location)
     training = get_historical_features(
         offline,
         resolve_features(defs, refs),
@@ -230,7 +230,7 @@ class _CrashState:
         self.deployment = deployment
         self.users = users
         self.fs = deployment.definitions().feature_set(deployment.feature_set)
-        self.offline = DeltaOfflineStore(deployment.settings.offline_root)
+        self.offline = DeltaOfflineStore(deployment.settings.offline_location)
         self.online = RedisOnlineStore(deployment.settings.redis.url)
         self.kafka_behind_kills = 0  # stored events Kafka had not acknowledged: replayed
         self.delta_behind_kills = 0  # acknowledged events Delta lacks: caught up from Kafka

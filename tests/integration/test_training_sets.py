@@ -72,7 +72,7 @@ def test_saved_training_set_rebuilds_byte_identical(deployment: Deployment, tmp_
     for i, row in enumerate(a.to_pylist()):
         want, _ = brute_force(fs, types, events.get(label_users[i], []), label_times[i])
         assert [row[f.name] for f in fs.features] == want, i
-    offline = DeltaOfflineStore(deployment.settings.offline_root)
+    offline = DeltaOfflineStore(deployment.settings.offline_location)
     version_then = offline.version_at(fs)
     record = Catalog(deployment.settings.catalog_url).training_set("fraud_train_1")
     assert record.table_versions == {fs.qualified_name: version_then}
