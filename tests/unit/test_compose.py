@@ -231,8 +231,9 @@ def test_only_the_api_is_published_and_only_on_loopback(services: dict[str, Any]
     """Nothing listens beyond the machine by default: publishing wider is a decision (API
     keys first), and Kafka and Redis stay inside the compose network."""
     assert [str(p) for p in services["api"]["ports"]] == ["127.0.0.1:8000:8000"]
+    assert [str(p) for p in services["scale-api"]["ports"]] == ["127.0.0.1:8001:8000"]
     published = sorted(name for name, svc in services.items() if svc.get("ports"))
-    assert published == ["api"]
+    assert published == ["api", "scale-api"]
 
 
 def test_home_volume_is_shared(compose: dict[str, Any], services: dict[str, Any]) -> None:
@@ -252,3 +253,75 @@ def test_dockerfile_matches_compose() -> None:
     assert users and users[-1] not in ("root", "0")
     cmds = [ln for ln in lines if ln.startswith("CMD ")]
     assert cmds[-1] == 'CMD ["headwater", "serve"]'
+
+
+# The `scale` profile ------------------------------------------------------------------------
+
+SCALE_NODES = ("kafka-1", "kafka-2", "kafka-3")
+SCALE_SERVICES = ("scale-apply", "scale-worker", "scale-api")
+
+
+def test_scale_profile_is_opt_in(services: dict[str, Any]) -> None:
+    scale = {*SCALE_NODES, *SCALE_SERVICES, "minio", "minio-bucket", "postgres"}
+    for name, service in services.items():
+        assert (service.get("profiles") == ["scale"]) == (name in scale), name
+
+
+def test_scale_kafka_is_a_three_node_quorum_like_the_local_one(services: dict[str, Any]) -> None:
+    from headwater.stack.kafka_config import replication
+
+    factor, min_isr = replication(3)
+    voters = set()
+    for i, name in enumerate(SCALE_NODES, start=1):
+        env = _env(services[name])
+        assert services[name]["image"] == f"apache/kafka:{_kafka_version()}"
+        assert env["KAFKA_NODE_ID"] == str(i)
+        assert _listeners(env["KAFKA_ADVERTISED_LISTENERS"]) == {"PLAINTEXT": f"{name}:9092"}
+        voters.add(env["KAFKA_CONTROLLER_QUORUM_VOTERS"])
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == str(factor)
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == str(factor)
+        assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == str(factor)
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == str(min_isr)
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == str(min_isr)
+        assert (name, "/var/lib/kafka/data") in [
+            (d, t) for d, t in [(n.split("-data")[0], t) for n, t in _mounts(services[name])]
+        ]
+    assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
+
+
+@pytest.mark.parametrize("name", SCALE_SERVICES)
+def test_scale_services_validate_and_reach_every_store(
+    name: str, services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+
+    for var in list(os.environ):
+        if var.startswith(PREFIX):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+    env = _headwater_env(services[name])
+    for var, value in env.items():
+        # ${VAR:-} is compose's: stand in a value, as compose would from .env.
+        monkeypatch.setenv(
+            var,
+            value.replace("${POSTGRES_PASSWORD:-}", "pw").replace("${MINIO_ROOT_PASSWORD:-}", "pw"),
+        )
+    settings = Settings()
+    assert settings.kafka.bootstrap_servers.split(",") == [f"{n}:9092" for n in SCALE_NODES]
+    location = settings.offline_location
+    assert location.root == "s3://headwater/offline"
+    assert location.storage_options["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert location.storage_options["AWS_SECRET_ACCESS_KEY"] == "pw"
+    assert "pw" not in repr(settings)
+    assert settings.catalog.url is not None and "@postgres:5432/" in settings.catalog.url
+    # Passwords come from .env through compose, never written in the file.
+    for var in (
+        "HEADWATER_CATALOG__PASSWORD",
+        "HEADWATER_OFFLINE__SECRET_OPTIONS__AWS_SECRET_ACCESS_KEY",
+    ):
+        assert env[var].startswith("${"), var
+    deps = services[name]["depends_on"]
+    for store in (*SCALE_NODES, "redis", "postgres"):
+        assert deps[store]["condition"] == "service_healthy", (name, store)
+    assert deps["minio-bucket"]["condition"] == "service_completed_successfully"
+    assert services["scale-worker"]["deploy"]["replicas"] == 3
