@@ -283,9 +283,7 @@ def test_scale_kafka_is_a_three_node_quorum_like_the_local_one(services: dict[st
         assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == str(factor)
         assert env["KAFKA_MIN_INSYNC_REPLICAS"] == str(min_isr)
         assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == str(min_isr)
-        assert (name, "/var/lib/kafka/data") in [
-            (d, t) for d, t in [(n.split("-data")[0], t) for n, t in _mounts(services[name])]
-        ]
+        assert (f"{name}-data", "/var/lib/kafka/data") in _mounts(services[name])
     assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
 
 
