@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -25,6 +26,7 @@ from headwater.connectors.kafka_transactions import TransactionalProducer
 from headwater.processes import HeadwaterProcess
 from headwater.sample_data import generate_transactions
 from headwater.schemas.settings import KafkaSettings
+from headwater.stack import process
 from tests.integration import test_exactly_once as exactly_once
 from tests.integration.kafka_cluster import KafkaCluster
 from tests.integration.pipeline import Deployment, make_deployment
@@ -58,7 +60,12 @@ def test_apply_creates_topics_with_three_copies_two_of_them_in_sync(
         admin = admin_client(dep.settings.kafka)
         source = dep.definitions().source(dep.source)
         for topic in (source.topic, source.dlq_topic):
-            partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+            # A node may answer before the new topic reached its metadata: ask until it has.
+            def partitions_of(name: str = topic) -> dict[int, Any]:
+                return dict(admin.list_topics(name, timeout=10).topics[name].partitions)
+
+            assert process.wait_until(lambda: len(partitions_of()) > 0, 30, 0.2), topic
+            partitions = partitions_of()
             assert len(partitions) == dep.settings.kafka.partitions
             assert {len(p.replicas) for p in partitions.values()} == {3}, topic
             assert {len(p.isrs) for p in partitions.values()} == {3}, topic
