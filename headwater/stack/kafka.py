@@ -166,6 +166,13 @@ def kafka_answers(
 ) -> bool:
     """Whether a Kafka broker at ``bootstrap`` returns cluster metadata with a broker in it
     (authenticating as ``kafka``'s identity when given)."""
+    return _broker_count(bootstrap, timeout_s, kafka=kafka) > 0
+
+
+def _broker_count(
+    bootstrap: str, timeout_s: float = 1.0, *, kafka: KafkaSettings | None = None
+) -> int:
+    """How many brokers the cluster metadata from ``bootstrap`` lists (0: no answer)."""
     config: dict[str, Any] = {
         **(client_config(kafka) if kafka is not None else {}),
         "bootstrap.servers": bootstrap,
@@ -174,9 +181,9 @@ def kafka_answers(
     }
     admin = shared_admin(config)
     try:
-        return bool(admin.list_topics(timeout=timeout_s).brokers)
+        return len(admin.list_topics(timeout=timeout_s).brokers)
     except KafkaException:
-        return False
+        return 0
 
 
 def _probe_identity(settings: Settings) -> KafkaSettings | None:
@@ -184,28 +191,12 @@ def _probe_identity(settings: Settings) -> KafkaSettings | None:
     return admin_kafka(settings) if settings.stack.secure else None
 
 
-def _brokers(address: str, settings: Settings) -> int:
-    """How many brokers the node at ``address`` reports in the cluster's metadata (0: none)."""
-    config: dict[str, Any] = {
-        **(client_config(_probe_identity(settings) or settings.kafka)),
-        "bootstrap.servers": address,
-        "socket.connection.setup.timeout.ms": 1000,
-        "logger": _rdkafka_log,
-    }
-    try:
-        return len(shared_admin(config).list_topics(timeout=1.0).brokers)
-    except KafkaException:
-        return 0
-
-
 def _ready(settings: Settings, node: KafkaNode) -> bool:
     """The node answers and sees the whole cluster (every node registered as a broker)."""
     # A TCP probe first keeps librdkafka from retrying against a port nobody listens on.
-    if not process.port_open(node.at.host, node.at.port):
-        return False
-    if len(node.voters) == 1:
-        return kafka_answers(node.at.address, kafka=_probe_identity(settings))
-    return _brokers(node.at.address, settings) >= len(node.voters)
+    return process.port_open(node.at.host, node.at.port) and _broker_count(
+        node.at.address, kafka=_probe_identity(settings)
+    ) >= len(node.voters)
 
 
 def _await_launched(launched: list[tuple[KafkaNode, int]], settings: Settings) -> None:
@@ -375,7 +366,9 @@ def _check_foreign(
                 "HEADWATER_KAFKA__BOOTSTRAP_SERVERS to a free port"
             )
             raise PortInUseError(msg)
-        if len(nodes) > 1 and (missing or _brokers(node.at.address, settings) < len(nodes)):
+        if len(nodes) > 1 and (
+            missing or _broker_count(node.at.address, kafka=_probe_identity(settings)) < len(nodes)
+        ):
             msg = (
                 f"a Kafka broker that this `up` did not start answers at {node.at.address}, "
                 f"so a {len(nodes)}-node cluster cannot use that port: stop it (`headwater "

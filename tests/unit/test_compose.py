@@ -95,6 +95,22 @@ def _settings_field(var: str) -> tuple[str, ...]:
     return parts
 
 
+def _settings_from(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, directory: Path
+) -> Settings:
+    """``Settings`` as a container with exactly ``env`` would load them (no other
+    HEADWATER_* variable, no stray headwater.yaml)."""
+    import os
+
+    for var in list(os.environ):
+        if var.startswith(PREFIX):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(directory)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    return Settings()
+
+
 def test_services_exist(services: dict[str, Any]) -> None:
     assert {"kafka", "redis", "apply", "worker", "api"} <= set(services)
 
@@ -183,16 +199,8 @@ def test_headwater_env_maps_to_settings_fields(name: str, services: dict[str, An
 def test_headwater_env_validates(
     name: str, services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import os
-
-    for var in list(os.environ):
-        if var.startswith(PREFIX):
-            monkeypatch.delenv(var)
-    monkeypatch.chdir(tmp_path)  # no stray headwater.yaml
     env = _headwater_env(services[name])
-    for var, value in env.items():
-        monkeypatch.setenv(var, value)
-    settings = Settings()
+    settings = _settings_from(env, monkeypatch, tmp_path)
     for var, value in env.items():
         got: Any = settings
         for part in _settings_field(var):
@@ -291,20 +299,13 @@ def test_scale_kafka_is_a_three_node_quorum_like_the_local_one(services: dict[st
 def test_scale_services_validate_and_reach_every_store(
     name: str, services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    import os
-
-    for var in list(os.environ):
-        if var.startswith(PREFIX):
-            monkeypatch.delenv(var)
-    monkeypatch.chdir(tmp_path)
     env = _headwater_env(services[name])
-    for var, value in env.items():
-        # ${VAR:-} is compose's: stand in a value, as compose would from .env.
-        monkeypatch.setenv(
-            var,
-            value.replace("${POSTGRES_PASSWORD:-}", "pw").replace("${MINIO_ROOT_PASSWORD:-}", "pw"),
-        )
-    settings = Settings()
+    # ${VAR:-} is compose's: stand in a value, as compose would from .env.
+    given = {
+        var: value.replace("${POSTGRES_PASSWORD:-}", "pw").replace("${MINIO_ROOT_PASSWORD:-}", "pw")
+        for var, value in env.items()
+    }
+    settings = _settings_from(given, monkeypatch, tmp_path)
     assert settings.kafka.bootstrap_servers.split(",") == [f"{n}:9092" for n in SCALE_NODES]
     location = settings.offline_location
     assert location.root == "s3://headwater/offline"
