@@ -11,6 +11,7 @@ from headwater.schemas.settings import Settings
 from headwater.stack.errors import StackError
 from headwater.stack.kafka import kafka_answers, start_kafka, stop_kafka
 from headwater.stack.redis import redis_answers, start_redis, stop_redis
+from headwater.stack.redis_cluster import start_redis_cluster, stop_redis_cluster
 from headwater.stack.secure import secure_settings
 from headwater.stack.status import ServiceState, ServiceStatus
 
@@ -23,8 +24,10 @@ __all__ = [
     "redis_answers",
     "start_kafka",
     "start_redis",
+    "start_redis_cluster",
     "stop_kafka",
     "stop_redis",
+    "stop_redis_cluster",
     "up",
 ]
 
@@ -41,9 +44,13 @@ def up(settings: Settings) -> list[ServiceStatus]:
     """
     if settings.stack.secure:
         settings = secure_settings(settings)
-    return [start_kafka(settings), start_redis(settings)]
+    kafka = start_kafka(settings)
+    if settings.redis.cluster:
+        return [kafka, *start_redis_cluster(settings)]
+    return [kafka, start_redis(settings)]
 
 
 def down(settings: Settings) -> list[ServiceStatus]:
-    """Stop the Kafka broker and Redis that ``up`` started with these settings' ``home``."""
-    return [stop_kafka(settings), stop_redis(settings)]
+    """Stop the Kafka broker and Redis (the single server, and the Redis Cluster nodes of
+    ``up --redis-cluster``) that ``up`` started with these settings' ``home``."""
+    return [stop_kafka(settings), stop_redis(settings), *stop_redis_cluster(settings)]
