@@ -20,13 +20,19 @@ is exact (``online_redis``'s compare-and-set by stored offsets).
 
 ``wait``: each node's calls are followed, on the same connection, by ``WAIT <replicas>
 <timeout>``, which returns once that many replicas have the writes; fewer fails the call
-(``NotReplicatedError``), so a caller acknowledges nothing a failover could lose.
+(``NotReplicatedError``, and the slot map is read again), so a caller acknowledges nothing a
+failover could lose. On a cluster a primary waits for at most the replicas the slot map
+lists for it: after a failover the promoted replica has none until the failed node rejoins
+(as its replica), and meanwhile its writes are kept by its append-only file, fsynced before
+each reply (``headwater up`` runs every node so; ``durability_problem`` checks it), and no
+failover can take its slots from it without a replica.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -65,15 +71,15 @@ class ReplicaWait:
         self.replicas = replicas
         self.timeout_ms = timeout_ms
 
-    def check(self, confirmed: Any, node: str) -> None:
-        if isinstance(confirmed, int) and confirmed >= self.replicas:
+    def check(self, confirmed: Any, wanted: int, node: str) -> None:
+        if isinstance(confirmed, int) and confirmed >= wanted:
             return
         msg = (
-            f"only {confirmed} of redis.wait_replicas={self.replicas} replicas of the Redis node "
-            f"{node} confirmed the writes within redis.wait_timeout_ms={self.timeout_ms}: nothing "
-            "is acknowledged and the batch is retried; bring the replica back (a failover leaves "
-            "the promoted primary without one until the failed node rejoins), or lower "
-            "redis.wait_replicas at the risk of losing acknowledged states in the next failover"
+            f"only {confirmed} of {wanted} replicas of the Redis node {node} confirmed the "
+            f"writes within redis.wait_timeout_ms={self.timeout_ms} (redis.wait_replicas="
+            f"{self.replicas}): nothing is acknowledged and the batch is retried; check the "
+            "replica (`redis-cli -p <port> INFO replication`), or lower redis.wait_replicas at "
+            "the risk of losing acknowledged states in the next failover"
         )
         raise NotReplicatedError(msg)
 
@@ -101,44 +107,45 @@ class PackedScript:
         if isinstance(client, redis.cluster.RedisCluster):
             replies = self._run_cluster(client, calls)
         else:
-            replies = self._run_node(client, calls, "server")
+            wanted = self._wait.replicas if self._wait is not None else 0
+            replies = self._run_node(Target(client, "server", wanted), calls)
         for reply in replies:
             if isinstance(reply, redis.RedisError):
                 raise reply
         return replies
 
-    def _run_node(self, node: redis.Redis, calls: Sequence[Call], name: str) -> list[Any]:
+    def _run_node(self, target: Target, calls: Sequence[Call]) -> list[Any]:
         """Run ``calls`` on one server, loading the script again if the server lost it."""
-        replies = self._round_trip(node, calls, name)
-        self._rerun_lost(node, calls, replies, name)
+        replies = self._round_trip(target, calls)
+        self._rerun_lost(target, calls, replies)
         return replies
 
-    def _rerun_lost(
-        self, node: redis.Redis, calls: Sequence[Call], replies: list[Any], name: str
-    ) -> None:
+    def _rerun_lost(self, target: Target, calls: Sequence[Call], replies: list[Any]) -> None:
         """Calls answered ``NOSCRIPT`` (a restarted, flushed or just promoted server) did not
         run: load the script there and run them again, in place in ``replies``."""
         lost = [i for i, r in enumerate(replies) if isinstance(r, redis.exceptions.NoScriptError)]
         if not lost:
             return
-        node.script_load(self._source)
-        again = self._round_trip(node, [calls[i] for i in lost], name)
+        target.node.script_load(self._source)
+        again = self._round_trip(target, [calls[i] for i in lost])
         for i, reply in zip(lost, again, strict=True):
             replies[i] = reply
 
-    def _round_trip(self, node: redis.Redis, calls: Sequence[Call], name: str) -> list[Any]:
-        connection = self._send(node, calls)
+    def _round_trip(self, target: Target, calls: Sequence[Call]) -> list[Any]:
+        connection = self._send(target, calls)
         try:
-            replies, confirmed = self._receive(connection, len(calls))
+            replies, confirmed = self._receive(connection, len(calls), target.replicas)
         finally:
-            node.connection_pool.release(connection)
-        self._check_wait(replies, confirmed, name)
+            target.node.connection_pool.release(connection)
+        self._check_wait(target, replies, confirmed)
         return replies
 
-    def _check_wait(self, replies: list[Any], confirmed: Any, name: str) -> None:
+    def _check_wait(self, target: Target, replies: list[Any], confirmed: Any) -> None:
         # A call that failed fails the batch anyway; the wait counts only for full success.
-        if self._wait is not None and not any(isinstance(r, redis.RedisError) for r in replies):
-            self._wait.check(confirmed, name)
+        if self._wait is None or not target.replicas:
+            return
+        if not any(isinstance(r, redis.RedisError) for r in replies):
+            self._wait.check(confirmed, target.replicas, target.name)
 
     def _run_cluster(self, cluster: redis.cluster.RedisCluster, calls: Sequence[Call]) -> list[Any]:
         replies: list[Any] = [None] * len(calls)
@@ -146,8 +153,8 @@ class PackedScript:
         for attempt in range(_REDIRECT_ATTEMPTS):
             try:
                 self._run_cluster_once(cluster, calls, todo, replies)
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
-                _refresh(cluster)  # the node may be gone: learn who serves its slots now
+            except (redis.ConnectionError, redis.TimeoutError, NotReplicatedError, OSError):
+                _refresh(cluster)  # a node may be gone: learn who serves its slots now
                 raise
             todo = [i for i in todo if isinstance(replies[i], _REDIRECTS)]
             if not todo:
@@ -164,45 +171,41 @@ class PackedScript:
         replies: list[Any],
     ) -> None:
         """Send the calls of ``todo`` to every node, then read every node's replies."""
-        sent = []
-        received = []
+        wanted = self._wait.replicas if self._wait is not None else 0
+        groups = _by_node(cluster, calls, todo, wanted)
+        sent: list[tuple[Target, Any]] = []
         try:
-            for node, indexes in _by_node(cluster, calls, todo):
-                redis_node = cluster.get_redis_connection(node)
-                batch = [calls[i] for i in indexes]
-                connection = self._send(redis_node, batch)
-                sent.append((redis_node, connection))
-                received.append((redis_node, node.name, indexes, batch))
+            for target, indexes in groups:
+                sent.append((target, self._send(target, [calls[i] for i in indexes])))
             results = [
-                self._receive(connection, len(batch))
-                for (_, connection), (_, _, _, batch) in zip(sent, received, strict=True)
+                self._receive(connection, len(indexes), target.replicas)
+                for (target, connection), (_, indexes) in zip(sent, groups, strict=True)
             ]
         except BaseException:
             for _, connection in sent:
                 connection.disconnect()  # replies may be pending on it
             raise
         finally:
-            for redis_node, connection in sent:
-                redis_node.connection_pool.release(connection)
-        for (redis_node, name, indexes, batch), (got, confirmed) in zip(
-            received, results, strict=True
-        ):
-            self._check_wait(got, confirmed, name)
-            self._rerun_lost(redis_node, batch, got, name)
+            for target, connection in sent:
+                target.node.connection_pool.release(connection)
+        for (target, indexes), (got, confirmed) in zip(groups, results, strict=True):
+            self._check_wait(target, got, confirmed)
+            self._rerun_lost(target, [calls[i] for i in indexes], got)
             for i, reply in zip(indexes, got, strict=True):
                 replies[i] = reply
 
-    def _send(self, node: redis.Redis, calls: Sequence[Call]) -> Any:
-        """Write ``calls`` (and the ``WAIT``) on a pooled connection of ``node``; returns the
+    def _send(self, target: Target, calls: Sequence[Call]) -> Any:
+        """Write ``calls`` (and the ``WAIT``) on a pooled connection of the node; returns the
         connection, to read the replies from and release."""
         packed = b"".join(
             # hiredis' stub types the tuple as one item; it takes any number.
             hiredis.pack_command(("EVALSHA", self._sha, len(keys), *keys, *args))  # type: ignore[arg-type]
             for keys, args in calls
         )
-        if self._wait is not None:
-            packed += hiredis.pack_command(("WAIT", self._wait.replicas, self._wait.timeout_ms))  # type: ignore[arg-type]
-        pool = node.connection_pool
+        if self._wait is not None and target.replicas:
+            wait = ("WAIT", target.replicas, self._wait.timeout_ms)
+            packed += hiredis.pack_command(wait)  # type: ignore[arg-type]
+        pool = target.node.connection_pool
         connection = pool.get_connection()
         try:
             connection.send_packed_command([packed])  # type: ignore[no-untyped-call]
@@ -212,7 +215,7 @@ class PackedScript:
             raise
         return connection
 
-    def _receive(self, connection: Any, count: int) -> tuple[list[Any], Any]:
+    def _receive(self, connection: Any, count: int, replicas: int) -> tuple[list[Any], Any]:
         """``count`` replies (errors in place) and the ``WAIT`` answer (``None`` without)."""
         try:
             replies: list[Any] = []
@@ -221,7 +224,8 @@ class PackedScript:
                     replies.append(connection.read_response())
                 except redis.ResponseError as exc:
                     replies.append(exc)
-            confirmed = connection.read_response() if self._wait is not None else None
+            waited = self._wait is not None and replicas
+            confirmed = connection.read_response() if waited else None
             return replies, confirmed
         except BaseException:
             # A half-read connection must not go back to the pool with replies pending.
@@ -229,21 +233,41 @@ class PackedScript:
             raise
 
 
+@dataclass(frozen=True)
+class Target:
+    """A server to run calls on, how messages name it, and how many replicas must confirm
+    its writes."""
+
+    node: redis.Redis
+    name: str
+    replicas: int
+
+
 def _by_node(
-    cluster: redis.cluster.RedisCluster, calls: Sequence[Call], todo: list[int]
-) -> list[tuple[redis.cluster.ClusterNode, list[int]]]:
-    """The calls of ``todo`` grouped by the primary owning their keys' slot."""
-    groups: dict[str, tuple[redis.cluster.ClusterNode, list[int]]] = {}
+    cluster: redis.cluster.RedisCluster, calls: Sequence[Call], todo: list[int], wanted: int
+) -> list[tuple[Target, list[int]]]:
+    """The calls of ``todo`` grouped by the primary owning their keys' slot. Each primary's
+    writes wait for ``wanted`` replicas, or for as many as the cluster lists for its slots:
+    a replica marked failed is left out of the slot map (and cannot be promoted), and a
+    primary without one keeps its writes in its append-only file, fsynced before it answers."""
+    groups: dict[str, tuple[Target, list[int]]] = {}
     encoder = cluster.get_encoder()  # type: ignore[no-untyped-call]
+    manager = cluster.nodes_manager
     for i in todo:
         slot = key_slot(encoder.encode(calls[i][0][0]))
         try:
-            node = cluster.nodes_manager.get_node_from_slot(slot)
+            node = manager.get_node_from_slot(slot)
         except RedisClusterException as exc:  # the slot map lacks it mid-failover
             _refresh(cluster)
             msg = f"hash slot {slot} has no primary yet: {exc}"
             raise ClusterDownError(msg) from exc
-        groups.setdefault(node.name, (node, []))[1].append(i)
+        group = groups.get(node.name)
+        if group is None:
+            with manager._lock:  # what get_node_from_slot reads under it
+                listed = len(manager.slots_cache.get(slot) or [node]) - 1
+            target = Target(cluster.get_redis_connection(node), node.name, min(wanted, listed))
+            group = groups[node.name] = (target, [])
+        group[1].append(i)
     return list(groups.values())
 
 

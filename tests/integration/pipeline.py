@@ -182,12 +182,11 @@ def make_deployment(
         admin = admin_client(settings.kafka)
         own = [t for t in admin.list_topics(timeout=10).topics if f"_{suffix}" in t]
         delete_topics(settings.kafka, own)
-        from headwater.connectors.redis_client import redis_client
+        from headwater.connectors.redis_client import delete_keys, redis_client
 
         client = redis_client(settings.redis)
         keys = list(client.scan_iter(match=f"hw:*_{suffix}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_keys(client, keys)  # a Redis Cluster's keys span slots
         client.close()
 
 
