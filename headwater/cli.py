@@ -36,11 +36,19 @@ def up(
             help="Kafka with SASL/SCRAM and Redis with an ACL user (also: stack.secure)",
         ),
     ] = False,
+    redis_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--redis-cluster",
+            help="a 6-node Redis Cluster (3 primaries, 3 replicas) at redis.url's port and "
+            "the five after it, instead of one redis-server (also: redis.cluster)",
+        ),
+    ] = False,
 ) -> None:
     """Start the local services (a KRaft Kafka broker and Redis); reuse running ones."""
     from headwater.stack.cli import up_command
 
-    up_command(secure=secure)
+    up_command(secure=secure, redis_cluster=redis_cluster)
 
 
 @app.command()

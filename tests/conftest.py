@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.integration.pipeline",
     "tests.integration.postgres",
     "tests.integration.avro_forms",
+    "tests.integration.redis_cluster",
 ]

@@ -36,7 +36,11 @@ def status_table(statuses: list[ServiceStatus]) -> Table:
 
 
 def _run(
-    action: Callable[[Settings], list[ServiceStatus]], doing: str, *, secure: bool = False
+    action: Callable[[Settings], list[ServiceStatus]],
+    doing: str,
+    *,
+    secure: bool = False,
+    redis_cluster: bool = False,
 ) -> None:
     console, errors = Console(), Console(stderr=True)
     try:
@@ -44,6 +48,10 @@ def _run(
         if secure:
             settings = settings.model_copy(
                 update={"stack": settings.stack.model_copy(update={"secure": True})}
+            )
+        if redis_cluster:
+            settings = settings.model_copy(
+                update={"redis": settings.redis.model_copy(update={"cluster": True})}
             )
         with console.status(doing):
             statuses = action(settings)
@@ -55,6 +63,11 @@ def _run(
             errors.print(escape(rest), style="dim", soft_wrap=True, highlight=False)
         raise typer.Exit(code=1) from None
     console.print(status_table(statuses))
+    if redis_cluster and not settings.stack.secure:
+        console.print(
+            "Redis runs as a cluster: point Headwater at it with "
+            "HEADWATER_REDIS__CLUSTER=true (and HEADWATER_REDIS__URL at any of its nodes)."
+        )
     if settings.stack.secure and action is up:
         console.print(
             "Kafka requires SASL (SCRAM-SHA-512) and Redis an ACL user. Point Headwater at "
@@ -64,13 +77,15 @@ def _run(
             console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
 
 
-def up_command(*, secure: bool = False) -> None:
+def up_command(*, secure: bool = False, redis_cluster: bool = False) -> None:
     """Start the local Kafka broker and Redis, reusing any that already answer; ``secure``
-    (or ``stack.secure``) makes them require SASL/SCRAM and an ACL user."""
+    (or ``stack.secure``) makes them require SASL/SCRAM and an ACL user, ``redis_cluster``
+    (or ``redis.cluster``) starts a six-node Redis Cluster instead of one server."""
     _run(
         up,
         "starting Kafka and Redis (the first run fetches Kafka from Maven Central)...",
         secure=secure,
+        redis_cluster=redis_cluster,
     )
 
 

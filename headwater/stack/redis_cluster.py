@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 CLUSTER_NODES = 6
 """Three primaries, each with one replica."""
 _CREATE_TIMEOUT_S = 60.0
+_BUS_OFFSET = 10_000
+"""A node's cluster bus listens 10000 above its port."""
 
 
 def cluster_ports(settings: Settings) -> list[int]:
@@ -85,6 +87,9 @@ def _render_node_conf(settings: Settings, port: int, paths: RedisPaths) -> str:
         "cluster-enabled yes",
         'cluster-config-file "nodes.conf"',
         f"cluster-node-timeout {settings.stack.redis_cluster_node_timeout_ms}",
+        # A replica is listed in CLUSTER SLOTS (so clients wait for it) once its replication
+        # offset moved: pinged every second, a new replica is listed within one.
+        "repl-ping-replica-period 1",
     ]
     redis_settings = settings.redis
     if redis_settings.password is not None:
@@ -111,8 +116,8 @@ def _node_info(settings: Settings, port: int, section: str) -> dict[str, str] | 
 
 
 def redis_cluster_ready(settings: Settings) -> bool:
-    """Whether every node answers, sees the cluster ``ok`` with all slots assigned, and every
-    primary has a replica in sync (so ``WAIT 1`` can succeed)."""
+    """Whether every node answers, sees the cluster ``ok`` with all slots assigned, every
+    primary has a replica in sync (so ``WAIT 1`` can succeed), and every node lists them."""
     primaries = 0
     for port in cluster_ports(settings):
         info = _node_info(settings, port, "cluster")
@@ -129,7 +134,24 @@ def redis_cluster_ready(settings: Settings) -> bool:
                 return False
         elif replication.get("master_link_status") != "up":
             return False
-    return primaries == CLUSTER_NODES // 2
+    if primaries != CLUSTER_NODES // 2:
+        return False
+    return all(_slots_list_replicas(settings, port) for port in cluster_ports(settings))
+
+
+def _slots_list_replicas(settings: Settings, port: int) -> bool:
+    """Whether the node's ``CLUSTER SLOTS`` names a replica for every slot range (what
+    clients read to know which replicas to wait for)."""
+    node = cluster_node_settings(settings, port)
+    client = redis_client(node.redis, socket_connect_timeout=0.5, socket_timeout=1.0)
+    assert isinstance(client, redis.Redis)  # one node, addressed alone
+    try:
+        ranges = client.execute_command("CLUSTER SLOTS")
+        return bool(ranges) and all(len(entry) >= 4 for entry in ranges)
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
 
 
 def _cluster_formed(settings: Settings) -> bool:
@@ -232,19 +254,27 @@ def start_redis_cluster(settings: Settings) -> list[ServiceStatus]:
             ]
         missing = [port for port in ports if port not in running]
         for port in missing:
-            if process.port_open(host, port):
-                msg = (
-                    f"port {port} on {host} (a Redis Cluster node: redis.url's port and the five "
-                    "after it) is in use by something else: stop it or set HEADWATER_REDIS__URL "
-                    "to a port followed by five free ones"
-                )
-                raise PortInUseError(msg)
+            for used in (port, port + _BUS_OFFSET):
+                if process.port_open(host, used):
+                    msg = (
+                        f"port {used} on {host} (a Redis Cluster node's port, redis.url's and "
+                        "the five after it, or its bus port, 10000 higher) is in use by "
+                        "something else: stop it or set HEADWATER_REDIS__URL to a port followed "
+                        "by five free ones, all below 55530"
+                    )
+                    raise PortInUseError(msg)
         started: dict[int, int] = {}
         if missing:
             binary = find_redis_server()
             log.info("starting Redis Cluster nodes at %s ports %s", host, missing)
             started = {port: _launch_node(settings, port, binary) for port in missing}
-            _await_nodes(settings, started)
+            try:
+                _await_nodes(settings, started)
+            except ServiceStartError:
+                for port, pid in started.items():  # none half-started is left behind
+                    process.terminate(pid)
+                    cluster_node_paths(settings, port).pid_file.unlink(missing_ok=True)
+                raise
         if not _cluster_formed(settings):
             _create_cluster(settings)
         timeout = settings.stack.start_timeout_s
@@ -259,8 +289,10 @@ def start_redis_cluster(settings: Settings) -> list[ServiceStatus]:
     statuses = []
     for port in ports:
         state: ServiceState = "started" if port in started else "reused"
-        pid = started.get(port, running.get(port))
-        statuses.append(ServiceStatus("redis", state, f"redis://{host}:{port}", pid, seconds))
+        address = f"redis://{host}:{port}"
+        statuses.append(
+            ServiceStatus("redis", state, address, started.get(port) or running.get(port), seconds)
+        )
     return statuses
 
 
