@@ -146,7 +146,7 @@ def _slots_list_replicas(settings: Settings, port: int) -> bool:
     client = redis_client(node.redis, socket_connect_timeout=0.5, socket_timeout=1.0)
     assert isinstance(client, redis.Redis)  # one node, addressed alone
     try:
-        ranges = client.execute_command("CLUSTER SLOTS")
+        ranges = client.execute_command("CLUSTER SLOTS")  # type: ignore[no-untyped-call]
         return bool(ranges) and all(len(entry) >= 4 for entry in ranges)
     except (redis.RedisError, OSError):
         return False
