@@ -44,7 +44,10 @@ def redis_client(settings: RedisSettings, **options: Any) -> SyncRedisClient:
     """
     kwargs = _connection_options(settings, options)
     if settings.cluster:
-        return redis.cluster.RedisCluster.from_url(_cluster_url(settings.url), **kwargs)
+        seeds = [redis.cluster.ClusterNode(*_host_port(n)) for n in settings.cluster_nodes]  # type: ignore[no-untyped-call]
+        return redis.cluster.RedisCluster.from_url(
+            _cluster_url(settings.url), startup_nodes=seeds, **kwargs
+        )
     return redis.Redis.from_url(settings.url, **kwargs)
 
 
@@ -52,8 +55,16 @@ def async_redis_client(settings: RedisSettings, **options: Any) -> AsyncRedisCli
     """``redis_client``'s asyncio twin (same identity and TLS), for code on an event loop."""
     kwargs = _connection_options(settings, options)
     if settings.cluster:
-        return redis.asyncio.cluster.RedisCluster.from_url(_cluster_url(settings.url), **kwargs)
+        seeds = [redis.asyncio.cluster.ClusterNode(*_host_port(n)) for n in settings.cluster_nodes]
+        return redis.asyncio.cluster.RedisCluster.from_url(
+            _cluster_url(settings.url), startup_nodes=seeds, **kwargs
+        )
     return redis.asyncio.Redis.from_url(settings.url, **kwargs)
+
+
+def _host_port(node: str) -> tuple[str, int]:
+    host, _, port = node.rpartition(":")
+    return host, int(port)
 
 
 def _cluster_url(url: str) -> str:

@@ -7,6 +7,7 @@ Nested sections use ``__`` in variable names: ``HEADWATER_KAFKA__BOOTSTRAP_SERVE
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -132,6 +133,9 @@ class KafkaSettings(_Section):
         return self
 
 
+_HOST_PORT = re.compile(r"[^\s:/@]+:\d{1,5}")
+
+
 class RedisSettings(_Section):
     url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^(rediss?|unix)://")
     """Online store, as a standard ``redis://host:port/db`` URL (``rediss://`` for TLS). A
@@ -159,6 +163,10 @@ class RedisSettings(_Section):
     --redis-cluster``, ElastiCache cluster mode, Redis Enterprise/Cloud's cluster API): the
     client discovers the other nodes from it, sends each key to the primary of its slot and
     follows failovers. The URL then names no database (``redis://host:port``)."""
+    cluster_nodes: list[str] = Field(default_factory=list)
+    """More ``host:port`` nodes of the cluster (``redis.cluster``) to discover it from when
+    the URL's node is down: a process that starts during a failover of that node finds the
+    cluster through them. Managed services' configuration endpoint needs none."""
     wait_replicas: int | None = Field(default=None, ge=0)
     """Replicas that must confirm a batch's writes (``WAIT``) before the worker acknowledges
     its Kafka offsets; a shortfall fails the batch, which is retried, never acknowledged, so
@@ -192,6 +200,13 @@ class RedisSettings(_Section):
             raise ValueError(msg)
         if self.username is not None and self.password is None:
             msg = "username set without password: set HEADWATER_REDIS__PASSWORD"
+            raise ValueError(msg)
+        bad = [n for n in self.cluster_nodes if not _HOST_PORT.fullmatch(n)]
+        if bad:
+            msg = f"redis.cluster_nodes {bad} are not host:port (e.g. 10.0.0.7:6379)"
+            raise ValueError(msg)
+        if self.cluster_nodes and not self.cluster:
+            msg = "redis.cluster_nodes set but redis.cluster is not: set HEADWATER_REDIS__CLUSTER=true"
             raise ValueError(msg)
         if self.cluster:
             path = urlsplit(self.url).path.strip("/")

@@ -5,6 +5,7 @@ The lead wires these into the main typer app as ``headwater up`` and ``headwater
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import typer
@@ -64,9 +65,11 @@ def _run(
         raise typer.Exit(code=1) from None
     console.print(status_table(statuses))
     if redis_cluster and not settings.stack.secure:
+        others = [s.address.removeprefix("redis://") for s in statuses[2:]]
         console.print(
-            "Redis runs as a cluster: point Headwater at it with "
-            "HEADWATER_REDIS__CLUSTER=true (and HEADWATER_REDIS__URL at any of its nodes)."
+            "Redis runs as a cluster: point Headwater at it with HEADWATER_REDIS__CLUSTER=true "
+            f"and HEADWATER_REDIS__CLUSTER_NODES='{json.dumps(others)}' (the other nodes, to "
+            "find the cluster while the URL's node is down)."
         )
     if settings.stack.secure and action is up:
         console.print(

@@ -76,7 +76,7 @@ def cluster_node_settings(settings: Settings, port: int) -> Settings:
     """``settings`` addressing the one node at ``port`` as a standalone server."""
     host, _, _ = parse_redis_url(settings.redis.url)
     redis_settings = settings.redis.model_copy(
-        update={"url": f"redis://{host}:{port}", "cluster": False}
+        update={"url": f"redis://{host}:{port}", "cluster": False, "cluster_nodes": []}
     )
     return settings.model_copy(update={"redis": redis_settings})
 

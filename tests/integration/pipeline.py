@@ -121,7 +121,9 @@ def _section_env(section: str, values: Mapping[str, object]) -> dict[str, str]:
     env = {}
     for name, value in values.items():
         shown = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        env[f"HEADWATER_{section.upper()}__{name.upper()}"] = str(shown)
+        # Lists (redis.cluster_nodes) are read from the environment as JSON.
+        text = json.dumps(shown) if isinstance(shown, list | dict) else str(shown)
+        env[f"HEADWATER_{section.upper()}__{name.upper()}"] = text
     return env
 
 

@@ -50,7 +50,12 @@ def consecutive_free_ports(count: int) -> int:
 def cluster_settings(home: object, base: int) -> Settings:
     return load_settings(
         home=home,
-        redis={"url": f"redis://127.0.0.1:{base}", "cluster": True},
+        redis={
+            "url": f"redis://127.0.0.1:{base}",
+            "cluster": True,
+            # Any node finds the cluster: a test may kill the URL's.
+            "cluster_nodes": [f"127.0.0.1:{base + i}" for i in range(1, CLUSTER_NODES)],
+        },
         stack={"redis_cluster_node_timeout_ms": NODE_TIMEOUT_MS},
     )
 
