@@ -22,6 +22,7 @@ from typing import Literal
 
 import orjson
 import redis
+from redis.exceptions import RedisClusterException
 
 from headwater.connectors.errors import OnlineStoreError
 from headwater.connectors.online_redis_async import AsyncRedisReader
@@ -61,7 +62,7 @@ class RedisIdempotency:
             if await client.set(key, mark, nx=True, ex=IN_FLIGHT_TTL_S):
                 return Claim("new")
             raw = await client.get(key)
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
             raise OnlineStoreError(f"idempotency key {key}: {type(exc).__name__}: {exc}") from exc
         if raw is None:  # expired between the two calls: claim it again
             return await self.claim(key, fingerprint)
@@ -77,12 +78,12 @@ class RedisIdempotency:
         answer = {"state": "done", "body": fingerprint, "status": status, "answer": body.decode()}
         try:
             await self._reader.client().set(key, orjson.dumps(answer), ex=self._ttl_s)
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
             raise OnlineStoreError(f"idempotency key {key}: {type(exc).__name__}: {exc}") from exc
 
     async def release(self, key: str) -> None:
         """Forget the claim: the request wrote nothing, and a retry must run again."""
         try:
             await self._reader.client().delete(key)
-        except (redis.RedisError, OSError):
+        except (redis.RedisError, RedisClusterException, OSError):
             pass  # the in-flight mark expires on its own

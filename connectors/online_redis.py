@@ -30,15 +30,13 @@ from typing import Any
 
 import orjson
 import redis
+from redis.crc import key_slot
 
 from headwater.connectors.base import BaseOnlineStore, EntityKey
-from headwater.connectors.errors import (
-    OnlineStoreError,
-    OnlineStoreEvictionError,
-    OnlineStoreFullError,
-)
-from headwater.connectors.redis_client import redis_client, redis_display
-from headwater.connectors.redis_scripts import PackedScript
+from headwater.connectors.errors import OnlineStoreError, OnlineStoreFullError
+from headwater.connectors.redis_client import delete_keys, redis_client, redis_display
+from headwater.connectors.redis_scripts import PackedScript, ReplicaWait
+from headwater.connectors.redis_server_checks import check_no_eviction, durability_problem
 from headwater.connectors.redis_timeouts import RedisTimeouts
 from headwater.schemas.definitions import KEY_SEPARATOR, FeatureSet
 from headwater.schemas.settings import RedisSettings
@@ -113,6 +111,16 @@ def _chunks(sizes: Sequence[int]) -> list[list[int]]:
     if current:
         chunks.append(current)
     return chunks
+
+
+def _slot_groups(names: Sequence[str], cluster: bool) -> list[list[int]]:
+    """Indexes of ``names`` grouped by hash slot (one group for a standalone Redis)."""
+    if not cluster:
+        return [list(range(len(names)))]
+    groups: dict[int, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(key_slot(name.encode()), []).append(i)
+    return list(groups.values())
 
 
 def entity_redis_key(feature_set: FeatureSet, key: EntityKey, prefix: str = "hw") -> str:
@@ -208,7 +216,8 @@ def decode_state(raw: Mapping[bytes, bytes]) -> EntityState | None:
 
 
 class RedisOnlineStore(BaseOnlineStore):
-    """Online store on a standalone Redis (``redis://host:port/db``).
+    """Online store on a standalone Redis (``redis://host:port/db``) or a Redis Cluster
+    (``redis.cluster``: each script call and pipeline goes to the node of its keys' slot).
 
     Args:
         url: the server, as a URL or as full ``redis`` settings (ACL user, password, TLS;
@@ -236,7 +245,10 @@ class RedisOnlineStore(BaseOnlineStore):
             decode_responses=False,
             **(timeouts.client_options() if timeouts else {}),
         )
-        self._apply = PackedScript(self._client, _APPLY_LUA)
+        # WAIT after each batch's writes (redis.wait_replicas): see redis_scripts.
+        wait = ReplicaWait(settings.replicas_to_wait, settings.wait_timeout_ms)
+        self._apply = PackedScript(self._client, _APPLY_LUA, wait)
+        self._cluster = settings.cluster
         self._cache_size = cache_entities
         self._cache: OrderedDict[str, tuple[bytes, EntityState]] = OrderedDict()
         # Write tokens: random per store object, then counted (a syscall per entity was 5 %
@@ -283,21 +295,9 @@ class RedisOnlineStore(BaseOnlineStore):
         write (``appendonly yes``, ``appendfsync always``) serves short windows after a
         restart, silently. ``None`` too when this cannot be told: the server refuses
         ``CONFIG GET`` (managed services, whose operator answers for durability) or does not
-        answer (the first write will fail loudly).
+        answer (the first write will fail loudly). A cluster's nodes are each checked.
         """
-        try:
-            config = self._client.config_get("append*")
-        except redis.RedisError:
-            return None
-        appendonly, appendfsync = config.get("appendonly"), config.get("appendfsync")
-        if appendonly == "yes" and appendfsync == "always":
-            return None
-        return (
-            f"Redis at {self.url} runs with appendonly={appendonly} appendfsync={appendfsync}: "
-            "a restart of it loses online state the workers already acknowledged, and features "
-            "come back short; run it with --appendonly yes --appendfsync always "
-            "(as `headwater up` and docker-compose.yml do)"
-        )
+        return durability_problem(self._client, self.url)
 
     def check_no_eviction(self) -> str | None:
         """Refuse a Redis that may evict entity states; a warning when that cannot be told.
@@ -306,7 +306,8 @@ class RedisOnlineStore(BaseOnlineStore):
         ``noeviction`` deletes keys on its own: entities come back short or ``NOT_FOUND``,
         and the worker, which trusts the offsets stored with each state, never replays what
         was lost. With ``noeviction`` a full Redis refuses writes instead, loudly
-        (``OnlineStoreFullError``), and nothing stored is lost.
+        (``OnlineStoreFullError``), and nothing stored is lost. A cluster's nodes are each
+        checked.
 
         Returns:
             ``None`` for ``noeviction``; a warning text when the server refuses ``CONFIG GET``
@@ -315,24 +316,7 @@ class RedisOnlineStore(BaseOnlineStore):
         Raises:
             OnlineStoreEvictionError: any other policy; the message names the fix.
         """
-        try:
-            policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy")
-        except redis.ResponseError as exc:
-            return (
-                f"cannot check the maxmemory-policy of the Redis at {self.url} ({exc}): make sure "
-                "it is noeviction, or Redis may delete entity states silently when it is full"
-            )
-        except redis.RedisError as exc:
-            return f"Redis at {self.url} did not answer ({exc}); its maxmemory-policy is unchecked"
-        if policy == "noeviction":
-            return None
-        msg = (
-            f"Redis at {self.url} runs with maxmemory-policy {policy}: when it is full it deletes "
-            "entity states silently and features come back wrong; run "
-            "`redis-cli CONFIG SET maxmemory-policy noeviction` and `redis-cli CONFIG REWRITE` "
-            "(or set `maxmemory-policy noeviction` in redis.conf), then start the worker again"
-        )
-        raise OnlineStoreEvictionError(msg)
+        return check_no_eviction(self._client, self.url)
 
     def stored_keys(self, feature_set: FeatureSet) -> Iterator[str]:
         """The Redis keys of every entity stored for this feature-set version (SCAN, so
@@ -347,10 +331,8 @@ class RedisOnlineStore(BaseOnlineStore):
 
     def delete_keys(self, names: Sequence[str]) -> int:
         """Delete these keys (in batches); returns how many existed."""
-        deleted = 0
         try:
-            for start in range(0, len(names), 1000):
-                deleted += int(self._client.delete(*names[start : start + 1000]))
+            deleted = delete_keys(self._client, names)
         except redis.RedisError as exc:
             msg = f"deleting {len(names)} keys ({names[0]}, ...) from {self.url} failed: {exc}"
             raise OnlineStoreError(msg) from exc
@@ -461,12 +443,18 @@ class RedisOnlineStore(BaseOnlineStore):
             args.append([expected, expire_arg, len(items), len(gone), *items, *gone])
         # One script call per chunk of entities of a hash slot: Redis Cluster needs all keys
         # of a call in one slot; standalone Redis has a single "slot".
-        calls = [
-            ([names[i] for i in chunk], [x for i in chunk for x in args[i]])
-            for chunk in _chunks([len(a) for a in args])
-        ]
+        calls = []
+        order: list[int] = []  # entity indexes in the order of the calls' results
+        for group in _slot_groups(names, self._cluster):
+            for chunk in _chunks([len(args[i]) for i in group]):
+                entities = [group[c] for c in chunk]
+                order += entities
+                calls.append(([names[i] for i in entities], [x for i in entities for x in args[i]]))
         try:
-            results = [ok for chunk_result in self._apply.run_many(calls) for ok in chunk_result]
+            flat = [ok for chunk_result in self._apply.run_many(calls) for ok in chunk_result]
+            results = [0] * len(flat)
+            for i, ok in zip(order, flat, strict=True):
+                results[i] = ok
         except redis.OutOfMemoryError as exc:
             # Redis refuses a script's first write when it started over maxmemory and never
             # stops one half-way, so each entity is stored whole or not at all (script calls

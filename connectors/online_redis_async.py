@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis
-import redis.asyncio
+from redis.exceptions import RedisClusterException
 
 from headwater.connectors.base import EntityKey
 from headwater.connectors.errors import OnlineStoreError
 from headwater.connectors.online_redis import RedisOnlineStore, decode_state, split_per_request
-from headwater.connectors.redis_client import async_redis_client
+from headwater.connectors.redis_client import AsyncRedisClient, async_redis_client
 from headwater.connectors.redis_timeouts import RedisTimeouts
 from headwater.schemas.definitions import FeatureSet
 from headwater.schemas.tiles import EntityState
@@ -39,13 +39,13 @@ class AsyncRedisReader:
     def __init__(self, store: RedisOnlineStore, timeouts: RedisTimeouts) -> None:
         self.store = store
         self.timeouts = timeouts
-        self._clients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, AsyncRedisClient] = {}
 
-    def client(self) -> redis.asyncio.Redis:
+    def client(self) -> AsyncRedisClient:
         """The asyncio client of the running loop (also for the API's other Redis keys)."""
         return self._client()
 
-    def _client(self) -> redis.asyncio.Redis:
+    def _client(self) -> AsyncRedisClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
@@ -63,7 +63,7 @@ class AsyncRedisReader:
         """Whether Redis answers within the timeouts."""
         try:
             return bool(await self._client().ping())
-        except (redis.RedisError, OSError):
+        except (redis.RedisError, RedisClusterException, OSError):
             return False
 
     async def read_many(
@@ -91,13 +91,15 @@ class AsyncRedisReader:
             return []
         client = self._client()
         try:
+            # A cluster client's pipeline sends each node its commands, concurrently: one
+            # round trip per node however many entities.
             if len(names) == 1:  # one command: a pipeline's bookkeeping costs more than it saves
                 return [await getattr(client, command)(names[0], *args)]
             pipe = client.pipeline(transaction=False)
             for name in names:
                 getattr(pipe, command)(name, *args)
             return list(await pipe.execute())
-        except (redis.RedisError, OSError) as exc:
+        except (redis.RedisError, RedisClusterException, OSError) as exc:
             # The store's URL stays in the log (it may hold a password): the HTTP answer
             # names only the store (serving.errors).
             msg = f"reading {len(names)} entity states ({names[0]}, ...) from {self.store.url} failed: {type(exc).__name__}: {exc}"

@@ -46,11 +46,19 @@ def up(
             "one node's loss (also: stack.kafka_brokers)",
         ),
     ] = None,
+    redis_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--redis-cluster",
+            help="a 6-node Redis Cluster (3 primaries, 3 replicas) at redis.url's port and "
+            "the five after it, instead of one redis-server (also: redis.cluster)",
+        ),
+    ] = False,
 ) -> None:
     """Start the local services (a KRaft Kafka broker or cluster, and Redis); reuse running ones."""
     from headwater.stack.cli import up_command
 
-    up_command(secure=secure, kafka_brokers=kafka_brokers)
+    up_command(secure=secure, kafka_brokers=kafka_brokers, redis_cluster=redis_cluster)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from headwater.client import HeadwaterClient
 from headwater.connectors.catalog import Catalog, Scope, load_server_secret
 from headwater.connectors.kafka import delete_topics
 from headwater.connectors.offline_delta import DeltaOfflineStore
-from headwater.connectors.redis_client import redis_client
+from headwater.connectors.redis_client import delete_keys, redis_client
 from headwater.examples import EXAMPLES
 from headwater.ingest import ingest_files
 from headwater.processes import HeadwaterProcess, free_port, wait_caught_up, wait_http_ok
@@ -107,10 +107,10 @@ def _reset_own_state(settings: Settings) -> None:
         for key in client.scan_iter(match=f"{_KEY_PREFIX}:*", count=1000):
             batch.append(key)
             if len(batch) >= 1000:
-                client.delete(*batch)
+                delete_keys(client, batch)
                 batch.clear()
         if batch:
-            client.delete(*batch)
+            delete_keys(client, batch)
     finally:
         client.close()
 

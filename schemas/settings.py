@@ -7,8 +7,10 @@ Nested sections use ``__`` in variable names: ``HEADWATER_KAFKA__BOOTSTRAP_SERVE
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -139,6 +141,9 @@ class KafkaSettings(_Section):
         return self
 
 
+_HOST_PORT = re.compile(r"[^\s:/@]+:\d{1,5}")
+
+
 class RedisSettings(_Section):
     url: str = Field(default="redis://127.0.0.1:6379/0", pattern=r"^(rediss?|unix)://")
     """Online store, as a standard ``redis://host:port/db`` URL (``rediss://`` for TLS). A
@@ -161,6 +166,22 @@ class RedisSettings(_Section):
     """PEM private key of ``ssl_certfile``."""
     ssl_check_hostname: bool = True
     """Whether the server certificate must name the URL's host (``rediss://`` only)."""
+    cluster: bool = False
+    """``url`` is one node of a Redis Cluster (cluster mode enabled: a local ``headwater up
+    --redis-cluster``, ElastiCache cluster mode, Redis Enterprise/Cloud's cluster API): the
+    client discovers the other nodes from it, sends each key to the primary of its slot and
+    follows failovers. The URL then names no database (``redis://host:port``)."""
+    cluster_nodes: list[str] = Field(default_factory=list)
+    """More ``host:port`` nodes of the cluster (``redis.cluster``) to discover it from when
+    the URL's node is down: a process that starts during a failover of that node finds the
+    cluster through them. Managed services' configuration endpoint needs none."""
+    wait_replicas: int | None = Field(default=None, ge=0)
+    """Replicas that must confirm a batch's writes (``WAIT``) before the worker acknowledges
+    its Kafka offsets; a shortfall fails the batch, which is retried, never acknowledged, so
+    a failover cannot lose an acknowledged state. Unset: 1 with ``cluster``, else 0."""
+    wait_timeout_ms: int = Field(default=2000, ge=1)
+    """How long one ``WAIT`` for ``wait_replicas`` replicas may take before the batch fails
+    (and is retried after a backoff)."""
 
     @model_validator(mode="after")
     def _check_security(self) -> RedisSettings:
@@ -188,7 +209,30 @@ class RedisSettings(_Section):
         if self.username is not None and self.password is None:
             msg = "username set without password: set HEADWATER_REDIS__PASSWORD"
             raise ValueError(msg)
+        bad = [n for n in self.cluster_nodes if not _HOST_PORT.fullmatch(n)]
+        if bad:
+            msg = f"redis.cluster_nodes {bad} are not host:port (e.g. 10.0.0.7:6379)"
+            raise ValueError(msg)
+        if self.cluster_nodes and not self.cluster:
+            msg = "redis.cluster_nodes set but redis.cluster is not: set HEADWATER_REDIS__CLUSTER=true"
+            raise ValueError(msg)
+        if self.cluster:
+            path = urlsplit(self.url).path.strip("/")
+            if self.url.startswith("unix://") or path not in ("", "0"):
+                msg = (
+                    f"redis.cluster is set but url {redact_url(self.url)!r} is not "
+                    "redis://host:port (or rediss://): a Redis Cluster has no unix socket "
+                    "and only database 0; set HEADWATER_REDIS__URL=redis://<node>:<port>"
+                )
+                raise ValueError(msg)
         return self
+
+    @property
+    def replicas_to_wait(self) -> int:
+        """``wait_replicas``, or its default: 1 for a cluster (each primary has a replica)."""
+        if self.wait_replicas is not None:
+            return self.wait_replicas
+        return 1 if self.cluster else 0
 
     def __repr_args__(self) -> Any:
         # The URL may hold a password: show it masked, as every message does.
@@ -213,6 +257,10 @@ class StackSettings(_Section):
     """Where resolved Kafka jars are kept between runs; shared by every project on the machine."""
     start_timeout_s: float = 120.0
     """How long ``up`` waits for a service to answer before giving up."""
+    redis_cluster_node_timeout_ms: int = Field(default=3000, ge=100)
+    """``cluster-node-timeout`` of the nodes ``up --redis-cluster`` starts: how long a primary
+    may be unreachable before its replica is promoted (a failover's pause is about twice
+    this)."""
     secure: bool = False
     """``up`` starts Kafka with a SASL listener (PLAIN and SCRAM-SHA-512) and redis-server
     with an ACL user, with passwords generated once into ``<home>/stack/secrets`` (mode

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.integration.avro_forms",
     "tests.integration.kafka_cluster",
     "tests.integration.s3",
+    "tests.integration.redis_cluster",
 ]

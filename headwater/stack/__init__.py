@@ -17,6 +17,7 @@ from headwater.stack.kafka import (
     stop_kafka_nodes,
 )
 from headwater.stack.redis import redis_answers, start_redis, stop_redis
+from headwater.stack.redis_cluster import start_redis_cluster, stop_redis_cluster
 from headwater.stack.secure import secure_settings
 from headwater.stack.status import ServiceState, ServiceStatus
 
@@ -29,8 +30,10 @@ __all__ = [
     "redis_answers",
     "start_kafka",
     "start_redis",
+    "start_redis_cluster",
     "stop_kafka",
     "stop_redis",
+    "stop_redis_cluster",
     "up",
 ]
 
@@ -48,9 +51,13 @@ def up(settings: Settings) -> list[ServiceStatus]:
     """
     if settings.stack.secure:
         settings = secure_settings(settings)
-    return [*start_kafka_nodes(settings), start_redis(settings)]
+    kafka = start_kafka_nodes(settings)
+    if settings.redis.cluster:
+        return [*kafka, *start_redis_cluster(settings)]
+    return [*kafka, start_redis(settings)]
 
 
 def down(settings: Settings) -> list[ServiceStatus]:
-    """Stop the Kafka broker(s) and Redis that ``up`` started with these settings' ``home``."""
-    return [*stop_kafka_nodes(settings), stop_redis(settings)]
+    """Stop the Kafka broker(s) and Redis (the single server, and the Redis Cluster nodes of
+    ``up --redis-cluster``) that ``up`` started with these settings' ``home``."""
+    return [*stop_kafka_nodes(settings), stop_redis(settings), *stop_redis_cluster(settings)]

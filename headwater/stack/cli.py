@@ -5,6 +5,7 @@ The lead wires these into the main typer app as ``headwater up`` and ``headwater
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import typer
@@ -42,6 +43,7 @@ def _run(
     *,
     secure: bool = False,
     kafka_brokers: int | None = None,
+    redis_cluster: bool = False,
 ) -> None:
     console, errors = Console(), Console(stderr=True)
     try:
@@ -54,6 +56,10 @@ def _run(
         if stack:
             # Validated like the settings themselves (1 to 9 brokers).
             settings = load_settings(stack={**settings.stack.model_dump(), **stack})
+        if redis_cluster:
+            settings = settings.model_copy(
+                update={"redis": settings.redis.model_copy(update={"cluster": True})}
+            )
         with console.status(doing):
             statuses = action(settings)
     except FeatureStoreError as exc:
@@ -74,6 +80,13 @@ def _run(
             highlight=False,
             soft_wrap=True,
         )
+    if action is up and settings.redis.cluster and not settings.stack.secure:
+        nodes = [s.address.removeprefix("redis://") for s in statuses if s.name == "redis"]
+        console.print(
+            "Redis runs as a cluster: point Headwater at it with HEADWATER_REDIS__CLUSTER=true "
+            f"and HEADWATER_REDIS__CLUSTER_NODES='{json.dumps(nodes[1:])}' (the other nodes, to "
+            "find the cluster while the URL's node is down)."
+        )
     if settings.stack.secure and action is up:
         console.print(
             "Kafka requires SASL (SCRAM-SHA-512) and Redis an ACL user. Point Headwater at "
@@ -83,15 +96,19 @@ def _run(
             console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
 
 
-def up_command(*, secure: bool = False, kafka_brokers: int | None = None) -> None:
+def up_command(
+    *, secure: bool = False, kafka_brokers: int | None = None, redis_cluster: bool = False
+) -> None:
     """Start the local Kafka broker(s) and Redis, reusing any that already answer; ``secure``
     (or ``stack.secure``) makes them require SASL/SCRAM and an ACL user; ``kafka_brokers``
-    (or ``stack.kafka_brokers``) starts a cluster of that many nodes."""
+    (or ``stack.kafka_brokers``) starts a Kafka cluster of that many nodes; ``redis_cluster``
+    (or ``redis.cluster``) starts a six-node Redis Cluster instead of one server."""
     _run(
         up,
         "starting Kafka and Redis (the first run fetches Kafka from Maven Central)...",
         secure=secure,
         kafka_brokers=kafka_brokers,
+        redis_cluster=redis_cluster,
     )
 
 

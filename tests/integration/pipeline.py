@@ -121,7 +121,9 @@ def _section_env(section: str, values: Mapping[str, object]) -> dict[str, str]:
     env = {}
     for name, value in values.items():
         shown = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-        env[f"HEADWATER_{section.upper()}__{name.upper()}"] = str(shown)
+        # Lists (redis.cluster_nodes) are read from the environment as JSON.
+        text = json.dumps(shown) if isinstance(shown, list | dict) else str(shown)
+        env[f"HEADWATER_{section.upper()}__{name.upper()}"] = text
     return env
 
 
@@ -199,12 +201,11 @@ def make_deployment(
         admin = admin_client(settings.kafka)
         own = [t for t in admin.list_topics(timeout=10).topics if f"_{suffix}" in t]
         delete_topics(settings.kafka, own)
-        from headwater.connectors.redis_client import redis_client
+        from headwater.connectors.redis_client import delete_keys, redis_client
 
         client = redis_client(settings.redis)
         keys = list(client.scan_iter(match=f"hw:*_{suffix}*", count=1000))
-        if keys:
-            client.delete(*keys)
+        delete_keys(client, keys)  # a Redis Cluster's keys span slots
         client.close()
 
 
