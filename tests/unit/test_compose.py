@@ -266,11 +266,13 @@ def test_dockerfile_matches_compose() -> None:
 # The `scale` profile ------------------------------------------------------------------------
 
 SCALE_NODES = ("kafka-1", "kafka-2", "kafka-3")
+REDIS_NODES = tuple(f"redis-{i}" for i in range(1, 7))
 SCALE_SERVICES = ("scale-apply", "scale-worker", "scale-api")
 
 
 def test_scale_profile_is_opt_in(services: dict[str, Any]) -> None:
-    scale = {*SCALE_NODES, *SCALE_SERVICES, "minio", "minio-bucket", "postgres"}
+    scale = {*SCALE_NODES, *REDIS_NODES, *SCALE_SERVICES, "minio", "minio-bucket", "postgres"}
+    scale.add("redis-cluster-create")
     for name, service in services.items():
         assert (service.get("profiles") == ["scale"]) == (name in scale), name
 
@@ -295,6 +297,45 @@ def test_scale_kafka_is_a_three_node_quorum_like_the_local_one(services: dict[st
     assert voters == {"1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"}
 
 
+def test_scale_redis_is_a_durable_six_node_cluster_like_the_local_one(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    from headwater.stack.redis_cluster import CLUSTER_NODES
+
+    assert len(REDIS_NODES) == CLUSTER_NODES
+    conf: dict[str, str] = {}
+    for line in compose["configs"]["redis-cluster-conf"]["content"].splitlines():
+        name, _, value = line.partition(" ")
+        conf[name] = value
+    # The single server's durability (DURABILITY_ARGS), as config-file lines.
+    pairs = zip(DURABILITY_ARGS[::2], DURABILITY_ARGS[1::2], strict=True)
+    for flag, value in pairs:
+        assert conf[flag.removeprefix("--")] == (value or '""'), flag
+    assert conf["cluster-enabled"] == "yes"
+    assert conf["cluster-preferred-endpoint-type"] == "hostname"
+    timeout = Settings().stack.redis_cluster_node_timeout_ms
+    assert conf["cluster-node-timeout"] == str(timeout)
+    for i, name in enumerate(REDIS_NODES, start=1):
+        node = services[name]
+        assert node["image"] == "redis:7"
+        target = node["configs"][0]["target"]
+        assert node["command"] == [
+            "redis-server",
+            target,
+            "--cluster-announce-hostname",
+            name,
+        ]
+        assert node["hostname"] == name
+        assert _mounts(node) == [(f"redis-{i}-data", "/data")]
+        assert f"redis-{i}-data" in compose["volumes"]
+        assert node["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
+    create = services["redis-cluster-create"]
+    script = create["command"][0]
+    assert "--cluster-replicas 1" in script and "cluster_state:ok" in script
+    assert set(create["depends_on"]) == set(REDIS_NODES)
+    assert all(d["condition"] == "service_healthy" for d in create["depends_on"].values())
+
+
 @pytest.mark.parametrize("name", SCALE_SERVICES)
 def test_scale_services_validate_and_reach_every_store(
     name: str, services: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -313,6 +354,10 @@ def test_scale_services_validate_and_reach_every_store(
     assert location.storage_options["AWS_SECRET_ACCESS_KEY"] == "pw"
     assert "pw" not in repr(settings)
     assert settings.catalog.url is not None and "@postgres:5432/" in settings.catalog.url
+    assert settings.redis.cluster
+    nodes = [settings.redis.url.removeprefix("redis://"), *settings.redis.cluster_nodes]
+    assert nodes == [f"{n}:6379" for n in REDIS_NODES]
+    assert settings.redis.replicas_to_wait == 1
     # Passwords come from .env through compose, never written in the file.
     for var in (
         "HEADWATER_CATALOG__PASSWORD",
@@ -320,7 +365,8 @@ def test_scale_services_validate_and_reach_every_store(
     ):
         assert env[var].startswith("${"), var
     deps = services[name]["depends_on"]
-    for store in (*SCALE_NODES, "redis", "postgres"):
+    for store in (*SCALE_NODES, "postgres"):
         assert deps[store]["condition"] == "service_healthy", (name, store)
-    assert deps["minio-bucket"]["condition"] == "service_completed_successfully"
+    for job in ("minio-bucket", "redis-cluster-create"):
+        assert deps[job]["condition"] == "service_completed_successfully", (name, job)
     assert services["scale-worker"]["deploy"]["replicas"] == 3
