@@ -60,4 +60,8 @@ def up(settings: Settings) -> list[ServiceStatus]:
 def down(settings: Settings) -> list[ServiceStatus]:
     """Stop the Kafka broker(s) and Redis (the single server, and the Redis Cluster nodes of
     ``up --redis-cluster``) that ``up`` started with these settings' ``home``."""
-    return [*stop_kafka_nodes(settings), stop_redis(settings), *stop_redis_cluster(settings)]
+    cluster = stop_redis_cluster(settings)
+    single = stop_redis(settings)
+    # After `up --redis-cluster` there is no single server to report as "not running".
+    shown = [single] if single.state != "not running" or not cluster else []
+    return [*stop_kafka_nodes(settings), *shown, *cluster]

@@ -81,12 +81,18 @@ def _run(
             soft_wrap=True,
         )
     if action is up and settings.redis.cluster and not settings.stack.secure:
-        nodes = [s.address.removeprefix("redis://") for s in statuses if s.name == "redis"]
+        nodes = [
+            s.address.removeprefix("redis://") for s in statuses if s.name.startswith("redis-")
+        ]
         console.print(
-            "Redis runs as a cluster: point Headwater at it with HEADWATER_REDIS__CLUSTER=true "
-            f"and HEADWATER_REDIS__CLUSTER_NODES='{json.dumps(nodes[1:])}' (the other nodes, to "
-            "find the cluster while the URL's node is down)."
+            "Redis runs as a cluster: point every Headwater process at it (the other nodes "
+            "let a process find it while the URL's node is down):"
         )
+        for line in (
+            "export HEADWATER_REDIS__CLUSTER=true",
+            f"export HEADWATER_REDIS__CLUSTER_NODES='{json.dumps(nodes[1:])}'",
+        ):
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
     if settings.stack.secure and action is up:
         console.print(
             "Kafka requires SASL (SCRAM-SHA-512) and Redis an ACL user. Point Headwater at "

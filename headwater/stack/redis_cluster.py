@@ -62,6 +62,11 @@ def cluster_ports(settings: Settings) -> list[int]:
     return [port + i for i in range(CLUSTER_NODES)]
 
 
+def _node_name(index: int) -> str:
+    """``redis-1`` .. ``redis-6``, as the nodes are named in docker-compose's scale profile."""
+    return f"redis-{index + 1}"
+
+
 def _root(settings: Settings) -> Path:
     return settings.home.expanduser().resolve() / "stack" / "redis-cluster"
 
@@ -249,8 +254,8 @@ def start_redis_cluster(settings: Settings) -> list[ServiceStatus]:
         }
         if not running and redis_cluster_ready(settings):
             return [
-                ServiceStatus("redis", "reused", f"redis://{host}:{port}", None, 0.0)
-                for port in ports
+                ServiceStatus(_node_name(i), "reused", f"redis://{host}:{port}", None, 0.0)
+                for i, port in enumerate(ports)
             ]
         missing = [port for port in ports if port not in running]
         for port in missing:
@@ -287,11 +292,11 @@ def start_redis_cluster(settings: Settings) -> list[ServiceStatus]:
             raise ServiceStartError(msg)
     seconds = time.monotonic() - began
     statuses = []
-    for port in ports:
+    for i, port in enumerate(ports):
         state: ServiceState = "started" if port in started else "reused"
-        address = f"redis://{host}:{port}"
+        node_pid = started.get(port) or running.get(port)
         statuses.append(
-            ServiceStatus("redis", state, address, started.get(port) or running.get(port), seconds)
+            ServiceStatus(_node_name(i), state, f"redis://{host}:{port}", node_pid, seconds)
         )
     return statuses
 
@@ -301,6 +306,7 @@ def stop_redis_cluster(settings: Settings) -> list[ServiceStatus]:
     their data stays for the next ``up --redis-cluster``."""
     began = time.monotonic()
     host, _, _ = parse_redis_url(settings.redis.url)
+    ports = cluster_ports(settings)
     statuses = []
     root = _root(settings)
     with process.file_lock(root.with_suffix(".lock")):
@@ -308,6 +314,8 @@ def stop_redis_cluster(settings: Settings) -> list[ServiceStatus]:
         for pid_file in pid_files:
             pid = process.stop_recorded(pid_file, "redis-server")
             state: ServiceState = "stopped" if pid is not None else "not running"
-            address = f"redis://{host}:{pid_file.stem}"
-            statuses.append(ServiceStatus("redis", state, address, pid, time.monotonic() - began))
+            port = int(pid_file.stem)
+            name = _node_name(ports.index(port)) if port in ports else f"redis-{port}"
+            address = f"redis://{host}:{port}"
+            statuses.append(ServiceStatus(name, state, address, pid, time.monotonic() - began))
     return statuses

@@ -9,6 +9,7 @@ its scripts gets them again, and writes that too few replicas confirmed fail lou
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -291,7 +292,11 @@ def test_headwater_up_redis_cluster_and_down(tmp_path: Path, kafka_bootstrap: st
     ]
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        assert "HEADWATER_REDIS__CLUSTER=true" in up.stdout
+        assert "export HEADWATER_REDIS__CLUSTER=true" in up.stdout
+        others = [f"127.0.0.1:{port}" for port in cluster_ports(settings)[1:]]
+        assert f"export HEADWATER_REDIS__CLUSTER_NODES='{json.dumps(others)}'" in up.stdout
+        for i, port in enumerate(cluster_ports(settings), start=1):
+            assert f"redis-{i} " in up.stdout and f"127.0.0.1:{port}" in up.stdout
         assert all(pid is not None and process.pid_runs(pid, "redis-server") for pid in pids)
         assert redis_cluster_ready(settings)
         store = RedisOnlineStore.from_settings(settings.redis)
@@ -303,5 +308,7 @@ def test_headwater_up_redis_cluster_and_down(tmp_path: Path, kafka_bootstrap: st
     finally:
         down = headwater("down")
     assert down.returncode == 0, down.stdout + down.stderr
+    assert down.stdout.count("stopped") == CLUSTER_NODES  # and no "not running" single server
+    assert "not running" not in down.stdout.split("redis", 1)[1]
     assert all(pid is not None and not process.pid_alive(pid) for pid in pids)
     assert not any(process.port_open("127.0.0.1", port) for port in cluster_ports(settings))
