@@ -80,7 +80,7 @@ def _run(
             highlight=False,
             soft_wrap=True,
         )
-    if action is up and settings.redis.cluster and not settings.stack.secure:
+    if action is up and settings.redis.cluster:
         nodes = [
             s.address.removeprefix("redis://") for s in statuses if s.name.startswith("redis-")
         ]

@@ -223,8 +223,25 @@ def _await_nodes(settings: Settings, pids: dict[int, int]) -> None:
             continue
         paths = cluster_node_paths(settings, port)
         log_tail = process.tail(paths.log_file) or "(no output)"
-        msg = f"redis-server of the cluster node at port {port} did not start: see {paths.log_file}, fix the cause and rerun\n{log_tail}"
+        cause = f"see {paths.log_file}, fix the cause and rerun"
+        if "Address already in use" in log_tail:
+            cause = (
+                f"port {port} or its cluster bus port {port + _BUS_OFFSET} was taken, maybe by "
+                f"a client connection's local port ({_ephemeral_ports()} are handed out to "
+                "clients here): rerun, or set HEADWATER_REDIS__URL to a port whose bus ports "
+                "(10000 higher) fall outside that range, e.g. redis://127.0.0.1:6379"
+            )
+        msg = f"redis-server of the cluster node at port {port} did not start: {cause}\n{log_tail}"
         raise ServiceStartError(msg)
+
+
+def _ephemeral_ports() -> str:
+    """The local port range Linux gives client connections, as ``low-high``."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    except (OSError, ValueError):
+        return "ports 32768-60999, usually,"
+    return f"ports {low}-{high}"
 
 
 def start_redis_cluster(settings: Settings) -> list[ServiceStatus]:

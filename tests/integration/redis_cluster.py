@@ -10,12 +10,13 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from headwater.schemas.settings import Settings, load_settings
 from headwater.stack import start_redis_cluster, stop_redis_cluster
-from headwater.stack.errors import PortInUseError
+from headwater.stack.errors import PortInUseError, ServiceStartError
 from headwater.stack.redis_cluster import CLUSTER_NODES
 
 __all__ = ["NODE_TIMEOUT_MS", "cluster_settings", "consecutive_free_ports", "redis_cluster"]
@@ -25,12 +26,24 @@ NODE_TIMEOUT_MS = 2000
 within a few seconds."""
 
 
+def _ephemeral_low() -> int:
+    """The lowest local port Linux hands to client connections (32768 by default)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def consecutive_free_ports(count: int) -> int:
     """The first of ``count`` consecutive loopback ports that were all free a moment ago,
-    with the ``count`` ports 10000 above them (the nodes' cluster bus)."""
+    with the ``count`` ports 10000 above them (the nodes' cluster bus).
+
+    All below the ephemeral range: there a client connection's local port can take a
+    node's port between this check and the node's start."""
     rng = random.Random()
+    top = max(_ephemeral_low() - 10_000 - count, 12_000)
     for _ in range(200):
-        base = rng.randrange(20_000, 55_000 - count)
+        base = rng.randrange(10_000, top)
         sockets = []
         try:
             # Each node's cluster bus listens 10000 above its port.
@@ -70,7 +83,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings
         try:
             start_redis_cluster(settings)
             break
-        except PortInUseError:
+        except (PortInUseError, ServiceStartError):
             stop_redis_cluster(settings)
             if attempt == 3:
                 raise

@@ -312,3 +312,73 @@ def test_headwater_up_redis_cluster_and_down(tmp_path: Path, kafka_bootstrap: st
     assert "not running" not in down.stdout.split("redis", 1)[1]
     assert all(pid is not None and not process.pid_alive(pid) for pid in pids)
     assert not any(process.port_open("127.0.0.1", port) for port in cluster_ports(settings))
+
+
+def test_up_secure_redis_cluster_requires_the_acl_user_on_every_node(tmp_path: Path) -> None:
+    """``up --secure --redis-cluster``: every node refuses a client without the ACL user,
+    replicas authenticate to their primaries (the cluster gets ready), the store works with
+    the printed identity, and the password is on no command line and in no output."""
+    from headwater.stack.secure import secure_settings
+    from tests.integration.services import free_ports
+
+    base = consecutive_free_ports(CLUSTER_NODES)
+    kafka_port, controller_port = free_ports(2)
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "HEADWATER_HOME": str(home),
+        "HEADWATER_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
+        "HEADWATER_STACK__CONTROLLER_PORT": str(controller_port),
+        "HEADWATER_REDIS__URL": f"redis://127.0.0.1:{base}",
+        "COLUMNS": "200",
+    }
+    plain = load_settings(
+        home=home,
+        kafka={"bootstrap_servers": f"127.0.0.1:{kafka_port}"},
+        redis={"url": f"redis://127.0.0.1:{base}", "cluster": True},
+        stack={"controller_port": controller_port},
+    )
+
+    def headwater(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "headwater", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    up = headwater("up", "--secure", "--redis-cluster")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        secure = secure_settings(plain)
+        password = secure.redis.password
+        assert password is not None and secure.redis.username == "headwater"
+        secret = password.get_secret_value()
+        assert secret not in up.stdout + up.stderr
+        assert "export HEADWATER_REDIS__CLUSTER=true" in up.stdout
+        for port in cluster_ports(plain):
+            anonymous = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+            with pytest.raises(redis.AuthenticationError):
+                anonymous.ping()
+            anonymous.close()
+            pid = process.read_pid_file(cluster_node_paths(plain, port).pid_file)
+            assert pid is not None
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+            assert secret not in argv
+        assert not redis_cluster_ready(plain)  # without the identity nothing answers
+        assert redis_cluster_ready(secure)  # replicas in sync: masterauth works
+        prefixed = secure.redis.model_copy(update={"key_prefix": f"hwsec-{uuid.uuid4().hex[:6]}"})
+        store = RedisOnlineStore.from_settings(prefixed)
+        try:
+            states = _states(30, 2.5)
+            assert store.write(FS, states, dict.fromkeys(states)) == []
+            assert store.read(FS, list(states)) == list(states.values())
+        finally:
+            store.close()
+    finally:
+        down = headwater("down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not any(process.port_open("127.0.0.1", port) for port in cluster_ports(plain))
+    assert not process.port_open("127.0.0.1", kafka_port)
