@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS, unknown_function
 from headwater.schemas.avro import AvroSchema
 from headwater.schemas.errors import DefinitionError, EventError, UnknownNameError
+from headwater.schemas.monitoring import Monitoring
 
 __all__ = [
     "KEY_SEPARATOR",
@@ -171,6 +172,8 @@ class Feature:
     """How many values ``last_n`` keeps."""
     tags: tuple[str, ...] = ()
     """Labels such as ``pii`` (reading a ``pii`` feature over the API needs a grant)."""
+    monitoring: Monitoring | None = None
+    """This feature's own drift limits (``schemas.monitoring``); metadata."""
 
     def __post_init__(self) -> None:
         _check_name("feature", self.name)
@@ -212,6 +215,8 @@ class FeatureSet:
     """New fields computed per event, in order: name -> expression."""
     relations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Other entities this set's events refer to: entity name -> field holding its key."""
+    monitoring: Monitoring = field(default_factory=Monitoring)
+    """Health limits of ``headwater monitor`` (``schemas.monitoring``); metadata."""
 
     def __post_init__(self) -> None:
         _check_name("feature set", self.name)

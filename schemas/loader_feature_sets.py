@@ -16,6 +16,7 @@ from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS, unknown_functi
 from headwater.schemas.definitions import Feature, FeatureSet
 from headwater.schemas.durations import parse_duration
 from headwater.schemas.loader_problems import Collector, Placed
+from headwater.schemas.monitoring import Monitoring, read_monitoring
 
 __all__ = ["FEATURE_SET_KEYS", "read_feature_set"]
 
@@ -34,8 +35,9 @@ FEATURE_SET_KEYS = {
     "filter",
     "transforms",
     "relations",
+    "monitoring",
 }
-_FEATURE_KEYS = {"name", "function", "field", "window", "n", "tags"}
+_FEATURE_KEYS = {"name", "function", "field", "window", "n", "tags", "monitoring"}
 _AGGREGATION_KEYS = {"field", "functions", "windows"}
 _FEATURE_EXAMPLE = "{name: spend_1h, function: sum, field: amount, window: 1h}"
 _AGGREGATION_EXAMPLE = "{field: amount, functions: [sum, mean], windows: [1h, 1d]}"
@@ -134,6 +136,9 @@ def read_feature_set(
             window_ms=window,
             n=raw.get("n"),
             tags=_tags(c, f"{fwhere}.tags", raw.get("tags")),
+            monitoring=read_monitoring(
+                c.add, f"{fwhere}.monitoring", raw.get("monitoring"), feature=True
+            ),
         )
     for j, entry in enumerate(c.entries(f"{where}.aggregations", item.get("aggregations"))):
         awhere = f"{where}.aggregations[{j}]"
@@ -215,4 +220,6 @@ def read_feature_set(
         filter=expression_filter,
         transforms={str(k): v for k, v in transforms.items()},
         relations={str(k): str(v) for k, v in relations.items()},
+        monitoring=read_monitoring(c.add, f"{where}.monitoring", item.get("monitoring"))
+        or Monitoring(),
     )

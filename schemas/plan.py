@@ -23,7 +23,7 @@ __all__ = ["Action", "Plan", "PlanItem", "make_plan", "source_change_allowed"]
 
 Action = Literal["create", "update", "new_version", "unchanged"]
 
-_METADATA = ("description", "owner", "tags", "labels", "ttl_ms", "relations")
+_METADATA = ("description", "owner", "tags", "labels", "ttl_ms", "relations", "monitoring")
 _BREAKING = ("entity", "source", "resolution_ms", "filter", "transforms")
 
 
@@ -99,12 +99,17 @@ def _feature_set_changes(
     for name, f in old_features.items():
         if name not in new_features:
             breaking.append(f"feature {name!r} removed")
-        elif replace(new_features[name], tags=()) != replace(f, tags=()):
+        elif replace(new_features[name], tags=(), monitoring=None) != replace(
+            f, tags=(), monitoring=None
+        ):
             breaking.append(f"feature {name!r}: {_describe(f)} -> {_describe(new_features[name])}")
-        elif new_features[name].tags != f.tags:  # metadata: who may read it, not its values
-            compatible.append(
-                f"feature {name!r} tags: {list(f.tags)} -> {list(new_features[name].tags)}"
-            )
+        else:  # metadata: who may read it and when it is unhealthy, not its values
+            if new_features[name].tags != f.tags:
+                compatible.append(
+                    f"feature {name!r} tags: {list(f.tags)} -> {list(new_features[name].tags)}"
+                )
+            if new_features[name].monitoring != f.monitoring:
+                compatible.append(f"feature {name!r} monitoring")
     added = [n for n in new_features if n not in old_features]
     if added:
         if partial_keys(new) <= partial_keys(old):

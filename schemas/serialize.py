@@ -14,6 +14,7 @@ from headwater.schemas.definitions import (
     FeatureSet,
     Source,
 )
+from headwater.schemas.monitoring import Monitoring, monitoring_from_dict, monitoring_to_dict
 
 __all__ = [
     "definitions_from_dict",
@@ -59,8 +60,10 @@ def feature_set_to_dict(fs: FeatureSet) -> dict[str, Any]:
             {"name": f.name, "function": f.function, "field": f.field, "window_ms": f.window_ms}
             | ({"n": f.n} if f.n is not None else {})
             | ({"tags": list(f.tags)} if f.tags else {})
+            | ({"monitoring": monitoring_to_dict(f.monitoring)} if f.monitoring else {})
             for f in fs.features
         ],
+        "monitoring": monitoring_to_dict(fs.monitoring),
     }
 
 
@@ -75,6 +78,11 @@ def definitions_to_dict(defs: Definitions) -> dict[str, Any]:
         "feature_sets": [feature_set_to_dict(fs) for fs in defs.feature_sets],
         "feature_services": [feature_service_to_dict(s) for s in defs.feature_services],
     }
+
+
+def _feature(f: Mapping[str, Any]) -> Feature:
+    monitoring = monitoring_from_dict(f.get("monitoring"), feature=True)
+    return Feature(**{k: v for k, v in f.items() if k != "monitoring"}, monitoring=monitoring)
 
 
 def _feature_set(fs: Mapping[str, Any]) -> FeatureSet:
@@ -92,7 +100,8 @@ def _feature_set(fs: Mapping[str, Any]) -> FeatureSet:
         filter=fs.get("filter"),
         transforms=fs.get("transforms", {}),
         relations=fs.get("relations", {}),
-        features=tuple(Feature(**f) for f in fs["features"]),
+        features=tuple(_feature(f) for f in fs["features"]),
+        monitoring=monitoring_from_dict(fs.get("monitoring")) or Monitoring(),
     )
 
 

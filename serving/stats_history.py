@@ -27,7 +27,7 @@ from headwater.schemas.offline_location import OfflineLocation
 from headwater.serving.errors import BadRequestError, NotFoundError
 from headwater.serving.stats_profile import PROFILE_FIELDS, ColumnProfile, profile_table
 
-__all__ = ["STATS_SCHEMA", "HistoryStats", "history_stats", "stats_uri"]
+__all__ = ["STATS_SCHEMA", "HistoryStats", "check_day", "history_stats", "stats_uri"]
 
 STATS_SCHEMA = pa.schema(
     [
@@ -57,7 +57,8 @@ def stats_uri(location: OfflineLocation, feature_set: FeatureSet) -> str:
     return location.uri("_stats", f"{feature_set.name}__v{feature_set.version}")
 
 
-def _day(text: str | None, name: str) -> str | None:
+def check_day(text: str | None, name: str) -> str | None:
+    """``text`` as an ISO date, ``None`` kept; a malformed one is refused naming ``name``."""
     if text is None:
         return None
     try:
@@ -106,7 +107,7 @@ def history_stats(
     Raises:
         NotFoundError: the feature set has no offline table yet, or a date is malformed.
     """
-    first, last = _day(start, "start"), _day(end, "end")
+    first, last = check_day(start, "start"), check_day(end, "end")
     history = open_delta(location, location.uri(f"{feature_set.name}__v{feature_set.version}"))
     if history is None:
         msg = (
