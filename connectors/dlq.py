@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from headwater.connectors.errors import KafkaUnavailableError
 from headwater.connectors.kafka import EventProducer, client_config, ensure_topics
@@ -48,6 +48,7 @@ __all__ = [
     "ledger_topic",
     "read_dead_letters",
     "replayed_letters",
+    "watermarks",
 ]
 
 REPLAY_OF_HEADER = "hw.replay_of"
@@ -111,19 +112,31 @@ def _consumer(kafka: KafkaSettings) -> Consumer:
     )
 
 
-def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
-    """The high watermark of every partition of ``topic`` ({} when it does not exist)."""
+def watermarks(kafka: KafkaSettings, topic: str) -> dict[int, tuple[int, int]]:
+    """(low, high) watermark of every partition of ``topic`` ({} when it does not exist).
+
+    Raises:
+        KafkaUnavailableError: no broker answered within 10 s.
+    """
     consumer = _consumer(kafka)
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
             return {}
         return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             for p in metadata.partitions
         }
+    except KafkaException as exc:
+        msg = f"Kafka did not answer for the offsets of {topic}: {exc}; is it up (kafka.bootstrap_servers)?"
+        raise KafkaUnavailableError(msg) from exc
     finally:
         consumer.close()
+
+
+def end_offsets(kafka: KafkaSettings, topic: str) -> dict[int, int]:
+    """The high watermark of every partition of ``topic`` ({} when it does not exist)."""
+    return {p: high for p, (_, high) in watermarks(kafka, topic).items()}
 
 
 def _read(

@@ -28,7 +28,8 @@ from headwater.serving.health import readiness
 from headwater.serving.historical_api import historical_router
 from headwater.serving.limits import BodyLimit
 from headwater.serving.lookup_route import PATH, LeanLookups, OnlineLookups
-from headwater.serving.metrics import instrument
+from headwater.serving.metrics import instrument, watch_measures
+from headwater.serving.monitoring_api import monitoring_router
 from headwater.serving.push import push_router
 from headwater.serving.registry import registry_router
 from headwater.serving.request_guards import RequestGuards, trusted_hosts
@@ -135,7 +136,16 @@ def create_app(settings: Settings) -> FastAPI:
         )
     )
     app.include_router(audit_router(catalog))
+    app.include_router(
+        monitoring_router(
+            catalog,
+            offline,
+            settings,
+            authorize=lambda request, resolved: authorize_features(guard, request, resolved),
+        )
+    )
     instrument(app)
+    watch_measures(settings.offline_location)
     # Outermost: the lookups it takes skip the stack above (serving.lookup_route).
     app.add_middleware(
         LeanLookups,

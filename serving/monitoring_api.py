@@ -1,0 +1,194 @@
+"""``/v1/stats``, ``/v1/drift`` and ``/v1/monitor``: what the console and scripts read.
+
+Statistics and drift describe a feature set's values, so they need the same grant as
+reading all of its features (a ``pii`` feature in the set needs a pii grant): the most
+frequent values of a field are the field's values.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from headwater.connectors.catalog import Catalog
+from headwater.connectors.offline_delta import DeltaOfflineStore
+from headwater.schemas.definitions import FeatureSet
+from headwater.schemas.errors import UnknownNameError
+from headwater.schemas.settings import Settings
+from headwater.serving.drift import drift_body
+from headwater.serving.errors import BadRequestError, NotFoundError
+from headwater.serving.feature_stats import Population, population, stats_body
+from headwater.serving.features import ResolvedFeatures, resolve_features
+from headwater.serving.monitor import feature_set_health
+from headwater.serving.monitor_records import latest_measures
+
+__all__ = [
+    "DriftRequest",
+    "default_windows",
+    "feature_set_at",
+    "measure_drift",
+    "monitoring_router",
+]
+
+Authorize = Callable[[Request, ResolvedFeatures], None]
+
+
+def feature_set_at(catalog: Catalog, name: str, version: int | None) -> FeatureSet:
+    """The feature set (the active version, or ``version``, retired ones included).
+
+    Raises:
+        NotFoundError: unknown name or version (404, the known ones listed).
+    """
+    try:
+        return catalog.definitions(include_retired=version is not None).feature_set(name, version)
+    except UnknownNameError as exc:
+        raise NotFoundError(str(exc), field="feature_set") from None
+
+
+def default_windows(today: datetime | None = None) -> tuple[tuple[str, str], tuple[str, str]]:
+    """(reference, current) days when none are given: the 7 days ending two days ago, and
+    yesterday with today."""
+    day = (today or datetime.now(UTC)).date()
+    reference = ((day - timedelta(days=8)).isoformat(), (day - timedelta(days=2)).isoformat())
+    current = ((day - timedelta(days=1)).isoformat(), day.isoformat())
+    return reference, current
+
+
+class DriftRequest:
+    """Which populations to compare, from query parameters or CLI options."""
+
+    def __init__(
+        self,
+        *,
+        reference: str | None = None,
+        reference_start: str | None = None,
+        reference_end: str | None = None,
+        current: str | None = None,
+        current_start: str | None = None,
+        current_end: str | None = None,
+    ) -> None:
+        (ref_start, ref_end), (cur_start, cur_end) = default_windows()
+        self.reference_training_set: str | None = None
+        if reference is not None:
+            kind, _, name = reference.partition(":")
+            if kind != "training_set" or not name:
+                msg = (
+                    f"reference {reference!r} is not understood: write training_set:NAME, or "
+                    "give reference_start and reference_end (YYYY-MM-DD)"
+                )
+                raise BadRequestError(msg, field="reference")
+            self.reference_training_set = name
+        self.reference_days = (reference_start or ref_start, reference_end or ref_end)
+        if current not in (None, "served", "history"):
+            msg = f"current {current!r} is not understood: write served or history"
+            raise BadRequestError(msg, field="current")
+        self.current_served = current == "served"
+        self.current_days = (current_start or cur_start, current_end or cur_end)
+
+
+def measure_drift(
+    catalog: Catalog, offline: DeltaOfflineStore, fs: FeatureSet, request: DriftRequest
+) -> dict[str, Any]:
+    """The drift of ``request``'s current population from its reference, per column."""
+    if request.reference_training_set is not None:
+        reference: Population = population(
+            catalog, offline, fs, training_set=request.reference_training_set
+        )
+    else:
+        start, end = request.reference_days
+        reference = population(catalog, offline, fs, start=start, end=end)
+    start, end = request.current_days
+    current = population(catalog, offline, fs, start=start, end=end, served=request.current_served)
+    return drift_body(
+        fs, reference.profiles, current.profiles, (reference.describe, current.describe)
+    )
+
+
+def _all_features(fs: FeatureSet) -> list[str]:
+    return [f"{fs.name}@v{fs.version}:{f.name}" for f in fs.features]
+
+
+def monitoring_router(
+    catalog: Catalog, offline: DeltaOfflineStore, settings: Settings, authorize: Authorize
+) -> APIRouter:
+    router = APIRouter(tags=["monitoring"])
+
+    def guarded(request: Request, name: str, version: int | None) -> FeatureSet:
+        fs = feature_set_at(catalog, name, version)
+        defs = catalog.definitions(include_retired=True)
+        authorize(request, resolve_features(defs, _all_features(fs)))
+        return fs
+
+    @router.get("/v1/stats/{feature_set}")
+    def stats(
+        request: Request,
+        feature_set: str,
+        version: int | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        training_set: str | None = None,
+        served: bool = False,
+    ) -> dict[str, Any]:
+        fs = guarded(request, feature_set, version)
+        pop = population(
+            catalog, offline, fs, start=start, end=end, training_set=training_set, served=served
+        )
+        return stats_body(fs, pop)
+
+    @router.get("/v1/drift/{feature_set}")
+    def drift(
+        request: Request,
+        feature_set: str,
+        version: int | None = None,
+        reference: str | None = None,
+        reference_start: str | None = None,
+        reference_end: str | None = None,
+        current: str | None = None,
+        current_start: str | None = None,
+        current_end: str | None = None,
+    ) -> dict[str, Any]:
+        fs = guarded(request, feature_set, version)
+        asked = DriftRequest(
+            reference=reference,
+            reference_start=reference_start,
+            reference_end=reference_end,
+            current=current,
+            current_start=current_start,
+            current_end=current_end,
+        )
+        return measure_drift(catalog, offline, fs, asked)
+
+    @router.get("/v1/monitor/{feature_set}")
+    def monitor_one(request: Request, feature_set: str) -> dict[str, Any]:
+        fs = guarded(request, feature_set, None)
+        source = catalog.definitions().source(fs.source)
+        measures = latest_measures(offline.location)
+        health = feature_set_health(
+            offline, settings.kafka, settings.worker.group_id, fs, source, measures
+        )
+        return health.body()
+
+    @router.get("/v1/monitor")
+    def monitor_all() -> dict[str, Any]:
+        """Every active feature set's health (names and problems only are cheap to scan)."""
+        defs = catalog.definitions()
+        measures = latest_measures(offline.location)
+        began = time.monotonic()
+        sets = [
+            feature_set_health(
+                offline,
+                settings.kafka,
+                settings.worker.group_id,
+                fs,
+                defs.source(fs.source),
+                measures,
+            ).body()
+            for fs in defs.feature_sets
+        ]
+        return {"feature_sets": sets, "seconds": round(time.monotonic() - began, 3)}
+
+    return router
