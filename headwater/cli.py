@@ -17,14 +17,22 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from headwater import cli_catalog, cli_dlq, cli_erase, cli_ingest, cli_keys, cli_offline
+from headwater import (
+    cli_catalog,
+    cli_dlq,
+    cli_erase,
+    cli_ingest,
+    cli_keys,
+    cli_monitor,
+    cli_offline,
+)
 from headwater.cli_app import app, fail
 from headwater.schemas.errors import UnknownNameError
 from headwater.schemas.settings import load_settings
 
 __all__ = ["app", "main"]
 # The command modules register on ``app`` when imported.
-_COMMANDS = (cli_catalog, cli_dlq, cli_ingest, cli_erase, cli_keys, cli_offline)
+_COMMANDS = (cli_catalog, cli_dlq, cli_ingest, cli_erase, cli_keys, cli_monitor, cli_offline)
 
 
 @app.command()

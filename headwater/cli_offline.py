@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -143,6 +144,7 @@ def consistency(
             "no logged responses; set HEADWATER_SERVING__LOG_SAMPLE_RATE (e.g. 0.01) for `headwater serve`"
         )
         return
+    _record_consistency(settings, report)
     table = Table(title=f"online vs offline at served_at, {report.responses} logged entity rows")
     for column in ("feature", "compared", "mismatches", "rate"):
         table.add_column(column, justify="left" if column == "feature" else "right")
@@ -154,3 +156,24 @@ def consistency(
             console.print(f"  mismatch {f.feature}: {example}")
     if fail_above is not None and any(f.rate > fail_above for f in report.features):
         raise typer.Exit(4)
+
+
+def _record_consistency(settings: Any, report: Any) -> None:
+    """Keep each feature's mismatch rate for ``headwater monitor`` and ``/metrics``, with
+    the limit of its feature set's ``monitoring.max_mismatch_rate``."""
+    from headwater.connectors.catalog import Catalog
+    from headwater.schemas.definitions import FeatureRef
+    from headwater.serving.monitor_records import Measure, record_measures
+
+    now = int(time.time() * 1000)
+    catalog = Catalog(settings.catalog_url)
+    try:
+        defs = catalog.definitions(include_retired=True)
+    finally:
+        catalog.close()
+    measures = []
+    for f in report.features:
+        ref = FeatureRef.parse(f.feature)
+        limit = defs.feature_set(ref.feature_set, ref.version).monitoring.max_mismatch_rate
+        measures.append(Measure(ref.feature_set, "mismatch_rate", ref.feature, f.rate, limit, now))
+    record_measures(settings.offline_location, measures)
