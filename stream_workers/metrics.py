@@ -17,6 +17,7 @@ __all__ = [
     "EVENTS_ERASED",
     "EVENTS_IN",
     "NEWEST_EVENT_TIME",
+    "PARTITION_NEWEST_EVENT_TIME",
     "PROCESSING_ERRORS",
     "SOURCE_PAUSED",
     "STORE_FAULTS",
@@ -61,6 +62,11 @@ NEWEST_EVENT_TIME = Gauge(
     "headwater_newest_event_time_seconds",
     "Newest event time applied, per feature-set version",
     ["feature_set"],
+)
+PARTITION_NEWEST_EVENT_TIME = Gauge(
+    "headwater_partition_newest_event_time_seconds",
+    "Newest event time applied, per partition of a source topic",
+    ["source", "partition"],
 )
 
 PROCESSING_ERRORS = Counter(

@@ -51,6 +51,7 @@ from headwater.stream_workers.metrics import (
     EVENTS_ERASED,
     EVENTS_IN,
     NEWEST_EVENT_TIME,
+    PARTITION_NEWEST_EVENT_TIME,
     PROCESSING_ERRORS,
     TOPIC_EPOCHS,
 )
@@ -144,6 +145,7 @@ class BatchProcessor:
         self._dead_letters = DeadLetters(source, dlq, self._position)
         self._read_range = read_range
         self._newest: dict[str, int] = {}
+        self._partition_newest: dict[int, int] = {}
         self._folder = OnlineFolder(
             online, self._keys, state_cache_entities, clock_ms, self._current_epoch
         )
@@ -454,7 +456,23 @@ class BatchProcessor:
         self._offline_history.commit_due(plans)
         if dead_letter:
             result.accepted += decoded.accepted
+            self._note_partition_times(batch)
         result.erased += len(messages) - decoded.accepted - len(bad)
+
+    def _note_partition_times(self, batch: pa.Table) -> None:
+        """The newest event time applied per source partition (a partition whose producer
+        stopped shows up stale while the others move on)."""
+        if not batch.num_rows or "_partition" not in batch.column_names:
+            return
+        newest = batch.group_by("_partition").aggregate([("event_time_ms", "max")])
+        for partition, ms in zip(
+            newest.column("_partition").to_pylist(),
+            newest.column("event_time_ms_max").to_pylist(),
+            strict=True,
+        ):
+            if ms is not None and ms > self._partition_newest.get(partition, -1):
+                self._partition_newest[partition] = ms
+                PARTITION_NEWEST_EVENT_TIME.labels(self.source.name, str(partition)).set(ms / 1000)
 
     def flush(self, *, older_than_s: float = 0.0) -> int:
         """Commit buffered history rows (see ``HistoryWriter.flush``); called on a timer,

@@ -138,6 +138,16 @@ def test_events_flow_to_online_and_offline_with_brute_force_values(
         in metrics
     )
     assert f'headwater_batch_seconds_count{{source="{source}"}}' in metrics
+    # Freshness per partition: the newest event time applied on each partition.
+    prefix = 'headwater_partition_newest_event_time_seconds{partition="'
+    newest = {
+        int(line.split('partition="')[1].split('"')[0]): float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith(prefix) and f'source="{source}"' in line
+    }
+    history = DeltaOfflineStore(settings.offline_location).history(fs)
+    assert set(history.column("_partition").to_pylist()) <= set(newest)
+    assert max(newest.values()) == max(valid.column("event_time").to_pylist()) / 1000
 
     # Online: every user's served values equal brute force at served_at.
     url = deployment.start_api()
