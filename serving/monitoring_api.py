@@ -117,10 +117,18 @@ def monitoring_router(
 ) -> APIRouter:
     router = APIRouter(tags=["monitoring"])
 
-    def guarded(request: Request, name: str, version: int | None) -> FeatureSet:
+    def guarded(
+        request: Request, name: str, version: int | None, *, values: bool = True
+    ) -> FeatureSet:
+        """The feature set, once the caller may read it: all its features for what shows
+        values; for health (no values), its non-pii features."""
         fs = feature_set_at(catalog, name, version)
         defs = catalog.definitions(include_retired=True)
-        authorize(request, resolve_features(defs, _all_features(fs)))
+        refs = _all_features(fs)
+        if not values:
+            plain = [r for r, f in zip(refs, fs.features, strict=True) if not fs.is_pii(f)]
+            refs = plain or refs
+        authorize(request, resolve_features(defs, refs))
         return fs
 
     @router.get("/v1/stats/{feature_set}")
@@ -164,7 +172,7 @@ def monitoring_router(
 
     @router.get("/v1/monitor/{feature_set}")
     def monitor_one(request: Request, feature_set: str) -> dict[str, Any]:
-        fs = guarded(request, feature_set, None)
+        fs = guarded(request, feature_set, None, values=False)
         source = catalog.definitions().source(fs.source)
         measures = latest_measures(offline.location)
         health = feature_set_health(

@@ -129,6 +129,18 @@ def test_every_endpoint_enforces_scopes_and_grants(deployment: Deployment) -> No
         ("GET", "/v1/features?q=spend", None, {}, {None: 401, reader: 200}),
         ("GET", f"/v1/lineage/{fs}", None, {}, {None: 401, reader: 200}),
         ("GET", "/metrics", None, {}, {None: 401, reader: 200}),
+        # Statistics and drift show values: a pii feature in the set needs the pii grant;
+        # health shows none.
+        (
+            "GET",
+            f"/v1/stats/{fs}",
+            None,
+            {},
+            {None: 401, stranger: 403, reader: 403, pii_reader: 200},
+        ),
+        ("GET", f"/v1/drift/{fs}", None, {}, {None: 401, reader: 403, pii_reader: 200}),
+        ("GET", f"/v1/monitor/{fs}", None, {}, {None: 401, stranger: 403, reader: 200}),
+        ("GET", "/v1/monitor", None, {}, {None: 401, reader: 200}),
         ("GET", "/v1/audit", None, {}, {None: 401, writer: 403, admin: 200}),
         (
             "POST",
@@ -248,7 +260,13 @@ def test_every_endpoint_enforces_scopes_and_grants(deployment: Deployment) -> No
         assert by_reader and by_reader[0]["detail"]["features"] == [f"{fs}:last_merchant"]
         stranger_id = stranger.split("_")[1]
         by_stranger = [e for e in audit if e["actor"] == f"key:{stranger_id}:other"]
-        assert {tuple(e["detail"]["features"]) for e in by_stranger} == {(f"{fs}:spend_1h",)}
+        every = deployment.definitions().feature_set(fs).features
+        plain = tuple(f"{fs}:{f.name}" for f in every if f.name != "last_merchant")
+        assert {tuple(e["detail"]["features"]) for e in by_stranger} == {
+            (f"{fs}:spend_1h",),  # the lookups
+            tuple(f"{fs}:{f.name}" for f in every),  # the statistics
+            plain,  # the health, which needs no pii grant
+        }
     # The Python client takes its key from the settings (HEADWATER_SECURITY__API_KEY).
     with HeadwaterClient(
         url, settings=load_settings(security={"api_key": pii_reader})
