@@ -17,6 +17,15 @@ from headwater.schemas.settings import load_settings
 __all__ = ["drift", "monitor", "stats"]
 
 _CROSSED = 4
+_HEALTH_COLUMNS = (
+    "feature set",
+    "freshness",
+    "lag",
+    "dead letters",
+    "mismatch rate",
+    "drifted",
+    "status",
+)
 
 
 def _fmt(value: Any) -> str:
@@ -193,31 +202,15 @@ def monitor(
 
     Exit 4 when a limit is crossed (for cron and CI), 0 otherwise.
     """
-    from headwater.serving.monitor import feature_set_health
-    from headwater.serving.monitor_records import latest_measures
+    from headwater.serving.monitor import all_health
 
     settings, catalog, offline = _stores()
-    defs = catalog.definitions()
-    chosen = (
-        [defs.feature_set(name) for name in feature_set] if feature_set else list(defs.feature_sets)
-    )
-    measures = latest_measures(offline.location)
     table = Table(title="Headwater health")
-    for column in (
-        "feature set",
-        "freshness",
-        "lag",
-        "dead letters",
-        "mismatch rate",
-        "drifted",
-        "status",
-    ):
+    for column in _HEALTH_COLUMNS:
         table.add_column(column, justify="left" if column in ("feature set", "status") else "right")
     problems: list[str] = []
-    for fs in chosen:
-        health = feature_set_health(
-            offline, settings.kafka, settings.worker.group_id, fs, defs.source(fs.source), measures
-        )
+    for health in all_health(catalog.definitions(), offline, settings, feature_set):
+        name = f"{health.feature_set}@v{health.version}"
         letters = sum(health.dead_letters.values())
         rate = health.consistency["mismatch_rate"] if health.consistency else None
         drifted = sorted(
@@ -228,7 +221,7 @@ def monitor(
             }
         )
         table.add_row(
-            fs.qualified_name,
+            name,
             "-" if health.freshness_seconds is None else f"{health.freshness_seconds:.0f}s",
             _fmt(health.lag),
             f"{letters}" + (f" ({health.dead_letter_rate:.2%})" if health.dead_letter_rate else ""),
@@ -236,7 +229,7 @@ def monitor(
             ", ".join(drifted) or "-",
             "[red]problem[/]" if health.problems else "[green]ok[/]",
         )
-        problems += [f"{fs.qualified_name}: {p}" for p in health.problems]
+        problems += [f"{name}: {p}" for p in health.problems]
     console = Console(highlight=False, soft_wrap=True)
     console.print(table)
     for problem in problems:

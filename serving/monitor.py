@@ -24,13 +24,13 @@ from headwater.connectors.dlq import watermarks
 from headwater.connectors.errors import StoreFaultError
 from headwater.connectors.kafka_groups import consumer_lag
 from headwater.connectors.offline_delta import DeltaOfflineStore, open_delta
-from headwater.schemas.definitions import FeatureSet, Source
+from headwater.schemas.definitions import Definitions, FeatureSet, Source
 from headwater.schemas.durations import format_duration
-from headwater.schemas.settings import KafkaSettings
+from headwater.schemas.settings import KafkaSettings, Settings
 from headwater.serving.dead_letter_views import count_dead_letters
-from headwater.serving.monitor_records import Measure
+from headwater.serving.monitor_records import Measure, latest_measures
 
-__all__ = ["Health", "feature_set_health", "newest_event_time_ms"]
+__all__ = ["Health", "all_health", "feature_set_health", "newest_event_time_ms"]
 
 
 @dataclass
@@ -162,3 +162,19 @@ def feature_set_health(
                 f"(monitoring.drift.{m.measure})"
             )
     return health
+
+
+def all_health(
+    defs: Definitions,
+    offline: DeltaOfflineStore,
+    settings: Settings,
+    names: list[str] | None = None,
+) -> list[Health]:
+    """The health of the feature sets called ``names`` (default: every active one)."""
+    chosen = [defs.feature_set(n) for n in names] if names else list(defs.feature_sets)
+    measures = latest_measures(offline.location)
+    group = settings.worker.group_id
+    return [
+        feature_set_health(offline, settings.kafka, group, fs, defs.source(fs.source), measures)
+        for fs in chosen
+    ]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from headwater.connectors.catalog import Catalog
 from headwater.connectors.offline_delta import DeltaOfflineStore
@@ -23,8 +23,7 @@ from headwater.serving.drift import drift_body
 from headwater.serving.errors import BadRequestError, NotFoundError
 from headwater.serving.feature_stats import Population, population, stats_body
 from headwater.serving.features import ResolvedFeatures, resolve_features
-from headwater.serving.monitor import feature_set_health
-from headwater.serving.monitor_records import latest_measures
+from headwater.serving.monitor import all_health
 
 __all__ = [
     "DriftRequest",
@@ -151,52 +150,23 @@ def monitoring_router(
     def drift(
         request: Request,
         feature_set: str,
+        asked: Annotated[DriftRequest, Depends()],
         version: int | None = None,
-        reference: str | None = None,
-        reference_start: str | None = None,
-        reference_end: str | None = None,
-        current: str | None = None,
-        current_start: str | None = None,
-        current_end: str | None = None,
     ) -> dict[str, Any]:
         fs = guarded(request, feature_set, version)
-        asked = DriftRequest(
-            reference=reference,
-            reference_start=reference_start,
-            reference_end=reference_end,
-            current=current,
-            current_start=current_start,
-            current_end=current_end,
-        )
         return measure_drift(catalog, offline, fs, asked)
 
     @router.get("/v1/monitor/{feature_set}")
     def monitor_one(request: Request, feature_set: str) -> dict[str, Any]:
         fs = guarded(request, feature_set, None, values=False)
-        source = catalog.definitions().source(fs.source)
-        measures = latest_measures(offline.location)
-        health = feature_set_health(
-            offline, settings.kafka, settings.worker.group_id, fs, source, measures
-        )
+        (health,) = all_health(catalog.definitions(), offline, settings, [fs.name])
         return health.body()
 
     @router.get("/v1/monitor")
     def monitor_all() -> dict[str, Any]:
-        """Every active feature set's health (names and problems only are cheap to scan)."""
-        defs = catalog.definitions()
-        measures = latest_measures(offline.location)
+        """Every active feature set's health."""
         began = time.monotonic()
-        sets = [
-            feature_set_health(
-                offline,
-                settings.kafka,
-                settings.worker.group_id,
-                fs,
-                defs.source(fs.source),
-                measures,
-            ).body()
-            for fs in defs.feature_sets
-        ]
+        sets = [h.body() for h in all_health(catalog.definitions(), offline, settings)]
         return {"feature_sets": sets, "seconds": round(time.monotonic() - began, 3)}
 
     return router

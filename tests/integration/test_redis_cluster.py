@@ -259,6 +259,18 @@ def test_a_standalone_redis_without_replicas_fails_writes_that_wait_for_one(
         store.close()
 
 
+def _headwater(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``headwater ARGS`` as a user runs it, with ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "headwater", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_headwater_up_redis_cluster_and_down(tmp_path: Path, kafka_bootstrap: str) -> None:
     base = consecutive_free_ports(CLUSTER_NODES)
     env = {
@@ -276,14 +288,7 @@ def test_headwater_up_redis_cluster_and_down(tmp_path: Path, kafka_bootstrap: st
     )
 
     def headwater(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "headwater", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        return _headwater(env, *args)
 
     up = headwater("up", "--redis-cluster")
     pids = [
@@ -340,14 +345,7 @@ def test_up_secure_redis_cluster_requires_the_acl_user_on_every_node(tmp_path: P
     )
 
     def headwater(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "headwater", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        return _headwater(env, *args)
 
     up = headwater("up", "--secure", "--redis-cluster")
     try:
