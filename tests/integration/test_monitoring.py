@@ -7,6 +7,7 @@ days (a shifted distribution) while currencies and statuses keep their mix (unch
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -97,6 +98,13 @@ def test_stats_drift_and_monitor_on_a_real_pipeline(deployment: Deployment) -> N
         zip(values.tolist(), counts.tolist(), strict=True)
     )
     assert sum(amount["histogram"]["counts"]) == pytest.approx(exact.size, abs=20)
+
+    # The CLI prints the same numbers, and its rerun reads no data file again.
+    printed = deployment.cli("stats", name)
+    assert printed.returncode == 0, printed.stdout + printed.stderr
+    assert f"history, {history.num_rows} rows" in printed.stdout
+    row = next(line for line in printed.stdout.splitlines() if re.match(r"\W*amount\s", line))
+    assert f"{exact.mean():.6g}" in row and f"{exact.max():.6g}" in row
 
     # One day only: the rows of that day.
     day = (today - timedelta(days=4)).isoformat()
