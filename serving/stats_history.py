@@ -13,6 +13,7 @@ both append a file's partial; the first one read counts, so nothing counts twice
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,6 +21,7 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.dataset as pds
 from deltalake import write_deltalake
+from deltalake.exceptions import DeltaError
 
 from headwater.connectors.offline_delta import META_COLUMNS, open_delta, read_delta
 from headwater.schemas.definitions import FeatureSet
@@ -38,6 +40,7 @@ STATS_SCHEMA = pa.schema(
     ]
 )
 _SKIP = frozenset(META_COLUMNS)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -140,7 +143,12 @@ def history_stats(
         _merge_rows(result, rows)
     result.days = sorted(days)
     if persist and new_rows:
-        _save(location, uri, new_rows, stored, live)
+        try:
+            _save(location, uri, new_rows, stored, live)
+        except (DeltaError, OSError) as exc:
+            # A reader without write access (an API with read-only storage credentials)
+            # still answers; the partials are computed again next time.
+            log.warning("statistics partials not kept at %s: %s", uri, exc)
     return result
 
 

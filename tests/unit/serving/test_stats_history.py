@@ -118,3 +118,17 @@ def test_a_malformed_date_names_the_parameter(tmp_path: Path) -> None:
     location = OfflineLocation.of(tmp_path)
     with pytest.raises(BadRequestError, match="start '12/01/2026' is not a date: write YYYY-MM-DD"):
         history_stats(location, FS, start="12/01/2026")
+
+
+def test_a_reader_that_cannot_keep_partials_still_answers(tmp_path: Path) -> None:
+    location = OfflineLocation.of(tmp_path)
+    rng = np.random.default_rng(8)
+    table = _batch(rng, DAYS[0], 400)
+    _append(location, table)
+    (tmp_path / "_stats").write_text("not a directory")  # every write below it fails
+    first = history_stats(location, FS)
+    again = history_stats(location, FS)
+    assert first.rows == again.rows == 400
+    assert (first.files_profiled, again.files_profiled) == (1, 1)  # nothing was kept
+    amounts = table.column("amount").drop_null().to_numpy()
+    assert again.profiles["amount"].mean == pytest.approx(amounts.mean(), rel=1e-12)
