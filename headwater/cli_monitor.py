@@ -130,9 +130,19 @@ def _record_drift(offline: Any, body: dict[str, Any]) -> None:
     record_measures(offline.location, measures)
 
 
+def _population(described: dict[str, Any]) -> str:
+    """``history 2026-12-04..2026-12-05``, ``training set fraud_v3``, ``served ...``."""
+    if described.get("name"):
+        return f"training set {described['name']}"
+    days = f"{described.get('start') or 'first'}..{described.get('end') or 'last'}"
+    return f"{described['of']} {days}"
+
+
 def _print_drift(console: Console, body: dict[str, Any]) -> None:
-    ref, cur = body["reference"], body["current"]
-    title = f"{body['feature_set']}@v{body['version']}: drift of {cur} from {ref}"
+    title = (
+        f"{body['feature_set']}@v{body['version']}: drift of {_population(body['current'])} "
+        f"against {_population(body['reference'])}"
+    )
     table = Table(title=title)
     for column in ("column", "type", "PSI", "limit", "JS", "limit ", "drifted"):
         table.add_column(column, justify="left" if column in ("column", "type") else "right")
@@ -147,6 +157,8 @@ def _print_drift(console: Console, body: dict[str, Any]) -> None:
             "[red]yes[/]" if c["drifted"] else "no",
         )
     console.print(table)
+    for skipped in body["skipped"]:
+        console.print(f"not compared: {skipped['name']}, {skipped['reason']}", style="dim")
 
 
 @app.command()

@@ -27,6 +27,8 @@ from headwater.serving.stats_profile import ColumnProfile
 __all__ = ["FLOOR", "column_drift", "drift_body", "js_divergence", "psi"]
 
 FLOOR = 1e-4
+_IDENTIFIER_SHARE = 0.5
+"""A text column with more distinct values than this share of its rows is an identifier."""
 _DECILES = [i / 10 for i in range(1, 10)]
 
 
@@ -123,22 +125,41 @@ def column_drift(
     }
 
 
+def _not_compared(name: str, reference: ColumnProfile, current: ColumnProfile) -> str | None:
+    """Why a column is left out of drift, or ``None``."""
+    if reference.kind != current.kind:
+        return f"its type changed from {reference.kind} to {current.kind}"
+    if reference.kind == "string" and reference.count:
+        distinct = float(reference.hll.get_estimate())
+        if distinct > _IDENTIFIER_SHARE * reference.count:
+            return "an identifier (most values unique): every new value is new"
+    return None
+
+
 def drift_body(
     fs: FeatureSet,
     reference: dict[str, ColumnProfile],
     current: dict[str, ColumnProfile],
     described: tuple[dict[str, Any], dict[str, Any]],
+    *,
+    time_field: str | None = None,
 ) -> dict[str, Any]:
     """The JSON of ``/v1/drift/{feature_set}``: every column both populations have, with
-    the limits of the feature of that name (or the set's)."""
+    the limits of the feature of that name (or the set's). The source's event time
+    (``time_field``) always moves, and identifiers are all new: both are listed as skipped."""
     own = {f.name: f.monitoring for f in fs.features}
-    columns = [
-        column_drift(
-            name, reference[name], current[name], fs.monitoring.drift_limits(own.get(name))
+    columns, skipped = [], []
+    for name in sorted(set(reference) & set(current)):
+        why = (
+            "the event time: it moves by definition"
+            if name == time_field
+            else _not_compared(name, reference[name], current[name])
         )
-        for name in sorted(set(reference) & set(current))
-        if reference[name].kind == current[name].kind
-    ]
+        if why is not None:
+            skipped.append({"name": name, "reason": why})
+            continue
+        limits = fs.monitoring.drift_limits(own.get(name))
+        columns.append(column_drift(name, reference[name], current[name], limits))
     return {
         "feature_set": fs.name,
         "version": fs.version,
@@ -146,4 +167,5 @@ def drift_body(
         "current": described[1],
         "drifted": [c["name"] for c in columns if c["drifted"]],
         "columns": columns,
+        "skipped": skipped,
     }

@@ -63,7 +63,7 @@ def record_measures(location: OfflineLocation, measures: Iterable[Measure]) -> i
 
 
 def latest_measures(location: OfflineLocation, *, max_age_ms: int | None = None) -> list[Measure]:
-    """The newest value of each (feature set, measure, column); those older than
+    """The values of the newest run of each (feature set, measure); those older than
     ``max_age_ms`` are left out (a feature set no longer measured stops being reported)."""
     table = open_delta(location, _uri(location))
     if table is None:
@@ -72,10 +72,16 @@ def latest_measures(location: OfflineLocation, *, max_age_ms: int | None = None)
     if max_age_ms is not None:
         since = int(time.time() * 1000) - max_age_ms
         rows = rows.filter(pc.greater_equal(rows.column("measured_at_ms"), since))
-    newest: dict[tuple[str, str, str], Measure] = {}
-    for row in rows.to_pylist():
-        measure = Measure(**row)
-        key = (measure.feature_set, measure.measure, measure.column)
-        if key not in newest or newest[key].measured_at_ms <= measure.measured_at_ms:
-            newest[key] = measure
+    measures = [Measure(**row) for row in rows.to_pylist()]
+    # One run measures every column at once: its values replace the previous run's, and a
+    # column it left out (no longer compared) is no longer reported.
+    last_run: dict[tuple[str, str], int] = {}
+    for m in measures:
+        key = (m.feature_set, m.measure)
+        last_run[key] = max(last_run.get(key, m.measured_at_ms), m.measured_at_ms)
+    newest = {
+        (m.feature_set, m.measure, m.column): m
+        for m in measures
+        if m.measured_at_ms == last_run[(m.feature_set, m.measure)]
+    }
     return sorted(newest.values(), key=lambda m: (m.feature_set, m.measure, m.column))

@@ -102,8 +102,13 @@ def measure_drift(
         reference = population(catalog, offline, fs, start=start, end=end)
     start, end = request.current_days
     current = population(catalog, offline, fs, start=start, end=end, served=request.current_served)
+    time_field = catalog.definitions(include_retired=True).source(fs.source).timestamp
     return drift_body(
-        fs, reference.profiles, current.profiles, (reference.describe, current.describe)
+        fs,
+        reference.profiles,
+        current.profiles,
+        (reference.describe, current.describe),
+        time_field=time_field,
     )
 
 

@@ -215,8 +215,12 @@ class ColumnProfile:
         return [float(x) for x in self.kll.get_cdf(split_points)[:-1]]
 
     def top(self, limit: int = TOP_ITEMS) -> list[tuple[str, int]]:
-        """The most frequent values with their estimated counts, most frequent first."""
-        items = self.frequent.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_NEGATIVES)
+        """The most frequent values with their estimated counts, most frequent first.
+
+        Only values surely more frequent than the sketch's error (no false positives): of a
+        column of unique identifiers, none, rather than arbitrary ones with made-up counts.
+        """
+        items = self.frequent.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_POSITIVES)
         ranked = sorted(((str(i[0]), int(i[1])) for i in items), key=lambda t: (-t[1], t[0]))
         return ranked[:limit]
 

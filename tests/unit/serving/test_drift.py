@@ -86,3 +86,26 @@ def test_body_uses_each_features_own_limit() -> None:
     body = drift_body(fs, ref, cur, ({"of": "history"}, {"of": "served"}))
     assert body["drifted"] == ["a"]
     assert [c["threshold"]["psi"] for c in body["columns"]] == [0.1, 5.0]
+
+
+def test_event_time_and_identifiers_are_skipped_with_the_reason() -> None:
+    fs = FeatureSet(
+        name="s", entity="user", source="txns", features=(Feature(name="a", function="count"),)
+    )
+    ids = [f"t{i}" for i in range(3_000)]
+    ref = {
+        "ts": ColumnProfile.of(pa.array(np.arange(1_000, dtype=float)), "number"),
+        "txn": ColumnProfile.of(pa.array(ids[:1_500]), "string"),
+        "city": ColumnProfile.of(pa.array(["Oslo", "Lyon"] * 500), "string"),
+    }
+    cur = {
+        "ts": ColumnProfile.of(pa.array(np.arange(5_000, 6_000, dtype=float)), "number"),
+        "txn": ColumnProfile.of(pa.array(ids[1_500:]), "string"),
+        "city": ColumnProfile.of(pa.array(["Oslo", "Lyon"] * 500), "string"),
+    }
+    body = drift_body(fs, ref, cur, ({}, {}), time_field="ts")
+    assert [c["name"] for c in body["columns"]] == ["city"] and body["drifted"] == []
+    reasons = {s["name"]: s["reason"] for s in body["skipped"]}
+    assert reasons["ts"].startswith("the event time") and reasons["txn"].startswith("an identifier")
+    # Unique identifiers have no most frequent values (the sketch's estimates would be noise).
+    assert ColumnProfile.of(pa.array(ids), "string").top() == []
