@@ -100,9 +100,16 @@ class ColumnProfile:
     maximum: float | None = None
     kll: ds.kll_doubles_sketch = field(default_factory=lambda: ds.kll_doubles_sketch(KLL_K))
     hll: ds.hll_sketch = field(default_factory=_new_hll)
-    frequent: ds.frequent_strings_sketch = field(
-        default_factory=lambda: ds.frequent_strings_sketch(FREQUENT_LG_MAX_K)
-    )
+    frequent: Any = None
+    """Numbers: a frequent-items sketch of floats; text: of strings (hashed as such)."""
+
+    def __post_init__(self) -> None:
+        if self.frequent is None:
+            self.frequent = (
+                ds.frequent_items_sketch(FREQUENT_LG_MAX_K)
+                if self.kind == "number"
+                else ds.frequent_strings_sketch(FREQUENT_LG_MAX_K)
+            )
 
     @classmethod
     def of(cls, values: pa.Array | pa.ChunkedArray, kind: ColumnKind) -> ColumnProfile:
@@ -128,10 +135,12 @@ class ColumnProfile:
             profile.kll.update(numbers)
             present = pa.array(numbers)
         counts = pc.value_counts(present)
-        texts = _texts(counts.field("values"), kind)
-        for text, n in zip(texts, counts.field("counts").to_pylist(), strict=True):
-            profile.hll.update(text)
-            profile.frequent.update(text, n)
+        # One update per distinct value, with its count: the sketches' cost is per distinct
+        # value, and numbers are hashed as floats (no text conversion).
+        values = _distinct(counts.field("values"), kind)
+        for value, n in zip(values, counts.field("counts").to_pylist(), strict=True):
+            profile.hll.update(value)
+            profile.frequent.update(value, n)
         return profile
 
     def merge(self, other: ColumnProfile) -> None:
@@ -176,7 +185,11 @@ class ColumnProfile:
             "maximum": self.maximum,
             "kll": self.kll.serialize() if self.kind == "number" else None,
             "hll": self.hll.serialize_compact(),
-            "frequent": self.frequent.serialize(),
+            "frequent": (
+                self.frequent.serialize(ds.PyDoublesSerDe())
+                if self.kind == "number"
+                else self.frequent.serialize()
+            ),
         }
 
     @classmethod
@@ -190,7 +203,11 @@ class ColumnProfile:
             minimum=row["minimum"],
             maximum=row["maximum"],
             hll=ds.hll_sketch.deserialize(row["hll"]),
-            frequent=ds.frequent_strings_sketch.deserialize(row["frequent"]),
+            frequent=(
+                ds.frequent_items_sketch.deserialize(row["frequent"], ds.PyDoublesSerDe())
+                if row["kind"] == "number"
+                else ds.frequent_strings_sketch.deserialize(row["frequent"])
+            ),
         )
         if row["kll"] is not None:
             profile.kll = ds.kll_doubles_sketch.deserialize(row["kll"])
@@ -221,7 +238,7 @@ class ColumnProfile:
         column of unique identifiers, none, rather than arbitrary ones with made-up counts.
         """
         items = self.frequent.get_frequent_items(ds.frequent_items_error_type.NO_FALSE_POSITIVES)
-        ranked = sorted(((str(i[0]), int(i[1])) for i in items), key=lambda t: (-t[1], t[0]))
+        ranked = sorted(((_shown(i[0]), int(i[1])) for i in items), key=lambda t: (-t[1], t[0]))
         return ranked[:limit]
 
     def share_of(self, value: str) -> float:
@@ -270,13 +287,20 @@ class ColumnProfile:
         }
 
 
-def _texts(values: pa.Array, kind: ColumnKind) -> list[str]:
-    """Distinct values as the strings the HLL and frequent-items sketches hash."""
+def _distinct(values: pa.Array, kind: ColumnKind) -> list[Any]:
+    """Distinct values as the sketches take them: floats, or text."""
     if kind == "number":
-        return [repr(float(v)) for v in values.to_pylist()]
+        return [float(v) for v in values.to_pylist()]
     if kind == "boolean":
         return ["true" if v else "false" for v in values.to_pylist()]
     return [str(v) for v in values.to_pylist()]
+
+
+def _shown(value: Any) -> str:
+    """A frequent value as people read it: ``3`` rather than ``3.0`` for whole numbers."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
 
 
 PROFILE_FIELDS = [
