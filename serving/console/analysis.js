@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { api, h, link, num, percent, route, seg, table } = Console;
+  const { api, h, link, nodes, num, percent, route, seg, table } = Console;
 
   function day(offsetDays) {
     const d = new Date(Date.now() + offsetDays * 86400000);
@@ -88,13 +88,13 @@
       try {
         const stats = await api(`/v1/stats/${seg(name)}?${new URLSearchParams(query)}`);
         const range = stats.of === "history" ? ` from ${stats.start || "the start"} to ${stats.end || "now"}` : "";
-        out.replaceChildren(
+        out.replaceChildren(...nodes([
           h("p", { id: "stats-summary" }, `${num(stats.rows)} rows of ${stats.of}${range} (v${stats.version}); ` +
             `quantile rank error ±${percent(stats.accuracy.quantile_rank_error)}, ` +
             `distinct count error ±${percent(stats.accuracy.distinct_relative_error)}`),
           statsTable(stats.columns),
           h("h2", {}, "Per column"),
-          stats.columns.map(columnCard));
+          stats.columns.map(columnCard)]));
       } catch (error) {
         out.replaceChildren(h("p", { class: "error", id: "stats-error" }, error.message));
       }
@@ -157,7 +157,7 @@
         const cur = drift.current.of === "served" ? "served values"
           : `history ${drift.current.start} to ${drift.current.end}`;
         const drifted = drift.columns.filter((c) => c.drifted).map((c) => c.name);
-        out.replaceChildren(
+        out.replaceChildren(...nodes([
           h("p", { id: "drift-summary" }, `v${drift.version}: ${ref} against ${cur}; ` +
             (drifted.length ? `drifted: ${drifted.join(", ")}` : "no column drifted")),
           driftTable(drift.columns),
@@ -167,7 +167,7 @@
           drift.columns.map((c) => h("div", { class: "card column", "data-column": c.name },
             h("h3", {}, `${c.name} `, h("span", { class: c.drifted ? "drifted" : "muted" },
               `PSI ${num(c.psi)}, JS ${num(c.js)}`)),
-            Charts.shares(c.bins, c.name))));
+            Charts.shares(c.bins, c.name)))]));
       } catch (error) {
         out.replaceChildren(h("p", { class: "error", id: "drift-error" }, error.message));
       }

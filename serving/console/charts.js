@@ -11,7 +11,7 @@ const Charts = (() => {
     for (const [name, value] of Object.entries(attrs || {})) {
       if (value !== null && value !== undefined) el.setAttribute(name, String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined) continue;
       el.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }

@@ -16,7 +16,7 @@ const Console = (() => {
       if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
       else el.setAttribute(name, value === true ? "" : String(value));
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       el.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -106,6 +106,11 @@ const Console = (() => {
     return encodeURIComponent(value);
   }
 
+  /** Nested lists of nodes (and null for "nothing here") as one flat list of nodes. */
+  function nodes(content) {
+    return [content].flat(Infinity).filter((x) => x !== null && x !== undefined && x !== false);
+  }
+
   async function render() {
     const view = document.getElementById("view");
     const { path, params } = location();
@@ -116,7 +121,7 @@ const Console = (() => {
       try {
         const args = match.slice(1).map(decodeURIComponent);
         const content = await page(args, params);
-        if (location().path === path) view.replaceChildren(...[content].flat());
+        if (location().path === path) view.replaceChildren(...nodes(content));
       } catch (error) {
         view.replaceChildren(
           h("h1", { id: "page-title" }, "Could not load this page"),
@@ -165,5 +170,5 @@ const Console = (() => {
     render();
   }
 
-  return { api, ApiError, h, link, num, percent, render, route, seg, setParams, start, table };
+  return { api, ApiError, h, link, nodes, num, percent, render, route, seg, setParams, start, table };
 })();

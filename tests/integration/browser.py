@@ -19,7 +19,11 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
@@ -77,7 +81,9 @@ def wait(
 ) -> None:
     """Until ``check`` is truthy; fails naming ``what`` with the page's heading and errors."""
     try:
-        WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(check)
+        # Pages replace their content as they load: an element read mid-way may be gone.
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        WebDriverWait(driver, timeout_s, 0.1, ignored_exceptions=ignored).until(check)
     except TimeoutException:
         heading = driver.execute_script(
             "const t = document.getElementById('page-title');"
