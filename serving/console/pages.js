@@ -185,8 +185,11 @@
     for (const svc of services) {
       for (const v of new Set(svc.features.map(versionOf))) edges.push([`set:v${v}`, svc.id]);
     }
+    // A training set hangs off a service when it holds exactly the versions the service
+    // serves now (its features pinned as set@vN:f); otherwise off the versions it read.
+    const pinned = (ref) => `${bare(ref)}@${versionOf(ref)}`;
     for (const t of trainings) {
-      const via = services.filter((svc) => t.features.every((f) => svc.features.map(bare).includes(bare(f))));
+      const via = services.filter((svc) => t.features.every((f) => svc.features.map(pinned).includes(pinned(f))));
       if (via.length) via.forEach((svc) => edges.push([svc.id, t.id]));
       else new Set(t.features.map(versionOf)).forEach((v) => edges.push([`set:v${v}`, t.id]));
     }

@@ -167,8 +167,18 @@ def open_page(driver: WebDriver, url: str, shots: Path | None = None, shot: str 
     )
     heading = str(driver.find_element(By.ID, "page-title").text)
     if shots is not None:
-        driver.save_screenshot(str(shots / f"{shot}.png"))
+        screenshot(driver, shots / f"{shot}.png")
     return heading
+
+
+def screenshot(driver: WebDriver, path: Path) -> None:
+    """The whole page (up to 2,400 px tall), from its top."""
+    size = driver.get_window_size()
+    tall = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.execute_script("window.scrollTo(0, 0)")
+    driver.set_window_size(size["width"], min(max(int(tall) + 120, 600), 2400))
+    driver.save_screenshot(str(path))
+    driver.set_window_size(size["width"], size["height"])
 
 
 def cells(driver: WebDriver, selector: str) -> list[list[str]]:
@@ -383,7 +393,7 @@ def test_console_pages_render_the_apis_numbers(
     assert [li.text for li in chromium.find_elements(By.CSS_SELECTOR, "#diff-breaking li")] == [
         "feature 'txn_count_1d': count() over 1d -> count() over 2d"
     ]
-    chromium.save_screenshot(str(shots / "feature-set.png"))
+    screenshot(chromium, shots / "feature-set.png")
     resolved = links_resolve(chromium, page)
     for target in ("/stats", "/drift", f"#/lineage/{name}", f"#/dead-letters/{source}"):
         assert any(h.endswith(target) for h in resolved), target
@@ -409,7 +419,8 @@ def test_console_pages_render_the_apis_numbers(
         f"source:{source}->set:v1",
         f"source:{source}->set:v2",
         "set:v2->service:fraud_model",
-        "service:fraud_model->training:console_train",
+        # Saved from v1: it hangs off the version it read, not the service (now on v2).
+        "set:v1->training:console_train",
     }
     resolved = links_resolve(chromium, f"{url}/ui/#/lineage/{name}")
     assert f"{url}/ui/#/dead-letters/{source}" in resolved  # the source node's link
@@ -493,6 +504,7 @@ def test_console_asks_for_a_key_when_the_api_needs_one(
     deployment: Deployment, start_console_server: Start, chromium: WebDriver, tmp_path: Path
 ) -> None:
     name = deployment.feature_set
+    _save_training_set(deployment, tmp_path)  # on v1, which the service serves: via the service
     key = make_key(deployment, "--name", "console-reader", "--scope", "read")
     server = start_console_server(deployment, None)
     url = server.url
@@ -508,7 +520,7 @@ def test_console_asks_for_a_key_when_the_api_needs_one(
     prompt = chromium.find_element(By.ID, "key-prompt")
     wait(chromium, "the key prompt", lambda d: prompt.is_displayed())
     assert "needs an API key" in chromium.find_element(By.ID, "key-reason").text
-    chromium.save_screenshot(str(tmp_path / "key-prompt.png"))
+    screenshot(chromium, tmp_path / "key-prompt.png")
     field = chromium.find_element(By.ID, "api-key")
     field.send_keys("hw_000000000000_not-a-key")
     chromium.find_element(By.ID, "key-submit").click()
@@ -524,7 +536,16 @@ def test_console_asks_for_a_key_when_the_api_needs_one(
     heading = open_page(chromium, f"{url}/ui/#/feature-sets/{name}")
     assert heading == f"{name} v1" and not prompt.is_displayed()
     assert len(cells(chromium, "#features tbody tr")) == 10
-    assert "lineage" in open_page(chromium, f"{url}/ui/#/lineage/{name}").lower()
+    assert open_page(chromium, f"{url}/ui/#/lineage/{name}") == f"Lineage of {name}"
+    edges = {
+        e.get_attribute("data-edge") for e in chromium.find_elements(By.CSS_SELECTOR, "path.edge")
+    }
+    assert edges == {
+        f"source:{deployment.source}->set:v1",
+        "set:v1->service:fraud_model",
+        "service:fraud_model->training:console_train",
+    }
+    assert not prompt.is_displayed()
 
 
 def _write_many(directory: Path, suffix: str, count: int) -> dict[str, str]:
@@ -578,7 +599,7 @@ def test_a_catalog_of_500_feature_sets_pages_fast_and_searches(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#catalog-table tbody tr")) == 25,
     )
     assert time.monotonic() - began < 5
-    chromium.save_screenshot(str(tmp_path / "catalog-500.png"))
+    screenshot(chromium, tmp_path / "catalog-500.png")
     assert [r[0] for r in cells(chromium, "#catalog-table tbody tr")] == every[:25]
     assert chromium.find_element(By.ID, "page-info").text == "1–25 of 501 feature sets"
     chromium.find_element(By.ID, "next").click()
