@@ -48,7 +48,8 @@
       h("td", { class: "num", "data-stat": "stddev" }, num(c.stddev)),
       h("td", { class: "num", "data-stat": "distinct",
         title: c.distinct_bounds ? `between ${num(c.distinct_bounds[0])} and ${num(c.distinct_bounds[1])}` : "" },
-      num(c.distinct)),
+      num(c.distinct) + (c.distinct_bounds && c.distinct_bounds[0] !== c.distinct_bounds[1]
+        ? ` (${num(c.distinct_bounds[0])}–${num(c.distinct_bounds[1])})` : "")),
       h("td", { "data-stat": "top" }, (c.top || []).map((t) => `${t.value} (${num(t.count)})`).join(", ")),
     )), { id: "stats-table" });
   }

@@ -68,7 +68,7 @@ const Charts = (() => {
   /** Per bin two bars, the reference's and the current share, on one scale (the largest
    * share is HEIGHT px). */
   function shares(bins, column) {
-    const group = 34;
+    const group = 64;
     const width = Math.max(360, bins.length * group + 60);
     const top = Math.max(...bins.flatMap((b) => [b.reference, b.current]), 1e-9);
     const bars = bins.flatMap((bin, i) => {
@@ -76,14 +76,14 @@ const Charts = (() => {
       const ref = (bin.reference / top) * HEIGHT;
       const cur = (bin.current / top) * HEIGHT;
       return [
-        s("rect", { class: "bar-ref", x, y: 10 + HEIGHT - ref, width: 13, height: ref,
+        s("rect", { class: "bar-ref", x, y: 10 + HEIGHT - ref, width: 26, height: ref,
           "data-bin": bin.label, "data-share": bin.reference },
           s("title", {}, `${bin.label} reference ${Console.percent(bin.reference)}`)),
-        s("rect", { class: "bar-cur", x: x + 14, y: 10 + HEIGHT - cur, width: 13, height: cur,
+        s("rect", { class: "bar-cur", x: x + 28, y: 10 + HEIGHT - cur, width: 26, height: cur,
           "data-bin": bin.label, "data-share": bin.current },
           s("title", {}, `${bin.label} current ${Console.percent(bin.current)}`)),
-        s("text", { x: x + 13, y: HEIGHT + 24, "text-anchor": "middle", class: "bin-label" },
-          bin.label.length > 9 ? bin.label.slice(0, 8) + "…" : bin.label),
+        s("text", { x: x + 27, y: HEIGHT + 24, "text-anchor": "middle", class: "bin-label" },
+          bin.label.length > 10 ? bin.label.slice(0, 9) + "…" : bin.label),
       ];
     });
     return s(

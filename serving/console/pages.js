@@ -61,6 +61,14 @@
     return [h("h1", { id: "page-title" }, "Catalog"), h("div", { class: "toolbar" }, search), results];
   });
 
+  /** Seconds as "12.5 s", "2 h 2 min" (how old the newest event is). */
+  function ago(seconds) {
+    if (seconds < 120) return `${num(seconds)} s`;
+    const minutes = Math.round(seconds / 60);
+    if (minutes < 120) return `${minutes} min`;
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
+
   function healthPanel(monitor) {
     if (monitor instanceof Error) {
       return h("div", { class: "card", id: "health" }, h("h2", {}, "Health"),
@@ -75,7 +83,7 @@
       h("h2", {}, "Health"),
       table(["Measure", "Value"], [
         h("tr", {}, h("td", {}, "Freshness"), h("td", { id: "health-freshness", class: "num" },
-          monitor.freshness_seconds === null ? "–" : `${num(monitor.freshness_seconds)} s`)),
+          monitor.freshness_seconds === null ? "–" : ago(monitor.freshness_seconds))),
         h("tr", {}, h("td", {}, "Newest event"), h("td", { id: "health-newest" }, newest)),
         h("tr", {}, h("td", {}, "Consumer lag"), h("td", { id: "health-lag", class: "num" },
           lag === null ? "–" : num(lag.total))),
@@ -153,7 +161,8 @@
         h("a", { href: link(`/dead-letters/${seg(fs.source)}`) }, `Dead letters of ${fs.source}`)),
       h("div", { class: "grid" },
         h("div", { class: "card" }, h("h2", {}, "Definition"),
-          table(["", ""], def.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v))), { id: "definition" })),
+          h("table", { id: "definition" }, h("tbody", {},
+            def.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v)))))),
         healthPanel(monitor)),
       h("h2", {}, "Features"), features,
       transforms.length ? [h("h2", {}, "Transforms"), table(["Column", "Expression"],
@@ -214,7 +223,10 @@
   route(/^\/dead-letters\/([^/]+)$/, async ([source], params) => {
     const reason = params.get("reason");
     const query = new URLSearchParams({ limit: 50, ...(reason ? { reason } : {}) });
-    const data = await api(`/v1/dead-letters/${seg(source)}?${query}`);
+    const [data, about] = await Promise.all([
+      api(`/v1/dead-letters/${seg(source)}?${query}`),
+      api(`/v1/sources/${seg(source)}`),
+    ]);
     const counts = table(["Reason", "Letters", "Replayed", "Pending"], data.counts.map((c) =>
       h("tr", { "data-reason": c.reason },
         h("td", {}, h("a", { href: link(`/dead-letters/${seg(source)}`, { reason: c.reason }) }, c.reason)),
@@ -227,6 +239,8 @@
       h("td", {}, l.source_position), h("td", {}, l.replayed ? "yes" : "no"))), { id: "dlq-letters" });
     return [
       h("h1", { id: "page-title" }, `Dead letters of ${source}`),
+      h("p", { class: "links", id: "dlq-readers" }, "Read by: ", about.feature_sets.map((n) =>
+        h("a", { href: link(`/feature-sets/${seg(n)}`) }, n))),
       h("p", { class: "muted", id: "dlq-summary" }, `${num(data.total)} letter(s) on ${data.topic}` +
         (reason ? `; ${num(data.matching)} with reason ${reason} ` : "")),
       reason ? h("p", {}, h("a", { href: link(`/dead-letters/${seg(source)}`) }, "All reasons")) : null,

@@ -378,7 +378,7 @@ def test_console_pages_render_the_apis_numbers(
         "status": "string",
         "event_time": "long",
     }
-    assert chromium.find_element(By.ID, "health-freshness").text == "7343 s"
+    assert chromium.find_element(By.ID, "health-freshness").text == "2 h 2 min"  # 7342.5 s
     assert chromium.find_element(By.ID, "health-lag").text == "17"
     assert cells(chromium, "#health tr.health-dlq") == [
         ["Dead letters: future", "2"],
@@ -439,7 +439,8 @@ def test_console_pages_render_the_apis_numbers(
     chromium.find_element(By.LINK_TEXT, "future").click()
     wait(chromium, "the reason's letters", lambda d: "with reason future" in d.page_source)
     assert [r[2] for r in cells(chromium, "#dlq-letters tbody tr")] == ["future", "future"]
-    links_resolve(chromium, f"{url}/ui/#/dead-letters/{source}")
+    resolved = links_resolve(chromium, f"{url}/ui/#/dead-letters/{source}")
+    assert f"{url}/ui/#/feature-sets/{name}" in resolved  # the sets reading the source
 
     # 5. Statistics: the table and the histogram hold the numbers the API answered.
     title = open_page(chromium, f"{url}/ui/#/feature-sets/{name}/stats", shots, "statistics")
@@ -455,7 +456,7 @@ def test_console_pages_render_the_apis_numbers(
     assert [stat(chromium, "amount", s) for s in ("mean", "stddev", "distinct")] == [
         "12.3",
         "4.5",
-        "1,100",
+        "1,100 (1,080–1,120)",
     ]
     assert stat(chromium, "currency", "top") == "EUR (1,000), USD (200)"
     assert stat(chromium, "currency", "mean") == "–"
