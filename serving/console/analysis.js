@@ -162,8 +162,8 @@
           h("p", { id: "drift-summary" }, `v${drift.version}: ${ref} against ${cur}; ` +
             (drifted.length ? `drifted: ${drifted.join(", ")}` : "no column drifted")),
           driftTable(drift.columns),
-          h("p", { class: "legend" }, h("span", {}, h("span", { class: "swatch", style: "background:var(--ref)" }),
-            "reference share"), h("span", {}, h("span", { class: "swatch", style: "background:var(--cur)" }),
+          h("p", { class: "legend" }, h("span", {}, h("span", { class: "swatch swatch-ref" }),
+            "reference share"), h("span", {}, h("span", { class: "swatch swatch-cur" }),
             "current share")),
           drift.columns.map((c) => h("div", { class: "card column", "data-column": c.name },
             h("h3", {}, `${c.name} `, h("span", { class: c.drifted ? "drifted" : "muted" },

@@ -32,7 +32,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 from headwater.processes import free_port
 from tests.integration.pipeline import Deployment
 
-__all__ = ["CHROMEDRIVER", "CHROMIUM", "ConsoleServer", "chromium", "start_console_server", "wait"]
+__all__ = [
+    "CHROMEDRIVER",
+    "CHROMIUM",
+    "ConsoleServer",
+    "chromium",
+    "page_errors",
+    "start_console_server",
+    "wait",
+]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -65,6 +73,7 @@ def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[WebDri
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # for page_errors
     service = Service(executable_path=CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log"))
     driver = webdriver.Chrome(service=service, options=options)
     try:
@@ -91,6 +100,16 @@ def wait(
             "return (t ? t.textContent : '(no heading)') + ' | ' + (e ? e.textContent : '');"
         )
         pytest.fail(f"waited {timeout_s}s for {what}; page {driver.current_url}: {heading}")
+
+
+def page_errors(driver: WebDriver) -> list[str]:
+    """Script errors and policy violations (a refused inline script or style) the pages
+    logged since the last call; answers the API gave (a 401 before the key, a 404) are not."""
+    return [
+        str(entry["message"])
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" and "Failed to load resource" not in entry["message"]
+    ]
 
 
 class ConsoleServer:

@@ -35,7 +35,7 @@ from headwater.apply import apply_definitions
 from headwater.connectors.catalog import Catalog
 from headwater.connectors.kafka import EventProducer
 from headwater.schemas.avro import AvroSchema, encode_wire
-from tests.integration.browser import ConsoleServer, wait
+from tests.integration.browser import ConsoleServer, page_errors, wait
 from tests.integration.pipeline import Deployment
 from tests.integration.test_access_control import make_key
 
@@ -499,6 +499,7 @@ def test_console_pages_render_the_apis_numbers(
     assert query["current"] == "served"
     assert "reference" not in query and "current_start" not in query
     links_resolve(chromium, f"{url}/ui/#/feature-sets/{name}/drift")
+    assert page_errors(chromium) == []
 
 
 def test_console_asks_for_a_key_when_the_api_needs_one(
@@ -547,6 +548,7 @@ def test_console_asks_for_a_key_when_the_api_needs_one(
         "service:fraud_model->training:console_train",
     }
     assert not prompt.is_displayed()
+    assert page_errors(chromium) == []
 
 
 def _write_many(directory: Path, suffix: str, count: int) -> dict[str, str]:
@@ -633,3 +635,4 @@ def test_a_catalog_of_500_feature_sets_pages_fast_and_searches(
         lambda d: d.find_element(By.ID, "page-title").text.startswith(target),
     )
     assert cells(chromium, "#features tbody tr")[0][0] == f"amount_sum_{int(target[2:5])}"
+    assert page_errors(chromium) == []

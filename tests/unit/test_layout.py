@@ -196,5 +196,6 @@ def test_the_wheel_installs_only_the_headwater_namespace(tmp_path: Path) -> None
         "headwater/serving/console/charts.js",
         "headwater/serving/console/pages.js",
         "headwater/serving/console/analysis.js",
+        "headwater/serving/console/start.js",
     ):
         assert member in names, member

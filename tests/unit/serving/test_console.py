@@ -115,7 +115,9 @@ def test_every_console_file_is_package_data_and_resolves_from_the_package() -> N
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"][CONSOLE_PACKAGE]
     files = _console_files()
-    assert {"index.html", "console.js", "charts.js", "pages.js", "analysis.js"} <= set(files)
+    assert {"index.html", "console.js", "charts.js", "pages.js", "analysis.js", "start.js"} <= set(
+        files
+    )
     uncovered = [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)]
     assert uncovered == [], f"add patterns for {uncovered} to package-data {CONSOLE_PACKAGE!r}"
     package = resources.files(CONSOLE_PACKAGE)
@@ -149,6 +151,8 @@ def test_the_console_loads_without_a_key_and_its_data_needs_one(tmp_path: Path) 
     with TestClient(create_app(_settings(tmp_path))) as client:  # beyond loopback: keys needed
         page = client.get("/ui/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "script-src 'self';" in page.headers["content-security-policy"]
+        assert "<script>" not in page.text and "style=" not in page.text  # the CSP allows none
         assert client.get("/ui/charts.js").status_code == 200
         assert client.get("/ui", follow_redirects=False).headers["location"] == "/ui/"
         missing = client.get("/ui/nosuch.js")
