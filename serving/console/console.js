@@ -29,6 +29,14 @@ const Console = (() => {
 
   function showKeyState() {
     document.getElementById("key-state").textContent = storedKey() ? "API key set (this tab)" : "";
+    document.getElementById("key-forget").hidden = !storedKey();
+  }
+
+  /** Drop the kept key (a shared screen, another user's key) and load the page again. */
+  function forgetKey() {
+    sessionStorage.removeItem(KEY);
+    showKeyState();
+    render();
   }
 
   /** Ask for a key (the API answered 401/403) and resolve once one was entered. */
@@ -165,6 +173,7 @@ const Console = (() => {
   }
 
   function start() {
+    document.getElementById("key-forget").addEventListener("click", forgetKey);
     showKeyState();
     window.addEventListener("hashchange", render);
     render();

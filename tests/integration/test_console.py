@@ -548,6 +548,10 @@ def test_console_asks_for_a_key_when_the_api_needs_one(
         "service:fraud_model->training:console_train",
     }
     assert not prompt.is_displayed()
+    # Forgetting the key drops it from the tab: the next data call asks again.
+    chromium.find_element(By.ID, "key-forget").click()
+    wait(chromium, "the prompt again", lambda d: prompt.is_displayed())
+    assert chromium.execute_script("return sessionStorage.getItem('headwater.apiKey')") is None
     assert page_errors(chromium) == []
 
 
