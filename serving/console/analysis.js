@@ -64,7 +64,9 @@
       h("h3", {}, `${c.name} `, h("span", { class: "muted" }, c.type)),
       h("div", { class: "grid" },
         h("div", {}, c.histogram ? Charts.histogram(c.histogram, c.name)
-          : h("p", { class: "muted" }, "No histogram.")),
+          : c.top && c.top.length ? [h("p", { class: "muted small" }, "Most frequent values"),
+            Charts.frequent(c.top, c.name)]
+            : h("p", { class: "muted" }, "No histogram.")),
         h("div", {}, quantiles)));
   }
 

@@ -98,6 +98,31 @@ const Charts = (() => {
     );
   }
 
+  /** One bar per most frequent value, heights proportional to the counts (strings and
+   * booleans: no histogram, but their top values drawn the same way). */
+  function frequent(top, column) {
+    const group = 64;
+    const width = Math.max(360, top.length * group + 60);
+    const most = Math.max(...top.map((t) => t.count), 1);
+    const bars = top.flatMap((t, i) => {
+      const x = 50 + i * group;
+      const height = (t.count / most) * HEIGHT;
+      const label = String(t.value);
+      return [
+        s("rect", { class: "bar", x, y: 10 + HEIGHT - height, width: 48, height,
+          "data-value": label, "data-count": t.count }, s("title", {}, `${label}: ${t.count}`)),
+        s("text", { x: x + 24, y: HEIGHT + 24, "text-anchor": "middle" },
+          label.length > 10 ? label.slice(0, 9) + "…" : label),
+      ];
+    });
+    return s("svg", { class: "frequent", "data-column": column, width, height: HEIGHT + 40,
+      viewBox: `0 0 ${width} ${HEIGHT + 40}`, role: "img", "aria-label": `most frequent values of ${column}` },
+    s("line", { x1: 46, y1: 10, x2: 46, y2: HEIGHT + 10, stroke: "#94a3b8" }),
+    s("text", { x: 42, y: 18, "text-anchor": "end" }, Console.num(most)),
+    s("text", { x: 42, y: HEIGHT + 10, "text-anchor": "end" }, "0"),
+    bars);
+  }
+
   /** Columns of nodes left to right with edges between them. `columns`: lists of
    * {id, label, sub, kind, href}; `edges`: [fromId, toId]. */
   function graph(columns, edges) {
@@ -132,5 +157,5 @@ const Charts = (() => {
       role: "img", "aria-label": "lineage graph" }, lines, nodes);
   }
 
-  return { graph, histogram, shares };
+  return { frequent, graph, histogram, shares };
 })();

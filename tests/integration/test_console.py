@@ -464,6 +464,8 @@ def test_console_pages_render_the_apis_numbers(
     assert quantiles == [["p1", "0.2"], ["p50", "11.75"], ["p99", "61.5"]]
     drawn = bars(chromium, "svg.histogram[data-column='amount'] rect.bar", "data-count")
     assert_proportional(drawn, [float(c) for c in AMOUNT_COUNTS])
+    top = bars(chromium, "svg.frequent[data-column='currency'] rect.bar", "data-count")
+    assert_proportional(top, [1000.0, 200.0])
     Select(chromium.find_element(By.ID, "stats-of")).select_by_value("training_set")
     before = len(_requests(fixtures))
     chromium.find_element(By.ID, "stats-load").click()
