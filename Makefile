@@ -10,7 +10,7 @@ NATIVE_STAMP := $(VENV)/.native-stamp
 NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock native/pyproject.toml \
 	native/headwater_native.pyi $(wildcard native/src/*.rs)
 
-.PHONY: setup demo test check unit up down clean
+.PHONY: setup browser demo test check unit up down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,19 @@ check: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: check
+# The console's browser tests (tests/integration/test_console.py) drive Debian's chromium
+# through its chromedriver; installed here when missing, never downloaded by selenium.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make browser: /usr/bin/chromium or /usr/bin/chromedriver is missing and this user can neither apt-get (not root) nor sudo without a password; run: sudo apt-get install -y --no-install-recommends chromium chromium-driver"; exit 1; fi; \
+	echo "installing Debian's chromium and chromium-driver (the console's browser tests)"; \
+	$$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || { $$SUDO apt-get update -q && $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; } \
+	  || { echo "make browser: apt-get could not install chromium chromium-driver (see above); install them and run make again"; exit 1; }
+
+test: check browser
 	$(VENV)/bin/pytest
 
 unit: setup

@@ -19,7 +19,14 @@ from headwater.schemas.definitions import Definitions, Feature, FeatureSet, Sour
 from headwater.schemas.durations import format_duration
 from headwater.schemas.serialize import entity_to_dict, feature_service_to_dict, source_to_dict
 
-__all__ = ["Action", "Plan", "PlanItem", "make_plan", "source_change_allowed"]
+__all__ = [
+    "Action",
+    "Plan",
+    "PlanItem",
+    "feature_set_changes",
+    "make_plan",
+    "source_change_allowed",
+]
 
 Action = Literal["create", "update", "new_version", "unchanged"]
 
@@ -130,6 +137,14 @@ def _feature_set_changes(
     ):
         compatible.append("feature order")
     return breaking, compatible
+
+
+def feature_set_changes(
+    old: FeatureSet, new: FeatureSet, partial_keys: Callable[[FeatureSet], frozenset[str]]
+) -> tuple[list[str], list[str]]:
+    """(breaking, compatible) changes from ``old`` to ``new``, in the words ``apply`` prints,
+    so the console's diff of two stored versions reads like the plan that made them."""
+    return _feature_set_changes(old, new, partial_keys)
 
 
 def make_plan(

@@ -20,6 +20,7 @@ from headwater.schemas.settings import Settings
 from headwater.serving.audit_api import audit_router
 from headwater.serving.auth import Guard, Principal, authorize_features
 from headwater.serving.catalog_views import feature_set_summary, lineage, search_features
+from headwater.serving.console_api import console_router
 from headwater.serving.error_handlers import install_error_handlers
 from headwater.serving.error_schema import ERROR_RESPONSES
 from headwater.serving.errors import NotFoundError
@@ -144,6 +145,8 @@ def create_app(settings: Settings) -> FastAPI:
             authorize=lambda request, resolved: authorize_features(guard, request, resolved),
         )
     )
+    # The web console at /ui and the endpoints only it needs (serving.console_api).
+    app.include_router(console_router(catalog, settings.kafka))
     instrument(app)
     watch_measures(settings.offline_location)
     # Outermost: the lookups it takes skip the stack above (serving.lookup_route).

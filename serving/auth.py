@@ -61,9 +61,21 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset(
-    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+    {
+        "/healthz",
+        "/readyz",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+        "/ui",
+        "/ui/",
+        "/ui/{asset}",
+    }
 )
-"""Paths anyone may call: health checks (which reveal nothing) and the API's description."""
+"""Paths anyone may call: health checks (which reveal nothing), the API's description and
+the web console's static files (``serving.console_api``: no data; each of its data calls
+needs a key like any other)."""
 
 _ADMIN_ROUTES = frozenset(
     {

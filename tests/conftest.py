@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.integration.kafka_cluster",
     "tests.integration.s3",
     "tests.integration.redis_cluster",
+    "tests.integration.browser",
 ]

@@ -189,5 +189,13 @@ def test_the_wheel_installs_only_the_headwater_namespace(tmp_path: Path) -> None
         "headwater/example_definitions/transactions.avsc",
         "headwater/connectors/catalog/migrations/env.py",
         "headwater/connectors/catalog/migrations/versions/0001_initial.py",
+        # The web console's files (package data: the API serves them at /ui).
+        "headwater/serving/console/index.html",
+        "headwater/serving/console/console.css",
+        "headwater/serving/console/console.js",
+        "headwater/serving/console/charts.js",
+        "headwater/serving/console/pages.js",
+        "headwater/serving/console/analysis.js",
+        "headwater/serving/console/start.js",
     ):
         assert member in names, member
