@@ -16,7 +16,13 @@ from headwater.connectors.errors import KafkaUnavailableError
 from headwater.connectors.kafka import admin_client, probe_config, renew_admin
 from headwater.schemas.settings import KafkaSettings
 
-__all__ = ["committed_offsets", "consumer_lag", "group_members", "messages_between"]
+__all__ = [
+    "committed_offsets",
+    "consumer_lag",
+    "group_members",
+    "messages_between",
+    "partition_lags",
+]
 
 
 _COORDINATOR_BUSY = frozenset(
@@ -89,7 +95,15 @@ def group_members(kafka: KafkaSettings, group_id: str) -> list[str]:
 def consumer_lag(
     kafka: KafkaSettings, group_id: str, topic: str, committed: Mapping[int, int] | None = None
 ) -> int:
-    """Messages of ``topic`` not yet committed by ``group_id`` (all of them if it never committed).
+    """Messages of ``topic`` not yet committed by ``group_id`` (``partition_lags`` summed)."""
+    return sum(partition_lags(kafka, group_id, topic, committed).values())
+
+
+def partition_lags(
+    kafka: KafkaSettings, group_id: str, topic: str, committed: Mapping[int, int] | None = None
+) -> dict[int, int]:
+    """Per partition, messages of ``topic`` not yet committed by ``group_id`` (all of them if
+    it never committed).
 
     ``committed`` saves a round trip when the caller already has the group's offsets.
 
@@ -116,7 +130,10 @@ def consumer_lag(
             if high > start:
                 behind[tp.partition], starts[tp.partition] = high - start, start
         with_messages = _with_messages(probe, topic, starts) if starts else set()
-        return sum(behind[p] for p in with_messages)
+        return {
+            tp.partition: behind.get(tp.partition, 0) if tp.partition in with_messages else 0
+            for tp in partitions
+        }
     finally:
         probe.close()
 

@@ -180,7 +180,8 @@ def drift(
     reference; records the result (for `monitor` and /metrics); exit 4 when one drifted.
 
     Defaults: the reference is the 7 days of history ending two days ago, the current
-    population yesterday and today. Limits come from the definition's monitoring.drift.
+    population yesterday and today; against a training set, the served values. Limits come
+    from the definition's monitoring.drift.
     """
     from headwater.serving.monitoring_api import DriftRequest, feature_set_at, measure_drift
 

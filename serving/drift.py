@@ -29,6 +29,8 @@ __all__ = ["FLOOR", "column_drift", "drift_body", "js_divergence", "psi"]
 FLOOR = 1e-4
 _IDENTIFIER_SHARE = 0.5
 """A text column with more distinct values than this share of its rows is an identifier."""
+_IDENTIFIER_MIN_ROWS = 50
+"""Below this many rows, few repeats prove nothing."""
 _DECILES = [i / 10 for i in range(1, 10)]
 
 
@@ -129,7 +131,7 @@ def _not_compared(name: str, reference: ColumnProfile, current: ColumnProfile) -
     """Why a column is left out of drift, or ``None``."""
     if reference.kind != current.kind:
         return f"its type changed from {reference.kind} to {current.kind}"
-    if reference.kind == "string" and reference.count:
+    if reference.kind == "string" and reference.count >= _IDENTIFIER_MIN_ROWS:
         distinct = float(reference.hll.get_estimate())
         if distinct > _IDENTIFIER_SHARE * reference.count:
             return "an identifier (most values unique): every new value is new"
@@ -168,4 +170,10 @@ def drift_body(
         "drifted": [c["name"] for c in columns if c["drifted"]],
         "columns": columns,
         "skipped": skipped,
+        "note": None
+        if columns or skipped
+        else (
+            "no column in common: a training set and served values hold features, history "
+            "holds the source's fields; compare like with like"
+        ),
     }

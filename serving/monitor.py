@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from headwater.connectors.dlq import watermarks
 from headwater.connectors.errors import StoreFaultError
-from headwater.connectors.kafka_groups import consumer_lag
+from headwater.connectors.kafka_groups import partition_lags
 from headwater.connectors.offline_delta import DeltaOfflineStore, open_delta
 from headwater.schemas.definitions import Definitions, FeatureSet, Source
 from headwater.schemas.durations import format_duration
@@ -40,6 +40,7 @@ class Health:
     newest_event_time_ms: int | None = None
     freshness_seconds: float | None = None
     lag: int | None = None
+    lag_partitions: dict[int, int] = field(default_factory=dict)
     topic_messages: int | None = None
     dead_letters: dict[str, int] = field(default_factory=dict)
     consistency: dict[str, Any] | None = None
@@ -59,7 +60,12 @@ class Health:
             "version": self.version,
             "newest_event_time_ms": self.newest_event_time_ms,
             "freshness_seconds": self.freshness_seconds,
-            "lag": None if self.lag is None else {"total": self.lag},
+            "lag": None
+            if self.lag is None
+            else {
+                "total": self.lag,
+                "partitions": {str(p): n for p, n in sorted(self.lag_partitions.items())},
+            },
             "dead_letters": dict(self.dead_letters),
             "dead_letter_rate": self.dead_letter_rate,
             "consistency": self.consistency,
@@ -111,7 +117,8 @@ def feature_set_health(
     elif limits.freshness_ms is not None:
         health.problems.append("stale: no event in the offline history yet")
     try:
-        health.lag = consumer_lag(kafka, group_id, source.topic)
+        health.lag_partitions = partition_lags(kafka, group_id, source.topic)
+        health.lag = sum(health.lag_partitions.values())
         health.topic_messages = _topic_messages(kafka, source.topic)
         for count in count_dead_letters(kafka, [source]):
             health.dead_letters[count.reason] = count.letters

@@ -85,7 +85,13 @@ class DriftRequest:
         if current not in (None, "served", "history"):
             msg = f"current {current!r} is not understood: write served or history"
             raise BadRequestError(msg, field="current")
-        self.current_served = current == "served"
+        # A training set holds features, like the served values (history holds fields).
+        self.current_served = current == "served" or (
+            current is None
+            and self.reference_training_set is not None
+            and current_start is None
+            and current_end is None
+        )
         self.current_days = (current_start or cur_start, current_end or cur_end)
 
 

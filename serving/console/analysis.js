@@ -139,7 +139,10 @@
     const refSet = select("ref-training-set", trainingSets, given.replace(/^training_set:/, ""));
     const refStart = h("input", { id: "ref-start", type: "date", value: params.get("reference_start") || day(-37) });
     const refEnd = h("input", { id: "ref-end", type: "date", value: params.get("reference_end") || day(-8) });
-    const curKind = select("cur-kind", ["history", "served"], params.get("current") === "served" ? "served" : "history",
+    // A training set holds feature values, as the served values do; history holds fields.
+    const servedFirst = params.get("current") === "served"
+      || (!params.has("current_start") && refKind.value === "training_set");
+    const curKind = select("cur-kind", ["history", "served"], servedFirst ? "served" : "history",
       (v) => v === "history" ? "history" : "served values");
     const curStart = h("input", { id: "cur-start", type: "date", value: params.get("current_start") || day(-7) });
     const curEnd = h("input", { id: "cur-end", type: "date", value: params.get("current_end") || day(0) });
@@ -163,7 +166,10 @@
         out.replaceChildren(...nodes([
           h("p", { id: "drift-summary" }, `v${drift.version}: ${ref} against ${cur}; ` +
             (drifted.length ? `drifted: ${drifted.join(", ")}` : "no column drifted")),
+          drift.note ? h("p", { id: "drift-note", class: "muted" }, drift.note) : null,
           driftTable(drift.columns),
+          (drift.skipped || []).length ? h("p", { id: "drift-skipped", class: "muted small" },
+            "Not compared: " + drift.skipped.map((x) => `${x.name} (${x.reason})`).join("; ")) : null,
           h("p", { class: "legend" }, h("span", {}, h("span", { class: "swatch swatch-ref" }),
             "reference share"), h("span", {}, h("span", { class: "swatch swatch-cur" }),
             "current share")),

@@ -115,14 +115,14 @@ def page_errors(driver: WebDriver) -> list[str]:
 class ConsoleServer:
     """The API (``create_app`` on uvicorn) as a child process, stopped by its pid."""
 
-    def __init__(self, deployment: Deployment, fixtures: Path | None) -> None:
+    def __init__(self, deployment: Deployment) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = deployment.settings.home / "console-api.log"
         self._log = self.log_file.open("ab")
         args = [sys.executable, "-m", "tests.integration.console_server", str(self.port)]
         self.proc = subprocess.Popen(
-            args + ([str(fixtures)] if fixtures else []),
+            args,
             cwd=ROOT,
             env={**os.environ, **deployment.env},
             stdout=self._log,
@@ -157,13 +157,13 @@ class ConsoleServer:
 
 
 @pytest.fixture
-def start_console_server() -> Iterator[Callable[[Deployment, Path | None], ConsoleServer]]:
-    """Start the console's API for a deployment (with fixed-JSON stand-ins from a directory,
-    see ``console_server``); every one started is stopped at the end of the test."""
+def start_console_server() -> Iterator[Callable[[Deployment], ConsoleServer]]:
+    """Start the console's API for a deployment; every one started is stopped at the end of
+    the test."""
     started: list[ConsoleServer] = []
 
-    def start(deployment: Deployment, fixtures: Path | None = None) -> ConsoleServer:
-        server = ConsoleServer(deployment, fixtures)
+    def start(deployment: Deployment) -> ConsoleServer:
+        server = ConsoleServer(deployment)
         started.append(server)
         server.wait_ready()
         return server

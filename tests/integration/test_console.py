@@ -8,11 +8,10 @@ link of a page resolving to a page with its heading, and the numbers drawn (bar 
 proportional to the API's counts and shares). Screenshots of every page go to the test's
 tmp dir.
 
-NOTE: ``GET /v1/stats``, ``/v1/drift`` and ``/v1/monitor`` are being written on the main
-branch (the statistics, drift and monitor backend) and are tested there against exact
-computations. Here they are TEST-ONLY stand-ins that answer fixed JSON of exactly their
-contract (``console_server``, put in front of the app's own routes), so these tests check
-how the console renders that contract, not the numbers' computation.
+The statistics, drift and health pages are checked against what the real endpoints answer
+for the same query (``/v1/stats``, ``/v1/drift``, ``/v1/monitor``), on the deployment's own
+events; those endpoints' numbers are checked against exact computations in
+``test_monitoring``.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,114 +41,23 @@ from tests.integration.test_access_control import make_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-Start = Callable[[Deployment, Path | None], ConsoleServer]
+Start = Callable[[Deployment], ConsoleServer]
 MINUTE = 60_000
-AMOUNT_COUNTS = [3, 10, 25, 60, 90, 120, 140, 150, 130, 110, 95, 80, 60, 45, 30, 20, 12, 8, 5, 2]
-
-STATS: dict[str, Any] = {
-    "feature_set": "user_spend",
-    "version": 1,
-    "of": "history",
-    "start": "2026-12-01",
-    "end": "2026-12-05",
-    "rows": 1234,
-    "accuracy": {"quantile_rank_error": 0.0133, "distinct_relative_error": 0.0163},
-    "columns": [
-        {
-            "name": "amount",
-            "type": "number",
-            "count": 1200,
-            "nulls": 34,
-            "null_rate": 0.0275,
-            "min": 0.1,
-            "max": 99.0,
-            "mean": 12.3,
-            "stddev": 4.5,
-            "quantiles": [
-                {"q": 0.01, "value": 0.2},
-                {"q": 0.5, "value": 11.75},
-                {"q": 0.99, "value": 61.5},
-            ],
-            "distinct": 1100.0,
-            "distinct_bounds": [1080.0, 1120.0],
-            "top": [{"value": 9.99, "count": 17}],
-            "histogram": {"edges": [i * 5.0 for i in range(21)], "counts": AMOUNT_COUNTS},
-        },
-        {
-            "name": "currency",
-            "type": "string",
-            "count": 1234,
-            "nulls": 0,
-            "null_rate": 0.0,
-            "min": None,
-            "max": None,
-            "mean": None,
-            "stddev": None,
-            "quantiles": [],
-            "distinct": 3.0,
-            "distinct_bounds": [3.0, 3.0],
-            "top": [{"value": "EUR", "count": 1000}, {"value": "USD", "count": 200}],
-            "histogram": None,
-        },
-    ],
-}
-BINS = [
-    {"label": "[0, 5)", "reference": 0.1, "current": 0.02},
-    {"label": "[5, 10)", "reference": 0.3, "current": 0.12},
-    {"label": "[10, 20)", "reference": 0.4, "current": 0.36},
-    {"label": "[20, inf)", "reference": 0.2, "current": 0.5},
-]
-DRIFT: dict[str, Any] = {
-    "feature_set": "user_spend",
-    "version": 1,
-    "reference": {"of": "training_set", "name": "console_train"},
-    "current": {"of": "history", "start": "2026-11-28", "end": "2026-12-05"},
-    "columns": [
-        {
-            "name": "amount",
-            "type": "number",
-            "psi": 0.4137,
-            "js": 0.0871,
-            "threshold": {"psi": 0.2, "js": None},
-            "drifted": True,
-            "bins": BINS,
-        },
-        {
-            "name": "currency",
-            "type": "string",
-            "psi": 0.0123,
-            "js": 0.0031,
-            "threshold": {"psi": 0.2, "js": None},
-            "drifted": False,
-            "bins": [
-                {"label": "EUR", "reference": 0.8, "current": 0.79},
-                {"label": "USD", "reference": 0.2, "current": 0.21},
-            ],
-        },
-    ],
-}
-MONITOR: dict[str, Any] = {
-    "feature_set": "user_spend",
-    "version": 1,
-    "newest_event_time_ms": 1796489833043,
-    "freshness_seconds": 7342.5,
-    "lag": {"total": 17, "partitions": {"0": 12, "1": 5}},
-    "dead_letters": {"future": 2, "unknown_schema": 3},
-    "consistency": {"mismatch_rate": 0.0125, "checked_at_ms": 1796489833043},
-    "problems": ["freshness 2h over the 1h limit"],
-}
 
 
-def _fixtures(directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, body in (("stats", STATS), ("drift", DRIFT), ("monitor", MONITOR)):
-        (directory / f"{name}.json").write_text(json.dumps(body))
-    return directory
+def js_num(value: Any, digits: int = 4) -> str:
+    """A number as the console shows it (``num`` in console.js)."""
+    if value is None:
+        return "–"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    rounded = float(f"{float(value):.{digits}g}")  # Number(value.toPrecision(4)).toString()
+    return str(int(rounded)) if rounded.is_integer() else repr(rounded)
 
 
-def _requests(directory: Path) -> list[dict[str, Any]]:
-    path = directory / "requests.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def js_percent(value: float) -> str:
+    """A share as the console shows it (``percent`` in console.js)."""
+    return f"{js_num(float(f'{value * 100:.3g}'), 3)}%"
 
 
 def open_page(driver: WebDriver, url: str, shots: Path | None = None, shot: str = "") -> str:
@@ -297,6 +206,18 @@ def _save_training_set(deployment: Deployment, tmp_path: Path) -> None:
     assert saved.returncode == 0, saved.stderr
 
 
+def _serve_lookups(url: str, name: str) -> None:
+    """Lookups of the three users, logged (sample rate 1) until the log holds them."""
+    refs = [f"{name}:{f}" for f in ("spend_1h", "txn_count_1d", "avg_amount_7d", "last_merchant")]
+    body = {"features": refs, "entities": {"user_id": ["u0", "u1", "u2"]}}
+    assert httpx.post(f"{url}/v1/online-features", json=body, timeout=30).status_code == 200
+    deadline = time.monotonic() + 30
+    params = {"version": 2, "served": "true"}
+    while httpx.get(f"{url}/v1/stats/{name}", params=params, timeout=30).json()["rows"] < 3:
+        assert time.monotonic() < deadline, "the response log did not get the lookups"
+        time.sleep(0.3)
+
+
 def _apply_version_2(deployment: Deployment) -> None:
     path = deployment.defs_dir / "features.yaml"
     text = path.read_text()
@@ -320,10 +241,14 @@ def test_console_pages_render_the_apis_numbers(
     _save_training_set(deployment, tmp_path)
     worker.stop()
     _apply_version_2(deployment)
-    fixtures = _fixtures(tmp_path / "fixtures")
-    server = start_console_server(deployment, fixtures)
+    worker = deployment.start_worker()  # v2 computes from the start of the topic
+    deployment.wait_caught_up(worker)
+    deployment.env["HEADWATER_SERVING__LOG_SAMPLE_RATE"] = "1"
+    deployment.env["HEADWATER_SERVING__LOG_FLUSH_SECONDS"] = "0.2"
+    server = start_console_server(deployment)
     url, shots = server.url, tmp_path / "screenshots"
     shots.mkdir()
+    _serve_lookups(url, name)
 
     # The JSON endpoints the console added, checked as a client sees them.
     letters = _wait_letters(url, source, 5)
@@ -378,14 +303,24 @@ def test_console_pages_render_the_apis_numbers(
         "status": "string",
         "event_time": "long",
     }
-    assert chromium.find_element(By.ID, "health-freshness").text == "2 h 2 min"  # 7342.5 s
-    assert chromium.find_element(By.ID, "health-lag").text == "17"
+    health = httpx.get(f"{url}/v1/monitor/{name}", timeout=30).json()
+    assert health["dead_letters"] == {"future": 2, "unknown_schema": 3}
+    newest = datetime.fromtimestamp(health["newest_event_time_ms"] / 1000, UTC)
+    assert chromium.find_element(By.ID, "health-newest").text == (
+        newest.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    minutes = {round((health["freshness_seconds"] + d) / 60) for d in (-10, 0, 10)}
+    assert chromium.find_element(By.ID, "health-freshness").text in {f"{m} min" for m in minutes}
+    assert chromium.find_element(By.ID, "health-lag").text == js_num(health["lag"]["total"])
+    assert cells(chromium, "#health tr.lag-partition") == [
+        [f"partition {p}", js_num(n)] for p, n in health["lag"]["partitions"].items()
+    ]
     assert cells(chromium, "#health tr.health-dlq") == [
         ["Dead letters: future", "2"],
         ["Dead letters: unknown_schema", "3"],
     ]
-    assert chromium.find_element(By.ID, "health-consistency").text == "1.25%"
-    assert chromium.find_element(By.ID, "health-problems").text == "freshness 2h over the 1h limit"
+    assert chromium.find_element(By.ID, "health-consistency").text == "–"  # never measured
+    assert chromium.find_element(By.ID, "health-problems").text == "No problems"
     Select(chromium.find_element(By.ID, "diff-from")).select_by_value("1")
     Select(chromium.find_element(By.ID, "diff-to")).select_by_value("2")
     chromium.find_element(By.ID, "diff-show").click()
@@ -442,64 +377,90 @@ def test_console_pages_render_the_apis_numbers(
     resolved = links_resolve(chromium, f"{url}/ui/#/dead-letters/{source}")
     assert f"{url}/ui/#/feature-sets/{name}" in resolved  # the sets reading the source
 
-    # 5. Statistics: the table and the histogram hold the numbers the API answered.
+    # 5. Statistics: the table and the histogram hold the numbers the API answers.
     title = open_page(chromium, f"{url}/ui/#/feature-sets/{name}/stats", shots, "statistics")
     assert title == f"Statistics of {name}"
-    assert _requests(fixtures)[-1]["query"]["version"] == "2"
+    stats = httpx.get(f"{url}/v1/stats/{name}", params={"version": 2}, timeout=60).json()
+    assert stats["rows"] == 12  # the good events, all approved
+    amount = next(c for c in stats["columns"] if c["name"] == "amount")
     assert [stat(chromium, "amount", s) for s in ("count", "nulls", "null_rate", "min", "max")] == [
-        "1,200",
-        "34",
-        "2.75%",
-        "0.1",
-        "99",
+        js_num(amount["count"]),
+        js_num(amount["nulls"]),
+        js_percent(amount["null_rate"]),
+        js_num(amount["min"]),
+        js_num(amount["max"]),
     ]
+    assert (amount["min"], amount["max"], amount["mean"]) == (5.0, 16.0, 10.5)
+    low, high = amount["distinct_bounds"]
     assert [stat(chromium, "amount", s) for s in ("mean", "stddev", "distinct")] == [
-        "12.3",
-        "4.5",
-        "1,100 (1,080–1,120)",
+        js_num(amount["mean"]),
+        js_num(amount["stddev"]),
+        f"{js_num(amount['distinct'])} ({js_num(low)}–{js_num(high)})",
     ]
-    assert stat(chromium, "currency", "top") == "EUR (1,000), USD (200)"
+    currency = next(c for c in stats["columns"] if c["name"] == "currency")
+    assert currency["top"] == [{"value": "EUR", "count": 12}]
+    assert stat(chromium, "currency", "top") == "EUR (12)"
     assert stat(chromium, "currency", "mean") == "–"
     quantiles = cells(chromium, "table.quantiles[data-column='amount'] tbody tr")
-    assert quantiles == [["p1", "0.2"], ["p50", "11.75"], ["p99", "61.5"]]
+    assert quantiles == [
+        [f"p{js_num(q['q'] * 100)}", js_num(q["value"])] for q in amount["quantiles"]
+    ]
     drawn = bars(chromium, "svg.histogram[data-column='amount'] rect.bar", "data-count")
-    assert_proportional(drawn, [float(c) for c in AMOUNT_COUNTS])
-    top = bars(chromium, "svg.frequent[data-column='currency'] rect.bar", "data-count")
-    assert_proportional(top, [1000.0, 200.0])
+    assert_proportional(drawn, [float(c) for c in amount["histogram"]["counts"]])
+    merchants = next(c for c in stats["columns"] if c["name"] == "merchant_id")
+    top = bars(chromium, "svg.frequent[data-column='merchant_id'] rect.bar", "data-count")
+    assert_proportional(top, [float(t["count"]) for t in merchants["top"]])
     Select(chromium.find_element(By.ID, "stats-of")).select_by_value("training_set")
-    before = len(_requests(fixtures))
     chromium.find_element(By.ID, "stats-load").click()
-    wait(chromium, "stats of the training set", lambda d: len(_requests(fixtures)) > before)
-    assert _requests(fixtures)[-1]["query"] == {"version": "2", "training_set": "console_train"}
+    wait(chromium, "stats of the training set", lambda d: "of training_set" in d.page_source)
+    seen = httpx.get(
+        f"{url}/v1/stats/{name}", params={"version": 2, "training_set": "console_train"}, timeout=60
+    ).json()
+    assert seen["rows"] == 3
+    spend = next(c for c in seen["columns"] if c["name"] == "spend_1h")
+    assert stat(chromium, "spend_1h", "mean") == js_num(spend["mean"])
     links_resolve(chromium, f"{url}/ui/#/feature-sets/{name}/stats")
 
-    # 6. Drift: PSI/JS, thresholds, the flag, and reference vs current shares drawn.
+    # 6. Drift: PSI/JS, thresholds, the flag, and reference vs current shares drawn; the
+    # training set against the served values by default.
     title = open_page(chromium, f"{url}/ui/#/feature-sets/{name}/drift", shots, "drift")
     assert title == f"Drift of {name}"
-    assert _requests(fixtures)[-1]["query"]["reference"] == "training_set:console_train"
+    drift = httpx.get(
+        f"{url}/v1/drift/{name}",
+        params={"version": 2, "reference": "training_set:console_train", "current": "served"},
+        timeout=60,
+    ).json()
+    assert drift["columns"], drift
     assert cells(chromium, "#drift-table tbody tr") == [
-        ["amount", "number", "0.4137", "0.0871", "PSI ≤ 0.2", "DRIFTED"],
-        ["currency", "string", "0.0123", "0.0031", "PSI ≤ 0.2", "no"],
+        [
+            c["name"],
+            c["type"],
+            js_num(c["psi"]),
+            js_num(c["js"]),
+            f"PSI ≤ {js_num(c['threshold']['psi'])}",
+            "DRIFTED" if c["drifted"] else "no",
+        ]
+        for c in drift["columns"]
     ]
+    first = drift["columns"][0]
     for kind, key in (("ref", "reference"), ("cur", "current")):
-        drawn = bars(chromium, f"svg.shares[data-column='amount'] rect.bar-{kind}", "data-share")
-        assert [n for n, _ in drawn] == pytest.approx([b[key] for b in BINS])
-    every = bars(chromium, "svg.shares[data-column='amount'] rect", "data-share")
+        css = f"svg.shares[data-column='{first['name']}'] rect.bar-{kind}"
+        drawn = bars(chromium, css, "data-share")
+        assert [n for n, _ in drawn] == pytest.approx([b[key] for b in first["bins"]])
+    every = bars(chromium, f"svg.shares[data-column='{first['name']}'] rect", "data-share")
     assert_proportional(every, [n for n, _ in every])  # one scale for both series
-    assert max(h for _, h in every) == pytest.approx(160)  # the largest share (0.5) is full height
     Select(chromium.find_element(By.ID, "ref-kind")).select_by_value("history")
+    today = datetime.now(UTC).date()
     chromium.execute_script(
-        "document.getElementById('ref-start').value = '2026-11-01';"
-        "document.getElementById('ref-end').value = '2026-11-20';"
+        f"document.getElementById('ref-start').value = '{today - timedelta(days=1)}';"
+        f"document.getElementById('ref-end').value = '{today}';"
     )
-    Select(chromium.find_element(By.ID, "cur-kind")).select_by_value("served")
-    before = len(_requests(fixtures))
+    Select(chromium.find_element(By.ID, "cur-kind")).select_by_value("history")
     chromium.find_element(By.ID, "drift-load").click()
-    wait(chromium, "drift against a date range", lambda d: len(_requests(fixtures)) > before)
-    query = _requests(fixtures)[-1]["query"]
-    assert query["reference_start"] == "2026-11-01" and query["reference_end"] == "2026-11-20"
-    assert query["current"] == "served"
-    assert "reference" not in query and "current_start" not in query
+    expected = f"history {today - timedelta(days=1)} to {today} against history"
+    wait(chromium, "drift of history days", lambda d: expected in d.page_source)
+    skipped = chromium.find_element(By.ID, "drift-skipped").text
+    assert "event_time (the event time: it moves by definition)" in skipped
     links_resolve(chromium, f"{url}/ui/#/feature-sets/{name}/drift")
     assert page_errors(chromium) == []
 
@@ -510,7 +471,7 @@ def test_console_asks_for_a_key_when_the_api_needs_one(
     name = deployment.feature_set
     _save_training_set(deployment, tmp_path)  # on v1, which the service serves: via the service
     key = make_key(deployment, "--name", "console-reader", "--scope", "read")
-    server = start_console_server(deployment, None)
+    server = start_console_server(deployment)
     url = server.url
     # The files carry no data and load without a key; the data does not.
     for asset in ("/ui/", "/ui/console.js", "/ui/pages.js", "/ui/console.css"):
@@ -590,7 +551,7 @@ def test_a_catalog_of_500_feature_sets_pages_fast_and_searches(
 ) -> None:
     owners = _write_many(tmp_path / "many", deployment.suffix, 500)
     apply_definitions(deployment.settings, tmp_path / "many")
-    server = start_console_server(deployment, None)
+    server = start_console_server(deployment)
     url, every = server.url, sorted([*owners, deployment.feature_set])
 
     began = time.monotonic()

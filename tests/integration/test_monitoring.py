@@ -169,7 +169,9 @@ def test_stats_drift_and_monitor_on_a_real_pipeline(deployment: Deployment) -> N
     health = httpx.get(f"{url}/v1/monitor/{name}", timeout=60).json()
     newest = pc.max(history.column("event_time_ms")).as_py()
     assert health["newest_event_time_ms"] == newest
-    assert health["lag"] == {"total": 0} and health["dead_letters"] == {}
+    assert health["lag"]["total"] == 0 and health["dead_letters"] == {}
+    assert set(health["lag"]["partitions"].values()) == {0}
+    assert len(health["lag"]["partitions"]) == deployment.settings.kafka.partitions
     assert any("drift: amount PSI" in p and "monitoring.drift.psi" in p for p in health["problems"])
     monitor = deployment.cli("monitor", name)
     assert monitor.returncode == 4, monitor.stdout + monitor.stderr
