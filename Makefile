@@ -42,8 +42,8 @@ browser:
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
 	else echo "make browser: /usr/bin/chromium or /usr/bin/chromedriver is missing and this user can neither apt-get (not root) nor sudo without a password; run: sudo apt-get install -y --no-install-recommends chromium chromium-driver"; exit 1; fi; \
 	echo "installing Debian's chromium and chromium-driver (the console's browser tests)"; \
-	$$SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
-	  || { $$SUDO apt-get update -q && $$SUDO apt-get install -y --no-install-recommends chromium chromium-driver; } \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver \
+	  || { $$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; } \
 	  || { echo "make browser: apt-get could not install chromium chromium-driver (see above); install them and run make again"; exit 1; }
 
 test: check browser
