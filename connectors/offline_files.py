@@ -43,4 +43,6 @@ def read_parquet(location: OfflineLocation, relative: str) -> pa.Table | None:
     fs, path = _filesystem(location, relative)
     if fs.get_file_info(path).type == pafs.FileType.NotFound:
         return None
-    return pq.read_table(path, filesystem=fs)
+    # On the calling thread, as ``offline_delta.read_delta`` reads: pyarrow's threads inside
+    # deltalake's file system can abort the interpreter at exit.
+    return pq.read_table(path, filesystem=fs, use_threads=False)

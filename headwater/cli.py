@@ -9,6 +9,7 @@ live with them (``stream_workers.main``, ``serving.server``).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -274,4 +275,26 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        _exit(130)
+    except SystemExit as done:
+        if isinstance(done.code, str):
+            print(done.code, file=sys.stderr)
+        _exit(done.code if isinstance(done.code, int) else int(done.code is not None))
+    _exit(0)
+
+
+def _exit(code: int) -> None:
+    """End the command with ``code``; after it used Delta tables, without the interpreter's
+    teardown.
+
+    deltalake (1.6) leaves native threads (its object-store runtime, pyarrow's inside its
+    file system) whose destruction at interpreter exit can abort the process ("terminate
+    called without an active exception", exit -6) after the command did all its work, most
+    often on object storage. Everything the command wrote is flushed first.
+    """
+    if "deltalake" not in sys.modules:
+        sys.exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

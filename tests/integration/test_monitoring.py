@@ -172,7 +172,9 @@ def test_stats_drift_and_monitor_on_a_real_pipeline(deployment: Deployment) -> N
     assert health["lag"]["total"] == 0 and health["dead_letters"] == {}
     assert set(health["lag"]["partitions"].values()) == {0}
     assert len(health["lag"]["partitions"]) == deployment.settings.kafka.partitions
-    assert any("drift: amount PSI" in p and "monitoring.drift.psi" in p for p in health["problems"])
+    assert any(
+        "drift: amount PSI" in p and "monitoring.drift.psi" in p for p in health["problems"]
+    ), health
     monitor = deployment.cli("monitor", name)
     assert monitor.returncode == 4, monitor.stdout + monitor.stderr
     assert "drift: amount PSI" in monitor.stdout
