@@ -14,7 +14,7 @@ from headwater.schemas.definitions import Definitions, FeatureRef, FeatureSet
 from headwater.schemas.durations import format_duration
 from headwater.serving.errors import NotFoundError
 
-__all__ = ["feature_set_summary", "lineage", "search_features"]
+__all__ = ["feature_set_summary", "lineage", "search_features", "set_search_text"]
 
 
 def _window(ms: int | None) -> str:
@@ -49,6 +49,22 @@ def feature_set_summary(fs: FeatureSet, *, status: str = "active") -> dict[str, 
     }
 
 
+def set_search_text(fs: FeatureSet) -> str:
+    """What a search matches a feature set by (lower case): its name, description, owner,
+    entity, source, tags and labels."""
+    return " ".join(
+        [
+            fs.name,
+            fs.description,
+            fs.owner,
+            fs.entity,
+            fs.source,
+            *fs.tags,
+            *(f"{k}:{v}" for k, v in fs.labels.items()),
+        ]
+    ).lower()
+
+
 def search_features(defs: Definitions, query: str) -> list[dict[str, Any]]:
     """Features whose name, description, tags, labels or owner (or their set's) match ``query``.
 
@@ -57,17 +73,7 @@ def search_features(defs: Definitions, query: str) -> list[dict[str, Any]]:
     words = [w.lower() for w in query.split() if w]
     hits = []
     for fs in defs.feature_sets:
-        set_text = " ".join(
-            [
-                fs.name,
-                fs.description,
-                fs.owner,
-                fs.entity,
-                fs.source,
-                *fs.tags,
-                *(f"{k}:{v}" for k, v in fs.labels.items()),
-            ]
-        ).lower()
+        set_text = set_search_text(fs)
         for f in fs.features:
             text = f"{set_text} {f.name} {f.function} {f.field or ''}".lower()
             if all(w in text for w in words):

@@ -14,27 +14,13 @@ from headwater.schemas.avro import AvroSchema
 from headwater.schemas.definitions import Definitions, Feature, FeatureSet, Source
 from headwater.schemas.plan import feature_set_changes
 from headwater.schemas.tiles import FeatureSetPlan
-from headwater.serving.catalog_views import feature_set_summary
+from headwater.serving.catalog_views import feature_set_summary, set_search_text
 from headwater.serving.errors import BadRequestError, NotFoundError
 
 __all__ = ["MAX_PAGE", "search_catalog", "source_view", "version_diff"]
 
 MAX_PAGE = 200
 """The most hits one search page answers (``limit``)."""
-
-
-def _set_text(fs: FeatureSet) -> str:
-    return " ".join(
-        [
-            fs.name,
-            fs.description,
-            fs.owner,
-            fs.entity,
-            fs.source,
-            *fs.tags,
-            *(f"{k}:{v}" for k, v in fs.labels.items()),
-        ]
-    ).lower()
 
 
 def _feature_text(f: Feature) -> str:
@@ -71,7 +57,7 @@ def search_catalog(
             latest[fs.name] = fs
     hits: list[tuple[FeatureSet, list[str]]] = []
     for fs in sorted(latest.values(), key=lambda s: s.name):
-        set_text = _set_text(fs)
+        set_text = set_search_text(fs)
         texts = {f.name: _feature_text(f) for f in fs.features}
         every = set_text + " " + " ".join(texts.values())
         if not all(w in every for w in words):
