@@ -70,21 +70,23 @@ def search_catalog(
         "offset": offset,
         "limit": limit,
         "items": [
-            {
-                "name": fs.name,
-                "version": fs.version,
-                "active_versions": sorted(versions[fs.name]),
-                "entity": fs.entity,
-                "source": fs.source,
-                "description": fs.description,
-                "owner": fs.owner,
-                "tags": list(fs.tags),
-                "labels": dict(fs.labels),
-                "features": len(fs.features),
-                "matched_features": named,
-            }
+            _search_item(fs, sorted(versions[fs.name]), named)
             for fs, named in hits[offset : offset + limit]
         ],
+    }
+
+
+_ITEM_FIELDS = ("name", "version", "entity", "source", "description", "owner", "tags", "labels")
+
+
+def _search_item(fs: FeatureSet, active: list[int], named: list[str]) -> dict[str, Any]:
+    """One search hit: the catalog's summary fields of the set, its versions and features."""
+    summary = feature_set_summary(fs)
+    return {
+        **{k: summary[k] for k in _ITEM_FIELDS},
+        "active_versions": active,
+        "features": len(fs.features),
+        "matched_features": named,
     }
 
 
