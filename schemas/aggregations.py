@@ -11,6 +11,14 @@ Null values are skipped by every function except ``count`` without a field, whic
 events. ``stddev`` is the sample standard deviation (null below two values);
 ``count_distinct`` is exact (the distinct values are kept per tile); ``last_n`` gives the
 ``n`` newest values, newest first, ties in event time by arrival order.
+
+The second group serves fraud, ranking and risk models: ``variance``, ``skew`` and
+``kurtosis`` from exact power sums (rational arithmetic, like ``stddev``); ``first_n`` and
+``last_distinct_n``; ``top_k`` and ``histogram`` from exact value counts; and the sketches
+``approx_percentile`` (DDSketch) and ``approx_count_distinct`` (HyperLogLog) of
+``schemas.sketches``, which merge exactly, so they too agree online, offline and with a sketch
+built straight from the events. ``count_if`` and ``sum_if`` are ``count`` and ``sum`` of the
+events for which the feature's ``where`` condition is true (any function takes ``where``).
 """
 
 from __future__ import annotations
@@ -18,23 +26,48 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Final, Literal
 
+from headwater.schemas import moments, sketches
+from headwater.schemas.partials import NATIVE_KINDS, Partial, adder, merger, top_counts
 from headwater.schemas.suggestions import did_you_mean
 
 __all__ = [
     "AGGREGATION_FUNCTIONS",
+    "BULKY_FUNCTIONS",
+    "DEFAULT_MAX_KEYS",
     "NUMERIC_TYPES",
+    "N_FUNCTIONS",
     "AggregationFunction",
     "Aggregator",
+    "Spec",
     "State",
     "empty_value",
     "unknown_function",
 ]
 
 AggregationFunction = Literal[
-    "count", "sum", "mean", "min", "max", "last", "first", "stddev", "count_distinct", "last_n"
+    "count",
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "last",
+    "first",
+    "stddev",
+    "count_distinct",
+    "last_n",
+    "variance",
+    "skew",
+    "kurtosis",
+    "first_n",
+    "last_distinct_n",
+    "top_k",
+    "histogram",
+    "approx_percentile",
+    "approx_count_distinct",
+    "count_if",
+    "sum_if",
 ]
 AGGREGATION_FUNCTIONS: Final[tuple[str, ...]] = (
     "count",
@@ -47,7 +80,25 @@ AGGREGATION_FUNCTIONS: Final[tuple[str, ...]] = (
     "stddev",
     "count_distinct",
     "last_n",
+    "variance",
+    "skew",
+    "kurtosis",
+    "first_n",
+    "last_distinct_n",
+    "top_k",
+    "histogram",
+    "approx_percentile",
+    "approx_count_distinct",
+    "count_if",
+    "sum_if",
 )
+N_FUNCTIONS: Final[frozenset[str]] = frozenset({"last_n", "first_n", "last_distinct_n"})
+"""Functions that keep ``n`` values."""
+BULKY_FUNCTIONS: Final[frozenset[str]] = frozenset(
+    {"approx_percentile", "approx_count_distinct", "top_k", "histogram"}
+)
+"""Functions whose state per tile grows with the values seen (sketches, value counts): their
+long windows use coarser tiles (``FeatureSet.tile_ms``) so an entity's state stays bounded."""
 
 
 def unknown_function(function: str) -> str:
@@ -61,225 +112,146 @@ def unknown_function(function: str) -> str:
 NUMERIC_TYPES: Final[frozenset[str]] = frozenset({"int", "long", "float", "double", "decimal"})
 """Types ``sum``, ``mean`` and ``stddev`` take; decimals are doubles (``schemas.avro_types``)."""
 _INTEGER_TYPES: Final[frozenset[str]] = frozenset({"int", "long"})
-
-_NATIVE_KINDS: Final = frozenset({"n", "nn", "isum", "fsum", "min", "max", "last", "first"})
-"""Partial kinds whose fold the native extension does too (``native/src/fold.rs``)."""
+DEFAULT_MAX_KEYS: Final = 100
+"""The keys a ``histogram`` value holds when its feature does not say (``max_keys``)."""
 
 State = dict[str, Any]
 """Partial states of one tile (or of the lifetime), keyed by partial name."""
 
 
-def _grow(partials: list[float], x: float) -> list[float]:
-    """Add ``x`` to Shewchuk's non-overlapping partials, keeping the sum exact."""
-    i = 0
-    for y in partials:
-        if abs(x) < abs(y):
-            x, y = y, x
-        hi = x + y
-        lo = y - (hi - x)
-        if lo:
-            partials[i] = lo
-            i += 1
-        x = hi
-    del partials[i:]
-    partials.append(x)
-    return partials
-
-
-def _to_fraction(state: list[str] | None) -> Fraction:
-    return Fraction(int(state[0]), int(state[1])) if state else Fraction(0)
-
-
-def _from_fraction(value: Fraction) -> list[str]:
-    # Text, not JSON numbers: the numerator of an exact sum of squares outgrows 64 bits.
-    return [str(value.numerator), str(value.denominator)]
-
-
 @dataclass(frozen=True)
-class _Partial:
-    """One partial state kept per tile: ``kind`` over ``field`` (``None`` = the event itself).
+class Spec:
+    """What one feature aggregates: the function, its field and parameters, the condition
+    column of its ``where`` (computed by ``FeatureSetPlan``) and its tile length when it is
+    not the feature set's resolution."""
 
-    ``n`` is the list length of ``last_n`` partials.
-    """
-
-    kind: str
-    field: str | None
-    n: int = 0
-
-    @property
-    def key(self) -> str:
-        kind = f"{self.kind}{self.n}" if self.n else self.kind
-        return kind if self.field is None else f"{kind}:{self.field}"
-
-
-def _newest(items: list[list[Any]], n: int) -> list[list[Any]]:
-    """The ``n`` newest ``[e, seq, value]`` items, newest first."""
-    return sorted(items, key=lambda item: (item[0], item[1]), reverse=True)[:n]
-
-
-def _add(kind: str, state: Any, value: Any, e: int, seq: int, n: int = 0) -> Any:
-    if kind in ("n", "nn", "isum"):
-        return (state or 0) + (1 if kind != "isum" else value)
-    if kind == "fsum":
-        return _grow(list(state) if state else [], float(value))
-    if kind == "min":
-        return value if state is None or value < state else state
-    if kind == "max":
-        return value if state is None or value > state else state
-    if kind == "last":
-        return [e, seq, value] if state is None or (e, seq) >= (state[0], state[1]) else state
-    if kind == "first":
-        return [e, seq, value] if state is None or (e, seq) < (state[0], state[1]) else state
-    if kind == "qsum":
-        return _from_fraction(_to_fraction(state) + Fraction(value) ** 2)
-    if kind == "distinct":
-        return sorted({*(state or ()), value})
-    if kind == "lastn":
-        return _newest([*(state or ()), [e, seq, value]], n)
-    msg = f"unknown partial kind {kind!r}"
-    raise AssertionError(msg)
-
-
-def _adder(kind: str, n: int) -> Any:
-    """A function ``(state, value, e, seq) -> state`` for one partial kind.
-
-    Specialised per kind because this runs once per event and partial: the hot loop of a
-    worker. Each must agree with ``_add`` (the unit tests check both against brute force).
-    """
-    if kind in ("n", "nn"):
-        return lambda state, value, e, seq: 1 if state is None else state + 1
-    if kind == "isum":
-        return lambda state, value, e, seq: value if state is None else state + value
-    if kind == "fsum":
-        return lambda state, value, e, seq: _grow(list(state) if state else [], float(value))
-    if kind == "last":
-        return lambda state, value, e, seq: (
-            [e, seq, value] if state is None or (e, seq) >= (state[0], state[1]) else state
-        )
-    if kind == "min":
-        return lambda state, value, e, seq: value if state is None or value < state else state
-    if kind == "max":
-        return lambda state, value, e, seq: value if state is None or value > state else state
-    return lambda state, value, e, seq: _add(kind, state, value, e, seq, n)
-
-
-def _merger(kind: str, n: int) -> Any:
-    """A function ``(a, b) -> merged`` for two present states of one partial kind.
-
-    Specialised per kind because lookups merge every tile of every window: the hot loop of
-    serving. Merging is associative and commutative.
-    """
-    if kind in ("n", "nn", "isum", "fsum"):
-        # For fsum, a + b concatenates the exact partials: finalize's math.fsum rounds the
-        # exact total once, so there is no need to re-normalise them on every merge.
-        return lambda a, b: a + b
-    if kind == "min":
-        return min
-    if kind == "max":
-        return max
-    if kind == "last":
-        return lambda a, b: a if (a[0], a[1]) >= (b[0], b[1]) else b
-    if kind == "first":
-        return lambda a, b: a if (a[0], a[1]) <= (b[0], b[1]) else b
-    if kind == "qsum":
-        return lambda a, b: _from_fraction(_to_fraction(a) + _to_fraction(b))
-    if kind == "distinct":
-        return lambda a, b: sorted({*a, *b})
-    if kind == "lastn":
-        return lambda a, b: _newest([*a, *b], n)
-    msg = f"unknown partial kind {kind!r}"
-    raise AssertionError(msg)
-
-
-def _sample_stddev(n: int, total: Any, squares: list[str] | None) -> float | None:
-    """Sample standard deviation from exact sums: sqrt of the correctly rounded variance.
-
-    The variance ``(sum(x^2) - sum(x)^2 / n) / (n - 1)`` is computed in exact rational
-    arithmetic (the partials hold exact sums), so it is the same whatever the order or
-    grouping of the events; cancellation cannot creep in.
-    """
-    if n < 2:
-        return None
-    exact_total = (
-        sum((Fraction(p) for p in total), Fraction(0))
-        if isinstance(total, list)
-        else Fraction(total)
-    )
-    variance = (_to_fraction(squares) - exact_total * exact_total / n) / (n - 1)
-    return math.sqrt(float(variance))
+    function: str
+    field: str | None = None
+    n: int | None = None
+    percentiles: tuple[float, ...] = ()
+    accuracy: float | None = None
+    precision: int | None = None
+    k: int | None = None
+    max_keys: int | None = None
+    where: str | None = None
+    tile_ms: int | None = None
 
 
 def empty_value(function: str, field_type: str | None) -> Any:
-    """The value of ``function`` over an empty window: 0 for count, count_distinct and sum,
-    an empty list for last_n, else null."""
-    if function in ("count", "count_distinct"):
+    """The value of ``function`` over an empty window: 0 for counts and sums, an empty list
+    (or map) for the list-valued functions, else null."""
+    if function in ("count", "count_distinct", "count_if", "approx_count_distinct"):
         return 0
-    if function == "last_n":
+    if function in N_FUNCTIONS or function in ("top_k", "histogram"):
         return []
-    if function == "sum":
+    if function in ("sum", "sum_if"):
         return 0 if field_type in _INTEGER_TYPES else 0.0
     return None
+
+
+def _spec(item: Spec | tuple[str, str | None] | tuple[str, str | None, int | None]) -> Spec:
+    if isinstance(item, Spec):
+        return item
+    return Spec(item[0], item[1], item[2] if len(item) > 2 else None)
 
 
 class Aggregator:
     """Compiled aggregation plan of one feature set: which partials to keep, how to finish.
 
     Args:
-        functions: one ``(function, field)`` pair per feature, in feature order.
+        functions: one ``Spec`` (or ``(function, field[, n])``) per feature, in feature order.
         field_types: Avro primitive type of each field used, to keep integer sums exact ints.
     """
 
     def __init__(
         self,
-        functions: Sequence[tuple[str, str | None] | tuple[str, str | None, int | None]],
+        functions: Sequence[Spec | tuple[str, str | None] | tuple[str, str | None, int | None]],
         field_types: Mapping[str, str],
     ) -> None:
-        self._functions = tuple((f[0], f[1], f[2] if len(f) > 2 else None) for f in functions)
+        self._specs = tuple(_spec(f) for f in functions)
         self._field_types = dict(field_types)
-        partials: dict[str, _Partial] = {}
+        partials: dict[str, Partial] = {}
         self._needs: list[tuple[str, ...]] = []
-        for function, field, n in self._functions:
-            needed = [partials.setdefault(p.key, p) for p in self._partials_of(function, field, n)]
+        for spec in self._specs:
+            needed = [
+                partials.setdefault(p.key, p)
+                for p in (
+                    Partial(p.kind, p.field, p.n, p.param, spec.where, spec.tile_ms)
+                    for p in self._partials_of(spec)
+                )
+            ]
             self._needs.append(tuple(p.key for p in needed))
         self._partials = tuple(partials.values())
-        self._adders = tuple((p.key, p.field, _adder(p.kind, p.n)) for p in self._partials)
-        self._mergers = tuple((p.key, _merger(p.kind, p.n)) for p in self._partials)
+        self._adders = self._adders_of(None)
+        self.grids: tuple[int, ...] = tuple(
+            sorted({p.tile_ms for p in self._partials if p.tile_ms is not None})
+        )
+        """Tile lengths of the coarse partials (``FeatureSetPlan.fold`` places them)."""
+        self._grid_adders = {tile: self._adders_of(tile) for tile in self.grids}
+        self._mergers = tuple((p.key, merger(p.kind, p.n, p.param)) for p in self._partials)
 
-    def _partials_of(
-        self, function: str, field: str | None, n: int | None = None
-    ) -> list[_Partial]:
+    def _adders_of(
+        self, tile_ms: int | None
+    ) -> tuple[tuple[str, str | None, str | None, Any], ...]:
+        return tuple(
+            (p.key, p.field, p.where, adder(p.kind, p.n, p.param))
+            for p in self._partials
+            if p.tile_ms == tile_ms
+        )
+
+    def _partials_of(self, spec: Spec) -> list[Partial]:
+        function, field, n = spec.function, spec.field, spec.n
         if field is None:
-            if function != "count":
+            if function not in ("count", "count_if"):
                 msg = f"function {function!r} needs a field"
                 raise ValueError(msg)
-            return [_Partial("n", None)]
+            return [Partial("n", None)]
         integer = self._field_types.get(field) in _INTEGER_TYPES
-        total = _Partial("isum" if integer else "fsum", field)
+        total = Partial("isum" if integer else "fsum", field)
+        squares = Partial("qsum", field)
         match function:
-            case "count":
-                return [_Partial("nn", field)]
-            case "sum":
+            case "count" | "count_if":
+                return [Partial("nn", field)]
+            case "sum" | "sum_if":
                 return [total]
             case "mean":
-                return [_Partial("nn", field), total]
+                return [Partial("nn", field), total]
             case "min" | "max" | "last" | "first":
-                return [_Partial(function, field)]
-            case "stddev":
-                return [_Partial("nn", field), total, _Partial("qsum", field)]
+                return [Partial(function, field)]
+            case "stddev" | "variance":
+                return [Partial("nn", field), total, squares]
+            case "skew":
+                return [Partial("nn", field), total, squares, Partial("csum", field)]
+            case "kurtosis":
+                cubes, fourth = Partial("csum", field), Partial("q4sum", field)
+                return [Partial("nn", field), total, squares, cubes, fourth]
             case "count_distinct":
-                return [_Partial("distinct", field)]
-            case "last_n":
+                return [Partial("distinct", field)]
+            case "top_k" | "histogram":
+                return [Partial("counts", field)]
+            case "approx_percentile":
+                accuracy = spec.accuracy or sketches.DEFAULT_ACCURACY
+                return [Partial("dd", field, param=repr(float(accuracy)))]
+            case "approx_count_distinct":
+                precision = spec.precision or sketches.DEFAULT_PRECISION
+                return [Partial("hll", field, param=str(precision))]
+            case "last_n" | "first_n" | "last_distinct_n":
                 if not n or n < 1:
-                    msg = "last_n needs n >= 1, e.g. {function: last_n, field: merchant_id, n: 5}"
+                    msg = f"{function} needs n >= 1, e.g. {{function: {function}, field: merchant_id, n: 5}}"
                     raise ValueError(msg)
-                return [_Partial("lastn", field, n)]
+                kind = {"last_n": "lastn", "first_n": "firstn", "last_distinct_n": "lastdn"}
+                return [Partial(kind[function], field, n)]
         raise ValueError(unknown_function(function))
 
     def native_adders(self, fields: Sequence[str]) -> list[tuple[str, int, str]] | None:
         """The partials as the native fold takes them (``headwater_native.TileFolder``):
         ``(key, index of the field in fields or -1 for the event itself, kind)``; ``None``
-        when some kind has only the Python fold (exact squares, distinct sets, last_n)."""
-        if any(p.kind not in _NATIVE_KINDS for p in self._partials):
+        when some partial has only the Python fold (exact powers, sets, lists, sketches,
+        conditions, coarse tiles)."""
+        if any(
+            p.kind not in NATIVE_KINDS or p.where is not None or p.tile_ms is not None
+            for p in self._partials
+        ):
             return None
         return [
             (p.key, -1 if p.field is None else fields.index(p.field), p.kind)
@@ -293,13 +265,20 @@ class Aggregator:
 
     @property
     def fields(self) -> tuple[str, ...]:
-        """The event fields the partials read, in a stable order."""
-        return tuple(dict.fromkeys(p.field for p in self._partials if p.field is not None))
+        """The event fields (and condition columns) the partials read, in a stable order."""
+        read = [p.field for p in self._partials] + [p.where for p in self._partials]
+        return tuple(dict.fromkeys(f for f in read if f is not None))
 
-    def add(self, state: State, row: Mapping[str, Any], e: int, seq: int) -> State:
-        """Fold one event (event time ``e`` ms, arrival order ``seq``) into ``state`` in place."""
+    def add(
+        self, state: State, row: Mapping[str, Any], e: int, seq: int, tile_ms: int | None = None
+    ) -> State:
+        """Fold one event (event time ``e`` ms, arrival order ``seq``) into ``state`` in place:
+        the partials of the set's tiles, or of the coarse tiles of ``tile_ms``."""
         get = state.get
-        for key, field, add in self._adders:
+        adders = self._adders if tile_ms is None else self._grid_adders[tile_ms]
+        for key, field, where, add in adders:
+            if where is not None and row.get(where) is not True:
+                continue
             value = row if field is None else row.get(field)
             if value is not None:
                 state[key] = add(get(key), value, e, seq)
@@ -309,7 +288,9 @@ class Aggregator:
         self, first: State, second: State, row: Mapping[str, Any], e: int, seq: int
     ) -> None:
         """``add`` into two states (an event's tile and the lifetime) in one pass."""
-        for key, field, add in self._adders:
+        for key, field, where, add in self._adders:
+            if where is not None and row.get(where) is not True:
+                continue
             value = row if field is None else row.get(field)
             if value is not None:
                 first[key] = add(first.get(key), value, e, seq)
@@ -326,26 +307,48 @@ class Aggregator:
 
     def finalize(self, index: int, state: Mapping[str, Any]) -> Any:
         """The value of feature ``index`` from merged ``state`` (empty-window rules applied)."""
-        function, field, _ = self._functions[index]
+        spec = self._specs[index]
+        function = spec.function
         needs = self._needs[index]
-        field_type = self._field_types.get(field) if field else None
+        field_type = self._field_types.get(spec.field) if spec.field else None
         first = state.get(needs[0])
         if first is None:
             return empty_value(function, field_type)
         match function:
-            case "count" | "min" | "max":
+            case "count" | "count_if" | "min" | "max":
                 return first
             case "count_distinct":
                 return len(first)
-            case "last_n":
+            case "last_n" | "first_n" | "last_distinct_n":
                 return [item[2] for item in first]
-            case "stddev":
-                return _sample_stddev(first, state[needs[1]], state.get(needs[2]))
-            case "sum":
+            case "stddev" | "variance":
+                exact = moments.variance(
+                    first,
+                    moments.as_fraction(state.get(needs[1])),
+                    moments.as_fraction(state.get(needs[2])),
+                )
+                if function == "variance" or exact is None:
+                    return exact
+                return math.sqrt(exact)
+            case "skew" | "kurtosis":
+                sums = [moments.as_fraction(state.get(key)) for key in needs[1:]]
+                return (moments.skew if function == "skew" else moments.kurtosis)(first, sums)
+            case "sum" | "sum_if":
                 return math.fsum(first) if isinstance(first, list) else first
             case "mean":
                 total = state[needs[1]]
-                exact = math.fsum(total) if isinstance(total, list) else total
-                return exact / first
+                exact_total = math.fsum(total) if isinstance(total, list) else total
+                return exact_total / first
+            case "top_k":
+                assert spec.k is not None
+                return [{"value": v, "count": c} for v, c in top_counts(first, spec.k)]
+            case "histogram":
+                kept = top_counts(first, spec.max_keys or DEFAULT_MAX_KEYS)
+                return [{"value": v, "count": c} for v, c in sorted(kept, key=lambda i: i[0])]
+            case "approx_percentile":
+                accuracy = spec.accuracy or sketches.DEFAULT_ACCURACY
+                return sketches.dd_quantiles(first, spec.percentiles, accuracy)
+            case "approx_count_distinct":
+                return sketches.hll_estimate(first, spec.precision or sketches.DEFAULT_PRECISION)
             case _:  # last, first
                 return first[2]

@@ -13,13 +13,19 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS, unknown_function
+from headwater.schemas.aggregations import (
+    AGGREGATION_FUNCTIONS,
+    BULKY_FUNCTIONS,
+    unknown_function,
+)
 from headwater.schemas.avro import AvroSchema
 from headwater.schemas.errors import DefinitionError, EventError, UnknownNameError
+from headwater.schemas.feature_parameters import parameter_problem
 from headwater.schemas.monitoring import Monitoring
 
 __all__ = [
     "KEY_SEPARATOR",
+    "MAX_BULKY_TILES",
     "PII_TAG",
     "Definitions",
     "Entity",
@@ -162,36 +168,52 @@ PII_TAG = "pii"
 
 @dataclass(frozen=True, kw_only=True)
 class Feature:
-    """One output column: ``function`` of ``field`` over ``window_ms`` (``None`` = lifetime)."""
+    """One output column: ``function`` of ``field`` over ``window_ms`` (``None`` = lifetime),
+    over the events for which ``where`` holds, ``offset_ms`` before the time asked about."""
 
     name: str
     function: str
     field: str | None = None
     window_ms: int | None = None
     n: int | None = None
-    """How many values ``last_n`` keeps."""
+    """How many values ``last_n``, ``first_n`` and ``last_distinct_n`` keep."""
     tags: tuple[str, ...] = ()
     """Labels such as ``pii`` (reading a ``pii`` feature over the API needs a grant)."""
     monitoring: Monitoring | None = None
     """This feature's own drift limits (``schemas.monitoring``); metadata."""
+    percentiles: tuple[float, ...] = ()
+    """The quantiles ``approx_percentile`` gives, in [0, 1]; its value lists them in order."""
+    accuracy: float | None = None
+    """``approx_percentile``'s relative accuracy (default ``sketches.DEFAULT_ACCURACY``)."""
+    precision: int | None = None
+    """``approx_count_distinct``'s HyperLogLog precision, 4 to 18 (default 12)."""
+    k: int | None = None
+    """How many of the most frequent values ``top_k`` gives."""
+    max_keys: int | None = None
+    """The most keys a ``histogram`` value holds: the most frequent ones (default 100)."""
+    where: str | None = None
+    """Expression: only events for which it is true feed this feature (``count_if``)."""
+    offset_ms: int | None = None
+    """The window ends this long before the time asked about (``window: 1d, offset: 7d``)."""
+    resolution_ms: int | None = None
+    """This feature's tile length, a multiple of the set's (default ``FeatureSet.tile_ms``)."""
 
     def __post_init__(self) -> None:
         _check_name("feature", self.name)
         object.__setattr__(self, "tags", tuple(self.tags))
-        if self.function == "last_n" and (self.n is None or self.n < 1):
-            msg = f"feature {self.name!r}: last_n needs n, a count of 1 or more, e.g. n: 5"
-            raise ValueError(msg)
-        if self.function != "last_n" and self.n is not None:
-            msg = f"feature {self.name!r}: n is only for last_n, not {self.function}"
-            raise ValueError(msg)
+        object.__setattr__(self, "percentiles", tuple(self.percentiles))
         if self.function not in AGGREGATION_FUNCTIONS:
             raise ValueError(unknown_function(self.function))
-        if self.field is None and self.function != "count":
-            msg = f"function {self.function!r} needs a field; only count works without one"
+        problem = parameter_problem(self)
+        if problem:
+            msg = f"feature {self.name!r}: {problem}"
             raise ValueError(msg)
-        if self.window_ms is not None and self.window_ms <= 0:
-            msg = f"window must be positive, got {self.window_ms} ms"
-            raise ValueError(msg)
+
+
+_TILE_LADDER = (60_000, 300_000, 900_000, 3_600_000, 10_800_000, 21_600_000, 86_400_000)
+"""Tile lengths a bulky feature may get by default: 1m, 5m, 15m, 1h, 3h, 6h, 1d."""
+MAX_BULKY_TILES = 720
+"""A bulky feature's default tile keeps its window at most this many tiles long."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,19 +254,69 @@ class FeatureSet:
             msg = f"feature set {self.name!r} defines {duplicates} more than once"
             raise ValueError(msg)
         for f in self.features:
-            if f.window_ms is not None and f.window_ms % self.resolution_ms:
+            if f.resolution_ms is not None and f.resolution_ms % self.resolution_ms:
                 msg = (
-                    f"feature {f.name!r}: window {f.window_ms} ms is not a multiple of the "
-                    f"resolution {self.resolution_ms} ms"
+                    f"feature {f.name!r}: resolution {f.resolution_ms} ms is not a multiple of "
+                    f"the feature set's resolution {self.resolution_ms} ms"
                 )
                 raise ValueError(msg)
+            tile = self.tile_ms(f)
+            for what, length in (("window", f.window_ms), ("offset", f.offset_ms)):
+                if length is not None and length % tile:
+                    msg = (
+                        f"feature {f.name!r}: {what} {length} ms is not a multiple of the "
+                        f"resolution {tile} ms"
+                    )
+                    raise ValueError(msg)
         for attribute in ("labels", "transforms", "relations"):
             object.__setattr__(self, attribute, MappingProxyType(dict(getattr(self, attribute))))
 
     @property
     def max_window_ms(self) -> int:
-        """The longest window: online keeps this many milliseconds of tiles."""
+        """The longest window."""
         return max((f.window_ms for f in self.features if f.window_ms), default=self.resolution_ms)
+
+    @property
+    def reach_ms(self) -> int:
+        """How far back from the time asked about an event can still count: the longest
+        window plus its offset and the rest of its first tile (a coarse tile starts before
+        the set's). Online keeps the tiles of this span."""
+        return max(
+            (
+                f.window_ms + (f.offset_ms or 0) + self.tile_ms(f) - self.resolution_ms
+                for f in self.features
+                if f.window_ms
+            ),
+            default=self.resolution_ms,
+        )
+
+    def tile_ms(self, feature: Feature) -> int:
+        """The tile length of ``feature``'s window: its own ``resolution``, else the set's,
+        except for a bulky function (sketches and value counts: ``BULKY_FUNCTIONS``) whose
+        window would span more than ``MAX_BULKY_TILES`` of them. That one takes the shortest
+        of 1m, 5m, 15m, 1h, 3h, 6h, 1d that is a multiple of the set's resolution, divides
+        its window and offset, and keeps the window within ``MAX_BULKY_TILES`` tiles (the
+        longest that divides them when none does), so its state per entity stays bounded.
+        """
+        if feature.resolution_ms is not None:
+            return feature.resolution_ms
+        r = self.resolution_ms
+        window = feature.window_ms
+        if (
+            window is None
+            or feature.function not in BULKY_FUNCTIONS
+            or window // r <= MAX_BULKY_TILES
+        ):
+            return r
+        fitting = [
+            t
+            for t in _TILE_LADDER
+            if t > r and t % r == 0 and window % t == 0 and (feature.offset_ms or 0) % t == 0
+        ]
+        for t in fitting:
+            if window // t <= MAX_BULKY_TILES:
+                return t
+        return fitting[-1] if fitting else r
 
     @property
     def qualified_name(self) -> str:

@@ -37,7 +37,24 @@ FEATURE_SET_KEYS = {
     "relations",
     "monitoring",
 }
-_FEATURE_KEYS = {"name", "function", "field", "window", "n", "tags", "monitoring"}
+_FEATURE_KEYS = {
+    "name",
+    "function",
+    "field",
+    "window",
+    "n",
+    "tags",
+    "monitoring",
+    "percentiles",
+    "accuracy",
+    "precision",
+    "k",
+    "max_keys",
+    "where",
+    "offset",
+    "resolution",
+}
+_COUNTS = ("n", "precision", "k", "max_keys")
 _AGGREGATION_KEYS = {"field", "functions", "windows"}
 _FEATURE_EXAMPLE = "{name: spend_1h, function: sum, field: amount, window: 1h}"
 _AGGREGATION_EXAMPLE = "{field: amount, functions: [sum, mean], windows: [1h, 1d]}"
@@ -70,6 +87,49 @@ def _window(
         )
         return False, None
     return True, window
+
+
+def _parameters(c: Collector, where: str, raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A feature's function parameters, typed; ``None`` after a problem (added to ``c``)."""
+    out: dict[str, Any] = {}
+    ok = True
+    for name in _COUNTS:
+        value = raw.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            c.add(f"{where}.{name}", f"expected a whole number like {name}: 5, got {value!r}")
+            ok = False
+        out[name] = value
+    percentiles = raw.get("percentiles")
+    if percentiles is not None:
+        numbers = percentiles if isinstance(percentiles, list) else [percentiles]
+        if not all(isinstance(q, int | float) and not isinstance(q, bool) for q in numbers):
+            c.add(
+                f"{where}.percentiles",
+                f"expected a list of quantiles like [0.5, 0.9, 0.99], got {percentiles!r}",
+            )
+            ok = False
+        else:
+            out["percentiles"] = tuple(float(q) for q in numbers)
+    accuracy = raw.get("accuracy")
+    if accuracy is not None and (
+        not isinstance(accuracy, int | float) or isinstance(accuracy, bool)
+    ):
+        c.add(f"{where}.accuracy", f"expected a relative error like 0.01, got {accuracy!r}")
+        ok = False
+    out["accuracy"] = accuracy
+    condition = raw.get("where")
+    if condition is not None and not isinstance(condition, str):
+        c.add(
+            f"{where}.where",
+            f"expected a condition string like \"status == 'declined'\", got {condition!r}",
+        )
+        ok = False
+    out["where"] = condition
+    for key, name in (("offset", "offset_ms"), ("resolution", "resolution_ms")):
+        text = raw.get(key)
+        out[name] = _duration(c, f"{where}.{key}", text)
+        ok = ok and (text is None or out[name] is not None)
+    return out if ok else None
 
 
 def _tags(c: Collector, where: str, value: Any) -> tuple[str, ...]:
@@ -124,7 +184,8 @@ def read_feature_set(
         good, window = _window(
             c, f"{fwhere}.window", raw.get("window"), resolution, resolution_text
         )
-        if not (good and known):
+        parameters = _parameters(c, fwhere, raw)
+        if not (good and known) or parameters is None:
             placed.broken_features.add(name)
             continue
         add(
@@ -134,7 +195,7 @@ def read_feature_set(
             function=function,
             field=raw.get("field"),
             window_ms=window,
-            n=raw.get("n"),
+            **parameters,
             tags=_tags(c, f"{fwhere}.tags", raw.get("tags")),
             monitoring=read_monitoring(
                 c.add, f"{fwhere}.monitoring", raw.get("monitoring"), feature=True

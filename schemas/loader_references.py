@@ -18,15 +18,24 @@ from headwater.schemas.suggestions import did_you_mean
 
 __all__ = ["cross_check"]
 
-_NUMERIC_ONLY = {"sum", "mean", "stddev"}
+_NUMERIC_ONLY = {
+    "sum",
+    "mean",
+    "stddev",
+    "sum_if",
+    "variance",
+    "skew",
+    "kurtosis",
+    "approx_percentile",
+}
 _UNORDERED = {"boolean", "bytes", "record", "union", "map", "array"}
 # What a feature may do with a field of these forms: arrays and records are JSON values that
 # last/first/last_n keep as they are, but not hashable for count_distinct; a map reads back
 # from Arrow as key/value pairs, so only its count is the same online and offline.
 _ONLY: dict[str, tuple[str, ...]] = {
     "map": ("count",),
-    "array": ("count", "last", "first", "last_n"),
-    "record": ("count", "last", "first", "last_n"),
+    "array": ("count", "count_if", "last", "first", "last_n", "first_n"),
+    "record": ("count", "count_if", "last", "first", "last_n", "first_n"),
     "union": ("count",),
 }
 
@@ -107,9 +116,21 @@ def cross_check(loaded: Loaded) -> list[str]:
                     + did_you_mean(key, types)
                 )
         for f in fs.features:
+            fwhere = p.features[f.name]
+            if f.where is not None:
+                at = p.at(f"{fwhere}.where" if fwhere.startswith(".features[") else fwhere)
+                try:
+                    condition = compile_expression(f.where, types)
+                except ExpressionError as exc:
+                    problems.append(f"{at}: feature {f.name!r}: {exc}")
+                else:
+                    if condition.type != "boolean":
+                        problems.append(
+                            f"{at}: feature {f.name!r}: where {f.where!r} is {condition.type}, "
+                            "not boolean; write a condition such as \"status == 'declined'\""
+                        )
             if f.field is None:
                 continue
-            fwhere = p.features[f.name]
             at = p.at(f"{fwhere}.field" if fwhere.startswith(".features[") else fwhere)
             if f.field not in types:
                 problems.append(

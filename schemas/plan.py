@@ -65,8 +65,16 @@ class Plan:
 
 def _describe(f: Feature) -> str:
     window = format_duration(f.window_ms) if f.window_ms else "lifetime"
-    n = f", n={f.n}" if f.n is not None else ""
-    return f"{f.function}({f.field or ''}{n}) over {window}"
+    parameters = "".join(
+        f", {name}={value!r}"
+        for name in ("n", "percentiles", "accuracy", "precision", "k", "max_keys", "where")
+        if (value := getattr(f, name)) not in (None, ())
+    )
+    if f.offset_ms:
+        window += f" offset {format_duration(f.offset_ms)}"
+    if f.resolution_ms:
+        window += f" in {format_duration(f.resolution_ms)} tiles"
+    return f"{f.function}({f.field or ''}{parameters}) over {window}"
 
 
 def _schema_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

@@ -41,6 +41,30 @@ def source_to_dict(s: Source) -> dict[str, Any]:
     }
 
 
+_PARAMETERS = (
+    "n",
+    "percentiles",
+    "accuracy",
+    "precision",
+    "k",
+    "max_keys",
+    "where",
+    "offset_ms",
+    "resolution_ms",
+)
+
+
+def _parameters(f: Feature) -> dict[str, Any]:
+    """The function parameters a feature sets (unset ones are left out, so a catalog written
+    before they existed reads back equal)."""
+    out: dict[str, Any] = {}
+    for name in _PARAMETERS:
+        value = getattr(f, name)
+        if value not in (None, ()):
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def feature_set_to_dict(fs: FeatureSet) -> dict[str, Any]:
     return {
         "name": fs.name,
@@ -58,7 +82,7 @@ def feature_set_to_dict(fs: FeatureSet) -> dict[str, Any]:
         "relations": dict(fs.relations),
         "features": [
             {"name": f.name, "function": f.function, "field": f.field, "window_ms": f.window_ms}
-            | ({"n": f.n} if f.n is not None else {})
+            | _parameters(f)
             | ({"tags": list(f.tags)} if f.tags else {})
             | ({"monitoring": monitoring_to_dict(f.monitoring)} if f.monitoring else {})
             for f in fs.features

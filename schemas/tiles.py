@@ -34,10 +34,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from headwater.schemas.aggregations import Aggregator, State
-from headwater.schemas.definitions import FeatureSet, Source
+from headwater.schemas.aggregations import Aggregator, Spec, State
+from headwater.schemas.definitions import Feature, FeatureSet, Source
+from headwater.schemas.errors import DefinitionError
 from headwater.schemas.expressions import Expression, compile_expression
 from headwater.schemas.native import extension
+from headwater.schemas.window_specs import WindowSpec, condition_column, tile_bounds, window_spec
 
 __all__ = [
     "EXPIRY_GRACE_MS",
@@ -141,7 +143,7 @@ def expires_at_ms(feature_set: FeatureSet, state: EntityState) -> int | None:
         times.append(state.newest)
     if not times:
         return None
-    useful_ms = max(feature_set.max_window_ms, feature_set.ttl_ms or 0)
+    useful_ms = max(feature_set.reach_ms, feature_set.ttl_ms or 0)
     return max(times) + useful_ms + EXPIRY_GRACE_MS
 
 
@@ -186,13 +188,24 @@ class FeatureSetPlan:
         }
         """The history's columns: the source fields' Arrow types, then the transform
         outputs' type names (what ``connectors.offline_delta.history_schema`` takes)."""
-        self.aggregator = Aggregator(
-            [(f.function, f.field, f.n) for f in feature_set.features], types
-        )
+        self.conditions: dict[str, Expression] = {}
+        """Condition columns of the features' ``where`` (``condition_column``): computed per
+        batch online and over the history offline, never stored."""
+        for f in feature_set.features:
+            if f.where:
+                self.conditions[condition_column(f.where)] = self._condition(f, types)
+        condition_types = dict.fromkeys(self.conditions, "boolean")
+        self.specs = tuple(self._spec(f) for f in feature_set.features)
+        """What each feature aggregates, as the aggregator was built from."""
+        self.aggregator = Aggregator(self.specs, {**types, **condition_types})
         self.resolution_ms = feature_set.resolution_ms
-        self.retention_tiles = feature_set.max_window_ms // feature_set.resolution_ms
         self.fields = self.aggregator.fields
-        self.field_types = {f: types[f] for f in self.fields}
+        self.field_types = {f: {**types, **condition_types}[f] for f in self.fields}
+        inputs = [f for f in self.fields if f not in self.conditions]
+        for expression in self.conditions.values():
+            inputs += sorted(expression.fields)
+        self.stored_fields: tuple[str, ...] = tuple(dict.fromkeys(inputs))
+        """The history's fields the features read, their conditions' inputs included."""
         adders = self.aggregator.native_adders(self.fields)
         self._native_fold = (
             None
@@ -200,19 +213,60 @@ class FeatureSetPlan:
             else extension.TileFolder(adders, self.resolution_ms)
         )
         # Features grouped by window so each window's tiles are merged once per lookup.
-        self._by_window: dict[int | None, list[int]] = {}
+        self.by_window: dict[WindowSpec | None, list[int]] = {}
+        """Feature indexes per window (``None``: lifetime), in feature order."""
         for i, f in enumerate(feature_set.features):
-            self._by_window.setdefault(f.window_ms, []).append(i)
-        self._windows = sorted(w for w in self._by_window if w is not None)
+            self.by_window.setdefault(window_spec(feature_set, f), []).append(i)
+        self._windows = [w for w in self.by_window if w is not None]
         self._kept: dict[int, tuple[EntityState, int, list[Any]]] = {}
         """Values of recently evaluated states (``evaluate(reuse=True)``), by state id."""
+
+    def _condition(self, feature: Feature, types: Mapping[str, str]) -> Expression:
+        assert feature.where is not None
+        where = f"feature {feature.name!r} of feature set {self.feature_set.name!r}: where"
+        try:
+            expression = compile_expression(feature.where, types)
+        except DefinitionError as exc:
+            raise DefinitionError(f"{where}: {exc}") from exc
+        if expression.type != "boolean":
+            msg = (
+                f"{where} {feature.where!r} is {expression.type}, not boolean; write a condition "
+                "such as \"status == 'declined'\""
+            )
+            raise DefinitionError(msg)
+        return expression
+
+    def _spec(self, f: Feature) -> Spec:
+        tile = self.feature_set.tile_ms(f)
+        return Spec(
+            f.function,
+            f.field,
+            f.n,
+            percentiles=f.percentiles,
+            accuracy=f.accuracy,
+            precision=f.precision,
+            k=f.k,
+            max_keys=f.max_keys,
+            where=condition_column(f.where) if f.where else None,
+            tile_ms=tile
+            if f.window_ms is not None and tile != self.feature_set.resolution_ms
+            else None,
+        )
+
+    def with_conditions(self, table: pa.Table) -> pa.Table:
+        """``table`` (events after the filter and transforms) with the condition columns."""
+        for name, expression in self.conditions.items():
+            if name not in table.column_names:
+                table = table.append_column(name, expression.evaluate(table))
+        return table
 
     def fold(
         self, state: EntityState, row: Mapping[str, Any], e: int, seq: int, *, keep_from: int | None
     ) -> None:
-        """Merge one event into the lifetime state and, if recent enough, its tile.
+        """Merge one event into the lifetime state and, if recent enough, its tiles.
 
-        ``keep_from`` is the oldest tile still kept (``None`` keeps every tile).
+        ``keep_from`` is the oldest tile still kept (``None`` keeps every tile). Coarse
+        partials go to the set's tile where their coarse tile starts.
         """
         k = tile_of(e, self.resolution_ms)
         if keep_from is None or k >= keep_from:
@@ -220,6 +274,11 @@ class FeatureSetPlan:
             state.changed.add(k)
         else:
             self.aggregator.add(state.lifetime, row, e, seq)
+        for tile_ms in self.aggregator.grids:
+            start = e // tile_ms * (tile_ms // self.resolution_ms)
+            if keep_from is None or start >= keep_from:
+                self.aggregator.add(state.tiles.setdefault(start, {}), row, e, seq, tile_ms)
+                state.changed.add(start)
         if state.newest is None or e > state.newest:
             state.newest = e
 
@@ -293,8 +352,12 @@ class FeatureSetPlan:
         return self._mature(state, now, keep_from) or changed or folded
 
     def _oldest_kept_tile(self, now: int) -> int:
-        """The oldest tile a state keeps at the writer's clock ``now`` (the longest window's)."""
-        return tile_of(now, self.resolution_ms) - self.retention_tiles + 1
+        """The oldest tile a state keeps at the writer's clock ``now``: the first tile of the
+        window reaching furthest back (later times only move windows forward)."""
+        k_now = tile_of(now, self.resolution_ms)
+        return min(
+            (tile_bounds(w, k_now, self.resolution_ms)[0] for w in self._windows), default=k_now
+        )
 
     @staticmethod
     def _enter_epoch(state: EntityState, epoch: TopicEpoch | None) -> bool:
@@ -375,22 +438,30 @@ class FeatureSetPlan:
         if ttl is not None and newest < t - ttl:
             return self._empty(), Status.EXPIRED
         values: list[Any] = [None] * len(features)
-        for i in self._by_window.get(None, ()):
+        for i in self.by_window.get(None, ()):
             values[i] = self.aggregator.finalize(i, lifetime)
-        # Windows are nested (all end at k(t)): walk the tiles from the newest once, and
-        # finish each window's features when the walk passes its start. Each tile is merged
-        # once however many windows cover it.
+        # Windows without an offset are nested (all end at k(t)): walk the tiles from the
+        # newest once, and finish each window's features when the walk passes its start.
+        # Each tile is merged once however many windows cover it. Offset windows end
+        # earlier and merge their own tiles.
         k_t = tile_of(t, self.resolution_ms)
         newest_first = sorted((k for k in tiles if k <= k_t), reverse=True)
+        bounds = [(tile_bounds(w, k_t, self.resolution_ms), w) for w in self._windows]
         merged: State = {}
         position = 0
-        for window in self._windows:
-            low = k_t - window // self.resolution_ms
-            while position < len(newest_first) and newest_first[position] > low:
-                self.aggregator.merge(merged, tiles[newest_first[position]])
-                position += 1
-            for i in self._by_window[window]:
-                values[i] = self.aggregator.finalize(i, merged)
+        for (low, high), window in sorted(bounds, reverse=True):
+            if high == k_t:
+                while position < len(newest_first) and newest_first[position] >= low:
+                    self.aggregator.merge(merged, tiles[newest_first[position]])
+                    position += 1
+                own = merged
+            else:
+                own = {}
+                for k in newest_first:
+                    if low <= k <= high:
+                        self.aggregator.merge(own, tiles[k])
+            for i in self.by_window[window]:
+                values[i] = self.aggregator.finalize(i, own)
         return values, Status.PRESENT
 
     def _empty(self) -> list[Any]:

@@ -20,6 +20,7 @@ from headwater.connectors.base import BaseOfflineStore
 from headwater.schemas.avro_types import column as nested_column
 from headwater.schemas.avro_types import top_field
 from headwater.schemas.tiles import FeatureSetPlan
+from headwater.schemas.window_specs import window_spec
 from headwater.serving.errors import BadRequestError
 from headwater.serving.features import ResolvedFeatures
 from headwater.serving.historical_partitions import (
@@ -88,27 +89,50 @@ def plan_features(
     times: np.ndarray,
 ) -> list[pa.Array]:
     """Every feature of ``plan`` for every label row, in the labels' order."""
-    # A field of a nested record (``address.city``) is read from its struct column.
+    # A field of a nested record (``address.city``) is read from its struct column; the
+    # features' ``where`` conditions are computed over the history as the worker computes
+    # them over each batch.
+    history = plan.with_conditions(history)
     stored = list(dict.fromkeys(top_field(f) for f in plan.fields))
     ordered = sort_history(history, key_names, labels, stored)
     order = np.lexsort((times, ordered.label_key))
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     ranges = window_ranges(plan, ordered, ordered.label_key[order], times[order])
-    columns = {
-        f: RangeColumn(nested_column(ordered.table, f), plan.field_types[f]) for f in plan.fields
-    }
+    fields = {f: nested_column(ordered.table, f) for f in plan.fields}
+    columns: dict[tuple[str | None, str | None], RangeColumn] = {}
     out = []
-    for feature in plan.feature_set.features:
-        column = columns[feature.field] if feature.field else None
+    for feature, spec in zip(plan.feature_set.features, plan.specs, strict=True):
+        key = (feature.field, spec.where)
+        if key not in columns and (feature.field is not None or spec.where is not None):
+            columns[key] = _range_column(plan, fields, feature.field, spec.where)
+        column = columns.get(key)
         out_type = output_type(
             feature.function, column.type if column else None, column.avro_type if column else None
         )
-        values = aggregate_ranges(
-            feature.function, feature.n, column, ranges.lo[feature.window_ms], ranges.hi, out_type
-        )
+        window = window_spec(plan.feature_set, feature)
+        values = aggregate_ranges(feature, column, ranges.lo[window], ranges.ends[window], out_type)
         out.append(values.take(pa.array(inverse)))
     return out
+
+
+def _range_column(
+    plan: FeatureSetPlan,
+    fields: Mapping[str, pa.ChunkedArray | pa.Array],
+    field: str | None,
+    where: str | None,
+) -> RangeColumn:
+    """The values a feature aggregates: its field (or, for a count of events, its condition),
+    null wherever its condition is not true."""
+    if field is None:
+        assert where is not None
+        condition = fields[where]
+        return RangeColumn(pc.if_else(pc.fill_null(condition, False), True, None), "boolean")
+    values = fields[field]
+    if where is not None:
+        keep = pc.fill_null(fields[where], False)
+        values = pc.if_else(keep, values, pa.scalar(None, values.type))
+    return RangeColumn(values, plan.field_types[field])
 
 
 def get_historical_features(
@@ -136,7 +160,13 @@ def get_historical_features(
             raise BadRequestError(msg)
         version = (table_versions or {}).get(plan.feature_set.qualified_name)
         needed = dict.fromkeys(
-            [*key_names, "event_time_ms", "_partition", "_offset", *map(top_field, plan.fields)]
+            [
+                *key_names,
+                "event_time_ms",
+                "_partition",
+                "_offset",
+                *map(top_field, plan.stored_fields),
+            ]
         )
         parts = parts_for(offline.history_rows(plan.feature_set, version), partition_rows)
         if parts > 1:

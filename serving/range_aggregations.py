@@ -19,27 +19,47 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from headwater.schemas.aggregations import empty_value
+from headwater.schemas.definitions import Feature
 from headwater.schemas.native import extension
+from headwater.serving.range_values import slice_values
 
 __all__ = ["RangeColumn", "aggregate_ranges", "output_type"]
 
 _INTEGER_TYPES = {"int", "long"}
 _EXACT_INT_BOUND = 2**53
+_SLICED = frozenset(
+    {
+        "variance",
+        "skew",
+        "kurtosis",
+        "first_n",
+        "last_distinct_n",
+        "top_k",
+        "histogram",
+        "approx_percentile",
+        "approx_count_distinct",
+    }
+)
+"""Functions walked slice by slice (``serving.range_values``)."""
 
 
 def output_type(
     function: str, field_type: pa.DataType | None, avro_type: str | None
 ) -> pa.DataType:
     """The Arrow type of a feature column: fixed per function and field, never inferred."""
-    if function in ("count", "count_distinct"):
+    if function in ("count", "count_distinct", "count_if", "approx_count_distinct"):
         return pa.int64()
-    if function == "sum":
+    if function in ("sum", "sum_if"):
         return pa.int64() if avro_type in _INTEGER_TYPES else pa.float64()
-    if function in ("mean", "stddev"):
+    if function in ("mean", "stddev", "variance", "skew", "kurtosis"):
         return pa.float64()
+    if function == "approx_percentile":
+        return pa.list_(pa.float64())
     assert field_type is not None
-    if function == "last_n":
+    if function in ("last_n", "first_n", "last_distinct_n"):
         return pa.list_(field_type)
+    if function in ("top_k", "histogram"):
+        return pa.list_(pa.struct([("value", field_type), ("count", pa.int64())]))
     return field_type
 
 
@@ -150,14 +170,18 @@ def _reduce(ufunc: np.ufunc, column: RangeColumn, a: np.ndarray, b: np.ndarray) 
 
 
 def aggregate_ranges(
-    function: str,
-    n: int | None,
+    feature: Feature,
     column: RangeColumn | None,
     lo: np.ndarray,
     hi: np.ndarray,
     out_type: pa.DataType,
 ) -> pa.Array:
-    """``function`` over the events ``[lo, hi)`` of every row, as an Arrow array."""
+    """``feature``'s function over the events ``[lo, hi)`` of every row, as an Arrow array.
+
+    ``column`` holds the feature's field with the events its ``where`` excludes nulled.
+    """
+    function = {"count_if": "count", "sum_if": "sum"}.get(feature.function, feature.function)
+    n = feature.n
     rows = len(lo)
     if column is None:  # count of events
         return pa.array(hi - lo, type=pa.int64())
@@ -224,6 +248,10 @@ def aggregate_ranges(
         return pa.array(_stddev(column, a, b), type=out_type)
     if function == "count_distinct":
         return pa.array(_per_slice(column.list, a, b, lambda s: len(set(s))), type=out_type)
+    if function in _SLICED:
+        numbers = column.numpy if function in ("variance", "skew", "kurtosis") else None
+        values = slice_values(feature, column.list, numbers, column.is_integer, a, b)
+        return pa.array(values, type=out_type)
     if function == "last_n":
         assert n is not None
         values = column.list

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from headwater.schemas.definitions import KEY_SEPARATOR
 from headwater.schemas.tiles import FeatureSetPlan
+from headwater.schemas.window_specs import WindowSpec, tile_bounds
 from headwater.serving.errors import BadRequestError
 
 __all__ = [
@@ -232,12 +233,14 @@ def sort_history(
 @dataclass(frozen=True)
 class WindowRanges:
     """Per label row: ``hi`` (one past the last event at or before ``t``) and, per window
-    length (``None`` = lifetime), ``lo``. Rows whose entity has no event at or before ``t``,
-    or whose newest one is older than the TTL, have empty ranges: every aggregation then
-    gives its empty-window value."""
+    (``None`` = lifetime), its slice ``[lo, hi)``. Rows whose entity has no event at or before
+    ``t``, or whose newest one is older than the TTL, have empty ranges: every aggregation
+    then gives its empty-window value."""
 
     hi: np.ndarray
-    lo: dict[int | None, np.ndarray]
+    lo: dict[WindowSpec | None, np.ndarray]
+    ends: dict[WindowSpec | None, np.ndarray]
+    """One past the last event of each window: ``hi``, or earlier for an offset window."""
 
 
 def window_ranges(
@@ -246,7 +249,8 @@ def window_ranges(
     """The slices of ``history`` that label rows (entity ``codes``, ``times``) cover.
 
     Rows sorted by (code, time) make the slices move forward, which keeps ``reduceat``
-    linear; any order gives the same values.
+    linear; any order gives the same values. Window bounds come from
+    ``schemas.window_specs.tile_bounds``, as online.
     """
     unknown = codes < 0
     safe_codes = np.where(unknown, 0, codes)
@@ -258,14 +262,26 @@ def window_ranges(
         newest = history.event_time[np.maximum(hi - 1, 0)]
         hi = np.where((hi > first) & (newest < times - ttl), first, hi)  # expired: empty
     r = plan.resolution_ms
-    lo: dict[int | None, np.ndarray] = {}
-    for window in {f.window_ms for f in plan.feature_set.features}:
+    lo: dict[WindowSpec | None, np.ndarray] = {}
+    ends: dict[WindowSpec | None, np.ndarray] = {}
+    k_t = times // r
+    for window in plan.by_window:
         if window is None:
-            lo[window] = first
+            lo[window], ends[window] = first, hi
             continue
-        start = (times // r - window // r + 1) * r
+        low_tile, high_tile = tile_bounds(window, k_t, r)
         low = np.searchsorted(
-            history.key, history.encode(safe_codes, start, upper=False), side="left"
+            history.key, history.encode(safe_codes, low_tile * r, upper=False), side="left"
         )
-        lo[window] = np.minimum(low, hi)  # low >= first, so an empty row stays empty
-    return WindowRanges(hi=hi, lo=lo)
+        end = hi
+        if window[2]:  # an offset: the window ends before the tile of t
+            last = (high_tile + 1) * r - 1
+            end = np.minimum(
+                np.searchsorted(
+                    history.key, history.encode(safe_codes, last, upper=True), side="right"
+                ),
+                hi,
+            )
+        ends[window] = end
+        lo[window] = np.minimum(np.maximum(low, first), end)  # an empty row stays empty
+    return WindowRanges(hi=hi, lo=lo, ends=ends)

@@ -171,6 +171,7 @@ class OnlineFolder:
 
     def _group_by_entity(self, plan: FeatureSetPlan, rows: pa.Table) -> Grouped:
         keys = self._keys[plan.feature_set.qualified_name]
+        rows = plan.with_conditions(rows)  # the features' ``where`` columns
         # Keys are text, as str() gives them (what serving looks up).
         key_columns = [rows.column(k).to_pylist() for k in keys]
         key_columns = [

@@ -158,7 +158,9 @@ def _rebuild_version(
 ) -> VersionRebuilt:
     started = time.monotonic()
     plan = next(p for p in processor.plans if p.feature_set == fs)
-    columns = list(dict.fromkeys([*keys, *plan.fields, "event_time_ms", "_partition", "_offset"]))
+    columns = list(
+        dict.fromkeys([*keys, *plan.stored_fields, "event_time_ms", "_partition", "_offset"])
+    )
     history = offline.history(fs, columns=columns)
     order = [(k, "ascending") for k in keys] + [
         ("_partition", "ascending"),
