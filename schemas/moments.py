@@ -67,7 +67,8 @@ def skew(n: int, sums: Sequence[Fraction]) -> float | None:
     m2, m3, _ = central_moments(n, sums)
     if m2 == 0:
         return None
-    return float(m3 / m2) / math.sqrt(float(m2))
+    # From the exact, scale-free ratio m3**2 / m2**3: float(m2) alone can underflow.
+    return math.copysign(math.sqrt(float(m3 * m3 / m2**3)), m3)
 
 
 def kurtosis(n: int, sums: Sequence[Fraction]) -> float | None:

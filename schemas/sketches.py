@@ -11,7 +11,7 @@ sketches (KLL) and order-dependent estimators (DataSketches' HIP) cannot promise
   second store by ``|x|``, near-zero values counted apart). Bins hold integer counts, so
   merging adds them exactly; a quantile is read from the cumulative counts as
   ``ddsketch.DDSketch.get_quantile_value`` reads it, and is within the relative accuracy
-  ``alpha`` of an exact quantile of the same rank. A store keeps at most ``BIN_LIMIT`` bins:
+  ``alpha`` of an exact quantile of the same rank. A store spans at most ``BIN_LIMIT`` keys:
   lower bins fold into the lowest kept one (the library's collapsing-lowest rule, which only
   touches the smallest magnitudes). Folding is decided by the highest bin alone, so
   ``fold(merge(fold(a), fold(b))) == fold(a + b)``: it stays exactly mergeable.
@@ -75,15 +75,16 @@ def _bin(mapping: LogarithmicMapping, value: float) -> str:
 
 
 def _fold_lowest(state: DDState) -> DDState:
-    """Keep at most ``BIN_LIMIT`` bins per sign: bins more than ``BIN_LIMIT - 1`` below the
-    highest fold into the lowest kept bin (a function of the highest bin alone)."""
+    """Keep each sign's bins within a span of ``BIN_LIMIT`` keys: bins more than
+    ``BIN_LIMIT - 1`` below the highest fold into the lowest kept bin. The span, not the
+    number of bins, decides (as in the library's dense stores), so the result is a function
+    of the highest bin alone and folding parts before merging them changes nothing."""
     for sign in ("p", "n"):
         keys = [int(k[1:]) for k in state if k[0] == sign]
-        if len(keys) <= BIN_LIMIT:
+        if not keys or max(keys) - min(keys) < BIN_LIMIT:
             continue
         floor = max(keys) - BIN_LIMIT + 1
-        low = [k for k in keys if k < floor]
-        folded = sum(state.pop(f"{sign}{k}") for k in low)
+        folded = sum(state.pop(f"{sign}{k}") for k in keys if k < floor)
         name = f"{sign}{floor}"
         state[name] = state.get(name, 0) + folded
     return state
@@ -96,7 +97,7 @@ def dd_add(state: DDState | None, value: float, accuracy: float) -> DDState | No
     name = _bin(_mapping(accuracy), float(value))
     grown = dict(state) if state else {}
     grown[name] = grown.get(name, 0) + 1
-    return _fold_lowest(grown) if len(grown) > BIN_LIMIT else grown
+    return _fold_lowest(grown) if len(grown) > 1 else grown
 
 
 def dd_merge(a: DDState, b: DDState) -> DDState:
@@ -104,7 +105,7 @@ def dd_merge(a: DDState, b: DDState) -> DDState:
     merged = dict(a)
     for name, count in b.items():
         merged[name] = merged.get(name, 0) + count
-    return _fold_lowest(merged) if len(merged) > BIN_LIMIT else merged
+    return _fold_lowest(merged) if len(merged) > 1 else merged
 
 
 def dd_from_values(values: Iterable[Any], accuracy: float) -> DDState | None:

@@ -10,7 +10,12 @@ from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from typing import Any
 
-from headwater.schemas.definitions import FeatureSet
+import pyarrow as pa
+from ddsketch import LogCollapsingLowestDenseDDSketch
+
+from headwater.schemas import sketches
+from headwater.schemas.definitions import Feature, FeatureSet
+from headwater.schemas.expressions import compile_expression
 
 __all__ = ["RefEvent", "brute_force", "example_events_by_user"]
 
@@ -18,20 +23,44 @@ RefEvent = tuple[Mapping[str, Any], int, int]
 """(row, event time ms, arrival order)"""
 
 
-def _value(
-    function: str, field: str | None, events: list[RefEvent], integer: bool, n: int | None = None
-) -> Any:
+def _central(values: list[Any]) -> tuple[int, Fraction, Fraction, Fraction]:
+    exact = [Fraction(v) for v in values]
+    n = len(exact)
+    mean = sum(exact, Fraction(0)) / n
+    return (
+        n,
+        sum(((v - mean) ** 2 for v in exact), Fraction(0)) / n,
+        sum(((v - mean) ** 3 for v in exact), Fraction(0)) / n,
+        sum(((v - mean) ** 4 for v in exact), Fraction(0)) / n,
+    )
+
+
+def _counted(values: list[Any]) -> list[tuple[Any, int]]:
+    """(value, count), most frequent first, equal counts by value; NaN is not counted."""
+    counts: dict[Any, int] = {}
+    for v in values:
+        if not (isinstance(v, float) and math.isnan(v)):
+            counts[v] = counts.get(v, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _value(feature: Feature, events: list[RefEvent], integer: bool) -> Any:
+    function, field, n = feature.function, feature.field, feature.n
     if field is None:
         return len(events)
     present = [(row[field], e, seq) for row, e, seq in events if row.get(field) is not None]
     values = [v for v, _, _ in present]
-    if function == "count":
+    if function in ("count", "count_if"):
         return len(values)
     if function == "count_distinct":
         return len(set(values))
-    if function == "last_n" and not values:
+    if function in ("last_n", "first_n", "last_distinct_n", "top_k", "histogram") and not values:
         return []
-    if function == "sum":
+    if function == "approx_count_distinct":
+        precision = feature.precision or sketches.DEFAULT_PRECISION
+        registers = sketches.hll_from_values(values, precision) or {}
+        return sketches.hll_estimate(registers, precision)
+    if function in ("sum", "sum_if"):
         if integer:
             return sum(values)
         return math.fsum(values)
@@ -47,27 +76,77 @@ def _value(
         return max(present, key=lambda p: (p[1], p[2]))[0]
     if function == "first":
         return min(present, key=lambda p: (p[1], p[2]))[0]
-    if function == "stddev":
+    if function in ("stddev", "variance"):
         if len(values) < 2:
             return None
         exact = [Fraction(v) for v in values]
         mean = sum(exact, Fraction(0)) / len(exact)
-        return math.sqrt(
-            float(sum(((v - mean) ** 2 for v in exact), Fraction(0)) / (len(exact) - 1))
-        )
-    if function == "count_distinct":
-        return len(set(values))
+        variance = float(sum(((v - mean) ** 2 for v in exact), Fraction(0)) / (len(exact) - 1))
+        return variance if function == "variance" else math.sqrt(variance)
+    if function in ("skew", "kurtosis"):
+        _, m2, m3, m4 = _central(values)
+        if m2 == 0:
+            return None
+        if function == "skew":
+            return math.copysign(math.sqrt(float(m3 * m3 / m2**3)), m3)
+        return float(m4 / (m2 * m2) - 3)
     if function == "last_n":
         newest = sorted(present, key=lambda p: (p[1], p[2]), reverse=True)[:n]
         return [v for v, _, _ in newest]
+    if function == "first_n":
+        oldest = sorted(present, key=lambda p: (p[1], p[2]))[:n]
+        return [v for v, _, _ in oldest]
+    if function == "last_distinct_n":
+        distinct: list[Any] = []
+        for v, _, _ in sorted(present, key=lambda p: (p[1], p[2]), reverse=True):
+            if v not in distinct:
+                distinct.append(v)
+        return distinct[:n]
+    if function == "top_k":
+        return [{"value": v, "count": c} for v, c in _counted(values)[: feature.k]]
+    if function == "histogram":
+        kept = _counted(values)[: feature.max_keys or 100]
+        return [{"value": v, "count": c} for v, c in sorted(kept)]
+    if function == "approx_percentile":
+        # A sketch built straight from the events by the ddsketch library itself.
+        sketch = LogCollapsingLowestDenseDDSketch(
+            feature.accuracy or sketches.DEFAULT_ACCURACY, bin_limit=sketches.BIN_LIMIT
+        )
+        for v in values:
+            if not (isinstance(v, float) and math.isnan(v)):
+                sketch.add(float(v))
+        if sketch.count == 0:
+            return None
+        return [sketch.get_quantile_value(q) for q in feature.percentiles]
     raise AssertionError(function)
+
+
+def _holds(condition: str, field_types: Mapping[str, str], row: Mapping[str, Any]) -> bool:
+    """A ``where`` condition on one event, through the expression language."""
+    expression = compile_expression(condition, field_types)
+    table = (
+        pa.Table.from_pylist([{f: row.get(f) for f in expression.fields}])
+        if expression.fields
+        else pa.table({"_": [0]})
+    )
+    return expression.evaluate(table).to_pylist()[0] is True
+
+
+def in_window(feature_set: FeatureSet, feature: Feature, e: int, t: int) -> bool:
+    """Whether an event at ``e`` counts for ``feature`` at ``t`` (given ``e <= t``): its tile
+    ``e // R`` is among the ``window / R`` tiles ending ``offset`` before the tile of ``t``."""
+    if feature.window_ms is None:
+        return True
+    tile = feature_set.tile_ms(feature)
+    offset = feature.offset_ms or 0
+    k_e, k_t = e // tile, t // tile
+    return k_t - (feature.window_ms + offset) // tile < k_e <= k_t - offset // tile
 
 
 def brute_force(
     feature_set: FeatureSet, field_types: Mapping[str, str], events: Sequence[RefEvent], t: int
 ) -> tuple[list[Any], str]:
     """Values and status of one entity at ``t`` from its raw events."""
-    r = feature_set.resolution_ms
     seen = [ev for ev in events if ev[1] <= t]
     if not seen:
         status = "NOT_FOUND"
@@ -78,14 +157,12 @@ def brute_force(
     values = []
     for f in feature_set.features:
         integer = field_types.get(f.field or "") in ("int", "long")
-        if status != "PRESENT":
-            window: list[RefEvent] = []
-        elif f.window_ms is None:
-            window = seen
-        else:
-            low = t // r - f.window_ms // r
-            window = [ev for ev in seen if ev[1] // r > low]
-        values.append(_value(f.function, f.field, window, integer, f.n))
+        window: list[RefEvent] = []
+        if status == "PRESENT":
+            window = [ev for ev in seen if in_window(feature_set, f, ev[1], t)]
+        if f.where is not None:
+            window = [ev for ev in window if _holds(f.where, field_types, ev[0])]
+        values.append(_value(f, window, integer))
     return values, status
 
 
