@@ -8,7 +8,7 @@
    ``sum`` of the amount, ``approx_percentile`` of the amount (p50/p90/p99, DDSketch),
    ``approx_count_distinct`` of the merchant (HyperLogLog) and ``top_k`` merchants (k 5).
    Bulky functions get coarser tiles for long windows (``FeatureSet.tile_ms``),
-2. generates ~25k sample transactions of 2,400 users over 7 days once, produces them to every
+2. generates ~25k sample transactions of 2,000 users over 7 days once, produces them to every
    source's topic in turn while one real `headwater worker` runs, and waits until each topic
    is folded into Redis; the worker's ``headwater_batch_seconds`` per source (its metrics
    port) gives the time spent writing each set's micro-batches,
@@ -19,9 +19,10 @@
    ``serving.online_cache_entities=0``, so every lookup decodes and merges the sketches), and
    per set a bare async FastAPI + redis.asyncio endpoint (`online_latency_bare.py`) that
    returns that set's raw hashes: 1 HGETALL, or 100 pipelined,
-5. per set, interleaved server by server: 1 entity and 100 entities per request, 1 and
-   ``--clients`` keep-alive connections (`http_load.py`), a warm-up then ``--seconds`` each;
-   a table of req/s, p50/p99 and ratios (each set vs sum, Headwater vs bare).
+5. load by load (1 entity and 100 entities per request, 1 and ``--clients`` keep-alive
+   connections, `http_load.py`), set by set (each load starting with the next set) and
+   server by server: a warm-up then ``--seconds`` each; tables of the sets (tiles, memory,
+   fold) and of the lookups: req/s, p50/p99 and ratios (each set vs sum, Headwater vs bare).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per load")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up per load")
     parser.add_argument("--clients", type=int, default=16, help="connections of the loaded runs")
-    parser.add_argument("--users", type=int, default=2400)
+    parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--events-per-user-day", type=float, default=1.5)
     parser.add_argument(
@@ -317,11 +318,11 @@ def main() -> None:
             for _, server_port in (*servers, ("bare", bare_ports[kind])):
                 reqs = wire(kind, server_port, picks[3])
                 run_loop(lambda reqs=reqs, sp=server_port: load(sp, reqs, 4, 0.2, 1.5))
-        # Load by load, then set by set, then server by server: the sets compared are
-        # measured minutes apart at most, not one after the other's whole pass.
-        for (per, _, clients), entity_lists in zip(shapes, picks, strict=True):
+        # Load by load, then set by set (each load starting with the next set), then server
+        # by server: the sets compared are measured minutes apart at most.
+        for i, ((per, _, clients), entity_lists) in enumerate(zip(shapes, picks, strict=True)):
             key = f"{per} ent x {clients} conn"
-            for kind in kinds:
+            for kind in kinds[i % len(kinds) :] + kinds[: i % len(kinds)]:
                 for name, server_port in (*servers, ("bare", bare_ports[kind])):
                     reqs = wire(kind, server_port, entity_lists)
                     r = run_loop(
