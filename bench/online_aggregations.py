@@ -404,26 +404,25 @@ def report(
         "events/s in batches",
         "produce+fold wall s",
     ]
-    lookup_cols = ["set", "server", "load", "req/s", "p50 / p99 ms", "req/s vs sum", "p50 vs sum"]
-    lookup_cols.append("req/s vs bare of the set")
+    names = [*servers, "bare"]
+    lookup_cols = ["load", "set"]
+    lookup_cols += [f"{n} req/s (p50 / p99 ms)" for n in names]
+    lookup_cols += [f"{n} req/s vs sum" for n in names]
+    lookup_cols += [f"{n} / bare req/s" for n in servers]
     lookup_rows = []
-    for kind in kinds:
-        for name in (*servers, "bare"):
-            for key, r in results[kind][name].items():
-                ref = results["sum"][name][key]
-                bare = results[kind]["bare"][key]
-                lookup_rows.append(
-                    [
-                        kind,
-                        name,
-                        key,
-                        f"{r['requests_s']:,.0f}",
-                        f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f}",
-                        f"{r['requests_s'] / ref['requests_s']:.2f}",
-                        f"{r['p50_ms'] / ref['p50_ms']:.2f}x",
-                        "" if name == "bare" else f"{r['requests_s'] / bare['requests_s']:.2f}",
-                    ]
-                )
+    for key in results["sum"]["bare"]:
+        for kind in kinds:
+            rs = {n: results[kind][n][key] for n in names}
+            row = [key, kind]
+            row += [
+                f"{r['requests_s']:,.0f} ({r['p50_ms']:.2f} / {r['p99_ms']:.2f})"
+                for r in rs.values()
+            ]
+            row += [
+                f"{rs[n]['requests_s'] / results['sum'][n][key]['requests_s']:.2f}" for n in names
+            ]
+            row += [f"{rs[n]['requests_s'] / rs['bare']['requests_s']:.2f}" for n in servers]
+            lookup_rows.append(row)
     for title, cols, rows in (
         ("Feature sets (3 features over 1h/1d/7d, resolution 1m)", set_cols, set_rows),
         (
@@ -441,7 +440,7 @@ def report(
     print("\nMarkdown:\n")
     for cols, rows in ((set_cols, set_rows), (lookup_cols, lookup_rows)):
         print("| " + " | ".join(cols) + " |")
-        print("|" + "|".join("---" if i < 3 else "---:" for i in range(len(cols))) + "|")
+        print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(cols))) + "|")
         for row in rows:
             print("| " + " | ".join(row) + " |")
         print()

@@ -20,6 +20,7 @@ __all__ = [
     "definitions_from_dict",
     "definitions_to_dict",
     "entity_to_dict",
+    "feature_parameters",
     "feature_service_to_dict",
     "feature_set_to_dict",
     "source_to_dict",
@@ -54,7 +55,7 @@ _PARAMETERS = (
 )
 
 
-def _parameters(f: Feature) -> dict[str, Any]:
+def feature_parameters(f: Feature) -> dict[str, Any]:
     """The function parameters a feature sets (unset ones are left out, so a catalog written
     before they existed reads back equal)."""
     out: dict[str, Any] = {}
@@ -82,7 +83,7 @@ def feature_set_to_dict(fs: FeatureSet) -> dict[str, Any]:
         "relations": dict(fs.relations),
         "features": [
             {"name": f.name, "function": f.function, "field": f.field, "window_ms": f.window_ms}
-            | _parameters(f)
+            | feature_parameters(f)
             | ({"tags": list(f.tags)} if f.tags else {})
             | ({"monitoring": monitoring_to_dict(f.monitoring)} if f.monitoring else {})
             for f in fs.features

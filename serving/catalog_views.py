@@ -12,6 +12,7 @@ from headwater.connectors.offline_delta import DeltaOfflineStore
 from headwater.connectors.online_redis import entity_redis_key
 from headwater.schemas.definitions import Definitions, FeatureRef, FeatureSet
 from headwater.schemas.durations import format_duration
+from headwater.schemas.serialize import feature_parameters
 from headwater.serving.errors import NotFoundError
 
 __all__ = ["feature_set_summary", "lineage", "search_features", "set_search_text"]
@@ -43,6 +44,13 @@ def feature_set_summary(fs: FeatureSet, *, status: str = "active") -> dict[str, 
                 "function": f.function,
                 "field": f.field,
                 "window": _window(f.window_ms),
+                **{
+                    k: v
+                    for k, v in feature_parameters(f).items()
+                    if k not in ("offset_ms", "resolution_ms")
+                },
+                **({"offset": format_duration(f.offset_ms)} if f.offset_ms else {}),
+                **({"tile": format_duration(fs.tile_ms(f))} if f.window_ms else {}),
             }
             for f in fs.features
         ],
