@@ -40,6 +40,8 @@ __all__ = [
     "DEFAULT_ACCURACY",
     "DEFAULT_PRECISION",
     "dd_add",
+    "dd_bin_names",
+    "dd_from_bins",
     "dd_from_values",
     "dd_merge",
     "dd_quantiles",
@@ -96,7 +98,10 @@ def dd_add(state: DDState | None, value: float, accuracy: float) -> DDState | No
         return state
     name = _bin(_mapping(accuracy), float(value))
     grown = dict(state) if state else {}
-    grown[name] = grown.get(name, 0) + 1
+    if name in grown:  # no new bin: the span, and so the folding, cannot change
+        grown[name] += 1
+        return grown
+    grown[name] = 1
     return _fold_lowest(grown) if len(grown) > 1 else grown
 
 
@@ -108,18 +113,30 @@ def dd_merge(a: DDState, b: DDState) -> DDState:
     return _fold_lowest(merged) if len(merged) > 1 else merged
 
 
+def dd_bin_names(values: Iterable[Any], accuracy: float) -> list[str | None]:
+    """Each value's bin name (``None`` for nulls and NaN): computed once for a column that
+    many windows slice (point-in-time retrieval), then counted per slice by ``dd_from_bins``."""
+    mapping = _mapping(accuracy)
+    return [
+        None
+        if value is None or (isinstance(value, float) and math.isnan(value))
+        else _bin(mapping, float(value))
+        for value in values
+    ]
+
+
+def dd_from_bins(names: Iterable[str | None]) -> DDState | None:
+    """The sketch of the values whose bin names are ``names``; ``None`` if there are none."""
+    state: DDState = {}
+    for name in names:
+        if name is not None:
+            state[name] = state.get(name, 0) + 1
+    return _fold_lowest(state) if state else None
+
+
 def dd_from_values(values: Iterable[Any], accuracy: float) -> DDState | None:
     """The sketch of ``values`` (nulls and NaN skipped) built in one pass; ``None`` if empty."""
-    mapping = _mapping(accuracy)
-    state: DDState = {}
-    for value in values:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            continue
-        name = _bin(mapping, float(value))
-        state[name] = state.get(name, 0) + 1
-    if not state:
-        return None
-    return _fold_lowest(state)
+    return dd_from_bins(dd_bin_names(values, accuracy))
 
 
 def dd_quantiles(

@@ -85,7 +85,7 @@ def _counts(values: list[Any]) -> list[list[Any]]:
     return [[v, c] for v, c in sorted(counted.items(), key=lambda item: item[0])]
 
 
-def _registers(values: list[Any], precision: int) -> dict[str, int]:
+def _registers(values: list[Any]) -> dict[str, int]:
     state: dict[str, int] = {}
     for index, rank in values:
         if state.get(index, 0) < rank:
@@ -131,9 +131,10 @@ def slice_values(
         return out
     if f == "approx_percentile":
         accuracy = feature.accuracy or sketches.DEFAULT_ACCURACY
+        names = sketches.dd_bin_names(values, accuracy)
         quantiles = []
         for i, j in bounds:
-            state = sketches.dd_from_values(values[i:j], accuracy)
+            state = sketches.dd_from_bins(names[i:j])
             quantiles.append(
                 None
                 if state is None
@@ -144,7 +145,7 @@ def slice_values(
         precision = feature.precision or sketches.DEFAULT_PRECISION
         registers = [sketches.hll_register(v, precision) for v in values]
         return [
-            sketches.hll_estimate(_registers(registers[i:j], precision), precision)
+            sketches.hll_estimate(_registers(registers[i:j]), precision)
             for i, j in bounds
         ]
     msg = f"unknown aggregation function {f!r}"
