@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from headwater.schemas import moments, sketches
-from headwater.schemas.partials import NATIVE_KINDS, Partial, adder, merger, top_counts
+from headwater.schemas.partials import (
+    NATIVE_KINDS,
+    Partial,
+    adder,
+    merger,
+    top_counts,
+    value_counts,
+)
 from headwater.schemas.suggestions import did_you_mean
 
 __all__ = [
@@ -188,7 +195,7 @@ class Aggregator:
         )
         """Tile lengths of the coarse partials (``FeatureSetPlan.fold`` places them)."""
         self._grid_adders = {tile: self._adders_of(tile) for tile in self.grids}
-        self._mergers = tuple((p.key, merger(p.kind, p.n, p.param)) for p in self._partials)
+        self._mergers = tuple((p.key, *merger(p.kind, p.n, p.param)) for p in self._partials)
 
     def _adders_of(
         self, tile_ms: int | None
@@ -297,12 +304,17 @@ class Aggregator:
                 second[key] = add(second.get(key), value, e, seq)
 
     def merge(self, into: State, other: Mapping[str, Any]) -> State:
-        """Merge ``other`` into ``into`` in place; merging is associative and commutative."""
-        for key, merge in self._mergers:
+        """Merge ``other`` into the accumulator ``into`` in place; merging is associative and
+        commutative. ``into`` must be a state built only by ``merge`` (start from ``{}``): its
+        partials may be grown in place, ``other``'s are never changed."""
+        for key, merge, own in self._mergers:
             b = other.get(key)
             if b is not None:
                 a = into.get(key)
-                into[key] = b if a is None else merge(a, b)
+                if a is None:
+                    into[key] = b if own is None else own(b)
+                else:
+                    into[key] = merge(a, b)
         return into
 
     def finalize(self, index: int, state: Mapping[str, Any]) -> Any:
@@ -341,9 +353,10 @@ class Aggregator:
                 return exact_total / first
             case "top_k":
                 assert spec.k is not None
-                return [{"value": v, "count": c} for v, c in top_counts(first, spec.k)]
+                counts = value_counts(first)
+                return [{"value": v, "count": c} for v, c in top_counts(counts, spec.k)]
             case "histogram":
-                kept = top_counts(first, spec.max_keys or DEFAULT_MAX_KEYS)
+                kept = top_counts(value_counts(first), spec.max_keys or DEFAULT_MAX_KEYS)
                 return [{"value": v, "count": c} for v, c in sorted(kept, key=lambda i: i[0])]
             case "approx_percentile":
                 accuracy = spec.accuracy or sketches.DEFAULT_ACCURACY

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from headwater.schemas import moments, sketches
 
-__all__ = ["NATIVE_KINDS", "Partial", "adder", "merger", "top_counts"]
+__all__ = ["NATIVE_KINDS", "Partial", "adder", "merger", "top_counts", "value_counts"]
 
 NATIVE_KINDS: Final = frozenset({"n", "nn", "isum", "fsum", "min", "max", "last", "first"})
 """Partial kinds whose fold the native extension does too (``native/src/fold.rs``)."""
@@ -165,42 +165,90 @@ def adder(kind: str, n: int, param: str) -> Any:
     return lambda state, value, e, seq: _add(kind, state, value, e, seq, n, param)
 
 
-def merger(kind: str, n: int, param: str) -> Any:
-    """A function ``(a, b) -> merged`` for two present states of one partial kind.
+def merger(kind: str, n: int, param: str) -> tuple[Any, Any]:
+    """``(merge, own)`` for one partial kind: ``merge(a, b)`` gives the merged state of two
+    present states; ``own(b)`` (``None`` when states are immutable values) copies a stored
+    state into an accumulator that ``merge`` may then grow in place.
 
     Specialised per kind because lookups merge every tile of every window: the hot loop of
-    serving. Merging is associative and commutative, and never changes ``a`` or ``b``.
+    serving. Merging is associative and commutative and never changes ``b``; it changes
+    ``a`` only when ``a`` came from ``own`` (an accumulator never stored). Accumulators may
+    take another form than stored states (a set, a dict of counts, an exact ``Fraction``):
+    ``Aggregator.finalize`` reads both.
     """
-    if kind in ("n", "nn", "isum", "fsum"):
-        # For fsum, a + b concatenates the exact partials: finalize's math.fsum rounds the
-        # exact total once, so there is no need to re-normalise them on every merge.
-        return lambda a, b: a + b
+    if kind in ("n", "nn", "isum"):
+        return (lambda a, b: a + b), None
+    if kind == "fsum":
+        # The exact partials concatenated: finalize's math.fsum rounds the exact total once,
+        # so there is no need to re-normalise them on every merge.
+        return _extend, list
     if kind == "min":
-        return min
+        return min, None
     if kind == "max":
-        return max
+        return max, None
     if kind == "last":
-        return lambda a, b: a if (a[0], a[1]) >= (b[0], b[1]) else b
+        return (lambda a, b: a if (a[0], a[1]) >= (b[0], b[1]) else b), None
     if kind == "first":
-        return lambda a, b: a if (a[0], a[1]) <= (b[0], b[1]) else b
+        return (lambda a, b: a if (a[0], a[1]) <= (b[0], b[1]) else b), None
     if kind in ("qsum", "csum", "q4sum"):
-        return lambda a, b: moments.text_of(moments.as_fraction(a) + moments.as_fraction(b))
+        return (lambda a, b: a + moments.as_fraction(b)), moments.as_fraction
     if kind == "distinct":
-        return lambda a, b: sorted({*a, *b})
+        return _update, set
     if kind == "lastn":
-        return lambda a, b: _newest([*a, *b], n)
+        return (lambda a, b: _newest([*a, *b], n)), None
     if kind == "firstn":
-        return lambda a, b: _oldest([*a, *b], n)
+        return (lambda a, b: _oldest([*a, *b], n)), None
     if kind == "lastdn":
-        return lambda a, b: _newest_distinct([*a, *b], n)
+        return (lambda a, b: _newest_distinct([*a, *b], n)), None
     if kind == "counts":
-        return _count_into
+        return _add_counts, _count_dict
     if kind == "dd":
-        return sketches.dd_merge
+        return _add_bins, dict
     if kind == "hll":
-        return sketches.hll_merge
+        return _max_registers, dict
     msg = f"unknown partial kind {kind!r}"
     raise AssertionError(msg)
+
+
+def _extend(a: list[float], b: list[float]) -> list[float]:
+    a.extend(b)
+    return a
+
+
+def _update(a: set[Any], b: list[Any]) -> set[Any]:
+    a.update(b)
+    return a
+
+
+def _count_dict(b: list[list[Any]] | dict[Any, int]) -> dict[Any, int]:
+    return dict(b) if isinstance(b, dict) else {v: c for v, c in b}
+
+
+def _add_counts(a: dict[Any, int], b: list[list[Any]] | dict[Any, int]) -> dict[Any, int]:
+    for v, c in b.items() if isinstance(b, dict) else b:
+        a[v] = a.get(v, 0) + c
+    return a
+
+
+def _add_bins(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    # Not folded here: folding is a function of the final bins (``sketches.dd_quantiles``).
+    for name, c in b.items():
+        a[name] = a.get(name, 0) + c
+    return a
+
+
+def _max_registers(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    for index, rank in b.items():
+        if a.get(index, 0) < rank:
+            a[index] = rank
+    return a
+
+
+def value_counts(state: list[list[Any]] | dict[Any, int]) -> list[list[Any]]:
+    """``[[value, count], ...]`` sorted by value, from a stored or accumulated state."""
+    if isinstance(state, dict):
+        return [[v, c] for v, c in sorted(state.items(), key=lambda item: item[0])]
+    return state
 
 
 def top_counts(counts: list[list[Any]], k: int) -> list[list[Any]]:

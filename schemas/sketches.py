@@ -144,6 +144,7 @@ def dd_quantiles(
 ) -> list[float]:
     """The value at each quantile, as ``ddsketch.DDSketch.get_quantile_value`` gives it."""
     mapping = _mapping(accuracy)
+    state = _fold_lowest(dict(state))  # bins merged without folding: fold once, here
     negative = sorted((int(k[1:]), c) for k, c in state.items() if k[0] == "n")
     positive = sorted((int(k[1:]), c) for k, c in state.items() if k[0] == "p")
     zero = state.get("z", 0)

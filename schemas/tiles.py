@@ -428,8 +428,8 @@ class FeatureSetPlan:
                 self.fold(extra, row, e, seq, keep_from=None)
             tiles = dict(tiles)
             for k, s in extra.tiles.items():
-                tiles[k] = self.aggregator.merge(dict(tiles.get(k, {})), s)
-            lifetime = self.aggregator.merge(dict(lifetime), extra.lifetime)
+                tiles[k] = self.aggregator.merge(self.aggregator.merge({}, tiles.get(k, {})), s)
+            lifetime = self.aggregator.merge(self.aggregator.merge({}, lifetime), extra.lifetime)
             if extra.newest is not None and (newest is None or extra.newest > newest):
                 newest = extra.newest
         if newest is None:

@@ -144,9 +144,6 @@ def slice_values(
     if f == "approx_count_distinct":
         precision = feature.precision or sketches.DEFAULT_PRECISION
         registers = [sketches.hll_register(v, precision) for v in values]
-        return [
-            sketches.hll_estimate(_registers(registers[i:j]), precision)
-            for i, j in bounds
-        ]
+        return [sketches.hll_estimate(_registers(registers[i:j]), precision) for i, j in bounds]
     msg = f"unknown aggregation function {f!r}"
     raise AssertionError(msg)
