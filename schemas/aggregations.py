@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from headwater.schemas import moments, sketches
 from headwater.schemas.partials import (
@@ -76,29 +76,7 @@ AggregationFunction = Literal[
     "count_if",
     "sum_if",
 ]
-AGGREGATION_FUNCTIONS: Final[tuple[str, ...]] = (
-    "count",
-    "sum",
-    "mean",
-    "min",
-    "max",
-    "last",
-    "first",
-    "stddev",
-    "count_distinct",
-    "last_n",
-    "variance",
-    "skew",
-    "kurtosis",
-    "first_n",
-    "last_distinct_n",
-    "top_k",
-    "histogram",
-    "approx_percentile",
-    "approx_count_distinct",
-    "count_if",
-    "sum_if",
-)
+AGGREGATION_FUNCTIONS: Final[tuple[str, ...]] = get_args(AggregationFunction)
 N_FUNCTIONS: Final[frozenset[str]] = frozenset({"last_n", "first_n", "last_distinct_n"})
 """Functions that keep ``n`` values."""
 BULKY_FUNCTIONS: Final[frozenset[str]] = frozenset(

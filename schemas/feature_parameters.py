@@ -10,7 +10,21 @@ from typing import Any
 
 from headwater.schemas.aggregations import N_FUNCTIONS
 
-__all__ = ["parameter_problem"]
+__all__ = ["PARAMETER_NAMES", "parameter_problem"]
+
+PARAMETER_NAMES = (
+    "n",
+    "percentiles",
+    "accuracy",
+    "precision",
+    "k",
+    "max_keys",
+    "where",
+    "offset_ms",
+    "resolution_ms",
+)
+"""A ``Feature``'s attributes beyond name, function, field and window that change its values
+(the catalog stores them, ``apply``'s plan shows them)."""
 
 _PARAMETERS: dict[str, tuple[str, ...]] = {
     "n": tuple(sorted(N_FUNCTIONS)),

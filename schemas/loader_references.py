@@ -40,6 +40,20 @@ _ONLY: dict[str, tuple[str, ...]] = {
 }
 
 
+def _condition_problem(text: str, types: dict[str, str], what: str, example: str) -> str | None:
+    """Why ``text`` is not a boolean expression over ``types``, or ``None``."""
+    try:
+        condition = compile_expression(text, types)
+    except ExpressionError as exc:
+        return str(exc)
+    if condition.type != "boolean":
+        return (
+            f"{what} {text!r} is {condition.type}, not boolean; "
+            f'write a condition such as "{example}"'
+        )
+    return None
+
+
 def cross_check(loaded: Loaded) -> list[str]:
     """References between definitions, and features against their source's schema."""
     problems: list[str] = []
@@ -85,16 +99,9 @@ def cross_check(loaded: Loaded) -> list[str]:
                 continue
             types[name] = expression.type
         if fs.filter is not None:
-            try:
-                condition = compile_expression(fs.filter, types)
-            except ExpressionError as exc:
-                problems.append(f"{p.at('.filter')}: {exc}")
-            else:
-                if condition.type != "boolean":
-                    problems.append(
-                        f"{p.at('.filter')}: the filter {fs.filter!r} is {condition.type}, not boolean; "
-                        "write a condition such as \"status == 'approved'\""
-                    )
+            problem = _condition_problem(fs.filter, types, "the filter", "status == 'approved'")
+            if problem:
+                problems.append(f"{p.at('.filter')}: {problem}")
         for entity_name, key_field in fs.relations.items():
             if entity_name not in entities and ("entity", entity_name) not in loaded.broken:
                 problems.append(
@@ -119,16 +126,9 @@ def cross_check(loaded: Loaded) -> list[str]:
             fwhere = p.features[f.name]
             if f.where is not None:
                 at = p.at(f"{fwhere}.where" if fwhere.startswith(".features[") else fwhere)
-                try:
-                    condition = compile_expression(f.where, types)
-                except ExpressionError as exc:
-                    problems.append(f"{at}: feature {f.name!r}: {exc}")
-                else:
-                    if condition.type != "boolean":
-                        problems.append(
-                            f"{at}: feature {f.name!r}: where {f.where!r} is {condition.type}, "
-                            "not boolean; write a condition such as \"status == 'declined'\""
-                        )
+                problem = _condition_problem(f.where, types, "where", "status == 'declined'")
+                if problem:
+                    problems.append(f"{at}: feature {f.name!r}: {problem}")
             if f.field is None:
                 continue
             at = p.at(f"{fwhere}.field" if fwhere.startswith(".features[") else fwhere)

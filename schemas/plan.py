@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from headwater.schemas.definitions import Definitions, Feature, FeatureSet, Source
 from headwater.schemas.durations import format_duration
+from headwater.schemas.feature_parameters import PARAMETER_NAMES
 from headwater.schemas.serialize import entity_to_dict, feature_service_to_dict, source_to_dict
 
 __all__ = [
@@ -67,7 +68,7 @@ def _describe(f: Feature) -> str:
     window = format_duration(f.window_ms) if f.window_ms else "lifetime"
     parameters = "".join(
         f", {name}={value!r}"
-        for name in ("n", "percentiles", "accuracy", "precision", "k", "max_keys", "where")
+        for name in PARAMETER_NAMES[:-2]  # offset and tiles are said with the window
         if (value := getattr(f, name)) not in (None, ())
     )
     if f.offset_ms:

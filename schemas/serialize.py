@@ -14,6 +14,7 @@ from headwater.schemas.definitions import (
     FeatureSet,
     Source,
 )
+from headwater.schemas.feature_parameters import PARAMETER_NAMES
 from headwater.schemas.monitoring import Monitoring, monitoring_from_dict, monitoring_to_dict
 
 __all__ = [
@@ -42,24 +43,11 @@ def source_to_dict(s: Source) -> dict[str, Any]:
     }
 
 
-_PARAMETERS = (
-    "n",
-    "percentiles",
-    "accuracy",
-    "precision",
-    "k",
-    "max_keys",
-    "where",
-    "offset_ms",
-    "resolution_ms",
-)
-
-
 def feature_parameters(f: Feature) -> dict[str, Any]:
     """The function parameters a feature sets (unset ones are left out, so a catalog written
     before they existed reads back equal)."""
     out: dict[str, Any] = {}
-    for name in _PARAMETERS:
+    for name in PARAMETER_NAMES:
         value = getattr(f, name)
         if value not in (None, ()):
             out[name] = list(value) if isinstance(value, tuple) else value

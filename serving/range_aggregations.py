@@ -11,36 +11,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from headwater.schemas import moments
 from headwater.schemas.aggregations import empty_value
 from headwater.schemas.definitions import Feature
 from headwater.schemas.native import extension
-from headwater.serving.range_values import slice_values
+from headwater.serving.range_values import SLICED_FUNCTIONS, power_sums, slice_values
 
 __all__ = ["RangeColumn", "aggregate_ranges", "output_type"]
 
 _INTEGER_TYPES = {"int", "long"}
 _EXACT_INT_BOUND = 2**53
-_SLICED = frozenset(
-    {
-        "variance",
-        "skew",
-        "kurtosis",
-        "first_n",
-        "last_distinct_n",
-        "top_k",
-        "histogram",
-        "approx_percentile",
-        "approx_count_distinct",
-    }
-)
-"""Functions walked slice by slice (``serving.range_values``)."""
 
 
 def output_type(
@@ -126,36 +112,13 @@ def _fsum_ranges(column: RangeColumn, a: np.ndarray, b: np.ndarray) -> np.ndarra
     return None if sums is None else np.frombuffer(sums, dtype=np.float64)
 
 
-def _exact_scaled(column: RangeColumn) -> tuple[list[int], int]:
-    """Each value as an integer times ``2**shift`` (exact), for rational arithmetic."""
-    if column.is_integer:
-        return [int(v) for v in column.list], 0
-    mantissa, exponent = np.frexp(column.numpy.astype(np.float64))
-    m = (mantissa * 2.0**53).astype(np.int64)
-    e = exponent.astype(np.int64) - 53
-    nonzero = m != 0
-    shift = int(e[nonzero].min()) if nonzero.any() else 0
-    scaled = [
-        int(mi) << int(ei - shift) if mi else 0
-        for mi, ei in zip(m.tolist(), e.tolist(), strict=True)
-    ]
-    return scaled, shift
-
-
 def _stddev(column: RangeColumn, a: np.ndarray, b: np.ndarray) -> list[float | None]:
     """Sample standard deviation from the exact rational variance, as online."""
-    scaled, shift = _exact_scaled(column)
-    squares = [x * x for x in scaled]
+    sums = power_sums(column.numpy, column.is_integer, a, b, 2)
     out: list[float | None] = []
-    for i, j in zip(a.tolist(), b.tolist(), strict=True):
-        n = j - i
-        if n < 2:
-            out.append(None)
-            continue
-        total = sum(scaled[i:j])
-        numerator = n * sum(squares[i:j]) - total * total
-        variance = Fraction(numerator, n * (n - 1)) * (Fraction(2) ** (2 * shift))
-        out.append(math.sqrt(float(variance)))
+    for i, j, (s1, s2) in zip(a.tolist(), b.tolist(), sums, strict=True):
+        variance = moments.variance(j - i, s1, s2)
+        out.append(None if variance is None else math.sqrt(variance))
     return out
 
 
@@ -248,7 +211,7 @@ def aggregate_ranges(
         return pa.array(_stddev(column, a, b), type=out_type)
     if function == "count_distinct":
         return pa.array(_per_slice(column.list, a, b, lambda s: len(set(s))), type=out_type)
-    if function in _SLICED:
+    if function in SLICED_FUNCTIONS:
         numbers = column.numpy if function in ("variance", "skew", "kurtosis") else None
         values = slice_values(feature, column.list, numbers, column.is_integer, a, b)
         return pa.array(values, type=out_type)

@@ -23,7 +23,13 @@ from headwater.schemas.aggregations import DEFAULT_MAX_KEYS
 from headwater.schemas.definitions import Feature
 from headwater.schemas.partials import top_counts
 
-__all__ = ["slice_values"]
+__all__ = ["SLICED_FUNCTIONS", "power_sums", "slice_values"]
+
+SLICED_FUNCTIONS = frozenset(
+    {"variance", "skew", "kurtosis", "first_n", "last_distinct_n", "top_k", "histogram"}
+    | {"approx_percentile", "approx_count_distinct"}
+)
+"""The functions ``slice_values`` computes (the others have vectorised forms)."""
 
 
 def _exact_scaled(values: np.ndarray, integer: bool) -> tuple[list[int], int]:
