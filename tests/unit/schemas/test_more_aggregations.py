@@ -184,6 +184,12 @@ def _conditions(row: dict[str, Any]) -> dict[str, Any]:
     return table.to_pylist()[0]
 
 
+def _differences(got: list[Any], want: list[Any]) -> list[tuple[str, Any, Any]]:
+    """(feature, got, wanted) of the features that differ: what a failure shows."""
+    pairs = zip(FS.features, got, want, strict=True)
+    return [(f.name, g, w) for f, g, w in pairs if not _same([g], [w])]
+
+
 _SCHEMA = pa.schema([("amount", pa.float64()), ("qty", pa.int64()), ("merchant", pa.string())])
 
 
@@ -213,11 +219,7 @@ def test_online_state_equals_brute_force(
     got, status = PLAN.evaluate(stored, t)
     want, want_status = brute_force(FS, TYPES, events, t)
     assert status.value == want_status
-    assert _same(got, want), [
-        (f.name, g, w)
-        for f, g, w in zip(FS.features, got, want, strict=True)
-        if not _same([g], [w])
-    ]
+    assert _same(got, want), _differences(got, want)
 
 
 @settings(max_examples=80, deadline=None)
@@ -251,11 +253,7 @@ def test_point_in_time_equals_brute_force(
         got = [column[i].as_py() for column in columns]
         mine = [ev for ev, u in zip(events, users, strict=True) if u == user]
         want, _ = brute_force(FS, TYPES, mine, t)
-        assert _same(got, want), [
-            (f.name, g, w)
-            for f, g, w in zip(FS.features, got, want, strict=True)
-            if not _same([g], [w])
-        ]
+        assert _same(got, want), _differences(got, want)
 
 
 @settings(max_examples=60, deadline=None)
