@@ -85,8 +85,9 @@ def typed_request(
     missing = sorted(set(needed) - set(request))
     if missing:
         users = ", ".join(c.feature.pinned_ref for c in resolved.request_columns)
+        named = ", ".join(f"{REQUEST_PREFIX}{f}" for f in missing)
         msg = (
-            f"request: missing field(s) {missing} read by {users}; send them as "
+            f"request: missing field(s) {named} read by {users}; send them as "
             f'"request": {{"{missing[0]}": [one value per entity row]}}'
         )
         reason = "missing: a request field of the requested request features"
