@@ -111,7 +111,11 @@ def test_request_only_features_need_no_entity(defs: Definitions) -> None:
     ("request_body", "field", "fragment"),
     [
         (None, "request.amount", "missing field(s) request.amount read by spend@v1:amount_vs_sum"),
-        ({"n": [1]}, "request.amount", "missing field(s) request.amount read by spend@v1:amount_vs_sum"),
+        (
+            {"n": [1]},
+            "request.amount",
+            "missing field(s) request.amount read by spend@v1:amount_vs_sum",
+        ),
         ({"amount": [1.0, 2.0]}, "request.amount", "expected a list of 1 value(s)"),
         ({"amount": 1.0}, "request.amount", "expected a list of 1 value(s)"),
         ({"amount": ["12"]}, "request.amount[0]", "'12' is not a double"),
