@@ -104,13 +104,15 @@ def _fail(fs: FeatureSet, name: str, message: str, text: str) -> ExpressionError
 
 def _referenced_names(text: str) -> list[str]:
     """Every field name the expression writes, in order (``size(x)``'s argument included)."""
-    names = []
+    found = []
     for tree in parse(text).iter_subtrees():
         if tree.data == "field":
             token = tree.children[0]
             value = str(token)
-            names.append(value[1:-1] if getattr(token, "type", "") == "QUOTED_NAME" else value)
-    return list(dict.fromkeys(names))
+            name = value[1:-1] if getattr(token, "type", "") == "QUOTED_NAME" else value
+            found.append((getattr(tree.meta, "start_pos", 0), name))
+    # In the order written, so dependencies (and the plans read) are in a stable order.
+    return list(dict.fromkeys(name for _, name in sorted(found)))
 
 
 def _stored_dependency(

@@ -19,6 +19,7 @@ from headwater.schemas.definitions import Definitions, FeatureSet
 from headwater.schemas.loader import load_definitions
 from headwater.schemas.tiles import EntityState, FeatureSetPlan, Status, arrival_seq
 from headwater.serving.auth import _refused_features
+from headwater.serving.catalog_views import search_features
 from headwater.serving.errors import BadRequestError, NotFoundError
 from headwater.serving.features import resolve_features
 from headwater.serving.historical import column_names
@@ -166,3 +167,30 @@ def test_the_worst_status_wins() -> None:
     assert worst_status([]) is Status.PRESENT
     assert worst_status([Status.PRESENT, Status.EXPIRED]) is Status.EXPIRED
     assert worst_status([Status.EXPIRED, Status.NOT_FOUND]) is Status.NOT_FOUND
+
+
+def test_a_request_feature_may_read_another_entitys_set(tmp_path: Path) -> None:
+    doc = copy.deepcopy(BASE)
+    doc["entities"].append({"name": "merchant", "keys": ["merchant_id"]})
+    doc["sources"].append({"name": "shop_txns", "schema": "txns.avsc", "timestamp": "event_time"})
+    doc["feature_sets"].append(
+        {
+            "name": "shop",
+            "entity": "merchant",
+            "source": "shop_txns",
+            "features": [{"name": "shop_cnt", "function": "count", "window": "1h"}],
+        }
+    )
+    doc["feature_sets"][0]["request_features"] = {"share": "cnt_1h / nullif(shop:shop_cnt, 0)"}
+    defs = load_definitions(write(tmp_path, doc))
+    resolved = resolve_features(defs, ["spend:share"])
+    assert [p.feature_set.name for p in resolved.plans] == ["spend", "shop"]
+    assert resolved.entity_keys == (("user_id",), ("merchant_id",))
+    with pytest.raises(BadRequestError) as info:
+        lookup(Store(defs), resolved, {"user_id": ["u1"]})  # type: ignore[arg-type]
+    assert [e.field for e in info.value.errors] == ["entities.merchant_id"]
+    result = lookup(Store(defs), resolved, {"user_id": ["u1"], "merchant_id": ["m"]})  # type: ignore[arg-type]
+    assert result.values == [[None]]  # the shop has no state here: 0 shop events
+    assert result.statuses == [[Status.NOT_FOUND]]
+    hits = search_features(defs, "share")
+    assert [(h["reference"], h["function"]) for h in hits] == [("spend@v1:share", "request")]
