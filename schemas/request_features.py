@@ -193,6 +193,12 @@ def compile_request_feature(
                 )
                 raise _fail(fs, name, message, text)
             field_types[written], request_types[field] = declared, declared
+        elif written == "request":
+            message = (
+                "a bare 'request' reads no field; write request.<field>, or "
+                f"{fs.name}:request for a stored feature named request"
+            )
+            raise _fail(fs, name, message, text)
         elif "." in written:
             message = (
                 f"{written!r} is neither a request field nor a feature; write "

@@ -108,7 +108,7 @@ def typed_request(
         if bad:
             i = bad[0]
             reason = f"row {i}: {values[i]!r} is not a {type_name}; send a {type_name} or null"
-            problems.extend([ErrorItem(f"{where}[{i}]", reason)])
+            problems.append(ErrorItem(f"{where}[{i}]", reason))
             continue
         columns[field] = pa.array(values, request_arrow_type(type_name))
     if problems:
@@ -166,9 +166,21 @@ def evaluate_request_column(
     dependencies = {
         d.column: values
         if isinstance(values, pa.Array | pa.ChunkedArray)
-        else pa.array(values, _ARROW_OF_EXPRESSION[d.type])
+        else _online_array(values, d.type)
         for d, values in zip(feature.dependencies, stored, strict=True)
     }
     table = evaluation_table(rows, {f: request[f] for f in feature.request_fields}, dependencies)
     result = feature.expression.evaluate(table)
     return result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result
+
+
+def _online_array(values: Sequence[Any], type_name: str) -> pa.Array:
+    """Online values of a stored feature as the Arrow type its expression type names.
+
+    An integer sum is exact in Python and may leave 64 bits (the API then answers it as JSON
+    text); an expression cannot read such a value, so it reads null there, as it does for
+    any value that does not convert.
+    """
+    if type_name == "long":
+        values = [v if v is None or -(2**63) <= v < 2**63 else None for v in values]
+    return pa.array(values, _ARROW_OF_EXPRESSION[type_name])

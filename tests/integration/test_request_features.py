@@ -38,12 +38,18 @@ def _add_request_features(deployment: Deployment) -> None:
     fs["request_features"] = {
         "amount_vs_avg": "request.amount / nullif(avg_amount_7d, 0)",
         "web_and_big": f"request.channel == 'web' and request.amount > {fs['name']}:max_amount_1d",
+        "same_merchant": "request.channel == last_merchant",
     }
+    for feature in fs["features"]:  # a pii feature: what reads it needs the pii grant
+        if feature["name"] == "last_merchant":
+            feature["tags"] = ["pii"]
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     report = apply_definitions(deployment.settings, deployment.defs_dir)
     described = [item.describe() for item in report.plan.items if item.kind == "feature_set"]
     assert len(described) == 1 and described[0].startswith("update"), described
-    assert "new request feature(s) ['amount_vs_avg', 'web_and_big']" in described[0]
+    assert (
+        "new request feature(s) ['amount_vs_avg', 'web_and_big', 'same_merchant']" in described[0]
+    )
 
 
 def _events(now: int) -> pa.Table:
@@ -110,6 +116,19 @@ def test_request_features_online_offline_and_errors(deployment: Deployment, tmp_
             assert first.json() == second.json()
             assert [e["field"] for e in first.json()["errors"]] == fields, first.text
             assert fields[0].split("[")[0] in first.json()["detail"], first.text
+
+        # A request feature over a pii feature needs the pii grant, like the feature itself.
+        pii_reader = make_key(deployment, "--name", "pii", "--scope", "read", "--pii", fs)
+        same = {**body, "features": [f"{fs}:same_merchant"]}
+        refused = client.post("/v1/online-features", json=same, headers=bearer(key))
+        assert refused.status_code == 403, refused.text
+        (error,) = refused.json()["errors"]
+        assert error["field"] == "features[0]"
+        assert f"reads {fs}:last_merchant, which is tagged pii" in error["reason"]
+        for _ in range(2):  # full app, then lean path
+            allowed = client.post("/v1/online-features", json=same, headers=bearer(pii_reader))
+            assert allowed.status_code == 200, allowed.text
+            assert [r["values"] for r in allowed.json()["results"]] == [[False], [False], [None]]
 
     with HeadwaterClient(url=url, api_key=key, settings=deployment.settings) as http:
         answer = http.get_online_features(

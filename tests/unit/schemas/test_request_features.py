@@ -180,6 +180,7 @@ def test_request_features_load_and_compile(tmp_path: Path) -> None:
         ({"r": "request.channel * 2"}, ["cannot combine string and long"]),
         ({"r": "spend:r2", "r2": "request.n"}, ["request features cannot read one another"]),
         ({"r": "foo.bar"}, ["neither a request field nor a feature"]),
+        ({"r": "request + 1"}, ["a bare 'request' reads no field", "request.<field>"]),
         ({"r": "request.amount +"}, ["expression ends after '+'"]),
     ],
 )

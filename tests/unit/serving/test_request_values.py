@@ -24,7 +24,11 @@ from headwater.serving.errors import BadRequestError, NotFoundError
 from headwater.serving.features import resolve_features
 from headwater.serving.historical import column_names
 from headwater.serving.online import lookup
-from headwater.serving.request_values import request_table_columns, worst_status
+from headwater.serving.request_values import (
+    evaluate_request_column,
+    request_table_columns,
+    worst_status,
+)
 from tests.unit.schemas.test_loader import BASE, write
 
 
@@ -194,3 +198,10 @@ def test_a_request_feature_may_read_another_entitys_set(tmp_path: Path) -> None:
     assert result.statuses == [[Status.NOT_FOUND]]
     hits = search_features(defs, "share")
     assert [(h["reference"], h["function"]) for h in hits] == [("spend@v1:share", "request")]
+
+
+def test_an_integer_sum_beyond_64_bits_reads_as_null(defs: Definitions) -> None:
+    resolved = resolve_features(defs, ["spend:plus_n"])
+    (column,) = resolved.request_columns
+    values = evaluate_request_column(column, 2, {"n": pa.array([1, 1])}, [[2**70, 4]])
+    assert values.to_pylist() == [None, 5]
