@@ -104,16 +104,16 @@ class _Builder:
         self.defs = defs
         self.plans: list[FeatureSetPlan] = []
         self.index: dict[str, int] = {}
-        self.columns: list[tuple[int, int]] = []
+        self.columns: dict[tuple[int, int], int] = {}  # (plan, feature) -> column, in order
 
     def column(self, fs: FeatureSet, feature_index: int) -> int:
+        """The column of feature ``feature_index`` of ``fs``, added if new."""
         if fs.qualified_name not in self.index:
             self.index[fs.qualified_name] = len(self.plans)
             self.plans.append(FeatureSetPlan(fs, self.defs.source(fs.source)))
-        column = (self.index[fs.qualified_name], feature_index)
-        if column not in self.columns:
-            self.columns.append(column)
-        return self.columns.index(column)
+        return self.columns.setdefault(
+            (self.index[fs.qualified_name], feature_index), len(self.columns)
+        )
 
 
 def resolve_features(

@@ -153,8 +153,6 @@ def _result(
         values.append(row_values)
         statuses.append(row_statuses)
     keys_used = sorted({k for keys in resolved.entity_keys for k in keys})
-    if not keys_used:  # only request fields were read: no entity to echo
-        return OnlineResult(served_at, [{} for _ in range(rows)], values, statuses)
     return OnlineResult(
         served_at_ms=served_at,
         entities=[{k: entities[k][i] for k in keys_used} for i in range(rows)],
