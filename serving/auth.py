@@ -408,35 +408,41 @@ def _refused_features(
             p, f = resolved.columns[index]
             fs = resolved.plans[p].feature_set
             ref = f"{fs.name}:{fs.features[f].name}"
-            problem = _refusal(fs, fs.features[f], grants)
-            if problem is not None:
-                yield ref, ErrorItem(f"features[{i}]", f"{ref}{problem}")
+            refusal = _refusal(fs, fs.features[f], grants)
+            if refusal is not None:
+                pii, reason = refusal
+                yield (
+                    ref,
+                    ErrorItem(
+                        f"features[{i}]", f"{ref} is {reason}" if pii else f"{ref}: {reason}"
+                    ),
+                )
             continue
         column = resolved.request_columns[index]
         own = column.feature.feature_set
         ref = f"{own.name}:{column.feature.name}"
         if not grants.feature_set(own.name):
-            problem = (
-                f"no grant for feature set {own.name!r} (keys create --feature-set {own.name})"
-            )
-            yield ref, ErrorItem(f"features[{i}]", f"{ref}: {problem}")
+            reason = f"no grant for feature set {own.name!r} (keys create --feature-set {own.name})"
+            yield ref, ErrorItem(f"features[{i}]", f"{ref}: {reason}")
             continue
         for dependency in column.feature.dependencies:
             fs = dependency.feature_set
-            problem = _refusal(fs, fs.feature(dependency.feature), grants)
-            if problem is not None:
-                reason = f"{ref} reads {fs.name}:{dependency.feature}, which{problem}"
-                yield ref, ErrorItem(f"features[{i}]", reason.replace("which:", "with"))
+            refusal = _refusal(fs, fs.feature(dependency.feature), grants)
+            if refusal is not None:
+                pii, reason = refusal
+                read = f"{ref} reads {fs.name}:{dependency.feature}"
+                text = f"{read}, which is {reason}" if pii else f"{read}: {reason}"
+                yield ref, ErrorItem(f"features[{i}]", text)
                 break
 
 
-def _refusal(fs: FeatureSet, feature: Feature, grants: Grants) -> str | None:
-    """Why ``grants`` may not read ``feature`` of ``fs`` (to follow its reference), or
-    ``None``."""
+def _refusal(fs: FeatureSet, feature: Feature, grants: Grants) -> tuple[bool, str] | None:
+    """``(is it the pii grant, why)`` ``grants`` may not read ``feature`` of ``fs``, or
+    ``None`` when they may."""
     if not grants.feature_set(fs.name):
-        return f": no grant for feature set {fs.name!r} (keys create --feature-set {fs.name})"
+        return False, f"no grant for feature set {fs.name!r} (keys create --feature-set {fs.name})"
     if fs.is_pii(feature) and not grants.pii_of(fs.name):
-        return f" is tagged pii: reading it needs a pii grant (keys create --pii {fs.name})"
+        return True, f"tagged pii: reading it needs a pii grant (keys create --pii {fs.name})"
     return None
 
 

@@ -96,7 +96,10 @@ def historical_router(
             if k != column and k not in fields
         }
         typed = typed_request(
-            resolved, {f: v for f, v in body.entities.items() if f in fields}, rows
+            resolved,
+            {f: v for f, v in body.entities.items() if f in fields},
+            rows,
+            member="entities",
         )
         table = pa.table(
             {

@@ -16,7 +16,7 @@ tells whether the stored inputs it used exist and are fresh.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -64,19 +64,25 @@ def _accepts(type_name: str, value: Any) -> bool:
 
 
 def typed_request(
-    resolved: ResolvedFeatures, request: Mapping[str, Any] | None, rows: int
+    resolved: ResolvedFeatures,
+    request: Mapping[str, Any] | None,
+    rows: int,
+    *,
+    member: Literal["request", "entities"] = "request",
 ) -> dict[str, pa.Array]:
     """The request fields the requested request features read, as typed Arrow columns.
 
     Args:
         resolved: the lookup's features.
-        request: the body's ``request`` member: field -> one value per entity row.
-        rows: the lookup's number of entity rows.
+        request: field -> one value per entity row: the ``request`` member of a lookup, or
+            the request columns of a historical request's ``entities``.
+        rows: the number of entity (or label) rows.
+        member: the body member the fields are in, which errors name.
 
     Raises:
         BadRequestError: a needed field is missing, not a list, of another length than the
             entity rows, or holds a value of the wrong type; each problem names
-            ``request.<field>`` (and the row) and the fix.
+            ``<member>.<field>`` (and the row) and the fix.
     """
     needed = resolved.request_fields
     if not needed:
@@ -85,20 +91,18 @@ def typed_request(
     missing = sorted(set(needed) - set(request))
     if missing:
         users = ", ".join(c.feature.pinned_ref for c in resolved.request_columns)
-        named = ", ".join(f"{REQUEST_PREFIX}{f}" for f in missing)
+        named = ", ".join(f"{member}.{f}" for f in missing)
         msg = (
-            f"request: missing field(s) {named} read by {users}; send them as "
-            f'"request": {{"{missing[0]}": [one value per entity row]}}'
+            f"{member}: missing field(s) {named} read by {users}; send them as "
+            f'"{member}": {{"{missing[0]}": [one value per entity row]}}'
         )
         reason = "missing: a request field of the requested request features"
-        raise BadRequestError(
-            msg, errors=[ErrorItem(f"{REQUEST_PREFIX}{f}", reason) for f in missing]
-        )
+        raise BadRequestError(msg, errors=[ErrorItem(f"{member}.{f}", reason) for f in missing])
     columns: dict[str, pa.Array] = {}
     problems: list[ErrorItem] = []
     for field, type_name in sorted(needed.items()):
         values = request[field]
-        where = f"{REQUEST_PREFIX}{field}"
+        where = f"{member}.{field}"
         if not isinstance(values, list) or len(values) != rows:
             got = f"{len(values)} value(s)" if isinstance(values, list) else repr(values)
             reason = f"expected a list of {rows} value(s), one per entity row; got {got}"
@@ -112,7 +116,7 @@ def typed_request(
             continue
         columns[field] = pa.array(values, request_arrow_type(type_name))
     if problems:
-        msg = "request: " + "; ".join(f"{p.field}: {p.reason}" for p in problems)
+        msg = f"{member}: " + "; ".join(f"{p.field}: {p.reason}" for p in problems)
         raise BadRequestError(msg, errors=problems)
     return columns
 

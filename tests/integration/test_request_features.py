@@ -145,6 +145,13 @@ def test_request_features_online_offline_and_errors(deployment: Deployment, tmp_
             features=features,
         )
         assert [r["values"] for r in historical["results"]] == want_values
+        with pytest.raises(ApiError) as info:
+            http.get_historical_features(
+                {**body["entities"], "channel": ["web"] * 3, "event_timestamp": [label_at] * 3},
+                features=features,
+            )
+        assert info.value.status == 422
+        assert [e["field"] for e in info.value.errors] == ["entities.amount"]
 
     with FeatureStore(deployment.settings) as store:
         online = store.get_online_features(body["entities"], features, request=body["request"])
