@@ -57,7 +57,10 @@ def _accepts(type_name: str, value: Any) -> bool:
     if type_name == "boolean":
         return isinstance(value, bool)
     if type_name in ("int", "long"):
-        return isinstance(value, int) and not isinstance(value, bool)
+        bits = 31 if type_name == "int" else 63  # Avro's widths, so a value fits its type
+        return (
+            isinstance(value, int) and not isinstance(value, bool) and -(2**bits) <= value < 2**bits
+        )
     if type_name in ("float", "double"):
         return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, str)

@@ -205,3 +205,11 @@ def test_an_integer_sum_beyond_64_bits_reads_as_null(defs: Definitions) -> None:
     (column,) = resolved.request_columns
     values = evaluate_request_column(column, 2, {"n": pa.array([1, 1])}, [[2**70, 4]])
     assert values.to_pylist() == [None, 5]
+
+
+def test_a_long_beyond_64_bits_is_refused(defs: Definitions) -> None:
+    resolved = resolve_features(defs, ["spend:plus_n"])
+    with pytest.raises(BadRequestError) as info:
+        lookup(Store(defs), resolved, {"user_id": ["u1"]}, {"n": [2**63]})  # type: ignore[arg-type]
+    assert [e.field for e in info.value.errors] == ["request.n[0]"]
+    assert "is not a long" in str(info.value)
