@@ -249,13 +249,7 @@ class FeatureSet:
                     f"resolution {self.resolution_ms} ms"
                 )
                 raise ValueError(msg)
-        for attribute in (
-            "labels",
-            "transforms",
-            "relations",
-            "request_schema",
-            "request_features",
-        ):
+        for attribute in ("labels", "transforms", "relations"):
             object.__setattr__(self, attribute, MappingProxyType(dict(getattr(self, attribute))))
 
     @property
@@ -269,7 +263,10 @@ class FeatureSet:
 
     def _check_request_definitions(self) -> None:
         """Names and declared types only; expressions are checked against every definition
-        at load time (``schemas.request_features``), since they may read other sets."""
+        at load time (``schemas.request_features``), since they may read other sets. Both
+        mappings are frozen, like ``transforms``."""
+        for attribute in ("request_schema", "request_features"):
+            object.__setattr__(self, attribute, MappingProxyType(dict(getattr(self, attribute))))
         for name, type_name in dict(self.request_schema).items():
             _check_name("request field", name)
             if type_name not in REQUEST_TYPES:
