@@ -280,3 +280,25 @@ def test_the_evaluation_table_reads_request_fields_and_dependencies(tmp_path: Pa
     assert ratio.expression.evaluate(table).to_pylist() == [2.5, None, None, None]
     constant = compile_expression("1 + 1", {})
     assert constant.evaluate(evaluation_table(3, {}, {})).to_pylist() == [2, 2, 2]
+
+
+def test_a_pinned_version_is_checked_once_merged_with_the_catalog(tmp_path: Path) -> None:
+    # Files hold one version of each set, so loading types @v3 against it; apply then checks
+    # the merged definitions, where v3 must exist.
+    doc = _doc(request_features={"r": "request.amount - other@v3:total"})
+    doc["feature_sets"].append(
+        {
+            "name": "other",
+            "entity": "user",
+            "source": "txns",
+            "features": [{"name": "total", "function": "sum", "field": "amount"}],
+        }
+    )
+    defs = load_definitions(write(tmp_path, doc))
+    ((fs, name, message),) = request_feature_problems(defs)
+    assert (fs.name, name) == ("spend", "r")
+    assert "feature set 'other' has no active version 3" in message
+    merged = replace(
+        defs, feature_sets=(*defs.feature_sets, replace(defs.feature_set("other"), version=3))
+    )
+    assert request_feature_problems(merged) == []
