@@ -20,6 +20,7 @@ from headwater.schemas.definitions import Definitions, FeatureSet
 from headwater.schemas.errors import DefinitionError
 from headwater.schemas.loader import load_definitions
 from headwater.schemas.plan import Plan, make_plan, source_change_allowed
+from headwater.schemas.request_features import request_feature_problems
 from headwater.schemas.settings import Settings
 from headwater.schemas.tiles import FeatureSetPlan
 
@@ -69,7 +70,15 @@ def plan_definitions(catalog: Catalog, path: Path, *, topic_prefix: str = "") ->
     def partial_keys(fs: FeatureSet) -> frozenset[str]:
         return FeatureSetPlan(fs, sources[fs.source]).aggregator.partial_keys
 
-    return make_plan(new, current, all_versions=all_versions, partial_keys=partial_keys)
+    plan = make_plan(new, current, all_versions=all_versions, partial_keys=partial_keys)
+    # Loading typed request features against the files alone; versions pinned with @vN
+    # exist only once merged with the catalog, so they are checked again here.
+    request_problems = request_feature_problems(plan.definitions)
+    if request_problems:
+        lines = [message for _, _, message in request_problems]
+        msg = f"{len(lines)} problem(s) with request features:\n  " + "\n  ".join(lines)
+        raise DefinitionError(msg)
+    return plan
 
 
 def apply_definitions(settings: Settings, path: Path, *, dry_run: bool = False) -> ApplyReport:

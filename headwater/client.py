@@ -35,8 +35,11 @@ def _lookup_body(
     entities: Mapping[str, Sequence[Any]],
     features: Sequence[str] | None,
     feature_service: str | None,
+    request: Mapping[str, Sequence[Any]] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"entities": {k: list(v) for k, v in entities.items()}}
+    if request is not None:
+        body["request"] = {k: list(v) for k, v in request.items()}
     if features is not None:
         body["features"] = list(features)
     if feature_service is not None:
@@ -98,10 +101,15 @@ class HeadwaterClient:
         *,
         features: Sequence[str] | None = None,
         feature_service: str | None = None,
+        request: Mapping[str, Sequence[Any]] | None = None,
     ) -> dict[str, Any]:
         """``POST /v1/online-features``: the answer as the API gives it (``results`` per
-        entity with ``values`` and ``statuses``)."""
-        body = _lookup_body(entities, features, feature_service)
+        entity with ``values`` and ``statuses``).
+
+        ``request``: the fields request-time features read, one value per entity row
+        (``{"amount": [12.5, 3.0]}``).
+        """
+        body = _lookup_body(entities, features, feature_service, request)
         result: dict[str, Any] = self._post("/v1/online-features", body)
         return result
 
@@ -113,7 +121,8 @@ class HeadwaterClient:
         feature_service: str | None = None,
         timestamp_column: str = "event_timestamp",
     ) -> dict[str, Any]:
-        """``POST /v1/historical-features``: point-in-time values per label row."""
+        """``POST /v1/historical-features``: point-in-time values per label row; the
+        request fields of request-time features are columns of ``entities``."""
         body = _lookup_body(entities, features, feature_service)
         body["timestamp_column"] = timestamp_column
         result: dict[str, Any] = self._post("/v1/historical-features", body)

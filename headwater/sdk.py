@@ -81,10 +81,16 @@ class FeatureStore:
         features: Sequence[str] | None = None,
         *,
         feature_service: str | None = None,
+        request: Mapping[str, Sequence[Any]] | None = None,
     ) -> OnlineResult:
-        """Values and statuses per entity, computed at the moment served (``served_at_ms``)."""
+        """Values and statuses per entity, computed at the moment served (``served_at_ms``).
+
+        ``request``: the fields request-time features read, one value per entity row
+        (``{"amount": [12.5, 3.0]}``), as in the HTTP body.
+        """
         resolved = resolve_features(self.catalog.definitions(), features, feature_service)
-        return lookup(self.online, resolved, entities)
+        body = None if request is None else {k: list(v) for k, v in request.items()}
+        return lookup(self.online, resolved, entities, body)
 
     def ingest(self, frame: Any, *, source: str) -> int:
         """Produce a data frame's rows to ``source``'s topic, the same path as every other
@@ -147,7 +153,9 @@ class FeatureStore:
         """A point-in-time training set: ``entity_df``'s rows, in order, with features added.
 
         ``entity_df`` (pyarrow, pandas or polars) holds the entity key columns and the label
-        time in ``timestamp_column`` (epoch ms or tz-aware timestamps). No row is dropped.
+        time in ``timestamp_column`` (epoch ms or tz-aware timestamps), and a column per
+        request field that requested request-time features read (named like the field).
+        No row is dropped.
         Without ``entity_df``: ``start``/``end`` give each entity's values as of each of its
         events in ``[start, end)`` (its feature history), ``at`` a snapshot of every entity
         seen by then (times tz-aware or epoch ms).

@@ -27,6 +27,7 @@ __all__ = [
     "KEY_SEPARATOR",
     "MAX_BULKY_TILES",
     "PII_TAG",
+    "REQUEST_TYPES",
     "Definitions",
     "Entity",
     "Feature",
@@ -162,6 +163,9 @@ class Source:
         return replace(self, **names)
 
 
+REQUEST_TYPES = ("boolean", "int", "long", "float", "double", "string")
+"""The types a request field may be declared with (``request_schema``), as in Avro."""
+
 PII_TAG = "pii"
 """The tag of features (or whole feature sets) holding personal data (DESIGN §8)."""
 
@@ -239,9 +243,16 @@ class FeatureSet:
     """Other entities this set's events refer to: entity name -> field holding its key."""
     monitoring: Monitoring = field(default_factory=Monitoring)
     """Health limits of ``headwater monitor`` (``schemas.monitoring``); metadata."""
+    request_schema: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Fields a lookup sends along (``request.<field>`` in expressions): name -> type, one
+    of :data:`REQUEST_TYPES`."""
+    request_features: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Features computed at lookup time (online) or per label row (offline): name ->
+    expression over request fields and stored features (``schemas.request_features``)."""
 
     def __post_init__(self) -> None:
         _check_name("feature set", self.name)
+        self._check_request_definitions()
         if self.version < 1:
             msg = f"feature set {self.name!r}: version must be 1 or more, got {self.version}"
             raise ValueError(msg)
@@ -321,6 +332,41 @@ class FeatureSet:
     @property
     def qualified_name(self) -> str:
         return f"{self.name}@v{self.version}"
+
+    def _check_request_definitions(self) -> None:
+        """Names and declared types only; expressions are checked against every definition
+        at load time (``schemas.request_features``), since they may read other sets. Both
+        mappings are frozen, like ``transforms``."""
+        for attribute in ("request_schema", "request_features"):
+            object.__setattr__(self, attribute, MappingProxyType(dict(getattr(self, attribute))))
+        for name, type_name in dict(self.request_schema).items():
+            _check_name("request field", name)
+            if type_name not in REQUEST_TYPES:
+                msg = (
+                    f"feature set {self.name!r}: request field {name!r} has type {type_name!r}; "
+                    f"expected one of {', '.join(REQUEST_TYPES)}, e.g. {name}: double"
+                )
+                raise ValueError(msg)
+        stored = {f.name for f in self.features}
+        for name, text in dict(self.request_features).items():
+            _check_name("request feature", name)
+            if name in stored:
+                msg = (
+                    f"feature set {self.name!r}: request feature {name!r} has the name of a "
+                    "stored feature of the set; rename one (both are read as "
+                    f"{self.name}:{name})"
+                )
+                raise ValueError(msg)
+            if not isinstance(text, str) or not text.strip():
+                msg = (
+                    f"feature set {self.name!r}: request feature {name!r} needs an expression, "
+                    'e.g. "request.amount / nullif(avg_amount_7d, 0)"'
+                )
+                raise ValueError(msg)
+
+    def has_feature(self, name: str) -> bool:
+        """Whether ``name`` is a stored or a request feature of this set."""
+        return name in self.request_features or any(f.name == name for f in self.features)
 
     def is_pii(self, feature: Feature) -> bool:
         """Whether ``feature`` holds personal data: tagged ``pii`` itself or in a set that is."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from headwater.schemas.aggregations import AGGREGATION_FUNCTIONS, unknown_function
-from headwater.schemas.definitions import Feature, FeatureSet
+from headwater.schemas.definitions import REQUEST_TYPES, Feature, FeatureSet
 from headwater.schemas.durations import parse_duration
 from headwater.schemas.loader_problems import Collector, Placed
 from headwater.schemas.monitoring import Monitoring, read_monitoring
@@ -36,6 +36,8 @@ FEATURE_SET_KEYS = {
     "transforms",
     "relations",
     "monitoring",
+    "request_schema",
+    "request_features",
 }
 _FEATURE_KEYS = {
     "name",
@@ -263,6 +265,31 @@ def read_feature_set(
             f"expected a mapping of entity -> field, like {{merchant: merchant_id}}, got {relations!r}",
         )
         relations = {}
+    request_schema = _string_mapping(
+        c, f"{where}.request_schema", item.get("request_schema"), "{amount: double}"
+    )
+    for field_name, type_name in list(request_schema.items()):
+        if type_name not in REQUEST_TYPES:
+            c.add(
+                f"{where}.request_schema.{field_name}",
+                f"unknown type {type_name!r}; expected one of {', '.join(REQUEST_TYPES)}, "
+                f"e.g. {field_name}: double",
+            )
+            del request_schema[field_name]
+    request_features = _string_mapping(
+        c,
+        f"{where}.request_features",
+        item.get("request_features"),
+        "{amount_vs_avg: 'request.amount / nullif(avg_amount_7d, 0)'}",
+    )
+    for name in list(request_features):
+        if name in placed.features:
+            c.add(
+                f"{where}.request_features.{name}",
+                f"request feature {name!r} has the name of the stored feature at "
+                f"{where}{placed.features[name]}; rename one",
+            )
+            del request_features[name]
     if not features and placed.broken_features:
         return None  # every feature failed and was reported; "has no features" would be noise
     return FeatureSet(
@@ -283,4 +310,18 @@ def read_feature_set(
         relations={str(k): str(v) for k, v in relations.items()},
         monitoring=read_monitoring(c.add, f"{where}.monitoring", item.get("monitoring"))
         or Monitoring(),
+        request_schema=request_schema,
+        request_features=request_features,
     )
+
+
+def _string_mapping(c: Collector, where: str, value: Any, example: str) -> dict[str, str]:
+    """A mapping of names to strings (a problem at ``where`` for anything else)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        c.add(where, f"expected a mapping of name -> text, like {example}, got {value!r}")
+        return {}
+    return dict(value)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from headwater.schemas.aggregations import NUMERIC_TYPES
-from headwater.schemas.definitions import FeatureRef
+from headwater.schemas.definitions import Definitions, FeatureRef
 from headwater.schemas.expressions import ExpressionError, compile_expression
 from headwater.schemas.loader_problems import Loaded, Placed
+from headwater.schemas.request_features import compile_request_feature
 from headwater.schemas.suggestions import did_you_mean
 
 __all__ = ["cross_check"]
@@ -155,6 +156,7 @@ def cross_check(loaded: Loaded) -> list[str]:
                     f"{at}: feature {f.name!r}: {f.function} cannot order {types[f.field]} values "
                     f"of {f.field!r}; use a number, string or time field"
                 )
+    problems += _request_feature_problems(loaded, sources)
     for p in loaded.services:
         for k, ref_text in enumerate(p.item.features):
             at = p.at(f".features[{k}]")
@@ -173,10 +175,34 @@ def cross_check(loaded: Loaded) -> list[str]:
             elif (
                 ref.feature not in fs_placed.features
                 and ref.feature not in fs_placed.broken_features
+                and ref.feature not in fs_placed.item.request_features
             ):
+                known = [*fs_placed.features, *fs_placed.item.request_features]
                 problems.append(
                     f"{at}: unknown feature {ref_text!r}: feature set {ref.feature_set!r} has "
-                    f"{[f.name for f in fs_placed.item.features]}"
-                    + did_you_mean(ref.feature, fs_placed.features)
+                    f"{known}" + did_you_mean(ref.feature, known)
                 )
+    return problems
+
+
+def _request_feature_problems(loaded: Loaded, sources: dict[str, Placed[Any]]) -> list[str]:
+    """Each request feature type-checked against every loaded definition (it may read
+    other feature sets), at ``feature_sets[i].request_features.<name>``."""
+    if not any(p.item.request_features for p in loaded.sets):
+        return []
+    first_sets = {p.item.name: p.item for p in reversed(loaded.sets)}
+    defs = Definitions(
+        entities=tuple({p.item.name: p.item for p in reversed(loaded.entities)}.values()),
+        sources=tuple(p.item for p in sources.values()),
+        feature_sets=tuple(first_sets.values()),
+    )
+    problems = []
+    for p in loaded.sets:
+        if p.item.source not in sources:
+            continue  # reported already
+        for name in p.item.request_features:
+            try:
+                compile_request_feature(defs, p.item, name, loading=True)
+            except (ExpressionError, KeyError) as exc:
+                problems.append(f"{p.at(f'.request_features.{name}')}: {exc}")
     return problems

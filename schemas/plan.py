@@ -5,7 +5,8 @@ table) when the state already kept answers the new definition: new features whos
 states the version already keeps, and metadata (description, owner, tags, labels, TTL,
 relations). Anything that changes which events count or how (entity, source, resolution,
 filter, transforms, a feature's function, field or window, a removed feature, or a new
-feature needing state the version does not keep) makes version n+1 with its own online keys
+feature needing state the version does not keep; a request feature's expression changed or
+removed, a request field retyped or removed) makes version n+1 with its own online keys
 and offline table; the old version keeps serving until it is retired.
 """
 
@@ -135,6 +136,7 @@ def _feature_set_changes(
             breaking.append(
                 f"new feature(s) {added} need state v{old.version} does not keep: {missing}"
             )
+    _request_changes(old, new, breaking, compatible)
     for attribute in _METADATA:
         a, b = getattr(old, attribute), getattr(new, attribute)
         if (dict(a) if isinstance(a, Mapping) else a) != (dict(b) if isinstance(b, Mapping) else b):
@@ -146,6 +148,26 @@ def _feature_set_changes(
     ):
         compatible.append("feature order")
     return breaking, compatible
+
+
+def _request_changes(
+    old: FeatureSet, new: FeatureSet, breaking: list[str], compatible: list[str]
+) -> None:
+    """Request features follow the rules of stored ones: a new one (or a new request field)
+    is compatible; a removed one, a changed expression or a retyped or removed request
+    field changes what the set serves, so it makes a new version."""
+    for kind, before, after in (
+        ("request feature", old.request_features, new.request_features),
+        ("request field", old.request_schema, new.request_schema),
+    ):
+        for name, value in before.items():
+            if name not in after:
+                breaking.append(f"{kind} {name!r} removed")
+            elif after[name] != value:
+                breaking.append(f"{kind} {name!r}: {value!r} -> {after[name]!r}")
+        added = [name for name in after if name not in before]
+        if added:
+            compatible.append(f"new {kind}(s) {added}")
 
 
 def feature_set_changes(

@@ -77,7 +77,14 @@ def feature_set_to_dict(fs: FeatureSet) -> dict[str, Any]:
             for f in fs.features
         ],
         "monitoring": monitoring_to_dict(fs.monitoring),
-    }
+    } | (
+        {
+            "request_schema": dict(fs.request_schema),
+            "request_features": dict(fs.request_features),
+        }
+        if fs.request_schema or fs.request_features
+        else {}
+    )
 
 
 def feature_service_to_dict(s: FeatureService) -> dict[str, Any]:
@@ -115,6 +122,8 @@ def _feature_set(fs: Mapping[str, Any]) -> FeatureSet:
         relations=fs.get("relations", {}),
         features=tuple(_feature(f) for f in fs["features"]),
         monitoring=monitoring_from_dict(fs.get("monitoring")) or Monitoring(),
+        request_schema=fs.get("request_schema", {}),
+        request_features=fs.get("request_features", {}),
     )
 
 

@@ -47,6 +47,10 @@ class OnlineFeaturesRequest(BaseModel):
     )
     feature_service: str | None = None
     entities: dict[str, list[Any]] = Field(description="Key column -> one value per entity")
+    request: dict[str, Any] | None = Field(
+        default=None,
+        description="Request field -> one value per entity row, read by request-time features",
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -110,7 +114,9 @@ def create_app(settings: Settings) -> FastAPI:
         # Reached by the lookups the lean path (serving.lookup_route) hands on: the same
         # handler, after FastAPI's own checks.
         principal: Principal | None = getattr(request.state, "principal", None)
-        answer = await lookups.answer(principal, body.features, body.feature_service, body.entities)
+        answer = await lookups.answer(
+            principal, body.features, body.feature_service, body.entities, body.request
+        )
         return Response(answer, media_type="application/json")
 
     offline = DeltaOfflineStore(settings.offline_location)

@@ -41,7 +41,7 @@ from headwater.connectors.catalog import (
 )
 from headwater.connectors.catalog.audit import set_actor
 from headwater.connectors.catalog.keys import ANY
-from headwater.schemas.definitions import Definitions
+from headwater.schemas.definitions import Definitions, Feature, FeatureSet
 from headwater.schemas.errors import ConfigError
 from headwater.schemas.settings import Settings
 from headwater.serving.errors import ErrorItem, ServingError
@@ -401,16 +401,49 @@ class Guard:
 def _refused_features(
     resolved: ResolvedFeatures, grants: Grants
 ) -> Iterable[tuple[str, ErrorItem]]:
-    for i, (p, f) in enumerate(resolved.columns):
-        fs = resolved.plans[p].feature_set
-        feature = fs.features[f]
-        ref = f"{fs.name}:{feature.name}"
-        if not grants.feature_set(fs.name):
-            reason = f"no grant for feature set {fs.name!r} (keys create --feature-set {fs.name})"
+    # A request feature needs its own set's grant and every grant its stored inputs need:
+    # its value is computed from them (a ratio to a pii amount reveals the amount).
+    for i, (kind, index) in enumerate(resolved.outputs):
+        if kind == "stored":
+            p, f = resolved.columns[index]
+            fs = resolved.plans[p].feature_set
+            ref = f"{fs.name}:{fs.features[f].name}"
+            refusal = _refusal(fs, fs.features[f], grants)
+            if refusal is not None:
+                pii, reason = refusal
+                yield (
+                    ref,
+                    ErrorItem(
+                        f"features[{i}]", f"{ref} is {reason}" if pii else f"{ref}: {reason}"
+                    ),
+                )
+            continue
+        column = resolved.request_columns[index]
+        own = column.feature.feature_set
+        ref = f"{own.name}:{column.feature.name}"
+        if not grants.feature_set(own.name):
+            reason = f"no grant for feature set {own.name!r} (keys create --feature-set {own.name})"
             yield ref, ErrorItem(f"features[{i}]", f"{ref}: {reason}")
-        elif fs.is_pii(feature) and not grants.pii_of(fs.name):
-            reason = f"tagged pii: reading it needs a pii grant (keys create --pii {fs.name})"
-            yield ref, ErrorItem(f"features[{i}]", f"{ref} is {reason}")
+            continue
+        for dependency in column.feature.dependencies:
+            fs = dependency.feature_set
+            refusal = _refusal(fs, fs.feature(dependency.feature), grants)
+            if refusal is not None:
+                pii, reason = refusal
+                read = f"{ref} reads {fs.name}:{dependency.feature}"
+                text = f"{read}, which is {reason}" if pii else f"{read}: {reason}"
+                yield ref, ErrorItem(f"features[{i}]", text)
+                break
+
+
+def _refusal(fs: FeatureSet, feature: Feature, grants: Grants) -> tuple[bool, str] | None:
+    """``(is it the pii grant, why)`` ``grants`` may not read ``feature`` of ``fs``, or
+    ``None`` when they may."""
+    if not grants.feature_set(fs.name):
+        return False, f"no grant for feature set {fs.name!r} (keys create --feature-set {fs.name})"
+    if fs.is_pii(feature) and not grants.pii_of(fs.name):
+        return True, f"tagged pii: reading it needs a pii grant (keys create --pii {fs.name})"
+    return None
 
 
 def authorize_features(guard: Guard, request: Request, resolved: ResolvedFeatures) -> None:

@@ -54,6 +54,8 @@ def feature_set_summary(fs: FeatureSet, *, status: str = "active") -> dict[str, 
             }
             for f in fs.features
         ],
+        "request_schema": dict(fs.request_schema),
+        "request_features": dict(fs.request_features),
     }
 
 
@@ -94,6 +96,24 @@ def search_features(defs: Definitions, query: str) -> list[dict[str, Any]]:
                         "function": f.function,
                         "field": f.field,
                         "window": _window(f.window_ms),
+                        "description": fs.description,
+                        "owner": fs.owner,
+                        "tags": list(fs.tags),
+                    }
+                )
+        for name, expression in fs.request_features.items():
+            # Computed at lookup time: searchable by name and by what its expression reads.
+            if all(w in f"{set_text} {name} request {expression}".lower() for w in words):
+                hits.append(
+                    {
+                        "reference": f"{fs.name}@v{fs.version}:{name}",
+                        "feature_set": fs.name,
+                        "version": fs.version,
+                        "feature": name,
+                        "function": "request",
+                        "field": None,
+                        "window": "request time",
+                        "expression": expression,
                         "description": fs.description,
                         "owner": fs.owner,
                         "tags": list(fs.tags),

@@ -73,7 +73,14 @@ def check_consistency(
     values = [json.loads(v) for v in logged.column("values").to_pylist()]
     by_feature: dict[str, FeatureConsistency] = {}
     for features_json, rows in groups.items():
-        refs = json.loads(features_json)
+        logged_refs = json.loads(features_json)
+        # Request-time features are computed from request fields the log does not keep, so
+        # only stored features are recomputed (``positions``: their place in the response).
+        kinds = resolve_features(defs, logged_refs).outputs
+        positions = [j for j, (kind, _) in enumerate(kinds) if kind == "stored"]
+        if not positions:
+            continue
+        refs = [logged_refs[j] for j in positions]
         resolved = resolve_features(defs, refs)
         keys = sorted({k for key_names in resolved.entity_keys for k in key_names})
         table = pa.table(
@@ -83,7 +90,7 @@ def check_consistency(
             }
         )
         recomputed = get_historical_features(offline, resolved, table)
-        for j, (ref, name) in enumerate(zip(refs, column_names(resolved), strict=True)):
+        for j, ref, name in zip(positions, refs, column_names(resolved), strict=True):
             stats = by_feature.setdefault(ref, FeatureConsistency(ref))
             for row, offline_value in zip(rows, recomputed.column(name).to_pylist(), strict=True):
                 online_value = values[row][j]

@@ -29,6 +29,7 @@ from headwater.serving.historical_partitions import (
     parts_for,
 )
 from headwater.serving.range_aggregations import RangeColumn, aggregate_ranges, output_type
+from headwater.serving.request_values import evaluate_request_column, request_table_columns
 from headwater.serving.windows import sort_history, window_ranges
 
 __all__ = [
@@ -72,12 +73,10 @@ def label_times_ms(table: pa.Table, column: str) -> np.ndarray:
 
 def column_names(resolved: ResolvedFeatures) -> list[str]:
     """Output column per requested feature: its name, qualified when two sets share it."""
-    names = [resolved.plans[p].feature_set.features[f].name for p, f in resolved.columns]
+    names = resolved.output_names()
     return [
-        name
-        if names.count(name) == 1
-        else f"{resolved.plans[p].feature_set.name}_v{resolved.plans[p].feature_set.version}__{name}"
-        for name, (p, _) in zip(names, resolved.columns, strict=True)
+        name if names.count(name) == 1 else f"{fs.name}_v{fs.version}__{name}"
+        for name, fs in zip(names, resolved.output_sets(), strict=True)
     ]
 
 
@@ -146,12 +145,18 @@ def get_historical_features(
 ) -> pa.Table:
     """``entity_table`` with one column per requested feature, rows in the same order.
 
+    A request-time feature is computed per label row from the row's request fields (the
+    table's columns named like them) and the point-in-time values of the stored features it
+    reads, by the same expression as online (``serving.request_values``).
+
     ``table_versions`` pins the Delta version read per feature-set qualified name
     (``set@vN``), for reproducible training sets. A history of more than ``partition_rows``
     rows is read in entity parts of about that size (``serving.historical_partitions``), so
     memory stays bounded; the values are the same.
     """
     times = label_times_ms(entity_table, timestamp_column)
+    # Request fields are checked before any history is read: a missing one is the caller's.
+    request = request_table_columns(resolved, entity_table)
     per_plan: list[list[pa.Array]] = []
     for plan, key_names in zip(resolved.plans, resolved.entity_keys, strict=True):
         missing = [k for k in key_names if k not in entity_table.column_names]
@@ -185,9 +190,16 @@ def get_historical_features(
             continue
         history = offline.history(plan.feature_set, version, columns=list(needed))
         per_plan.append(plan_features(plan, history, key_names, entity_table, times))
+    stored = [per_plan[p][f] for p, f in resolved.columns]
+    computed = [
+        evaluate_request_column(
+            column, entity_table.num_rows, request, [stored[c] for c in column.inputs]
+        )
+        for column in resolved.request_columns
+    ]
     result = entity_table
-    for name, (p, f) in zip(column_names(resolved), resolved.columns, strict=True):
-        result = result.append_column(name, per_plan[p][f])
+    for name, (kind, index) in zip(column_names(resolved), resolved.outputs, strict=True):
+        result = result.append_column(name, stored[index] if kind == "stored" else computed[index])
     return result
 
 

@@ -21,6 +21,7 @@ from headwater.serving.errors import BadRequestError, PayloadTooLargeError
 from headwater.serving.features import ResolvedFeatures, resolve_features
 from headwater.serving.historical import column_names, get_historical_features
 from headwater.serving.limits import event_time_problem
+from headwater.serving.request_values import typed_request
 
 __all__ = ["historical_router"]
 
@@ -33,7 +34,7 @@ class HistoricalFeaturesRequest(BaseModel):
     )
     feature_service: str | None = None
     entities: dict[str, list[Any]] = Field(
-        description="Key columns and the label time column, one value per row; times as epoch ms or ISO-8601 with a zone"
+        description="Key columns, the label time column and the request fields of request-time features, one value per row; times as epoch ms or ISO-8601 with a zone"
     )
     timestamp_column: str = "event_timestamp"
 
@@ -86,9 +87,26 @@ def historical_router(
             raise PayloadTooLargeError(detail, field="entities")
         resolved = resolve_features(catalog.definitions(), body.features, body.feature_service)
         authorize(request, resolved)
-        keys = {k: [str(v) for v in values] for k, values in body.entities.items() if k != column}
+        # Request fields of request-time features keep their JSON types (checked against
+        # request_schema); every other column is a key, compared as text.
+        fields = resolved.request_fields
+        keys = {
+            k: [str(v) for v in values]
+            for k, values in body.entities.items()
+            if k != column and k not in fields
+        }
+        typed = typed_request(
+            resolved,
+            {f: v for f, v in body.entities.items() if f in fields},
+            rows,
+            member="entities",
+        )
         table = pa.table(
-            {**keys, column: pa.array(_epoch_ms(body.entities[column], column), pa.int64())}
+            {
+                **keys,
+                **typed,
+                column: pa.array(_epoch_ms(body.entities[column], column), pa.int64()),
+            }
         )
         result = get_historical_features(offline, resolved, table, timestamp_column=column)
         names = column_names(resolved)
@@ -98,6 +116,7 @@ def historical_router(
             "results": [
                 {
                     "entity": {k: body.entities[k][i] for k in keys},
+                    **({"request": {f: body.entities[f][i] for f in typed}} if typed else {}),
                     column: body.entities[column][i],
                     "values": [v[i] for v in values],
                 }

@@ -10,7 +10,8 @@ checks in one function:
 - the request guards (trusted host, JSON content type: ``request_guards.request_problem``),
 - the body limit (``serving.max_body_bytes``),
 - the caller: no key needed, or a key the Guard verified before (``Guard.plain_reader``),
-- a body of the documented shape (``features`` / ``feature_service`` / ``entities``).
+- a body of the documented shape (``features`` / ``feature_service`` / ``entities`` /
+  ``request``, the fields request-time features read).
 
 Every other request, and every lookup that fails one of these checks, goes to the full app
 unchanged (the body it read is handed on), which answers and audits it exactly as before.
@@ -48,7 +49,7 @@ __all__ = ["PATH", "LeanLookups", "OnlineLookups", "format_served_at"]
 
 PATH = "/v1/online-features"
 _TARGET = f"POST {PATH}"
-_FIELDS = frozenset({"features", "feature_service", "entities"})
+_FIELDS = frozenset({"features", "feature_service", "entities", "request"})
 _HEADERS = [(b"content-type", b"application/json")]
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class OnlineLookups:
         features: list[str] | None,
         feature_service: str | None,
         entities: Mapping[str, Sequence[Any]],
+        request: Mapping[str, Any] | None = None,
     ) -> bytes:
         """The JSON body of the answer.
 
@@ -108,7 +110,7 @@ class OnlineLookups:
         check_entity_count(entities, self._max_entities)
         resolved = self._resolver(await self._definitions(), features, feature_service)
         self._guard.authorize_features(principal, resolved, _TARGET)
-        result = await lookup_async(self._reader.read_many, resolved, entities)
+        result = await lookup_async(self._reader.read_many, resolved, entities, request)
         statuses = [[s.value for s in row] for row in result.statuses]
         if self._response_log is not None:
             self._response_log.record(
@@ -130,9 +132,9 @@ class OnlineLookups:
 
 def _plain_body(
     body: bytes,
-) -> tuple[list[str] | None, str | None, dict[str, list[Any]]] | None:
-    """``(features, feature_service, entities)`` of a body of exactly the documented shape,
-    else ``None`` (the full app then names what is wrong)."""
+) -> tuple[list[str] | None, str | None, dict[str, list[Any]], dict[str, Any] | None] | None:
+    """``(features, feature_service, entities, request)`` of a body of exactly the
+    documented shape, else ``None`` (the full app then names what is wrong)."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -152,7 +154,12 @@ def _plain_body(
         return None
     if service is not None and not isinstance(service, str):
         return None
-    return features, service, entities
+    request = parsed.get("request")
+    if request is not None and not (
+        isinstance(request, dict) and all(isinstance(k, str) for k in request)
+    ):
+        return None
+    return features, service, entities, request
 
 
 class LeanLookups:

@@ -13,12 +13,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from headwater.connectors.base import BaseOnlineStore, EntityKey
 from headwater.schemas.definitions import FeatureSet
 from headwater.schemas.errors import EventError
 from headwater.schemas.tiles import EntityState, Status
 from headwater.serving.errors import BadRequestError, ErrorItem
 from headwater.serving.features import ResolvedFeatures
+from headwater.serving.request_values import (
+    evaluate_request_column,
+    typed_request,
+    worst_status,
+)
 
 __all__ = ["OnlineResult", "Requests", "lookup", "lookup_async"]
 
@@ -50,28 +57,41 @@ Requests = list[tuple[FeatureSet, list[EntityKey]]]
 
 
 def lookup(
-    store: BaseOnlineStore, resolved: ResolvedFeatures, entities: Mapping[str, Sequence[Any]]
+    store: BaseOnlineStore,
+    resolved: ResolvedFeatures,
+    entities: Mapping[str, Sequence[Any]],
+    request: Mapping[str, Any] | None = None,
 ) -> OnlineResult:
-    """Feature values and statuses per entity row, in request order."""
-    rows, requests = _requests(resolved, entities)
-    return _result(resolved, entities, rows, store.read_many(requests))
+    """Feature values and statuses per entity row, in request order.
+
+    ``request``: the fields request-time features read, one value per entity row
+    (``serving.request_values``); checked before anything is read.
+    """
+    rows, requests, typed = _requests(resolved, entities, request)
+    return _result(resolved, entities, rows, store.read_many(requests), typed)
 
 
 async def lookup_async(
     read_many: Callable[[Requests], Awaitable[list[list[EntityState | None]]]],
     resolved: ResolvedFeatures,
     entities: Mapping[str, Sequence[Any]],
+    request: Mapping[str, Any] | None = None,
 ) -> OnlineResult:
     """``lookup`` with an awaited read (``AsyncRedisReader.read_many``), so the event loop
     serves other requests while Redis answers."""
-    rows, requests = _requests(resolved, entities)
-    return _result(resolved, entities, rows, await read_many(requests), reuse=True)
+    rows, requests, typed = _requests(resolved, entities, request)
+    return _result(resolved, entities, rows, await read_many(requests), typed, reuse=True)
 
 
 def _requests(
-    resolved: ResolvedFeatures, entities: Mapping[str, Sequence[Any]]
-) -> tuple[int, Requests]:
+    resolved: ResolvedFeatures,
+    entities: Mapping[str, Sequence[Any]],
+    request: Mapping[str, Any] | None,
+) -> tuple[int, Requests, dict[str, pa.Array]]:
     rows = _entity_columns(resolved, entities)
+    if not resolved.plans and request:  # request features reading request fields only
+        rows = max((len(v) for v in request.values() if isinstance(v, list)), default=0)
+    typed = typed_request(resolved, request, rows)
     requests: Requests = []
     for plan, entity in zip(resolved.plans, resolved.entities, strict=True):
         try:
@@ -82,7 +102,7 @@ def _requests(
             field = f"entities.{exc.field}" if exc.field else "entities"
             raise BadRequestError(f"entities: {exc}", field=field) from None
         requests.append((plan.feature_set, entity_keys))
-    return rows, requests
+    return rows, requests, typed
 
 
 def _result(
@@ -90,6 +110,7 @@ def _result(
     entities: Mapping[str, Sequence[Any]],
     rows: int,
     per_plan: Sequence[Sequence[EntityState | None]],
+    request: Mapping[str, pa.Array],
     *,
     reuse: bool = False,
 ) -> OnlineResult:
@@ -102,12 +123,33 @@ def _result(
         [plan.evaluate(state, served_at, reuse=reuse) for state in states]
         for plan, states in zip(resolved.plans, per_plan, strict=True)
     ]
+    computed = [
+        evaluate_request_column(
+            column,
+            rows,
+            request,
+            [_stored_values(resolved, evaluated, c, rows) for c in column.inputs],
+        ).to_pylist()
+        for column in resolved.request_columns
+    ]
     for i in range(rows):
         row_values, row_statuses = [], []
-        for plan_index, feature_index in resolved.columns:
-            plan_values, status = evaluated[plan_index][i]
-            row_values.append(plan_values[feature_index])
-            row_statuses.append(status)
+        for kind, index in resolved.outputs:
+            if kind == "stored":
+                plan_index, feature_index = resolved.columns[index]
+                plan_values, status = evaluated[plan_index][i]
+                row_values.append(plan_values[feature_index])
+                row_statuses.append(status)
+                continue
+            row_values.append(computed[index][i])
+            row_statuses.append(
+                worst_status(
+                    [
+                        evaluated[resolved.columns[c][0]][i][1]
+                        for c in resolved.request_columns[index].inputs
+                    ]
+                )
+            )
         values.append(row_values)
         statuses.append(row_statuses)
     keys_used = sorted({k for keys in resolved.entity_keys for k in keys})
@@ -117,3 +159,11 @@ def _result(
         values=values,
         statuses=statuses,
     )
+
+
+def _stored_values(
+    resolved: ResolvedFeatures, evaluated: Sequence[Sequence[Any]], column: int, rows: int
+) -> list[Any]:
+    """The values of stored column ``column`` on every row."""
+    plan_index, feature_index = resolved.columns[column]
+    return [evaluated[plan_index][i][0][feature_index] for i in range(rows)]

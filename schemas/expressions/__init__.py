@@ -20,11 +20,14 @@ Grammar, loosest binding first (``a < b < c`` is a syntax error: comparisons do 
     unary   := '-' unary | atom
     atom    := NUMBER | STRING | 'true' | 'false' | 'null'
              | NAME | NAME '.' NAME ... | `any field name`
+             | NAME ['@v' DIGITS] ':' NAME
              | NAME '(' [expr {',' expr}] ')' | '(' expr ')'
 
 ``NUMBER`` is ``12`` (long) or ``1.5``, ``.5``, ``1e3`` (double). ``STRING`` is single- or
 double-quoted with the escapes ``\\ \' \" \n \t \r \0 \uXXXX``. Keywords are lower case;
-a field named like a keyword is written in backquotes.
+a field named like a keyword is written in backquotes. ``set:feature`` and
+``set@v2:feature`` are stored features, which only request-time features may read
+(``schemas.request_features``, where ``request.amount`` is a field sent with the lookup).
 
 Types are ``boolean``, ``long``, ``double`` and ``string`` (Avro ``int`` reads as long and
 ``float`` as double). Other Avro forms read as their normalised values
@@ -40,7 +43,9 @@ nested record is written ``address.city``; arrays and maps are only usable throu
   gives double; long mixed with double gives double; ``x / 0`` and ``x % 0`` give null;
   ``%`` takes the sign of the dividend (SQL, not Python); ``+`` on two strings concatenates.
 * ``if(cond, a, b)`` gives ``b`` when ``cond`` is false or null, like SQL ``CASE WHEN``;
-  ``coalesce(a, b, ...)`` gives the first non-null argument.
+  ``coalesce(a, b, ...)`` gives the first non-null argument; ``nullif(a, b)`` gives null
+  when ``a == b`` and ``a`` otherwise (a null ``b`` never matches), so
+  ``x / nullif(y, 0)`` reads as in SQL (``x / 0`` is null anyway).
 
 Functions: ``abs``, ``round(x[, digits])`` (half away from zero), ``floor``, ``ceil``,
 ``sqrt`` (null for negatives), ``lower``, ``upper``, ``trim``, ``length``,

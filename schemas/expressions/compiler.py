@@ -202,6 +202,8 @@ class Compiler:
                 message += suggestion
             elif name in ARITY:
                 message += f"; hint: {name} is a function, call it as {name}(...)"
+            elif ":" in name:
+                message += "; hint: only request features read stored features (set:feature)"
             raise self.error(message, position)
         avro = self.field_types[name]
         type_name = _AVRO_TYPES.get(avro) if isinstance(avro, str) else None
@@ -390,6 +392,13 @@ class Compiler:
         if name == "coalesce":
             values = [self.coerce(arg, target).run for arg in args]
             return _Typed(target, lambda f: pc.coalesce(*[value(f) for value in values]))
+        if name == "nullif":  # SQL: null when a == b, else a (a null b never matches)
+            self.comparable(args[0], args[1], "==", position)
+            a, b = self.coerce(args[0], target).run, self.coerce(args[1], target).run
+            none = null_of(target)
+            return _Typed(
+                target, lambda f: pc.if_else(pc.fill_null(pc.equal(a(f), b(f)), False), none, a(f))
+            )
         condition = self.expect(args[0], "boolean", "condition of if()").run
         a, b = self.coerce(args[1], target).run, self.coerce(args[2], target).run
         # A null condition picks b, as SQL's CASE WHEN does.

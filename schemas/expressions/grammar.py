@@ -29,7 +29,7 @@ _GRAMMAR: Final = r"""
 ?product: unary | product MUL_OP unary                      -> arith
 ?unary: atom | MINUS unary                                  -> minus
 ?atom: NUMBER -> number | STRING -> string | (TRUE | FALSE) -> boolean | NULL -> null
-    | (NAME | QUOTED_NAME | PATH)                           -> field
+    | (NAME | QUOTED_NAME | PATH | FEATURE_REF)             -> field
     | NAME _LPAR [arguments] _RPAR                          -> call
     | _LPAR or_expr _RPAR
 arguments: or_expr (_COMMA or_expr)*
@@ -51,6 +51,7 @@ _COMMA: ","
 NUMBER: /(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?/
 STRING: /'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"/s
 QUOTED_NAME: /`[^`]+`/
+FEATURE_REF.3: /[A-Za-z_][A-Za-z0-9_]*(@v[0-9]+)?:[A-Za-z_][A-Za-z0-9_]*/
 PATH.2: /[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+/
 NAME: /[A-Za-z_][A-Za-z0-9_]*/
 %import common.WS
@@ -61,7 +62,7 @@ NAME: /[A-Za-z_][A-Za-z0-9_]*/
 _PARSER: Final = Lark(_GRAMMAR, parser="lalr", lexer="basic", propagate_positions=True)
 
 _VALUES: Final = frozenset(
-    {"NUMBER", "STRING", "TRUE", "FALSE", "NULL", "NAME", "QUOTED_NAME", "PATH"}
+    {"NUMBER", "STRING", "TRUE", "FALSE", "NULL", "NAME", "QUOTED_NAME", "PATH", "FEATURE_REF"}
 )
 _BINARY: Final = frozenset({"OR", "AND", "COMPARE", "IN", "IS", "PLUS", "MUL_OP"})
 _TERMINAL_NAMES: Final[Mapping[str, str]] = {

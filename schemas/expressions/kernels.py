@@ -169,6 +169,7 @@ ARITY: Final[Mapping[str, tuple[int, int | None]]] = {
     "if": (3, 3),
     "concat": (1, None),
     "coalesce": (1, None),
+    "nullif": (2, 2),
     "size": (1, 1),
 }
 ARITHMETIC: Final[Mapping[str, Callable[[Datum, Datum], Datum]]] = {

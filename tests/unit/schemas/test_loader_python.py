@@ -67,3 +67,21 @@ def test_a_module_that_fails_is_reported_not_raised(tmp_path: Path) -> None:
         DefinitionError, match=r"broken.py: <module>: running the module failed: RuntimeError: boom"
     ):
         load_definitions(tmp_path)
+
+
+def test_python_module_request_features_are_type_checked(tmp_path: Path) -> None:
+    text = MODULE.replace("{field}", "amount").replace(
+        "        filter=\"status == 'approved'\",",
+        "        filter=\"status == 'approved'\",\n"
+        "        request_schema={'amount': 'double'},\n"
+        "        request_features={'ratio': 'request.amount / nullif(spend_1h, 0)',"
+        " 'bad': 'last_merchants + 1'},",
+    )
+    shutil.copy(EXAMPLES / "transactions.avsc", tmp_path / "transactions.avsc")
+    (tmp_path / "features.py").write_text(text)
+    with pytest.raises(DefinitionError) as info:
+        load_definitions(tmp_path)
+    message = str(info.value)
+    assert "features.py: sets[0].request_features.bad" in message
+    assert "'last_merchants' (last_n) has no value an expression can use" in message
+    assert "ratio" not in message

@@ -124,7 +124,16 @@ def test_a_plain_lookup_is_answered_without_the_full_app() -> None:
     assert headers[b"content-type"] == b"application/json"
     assert inner.bodies == []
     principal = Principal("anonymous@127.0.0.1")
-    assert lookups.calls == [(principal, ["s:f"], None, {"user_id": ["u1"]})]
+    assert lookups.calls == [(principal, ["s:f"], None, {"user_id": ["u1"]}, None)]
+
+
+def test_a_lookup_with_request_fields_is_answered_by_the_lean_path() -> None:
+    lean, inner, lookups = lean_path()
+    body = b'{"features": ["s:r"], "entities": {"user_id": ["u1"]}, "request": {"amount": [2.5]}}'
+    status, answer, _ = run(lean, body=body)
+    assert (status, answer, inner.bodies) == (200, b'{"answer": 1}', [])
+    principal = Principal("anonymous@127.0.0.1")
+    assert lookups.calls == [(principal, ["s:r"], None, {"user_id": ["u1"]}, {"amount": [2.5]})]
 
 
 @pytest.mark.parametrize(
@@ -148,6 +157,7 @@ def test_a_plain_lookup_is_answered_without_the_full_app() -> None:
         ("a feature not text", {"body": b'{"features": [1], "entities": {"u": [1]}}'}),
         ("a service not text", {"body": b'{"feature_service": 1, "entities": {"u": [1]}}'}),
         ("a list body", {"body": b"[1, 2]"}),
+        ("request not a mapping", {"body": b'{"entities": {"u": [1]}, "request": [1]}'}),
     ],
 )
 def test_anything_else_goes_to_the_full_app_with_its_body(why: str, kwargs: dict[str, Any]) -> None:
