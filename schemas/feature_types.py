@@ -36,9 +36,14 @@ _EXPRESSION_TYPES: Final[Mapping[str, str]] = {
 _INTEGERS: Final = frozenset({"int", "long"})
 _ALWAYS: Final[Mapping[str, str]] = {
     "count": "long",
+    "count_if": "long",
     "count_distinct": "long",
+    "approx_count_distinct": "long",
     "mean": "double",
     "stddev": "double",
+    "variance": "double",
+    "skew": "double",
+    "kurtosis": "double",
 }
 _AS_FIELD: Final = frozenset({"min", "max", "first", "last"})
 
@@ -62,7 +67,7 @@ def value_type(feature: Feature, field_types: Mapping[str, str]) -> str | None:
     if feature.function in _ALWAYS:
         return _ALWAYS[feature.function]
     field_type = field_types.get(feature.field) if feature.field is not None else None
-    if feature.function == "sum":  # integer fields (and long transform outputs) sum exactly
+    if feature.function in ("sum", "sum_if"):  # integer fields (and long transform outputs) sum exactly
         if field_type in _INTEGERS:
             return "long"
         return "double" if expression_type(field_type) in ("long", "double") else None

@@ -127,6 +127,15 @@ def test_nullif_checks_its_arguments() -> None:
         (Feature(name="f", function="first", field="flag"), "boolean"),
         (Feature(name="f", function="last", field="tags"), None),
         (Feature(name="f", function="last_n", field="d", n=3), None),
+        (Feature(name="f", function="count_if", where="i > 0"), "long"),
+        (Feature(name="f", function="sum_if", field="i", where="i > 0"), "long"),
+        (Feature(name="f", function="approx_count_distinct", field="m"), "long"),
+        (Feature(name="f", function="variance", field="i"), "double"),
+        (Feature(name="f", function="skew", field="d"), "double"),
+        (Feature(name="f", function="kurtosis", field="d"), "double"),
+        (Feature(name="f", function="approx_percentile", field="d", percentiles=[0.5]), None),
+        (Feature(name="f", function="top_k", field="m", k=2), None),
+        (Feature(name="f", function="first_n", field="m", n=2), None),
     ],
 )
 def test_value_types_of_stored_features(feature: Feature, expected: str | None) -> None:
@@ -143,7 +152,7 @@ def test_value_types_of_stored_features(feature: Feature, expected: str | None) 
 
 def test_an_unknown_function_has_no_value_type() -> None:
     feature = Feature(name="f", function="count")
-    object.__setattr__(feature, "function", "approx_percentile")  # one added after this module
+    object.__setattr__(feature, "function", "brand_new")  # one added after this module
     assert value_type(feature, {}) is None
 
 
