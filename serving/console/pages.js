@@ -14,6 +14,22 @@
     return Object.entries(map || {}).map(([k, v]) => h("span", { class: "tag" }, `${k}: ${v}`));
   }
 
+  // A feature's window as the catalog gives it, with its offset and its own tile length.
+  function windowText(f, resolution) {
+    const parts = [f.window];
+    if (f.offset) parts.push(`offset ${f.offset}`);
+    if (f.tile && f.tile !== resolution) parts.push(`${f.tile} tiles`);
+    return parts.join(", ");
+  }
+
+  // A feature's function parameters (percentiles, k, where, ...), "–" when it has none.
+  const NOT_PARAMETERS = new Set(["name", "function", "field", "window", "offset", "tile"]);
+  function parameters(f) {
+    const shown = Object.entries(f).filter(([k]) => !NOT_PARAMETERS.has(k))
+      .map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : v}`);
+    return shown.length ? shown.join("; ") : "–";
+  }
+
   // 1. Catalog search: one page at a time from /v1/catalog/search.
   route(/^\/$/, async (_, params) => {
     const query = params.get("q") || "";
@@ -139,9 +155,12 @@
       ["Owner", fs.owner], ["Tags", tags(fs.tags)], ["Labels", labels(fs.labels)],
       ["TTL", fs.ttl || "none"], ["Resolution", fs.resolution], ["Filter", fs.filter || "none"],
     ];
-    const features = table(["Feature", "Function", "Field", "Window"], fs.features.map((f) =>
-      h("tr", { "data-feature": f.name }, h("td", {}, f.name), h("td", {}, f.function),
-        h("td", {}, f.field || "–"), h("td", {}, f.window))), { id: "features" });
+    const features = table(["Feature", "Function", "Field", "Window", "Parameters"],
+      fs.features.map((f) =>
+        h("tr", { "data-feature": f.name }, h("td", {}, f.name), h("td", {}, f.function),
+          h("td", {}, f.field || "–"), h("td", {}, windowText(f, fs.resolution)), h("td", {}, parameters(f)))),
+      { id: "features" });
+    const requestFeatures = Object.entries(fs.request_features || {});
     const transforms = Object.entries(fs.transforms);
     const schema = source instanceof Error
       ? h("p", { class: "error" }, source.message)
@@ -165,6 +184,12 @@
             def.map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, v)))))),
         healthPanel(monitor)),
       h("h2", {}, "Features"), features,
+      requestFeatures.length ? [h("h2", {}, "Request features"),
+        h("p", { class: "muted" }, "Request fields: " + (Object.entries(fs.request_schema || {})
+          .map(([k, v]) => `${k} (${v})`).join(", ") || "none")),
+        table(["Feature", "Expression"], requestFeatures.map(([k, v]) =>
+          h("tr", { "data-request-feature": k }, h("td", {}, k), h("td", {}, h("code", {}, v)))),
+        { id: "request-features" })] : null,
       transforms.length ? [h("h2", {}, "Transforms"), table(["Column", "Expression"],
         transforms.map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", {}, h("code", {}, v)))),
         { id: "transforms" })] : null,
