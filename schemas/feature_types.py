@@ -67,7 +67,10 @@ def value_type(feature: Feature, field_types: Mapping[str, str]) -> str | None:
     if feature.function in _ALWAYS:
         return _ALWAYS[feature.function]
     field_type = field_types.get(feature.field) if feature.field is not None else None
-    if feature.function in ("sum", "sum_if"):  # integer fields (and long transform outputs) sum exactly
+    if feature.function in (
+        "sum",
+        "sum_if",
+    ):  # integer fields (and long transform outputs) sum exactly
         if field_type in _INTEGERS:
             return "long"
         return "double" if expression_type(field_type) in ("long", "double") else None
