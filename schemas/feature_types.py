@@ -15,24 +15,10 @@ from collections.abc import Mapping
 from typing import Final
 
 from headwater.schemas.definitions import Feature
+from headwater.schemas.expressions.compiler import EXPRESSION_TYPES
 
 __all__ = ["expression_type", "value_type"]
 
-# How the expression language reads a field of each (normalised) Avro or transform type:
-# the same table as the compiler's, kept here so schemas stays free of import cycles.
-_EXPRESSION_TYPES: Final[Mapping[str, str]] = {
-    "boolean": "boolean",
-    "int": "long",
-    "long": "long",
-    "float": "double",
-    "double": "double",
-    "string": "string",
-    "timestamp": "long",
-    "time": "long",
-    "date": "string",
-    "decimal": "double",
-    "enum": "string",
-}
 _INTEGERS: Final = frozenset({"int", "long"})
 _ALWAYS: Final[Mapping[str, str]] = {
     "count": "long",
@@ -51,7 +37,7 @@ _AS_FIELD: Final = frozenset({"min", "max", "first", "last"})
 def expression_type(type_name: str | None) -> str | None:
     """The expression type of a field of Avro (or transform output) type ``type_name``, or
     ``None`` for forms expressions cannot read (arrays, maps, records, bytes, unions)."""
-    return _EXPRESSION_TYPES.get(type_name) if type_name is not None else None
+    return EXPRESSION_TYPES.get(type_name) if type_name is not None else None
 
 
 def value_type(feature: Feature, field_types: Mapping[str, str]) -> str | None:

@@ -35,7 +35,8 @@ from headwater.schemas.suggestions import did_you_mean
 # A compiled (sub)expression: computes its value in one evaluation.
 Run = Callable[[Frame], Datum]
 
-_AVRO_TYPES: Final[Mapping[str, str]] = {
+EXPRESSION_TYPES: Final[Mapping[str, str]] = {
+    # How expressions read a field of each Avro (or transform output) type.
     "boolean": "boolean",
     "int": "long",
     "long": "long",
@@ -206,14 +207,14 @@ class Compiler:
                 message += "; hint: only request features read stored features (set:feature)"
             raise self.error(message, position)
         avro = self.field_types[name]
-        type_name = _AVRO_TYPES.get(avro) if isinstance(avro, str) else None
+        type_name = EXPRESSION_TYPES.get(avro) if isinstance(avro, str) else None
         if type_name is None:
             hint = f"; hint: size({name}) gives its number of items" if avro in _SIZED else ""
             if avro == "record":
                 hint = f"; hint: use one of its fields, e.g. {name}.<field>"
             message = (
                 f"field {name!r} at position {position} has Avro type {avro!r}, which "
-                f"expressions cannot use; usable types: {', '.join(sorted(_AVRO_TYPES))}{hint}"
+                f"expressions cannot use; usable types: {', '.join(sorted(EXPRESSION_TYPES))}{hint}"
             )
             raise self.error(message, position)
         self.fields.add(name)
