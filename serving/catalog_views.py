@@ -50,7 +50,12 @@ def feature_set_summary(fs: FeatureSet, *, status: str = "active") -> dict[str, 
                     if k not in ("offset_ms", "resolution_ms")
                 },
                 **({"offset": format_duration(f.offset_ms)} if f.offset_ms else {}),
-                **({"tile": format_duration(fs.tile_ms(f))} if f.window_ms else {}),
+                # A feature's own tile length, when it is not the set's resolution.
+                **(
+                    {"tile": format_duration(fs.tile_ms(f))}
+                    if f.window_ms and fs.tile_ms(f) != fs.resolution_ms
+                    else {}
+                ),
             }
             for f in fs.features
         ],
