@@ -18,18 +18,62 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["as_fraction", "central_moments", "kurtosis", "skew", "text_of", "variance"]
+__all__ = [
+    "Dyadic",
+    "add_dyadic",
+    "as_fraction",
+    "central_moments",
+    "dyadic",
+    "kurtosis",
+    "skew",
+    "text_of",
+    "variance",
+]
+
+
+Dyadic = tuple[int, int]
+"""``(m, e)``, the exact value ``m / 2**e``: how lookups accumulate power sums of one window.
+
+Every double is a dyadic rational, and so are its powers and their sums, so the stored
+``[numerator, denominator]`` of a power sum always has a power-of-two denominator. Adding
+dyadics needs a shift, not the ``gcd`` a ``Fraction`` addition computes."""
+
+
+def dyadic(state: Any) -> Dyadic:
+    """A stored power sum (or an accumulated one) as a ``Dyadic``."""
+    if isinstance(state, tuple):
+        return state
+    numerator, denominator = int(state[0]), int(state[1])
+    exponent = denominator.bit_length() - 1
+    if denominator != 1 << exponent:  # not a sum of doubles' powers: never written so
+        msg = f"power sum {state!r} has a denominator that is not a power of two"
+        raise ValueError(msg)
+    return numerator, exponent
+
+
+def add_dyadic(a: Dyadic, state: Any) -> Dyadic:
+    """``a`` plus a stored (or accumulated) power sum, exactly."""
+    m, e = dyadic(state)
+    if e > a[1]:
+        return (a[0] << (e - a[1])) + m, e
+    return a[0] + (m << (a[1] - e)), a[1]
 
 
 def as_fraction(state: Any) -> Fraction:
-    """An exact sum as stored: ``[numerator, denominator]`` text, Shewchuk partials (a list
-    of floats), an int, or ``None`` for nothing."""
+    """An exact sum as stored: ``[numerator, denominator]`` text, a ``Dyadic``, Shewchuk
+    partials (a list of floats), an int, or ``None`` for nothing."""
     if state is None:
         return Fraction(0)
+    if isinstance(state, tuple):
+        return Fraction(state[0], 1 << state[1])
     if isinstance(state, list):
         if state and isinstance(state[0], str):
             return Fraction(int(state[0]), int(state[1]))
-        return sum((Fraction(p) for p in state), Fraction(0))
+        total: Dyadic = (0, 0)
+        for part in state:  # each float is dyadic: shifts, not a Fraction's gcd per addition
+            numerator, denominator = float(part).as_integer_ratio()
+            total = add_dyadic(total, (numerator, denominator.bit_length() - 1))
+        return Fraction(total[0], 1 << total[1])
     return Fraction(state)
 
 

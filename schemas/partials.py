@@ -191,7 +191,7 @@ def merger(kind: str, n: int, param: str) -> tuple[Any, Any]:
     if kind == "first":
         return (lambda a, b: a if (a[0], a[1]) <= (b[0], b[1]) else b), None
     if kind in ("qsum", "csum", "q4sum"):
-        return (lambda a, b: a + moments.as_fraction(b)), moments.as_fraction
+        return moments.add_dyadic, moments.dyadic
     if kind == "distinct":
         return _update, set
     if kind == "lastn":
