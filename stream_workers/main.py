@@ -40,11 +40,27 @@ def run_worker(settings: Settings, *, restart: Sequence[str]) -> None:
     # events/s for the processor alone). Rarer young collections keep cycles collected.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    stops = 0
+
+    class Worker(faust.Worker):
+        """Counts the stop signals: a reload sends itself exactly one SIGTERM, so a second
+        one (or a SIGINT) is a supervisor's, and the worker must stop, not restart."""
+
+        def _on_sigterm(self) -> None:
+            nonlocal stops
+            stops += 1
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            nonlocal stops
+            stops += 2
+            super()._on_sigint()
+
     try:
-        faust.Worker(
+        Worker(
             faust_app, loglevel="INFO", quiet=True, override_logging=True
         ).execute_from_commandline()
     finally:
-        if reload_requested():
+        if reload_requested() and stops <= 1:
             # Same pid, fresh interpreter: supervisors and tests keep tracking one process.
             os.execv(restart[0], list(restart))
