@@ -203,9 +203,9 @@ def merger(kind: str, n: int, param: str) -> tuple[Any, Any]:
     if kind == "counts":
         return _add_counts, _count_dict
     if kind == "dd":
-        return _add_bins, dict
+        return sketches.dd_merge_into, dict
     if kind == "hll":
-        return _max_registers, dict
+        return sketches.hll_merge_into, dict
     msg = f"unknown partial kind {kind!r}"
     raise AssertionError(msg)
 
@@ -227,20 +227,6 @@ def _count_dict(b: list[list[Any]] | dict[Any, int]) -> dict[Any, int]:
 def _add_counts(a: dict[Any, int], b: list[list[Any]] | dict[Any, int]) -> dict[Any, int]:
     for v, c in b.items() if isinstance(b, dict) else b:
         a[v] = a.get(v, 0) + c
-    return a
-
-
-def _add_bins(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    # Not folded here: folding is a function of the final bins (``sketches.dd_quantiles``).
-    for name, c in b.items():
-        a[name] = a.get(name, 0) + c
-    return a
-
-
-def _max_registers(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    for index, rank in b.items():
-        if a.get(index, 0) < rank:
-            a[index] = rank
     return a
 
 

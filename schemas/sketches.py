@@ -44,11 +44,13 @@ __all__ = [
     "dd_from_bins",
     "dd_from_values",
     "dd_merge",
+    "dd_merge_into",
     "dd_quantiles",
     "hll_add",
     "hll_estimate",
     "hll_from_values",
     "hll_merge",
+    "hll_merge_into",
     "hll_register",
 ]
 
@@ -105,11 +107,17 @@ def dd_add(state: DDState | None, value: float, accuracy: float) -> DDState | No
     return _fold_lowest(grown) if len(grown) > 1 else grown
 
 
+def dd_merge_into(a: DDState, b: DDState) -> DDState:
+    """Add ``b``'s bins to ``a`` in place, without folding (folding is a function of the
+    final bins: ``dd_quantiles`` folds once); the lookups' accumulator."""
+    for name, count in b.items():
+        a[name] = a.get(name, 0) + count
+    return a
+
+
 def dd_merge(a: DDState, b: DDState) -> DDState:
     """The sketch of both states' values (a new dict)."""
-    merged = dict(a)
-    for name, count in b.items():
-        merged[name] = merged.get(name, 0) + count
+    merged = dd_merge_into(dict(a), b)
     return _fold_lowest(merged) if len(merged) > 1 else merged
 
 
@@ -206,13 +214,17 @@ def hll_add(state: HLLState | None, value: Any, precision: int) -> HLLState:
     return grown
 
 
+def hll_merge_into(a: HLLState, b: HLLState) -> HLLState:
+    """Register-wise maximum of ``a`` and ``b``, into ``a`` (the lookups' accumulator)."""
+    for index, rank in b.items():
+        if a.get(index, 0) < rank:
+            a[index] = rank
+    return a
+
+
 def hll_merge(a: HLLState, b: HLLState) -> HLLState:
     """Register-wise maximum (a new dict)."""
-    merged = dict(a)
-    for index, rank in b.items():
-        if merged.get(index, 0) < rank:
-            merged[index] = rank
-    return merged
+    return hll_merge_into(dict(a), b)
 
 
 def hll_from_values(values: Iterable[Any], precision: int) -> HLLState | None:
